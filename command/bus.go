@@ -1,0 +1,245 @@
+package command
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/kafka"
+)
+
+// BusConfig configures a Bus.
+type BusConfig struct {
+	Brokers   []string
+	Topics    kafka.Topics
+	Timeout   time.Duration // how long Send waits for an outcome
+	FetchWait time.Duration
+	Logger    *slog.Logger
+}
+
+// Bus sends commands to the commands topic and awaits their outcomes on the
+// replies topic. Each Bus is one reply destination: it reads only its own
+// partition of the replies topic and keeps only replies addressed to it.
+type Bus struct {
+	cfg            BusConfig
+	instanceID     string
+	replyPartition int32
+	client         sarama.Client
+	producer       sarama.SyncProducer
+	consumer       sarama.Consumer
+	replies        sarama.PartitionConsumer
+
+	mu      sync.Mutex
+	pending map[string]chan Reply
+	done    chan struct{}
+}
+
+// TimeoutError is returned by Send when no outcome arrived in time. The
+// command may still be handled later; resending it with the same
+// idempotency key is safe.
+type TimeoutError struct {
+	CommandID string
+	After     time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("command %s was not answered within %s", e.CommandID, e.After)
+}
+
+// Unwrap makes the code COMMAND_TIMEOUT visible to domain.ErrorCode.
+func (e *TimeoutError) Unwrap() error {
+	return &domain.Error{Code: domain.CodeCommandTimeout, Message: e.Error()}
+}
+
+// NewBus connects to the brokers and starts listening for replies. It fails
+// if the brokers cannot be reached or the replies topic does not exist.
+func NewBus(cfg BusConfig) (*Bus, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	b := &Bus{cfg: cfg, instanceID: newID("gw_"), pending: map[string]chan Reply{}, done: make(chan struct{})}
+	sc := kafka.Config("order-gateway-bus", cfg.FetchWait)
+	sc.Producer.Return.Successes = true
+	sc.Producer.Partitioner = sarama.NewHashPartitioner
+	sc.Producer.Retry.Max = 3
+	client, err := sarama.NewClient(cfg.Brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("command bus: %w", err)
+	}
+	b.client = client
+	parts, err := client.Partitions(cfg.Topics.Replies)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("command bus: replies topic %s: %w", cfg.Topics.Replies, err)
+	}
+	h := fnv.New32a()
+	h.Write([]byte(b.instanceID))
+	b.replyPartition = int32(h.Sum32() % uint32(len(parts)))
+
+	if b.producer, err = sarama.NewSyncProducerFromClient(client); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("command bus producer: %w", err)
+	}
+	if b.consumer, err = sarama.NewConsumerFromClient(client); err != nil {
+		b.producer.Close()
+		client.Close()
+		return nil, fmt.Errorf("command bus consumer: %w", err)
+	}
+	// Starting at the newest offset before any command is sent means every
+	// reply to this instance is seen.
+	if b.replies, err = b.consumer.ConsumePartition(cfg.Topics.Replies, b.replyPartition, sarama.OffsetNewest); err != nil {
+		b.consumer.Close()
+		b.producer.Close()
+		client.Close()
+		return nil, fmt.Errorf("command bus: consume replies: %w", err)
+	}
+	go b.readReplies()
+	return b, nil
+}
+
+// InstanceID identifies this bus as a reply destination.
+func (b *Bus) InstanceID() string { return b.instanceID }
+
+func (b *Bus) readReplies() {
+	defer close(b.done)
+	errs := b.replies.Errors()
+	msgs := b.replies.Messages()
+	for msgs != nil || errs != nil {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				msgs = nil
+				continue
+			}
+			if string(m.Key) != b.instanceID {
+				continue
+			}
+			var r Reply
+			if err := json.Unmarshal(m.Value, &r); err != nil {
+				b.cfg.Logger.Error("undecodable reply", "offset", m.Offset, "err", err)
+				continue
+			}
+			b.mu.Lock()
+			ch := b.pending[r.CommandID]
+			delete(b.pending, r.CommandID)
+			b.mu.Unlock()
+			if ch != nil {
+				ch <- r
+			}
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			b.cfg.Logger.Warn("reading replies", "err", err)
+		}
+	}
+}
+
+// Send publishes cmd and waits for its outcome. idempotencyKey may be empty:
+// the bus then picks a fresh one, so that its own resend stays safe. A
+// PlaceOrder without an order id gets one from PlaceOrderID.
+//
+// Business-rule rejections come back in Reply.Error with a nil error. The
+// error is a *TimeoutError when no outcome arrives within the timeout, a
+// domain.Error with code UNAVAILABLE when the broker cannot be reached, and
+// INVALID_INPUT when the command fails validation (nothing is sent then).
+func (b *Bus) Send(ctx context.Context, cmd domain.Command, idempotencyKey string) (Reply, error) {
+	if p, ok := cmd.(domain.PlaceOrder); ok && p.OrderID == "" {
+		p.OrderID = PlaceOrderID(p.CustomerID, idempotencyKey)
+		cmd = p
+	}
+	if err := domain.Validate(cmd); err != nil {
+		return Reply{OrderID: cmd.TargetOrderID(), Error: err.(*domain.Error)}, nil
+	}
+	if idempotencyKey == "" {
+		idempotencyKey = newID("auto_")
+	}
+	typ, data, err := domain.MarshalCommand(cmd)
+	if err != nil {
+		return Reply{}, fmt.Errorf("encode command: %w", err)
+	}
+	env := envelope{CommandID: newID("cmd_"), Type: typ, OrderID: cmd.TargetOrderID(), IdempotencyKey: idempotencyKey, Data: data}
+	value, _ := json.Marshal(env)
+	msg := &sarama.ProducerMessage{
+		Topic: b.cfg.Topics.Commands,
+		Key:   sarama.StringEncoder(env.OrderID),
+		Value: sarama.ByteEncoder(value),
+		Headers: []sarama.RecordHeader{
+			{Key: []byte(HeaderCommandID), Value: []byte(env.CommandID)},
+			{Key: []byte(HeaderIdempotencyKey), Value: []byte(idempotencyKey)},
+			{Key: []byte(HeaderReplyTo), Value: []byte(b.instanceID)},
+			{Key: []byte(HeaderReplyPartition), Value: []byte(strconv.Itoa(int(b.replyPartition)))},
+		},
+	}
+
+	ch := make(chan Reply, 1)
+	b.mu.Lock()
+	b.pending[env.CommandID] = ch
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.pending, env.CommandID)
+		b.mu.Unlock()
+	}()
+
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	sent := make(chan error, 1)
+	go func() {
+		_, _, err := b.producer.SendMessage(msg)
+		sent <- err
+	}()
+	select {
+	case err := <-sent:
+		if err != nil {
+			return Reply{}, unavailable("send command %s: %v", env.CommandID, err)
+		}
+	case <-ctx.Done():
+		return Reply{}, b.ctxErr(ctx, env.CommandID)
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return Reply{}, b.ctxErr(ctx, env.CommandID)
+	}
+}
+
+func (b *Bus) ctxErr(ctx context.Context, commandID string) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &TimeoutError{CommandID: commandID, After: b.cfg.Timeout}
+	}
+	return ctx.Err()
+}
+
+func unavailable(format string, args ...any) error {
+	return domain.Errorf(domain.CodeUnavailable, format, args...)
+}
+
+// Ping checks that the broker answers a metadata request.
+func (b *Bus) Ping() error {
+	if err := b.client.RefreshMetadata(b.cfg.Topics.Commands); err != nil {
+		return unavailable("kafka: %v", err)
+	}
+	return nil
+}
+
+// Close stops listening for replies and closes the connections. Commands in
+// flight get their context's error.
+func (b *Bus) Close() error {
+	b.replies.AsyncClose()
+	<-b.done
+	b.consumer.Close()
+	b.producer.Close()
+	return b.client.Close()
+}

@@ -1,0 +1,182 @@
+// Package kafka holds what the write side and the read side share about
+// Apache Kafka: topic names and settings, the sarama configuration, topic
+// creation and the dead-letter writer. Only this package and the packages it
+// serves (command, projector, view feed) import sarama.
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Topics names the gateway's topics. See DESIGN.md for what each holds.
+type Topics struct {
+	Commands   string
+	Events     string
+	Snapshots  string
+	Replies    string
+	Views      string
+	DeadLetter string
+}
+
+// NewTopics derives the topic names from a prefix such as "orders".
+func NewTopics(prefix string) Topics {
+	return Topics{
+		Commands:   prefix + ".commands",
+		Events:     prefix + ".events",
+		Snapshots:  prefix + ".snapshots",
+		Replies:    prefix + ".replies",
+		Views:      prefix + ".views",
+		DeadLetter: prefix + ".deadletter",
+	}
+}
+
+// Version is the protocol version the clients speak: Apache Kafka 4.x only
+// accepts recent request versions, and the embedded broker speaks them too.
+var Version = sarama.V3_9_0_0
+
+// Config returns the base sarama configuration every client of the gateway
+// starts from: read_committed consumers, short fetch waits (a mutation waits
+// on several hops; sarama's default 500 ms would dominate its latency), and
+// bounded network timeouts so an unreachable broker fails fast.
+func Config(clientID string, fetchWait time.Duration) *sarama.Config {
+	c := sarama.NewConfig()
+	c.Version = Version
+	c.ClientID = clientID
+	c.Net.DialTimeout = 3 * time.Second
+	c.Net.ReadTimeout = 10 * time.Second
+	c.Net.WriteTimeout = 10 * time.Second
+	c.Metadata.Retry.Max = 2
+	c.Metadata.Retry.Backoff = 200 * time.Millisecond
+	c.Consumer.IsolationLevel = sarama.ReadCommitted
+	c.Consumer.MaxWaitTime = fetchWait
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	c.Consumer.Return.Errors = true
+	c.Consumer.Retry.Backoff = 250 * time.Millisecond
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Idempotent = true
+	c.Net.MaxOpenRequests = 1 // the idempotent producer requires it
+	c.Producer.Retry.Max = 5
+	c.Producer.Retry.Backoff = 100 * time.Millisecond
+	c.Producer.Return.Errors = true
+	return c
+}
+
+// TopicSettings says how to create the topics.
+type TopicSettings struct {
+	Partitions        int32
+	ReplicationFactor int16 // -1: the broker's default
+}
+
+// EnsureTopics creates the missing topics. It fails if the commands, events
+// and snapshots topics exist with different partition counts: the design
+// relies on their partition numbers lining up.
+func EnsureTopics(admin sarama.ClusterAdmin, t Topics, s TopicSettings) error {
+	forever, week, hour, month := "-1", strconv.Itoa(7*24*3600*1000), strconv.Itoa(3600*1000), strconv.Itoa(30*24*3600*1000)
+	compact := "compact"
+	want := []struct {
+		name    string
+		configs map[string]*string
+	}{
+		{t.Commands, map[string]*string{"retention.ms": &week}},
+		{t.Events, map[string]*string{"retention.ms": &forever, "retention.bytes": &forever}},
+		{t.Snapshots, map[string]*string{"cleanup.policy": &compact}},
+		{t.Replies, map[string]*string{"retention.ms": &hour}},
+		{t.Views, map[string]*string{"cleanup.policy": &compact}},
+		{t.DeadLetter, map[string]*string{"retention.ms": &month}},
+	}
+	existing, err := admin.ListTopics()
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	for _, w := range want {
+		if _, ok := existing[w.name]; ok {
+			continue
+		}
+		err := admin.CreateTopic(w.name, &sarama.TopicDetail{
+			NumPartitions: s.Partitions, ReplicationFactor: s.ReplicationFactor, ConfigEntries: w.configs,
+		}, false)
+		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", w.name, err)
+		}
+	}
+	meta, err := admin.DescribeTopics([]string{t.Commands, t.Events, t.Snapshots})
+	if err != nil {
+		return fmt.Errorf("describe topics: %w", err)
+	}
+	counts := map[string]int{}
+	for _, m := range meta {
+		if m.Err != sarama.ErrNoError {
+			return fmt.Errorf("describe topic %s: %w", m.Name, m.Err)
+		}
+		counts[m.Name] = len(m.Partitions)
+	}
+	if counts[t.Commands] != counts[t.Events] || counts[t.Commands] != counts[t.Snapshots] {
+		return fmt.Errorf("topics %s, %s and %s must have the same partition count, have %d, %d and %d",
+			t.Commands, t.Events, t.Snapshots, counts[t.Commands], counts[t.Events], counts[t.Snapshots])
+	}
+	return nil
+}
+
+// Dead-letter headers: why a message was set aside and where it came from.
+const (
+	HeaderDLError     = "dlq-error"
+	HeaderDLTopic     = "dlq-source-topic"
+	HeaderDLPartition = "dlq-source-partition"
+	HeaderDLOffset    = "dlq-source-offset"
+)
+
+// DeadLetter builds the dead-letter copy of msg with the reason in headers.
+// The original key, value and headers are kept.
+func DeadLetter(topic string, msg *sarama.ConsumerMessage, reason error) *sarama.ProducerMessage {
+	headers := make([]sarama.RecordHeader, 0, len(msg.Headers)+4)
+	for _, h := range msg.Headers {
+		if h != nil {
+			headers = append(headers, *h)
+		}
+	}
+	headers = append(headers,
+		sarama.RecordHeader{Key: []byte(HeaderDLError), Value: []byte(reason.Error())},
+		sarama.RecordHeader{Key: []byte(HeaderDLTopic), Value: []byte(msg.Topic)},
+		sarama.RecordHeader{Key: []byte(HeaderDLPartition), Value: []byte(strconv.Itoa(int(msg.Partition)))},
+		sarama.RecordHeader{Key: []byte(HeaderDLOffset), Value: []byte(strconv.FormatInt(msg.Offset, 10))},
+	)
+	var key, value sarama.Encoder
+	if msg.Key != nil {
+		key = sarama.ByteEncoder(msg.Key)
+	}
+	if msg.Value != nil {
+		value = sarama.ByteEncoder(msg.Value)
+	}
+	return &sarama.ProducerMessage{Topic: topic, Key: key, Value: value, Headers: headers}
+}
+
+// Header returns the value of the first header named key, or "".
+func Header(msg *sarama.ConsumerMessage, key string) string {
+	for _, h := range msg.Headers {
+		if h != nil && string(h.Key) == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// IsUnavailable reports whether err means the broker cannot be reached (as
+// opposed to a request the broker rejected).
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var netErr net.Error
+	return errors.Is(err, sarama.ErrOutOfBrokers) || errors.Is(err, sarama.ErrNotConnected) ||
+		errors.Is(err, sarama.ErrClosedClient) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, sarama.ErrLeaderNotAvailable) || errors.Is(err, sarama.ErrNotLeaderForPartition) ||
+		errors.As(err, &netErr) || strings.Contains(err.Error(), "connection refused")
+}

@@ -1,0 +1,300 @@
+package view
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+
+	"github.com/ordergateway/gateway/domain"
+)
+
+// MaxPageSize caps the `first` argument of orders.
+const MaxPageSize = 100
+
+// Store reads and writes the views in one MongoDB database.
+type Store struct {
+	client    *mongo.Client
+	orders    *mongo.Collection
+	customers *mongo.Collection
+}
+
+// Open connects to uri and uses database. It does not wait for the server:
+// the first operation (or Ping) does, for at most a few seconds.
+func Open(uri, database string) (*Store, error) {
+	opts := options.Client().ApplyURI(uri).
+		SetServerSelectionTimeout(3 * time.Second).
+		SetConnectTimeout(3 * time.Second).
+		SetAppName("order-gateway")
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb %s: %w", uri, err)
+	}
+	db := client.Database(database)
+	return &Store{client: client, orders: db.Collection("orders"), customers: db.Collection("customers")}, nil
+}
+
+// Close disconnects.
+func (s *Store) Close(ctx context.Context) error { return s.client.Disconnect(ctx) }
+
+// Ping checks that the store answers. It returns an UNAVAILABLE error if not.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	return storeErr(s.client.Ping(ctx, nil))
+}
+
+// EnsureIndexes creates the indexes the queries use.
+func (s *Store) EnsureIndexes(ctx context.Context) error {
+	_, err := s.orders.Indexes().CreateMany(ctx, []mongo.IndexModel{
+		{Keys: bson.D{{Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("createdAt_id")},
+		{Keys: bson.D{{Key: "customerId", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("customer_createdAt_id")},
+		{Keys: bson.D{{Key: "status", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("status_createdAt_id")},
+	})
+	return storeErr(err)
+}
+
+// storeErr maps driver errors: connectivity problems become UNAVAILABLE so
+// clients can tell an outage from a bug.
+func storeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var sse topology.ServerSelectionError
+	if errors.As(err, &sse) || mongo.IsNetworkError(err) || mongo.IsTimeout(err) || errors.Is(err, mongo.ErrClientDisconnected) {
+		return &domain.Error{Code: domain.CodeUnavailable, Message: "the view store is unavailable: " + err.Error()}
+	}
+	return err
+}
+
+// Order returns the view of one order, or nil if there is none.
+func (s *Store) Order(ctx context.Context, id string) (*OrderDoc, error) {
+	var d OrderDoc
+	err := s.orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return &d, nil
+}
+
+// Customer returns the summary of one customer, or nil if there is none.
+func (s *Store) Customer(ctx context.Context, id string) (*CustomerDoc, error) {
+	var d CustomerDoc
+	err := s.customers.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return &d, nil
+}
+
+// OrderFilter selects orders; zero fields select everything.
+type OrderFilter struct {
+	CustomerID    string
+	Statuses      []string
+	CreatedAfter  *time.Time
+	CreatedBefore *time.Time
+}
+
+// Page is one page of orders, newest first.
+type Page struct {
+	Orders      []OrderDoc
+	Cursors     []string
+	HasNext     bool
+	HasPrevious bool
+	TotalCount  int64
+}
+
+type cursor struct {
+	CreatedAt int64  `json:"t"` // unix milliseconds
+	ID        string `json:"id"`
+}
+
+func encodeCursor(d OrderDoc) string {
+	b, _ := json.Marshal(cursor{CreatedAt: d.CreatedAt.UnixMilli(), ID: d.ID})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (cursor, error) {
+	var c cursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil || c.ID == "" {
+		return c, &domain.Error{Code: domain.CodeInvalidInput, Message: fmt.Sprintf("cursor %q is not one this server issued", s), Field: []string{"after"}}
+	}
+	return c, nil
+}
+
+// Orders returns up to first orders matching f, newest first (by creation
+// time, then id), after the cursor after. Cursors name a position, not an
+// offset, so a page stays stable while new orders arrive. Errors:
+// INVALID_INPUT for a bad cursor or first outside 0..MaxPageSize,
+// UNAVAILABLE when the store cannot be reached.
+func (s *Store) Orders(ctx context.Context, f OrderFilter, first int, after string) (Page, error) {
+	if first < 0 || first > MaxPageSize {
+		return Page{}, &domain.Error{Code: domain.CodeInvalidInput, Message: fmt.Sprintf("first must be between 0 and %d, got %d", MaxPageSize, first), Field: []string{"first"}}
+	}
+	filter := bson.D{}
+	if f.CustomerID != "" {
+		filter = append(filter, bson.E{Key: "customerId", Value: f.CustomerID})
+	}
+	if len(f.Statuses) > 0 {
+		filter = append(filter, bson.E{Key: "status", Value: bson.D{{Key: "$in", Value: f.Statuses}}})
+	}
+	created := bson.D{}
+	if f.CreatedAfter != nil {
+		created = append(created, bson.E{Key: "$gt", Value: f.CreatedAfter.UTC()})
+	}
+	if f.CreatedBefore != nil {
+		created = append(created, bson.E{Key: "$lt", Value: f.CreatedBefore.UTC()})
+	}
+	if len(created) > 0 {
+		filter = append(filter, bson.E{Key: "createdAt", Value: created})
+	}
+	total, err := s.orders.CountDocuments(ctx, filter)
+	if err != nil {
+		return Page{}, storeErr(err)
+	}
+	page := Page{TotalCount: total, Orders: []OrderDoc{}, HasPrevious: after != ""}
+	if after != "" {
+		c, err := decodeCursor(after)
+		if err != nil {
+			return Page{}, err
+		}
+		t := time.UnixMilli(c.CreatedAt).UTC()
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "createdAt", Value: bson.D{{Key: "$lt", Value: t}}}},
+			bson.D{{Key: "createdAt", Value: t}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: c.ID}}}},
+		}})
+	}
+	if first == 0 {
+		return page, nil
+	}
+	opts := options.Find().SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(int64(first + 1))
+	cur, err := s.orders.Find(ctx, filter, opts)
+	if err != nil {
+		return Page{}, storeErr(err)
+	}
+	if err := cur.All(ctx, &page.Orders); err != nil {
+		return Page{}, storeErr(err)
+	}
+	if len(page.Orders) > first {
+		page.Orders = page.Orders[:first]
+		page.HasNext = true
+	}
+	page.Cursors = make([]string, len(page.Orders))
+	for i, d := range page.Orders {
+		page.Cursors[i] = encodeCursor(d)
+	}
+	return page, nil
+}
+
+// OrdersByID returns the views of the given orders that exist.
+func (s *Store) OrdersByID(ctx context.Context, ids []string) (map[string]OrderDoc, error) {
+	out := make(map[string]OrderDoc, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	cur, err := s.orders.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	var docs []OrderDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, storeErr(err)
+	}
+	for _, d := range docs {
+		out[d.ID] = d
+	}
+	return out, nil
+}
+
+// CustomersByID returns the summaries of the given customers that exist.
+func (s *Store) CustomersByID(ctx context.Context, ids []string) (map[string]CustomerDoc, error) {
+	out := make(map[string]CustomerDoc, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	cur, err := s.customers.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	var docs []CustomerDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, storeErr(err)
+	}
+	for _, d := range docs {
+		out[d.ID] = d
+	}
+	return out, nil
+}
+
+// ErrConflict means another writer changed the document since it was read.
+var ErrConflict = errors.New("view document changed concurrently")
+
+// PutOrder writes d if the stored view is at version prev (0: no view yet).
+// It returns ErrConflict if the stored view is at another version.
+func (s *Store) PutOrder(ctx context.Context, d OrderDoc, prev int) error {
+	if prev == 0 {
+		_, err := s.orders.InsertOne(ctx, d)
+		if mongo.IsDuplicateKeyError(err) {
+			return ErrConflict
+		}
+		return storeErr(err)
+	}
+	res, err := s.orders.ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "version", Value: prev}}, d)
+	if err != nil {
+		return storeErr(err)
+	}
+	if res.MatchedCount == 0 {
+		return ErrConflict
+	}
+	return nil
+}
+
+// PutCustomer writes c if the stored summary is at revision c.Rev (0: none
+// yet), and advances c.Rev. It returns ErrConflict otherwise.
+func (s *Store) PutCustomer(ctx context.Context, c *CustomerDoc) error {
+	prev := c.Rev
+	c.Rev++
+	if prev == 0 {
+		_, err := s.customers.InsertOne(ctx, c)
+		if mongo.IsDuplicateKeyError(err) {
+			c.Rev = prev
+			return ErrConflict
+		}
+		return storeErr(err)
+	}
+	res, err := s.customers.ReplaceOne(ctx, bson.D{{Key: "_id", Value: c.ID}, {Key: "rev", Value: prev}}, c)
+	if err != nil {
+		c.Rev = prev
+		return storeErr(err)
+	}
+	if res.MatchedCount == 0 {
+		c.Rev = prev
+		return ErrConflict
+	}
+	return nil
+}
+
+// Drop removes the views (used to rebuild them from the events topic).
+func (s *Store) Drop(ctx context.Context) error {
+	if err := s.orders.Drop(ctx); err != nil {
+		return storeErr(err)
+	}
+	return storeErr(s.customers.Drop(ctx))
+}
