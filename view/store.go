@@ -51,13 +51,36 @@ func (s *Store) Ping(ctx context.Context) error {
 	return storeErr(s.client.Ping(ctx, nil))
 }
 
-// EnsureIndexes creates the indexes the queries use.
+// EnsureIndexes creates the indexes the queries use, skipping those that
+// exist. (Asking FerretDB 1.24 to create an existing named index again makes
+// it drop the connection, so existing ones are never re-sent.)
 func (s *Store) EnsureIndexes(ctx context.Context) error {
-	_, err := s.orders.Indexes().CreateMany(ctx, []mongo.IndexModel{
-		{Keys: bson.D{{Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("createdAt_id")},
-		{Keys: bson.D{{Key: "customerId", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("customer_createdAt_id")},
-		{Keys: bson.D{{Key: "status", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}, Options: options.Index().SetName("status_createdAt_id")},
-	})
+	want := []struct {
+		name string
+		keys bson.D
+	}{
+		{"createdAt_id", bson.D{{Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}},
+		{"customer_createdAt_id", bson.D{{Key: "customerId", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}},
+		{"status_createdAt_id", bson.D{{Key: "status", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}},
+	}
+	specs, err := s.orders.Indexes().ListSpecifications(ctx)
+	if err != nil {
+		return storeErr(err)
+	}
+	have := map[string]bool{}
+	for _, spec := range specs {
+		have[spec.Name] = true
+	}
+	var missing []mongo.IndexModel
+	for _, w := range want {
+		if !have[w.name] {
+			missing = append(missing, mongo.IndexModel{Keys: w.keys, Options: options.Index().SetName(w.name)})
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = s.orders.Indexes().CreateMany(ctx, missing)
 	return storeErr(err)
 }
 

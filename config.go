@@ -1,0 +1,147 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything the gateway can be told, by flag or environment
+// variable (a flag wins). Run with --help for the list.
+type Config struct {
+	ListenAddr         string
+	DataDir            string
+	KafkaBrokers       []string // empty: start the embedded broker
+	MongoURI           string   // empty: start the embedded store
+	MongoDatabase      string
+	TopicPrefix        string
+	Partitions         int
+	ReplicationFactor  int
+	CommandTimeout     time.Duration
+	ConsistencyTimeout time.Duration
+	StartupTimeout     time.Duration
+	ShutdownTimeout    time.Duration
+	FetchWait          time.Duration
+	SessionTimeout     time.Duration
+	EmbeddedKafkaPort  int
+	EmbeddedMongoAddr  string
+	LogLevel           slog.Level
+}
+
+// setting is one configuration entry: its flag, environment variable,
+// default and help.
+type setting struct {
+	flag, env, def, help string
+	set                  func(c *Config, v string) error
+}
+
+func settings() []setting {
+	str := func(dst func(*Config) *string) func(*Config, string) error {
+		return func(c *Config, v string) error { *dst(c) = v; return nil }
+	}
+	dur := func(dst func(*Config) *time.Duration) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("%q is not a positive duration such as 5s or 250ms", v)
+			}
+			*dst(c) = d
+			return nil
+		}
+	}
+	num := func(dst func(*Config) *int, min, max int) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < min || n > max {
+				return fmt.Errorf("%q is not a whole number from %d to %d", v, min, max)
+			}
+			*dst(c) = n
+			return nil
+		}
+	}
+	return []setting{
+		{"listen-addr", "LISTEN_ADDR", ":8080", "HTTP address to serve GraphQL on", str(func(c *Config) *string { return &c.ListenAddr })},
+		{"data-dir", "DATA_DIR", "./data", "folder for the embedded broker's and store's data", str(func(c *Config) *string { return &c.DataDir })},
+		{"kafka-brokers", "KAFKA_BROKERS", "", "comma-separated Kafka bootstrap servers; empty starts the embedded broker", func(c *Config, v string) error {
+			c.KafkaBrokers = nil
+			for _, b := range strings.Split(v, ",") {
+				if b = strings.TrimSpace(b); b != "" {
+					c.KafkaBrokers = append(c.KafkaBrokers, b)
+				}
+			}
+			return nil
+		}},
+		{"mongodb-uri", "MONGODB_URI", "", "MongoDB connection string; empty starts the embedded store", str(func(c *Config) *string { return &c.MongoURI })},
+		{"mongodb-database", "MONGODB_DATABASE", "orders", "MongoDB database for the views", str(func(c *Config) *string { return &c.MongoDatabase })},
+		{"topic-prefix", "TOPIC_PREFIX", "orders", "prefix of the topic and consumer group names", str(func(c *Config) *string { return &c.TopicPrefix })},
+		{"partitions", "PARTITIONS", "6", "partitions of each topic created at start", num(func(c *Config) *int { return &c.Partitions }, 1, 10000)},
+		{"replication-factor", "REPLICATION_FACTOR", "-1", "replication factor of topics created at start (-1: broker default)", num(func(c *Config) *int { return &c.ReplicationFactor }, -1, 32)},
+		{"command-timeout", "COMMAND_TIMEOUT", "5s", "how long a mutation waits for its command's outcome", dur(func(c *Config) *time.Duration { return &c.CommandTimeout })},
+		{"consistency-timeout", "CONSISTENCY_TIMEOUT", "3s", "how long a query with a consistencyToken waits for the views", dur(func(c *Config) *time.Duration { return &c.ConsistencyTimeout })},
+		{"startup-timeout", "STARTUP_TIMEOUT", "60s", "how long to retry an unreachable broker or store at start", dur(func(c *Config) *time.Duration { return &c.StartupTimeout })},
+		{"shutdown-timeout", "SHUTDOWN_TIMEOUT", "15s", "how long to wait for in-flight requests at shutdown", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+		{"fetch-wait", "FETCH_WAIT", "20ms", "longest a consumer fetch waits at the broker for new records", dur(func(c *Config) *time.Duration { return &c.FetchWait })},
+		{"session-timeout", "SESSION_TIMEOUT", "10s", "consumer group session timeout (how fast a dead instance's partitions move)", dur(func(c *Config) *time.Duration { return &c.SessionTimeout })},
+		{"embedded-kafka-port", "EMBEDDED_KAFKA_PORT", "0", "port of the embedded broker on 127.0.0.1 (0: any free port)", num(func(c *Config) *int { return &c.EmbeddedKafkaPort }, 0, 65535)},
+		{"embedded-mongodb-addr", "EMBEDDED_MONGODB_ADDR", "127.0.0.1:0", "address of the embedded store", str(func(c *Config) *string { return &c.EmbeddedMongoAddr })},
+		{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error {
+			return c.LogLevel.UnmarshalText([]byte(v))
+		}},
+	}
+}
+
+// ParseConfig reads the configuration from args and the environment. Its
+// error is one line naming the setting and what was wrong with it; for
+// --help it returns flag.ErrHelp after printing the usage to out.
+func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("order-gateway", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	ss := settings()
+	values := make(map[string]*string, len(ss))
+	for _, s := range ss {
+		values[s.flag] = fs.String(s.flag, "", "")
+	}
+	fs.Usage = func() { usage(out, ss) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err // fs.Usage printed the help
+		}
+		return c, fmt.Errorf("%v (see --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	setByFlag := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { setByFlag[f.Name] = true })
+	for _, s := range ss {
+		v, from := s.def, "default"
+		if e := getenv(s.env); e != "" {
+			v, from = e, "environment variable "+s.env
+		}
+		if setByFlag[s.flag] {
+			v, from = *values[s.flag], "flag --"+s.flag
+		}
+		if err := s.set(&c, v); err != nil {
+			return c, fmt.Errorf("%s: %v", from, err)
+		}
+	}
+	return c, nil
+}
+
+func usage(out io.Writer, ss []setting) {
+	fmt.Fprintln(out, "order-gateway: a GraphQL gateway for orders, CQRS over Kafka and MongoDB.")
+	fmt.Fprintln(out, "With no KAFKA_BROKERS or MONGODB_URI it starts embedded ones under DATA_DIR.")
+	fmt.Fprintln(out, "\nSettings (flag, environment variable, default):")
+	for _, s := range ss {
+		fmt.Fprintf(out, "  --%-22s %-22s %-12q %s\n", s.flag, s.env, s.def, s.help)
+	}
+}
+
+func defaultGetenv(k string) string { return os.Getenv(k) }

@@ -1,0 +1,45 @@
+// Package graph is the GraphQL edge: resolvers translate GraphQL into
+// commands (mutations) and view reads (queries), and one error presenter
+// turns domain errors into GraphQL errors.
+package graph
+
+//go:generate go run github.com/99designs/gqlgen generate
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/ordergateway/gateway/command"
+	"github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/view"
+)
+
+// Commands sends a command and returns its outcome; *command.Bus implements it.
+type Commands interface {
+	Send(ctx context.Context, cmd domain.Command, idempotencyKey string) (command.Reply, error)
+}
+
+// Views is the read model the queries use; *view.Store implements it.
+type Views interface {
+	Order(ctx context.Context, id string) (*view.OrderDoc, error)
+	Orders(ctx context.Context, f view.OrderFilter, first int, after string) (view.Page, error)
+	Customer(ctx context.Context, id string) (*view.CustomerDoc, error)
+}
+
+// Waiter blocks until the views include an order at a version, or ctx ends.
+// It returns whether the views got there.
+type Waiter interface {
+	WaitForOrder(ctx context.Context, orderID string, version int) bool
+}
+
+// Resolver holds the resolvers' dependencies.
+type Resolver struct {
+	Commands Commands
+	Views    Views
+	// Waiter and ConsistencyTimeout serve consistencyToken; a nil Waiter
+	// answers at once.
+	Waiter             Waiter
+	ConsistencyTimeout time.Duration
+	Logger             *slog.Logger
+}

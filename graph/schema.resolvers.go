@@ -1,0 +1,102 @@
+package graph
+
+import (
+	"context"
+
+	"github.com/ordergateway/gateway/domain"
+
+	"github.com/ordergateway/gateway/graph/model"
+)
+
+// PlaceOrder is the resolver for the placeOrder field.
+func (r *mutationResolver) PlaceOrder(ctx context.Context, input model.PlaceOrderInput) (*model.OrderPayload, error) {
+	return r.send(ctx, domain.PlaceOrder{
+		OrderID: deref(input.OrderID), CustomerID: input.CustomerID, Currency: input.CurrencyCode,
+		Items: items(input.Items), ShippingAddress: addressInput(input.ShippingAddress),
+	}, input.IdempotencyKey)
+}
+
+// AddOrderItem is the resolver for the addOrderItem field.
+func (r *mutationResolver) AddOrderItem(ctx context.Context, input model.AddOrderItemInput) (*model.OrderPayload, error) {
+	return r.send(ctx, domain.AddOrderItem{OrderID: input.OrderID, Item: itemInput(input.Item), ExpectedVersion: input.ExpectedVersion}, input.IdempotencyKey)
+}
+
+// RemoveOrderItem is the resolver for the removeOrderItem field.
+func (r *mutationResolver) RemoveOrderItem(ctx context.Context, input model.RemoveOrderItemInput) (*model.OrderPayload, error) {
+	return r.send(ctx, domain.RemoveOrderItem{OrderID: input.OrderID, SKU: input.Sku, ExpectedVersion: input.ExpectedVersion}, input.IdempotencyKey)
+}
+
+// ConfirmOrder is the resolver for the confirmOrder field.
+func (r *mutationResolver) ConfirmOrder(ctx context.Context, input model.ConfirmOrderInput) (*model.OrderPayload, error) {
+	return r.send(ctx, domain.ConfirmOrder{OrderID: input.OrderID, ExpectedVersion: input.ExpectedVersion}, input.IdempotencyKey)
+}
+
+// ShipOrder is the resolver for the shipOrder field.
+func (r *mutationResolver) ShipOrder(ctx context.Context, input model.ShipOrderInput) (*model.OrderPayload, error) {
+	return r.send(ctx, domain.ShipOrder{OrderID: input.OrderID, TrackingNumber: input.TrackingNumber, ExpectedVersion: input.ExpectedVersion}, input.IdempotencyKey)
+}
+
+// DeliverOrder is the resolver for the deliverOrder field.
+func (r *mutationResolver) DeliverOrder(ctx context.Context, input model.DeliverOrderInput) (*model.OrderPayload, error) {
+	return r.send(ctx, domain.DeliverOrder{OrderID: input.OrderID, ExpectedVersion: input.ExpectedVersion}, input.IdempotencyKey)
+}
+
+// CancelOrder is the resolver for the cancelOrder field.
+func (r *mutationResolver) CancelOrder(ctx context.Context, input model.CancelOrderInput) (*model.OrderPayload, error) {
+	return r.send(ctx, domain.CancelOrder{OrderID: input.OrderID, Reason: input.Reason, ExpectedVersion: input.ExpectedVersion}, input.IdempotencyKey)
+}
+
+// Order is the resolver for the order field.
+func (r *queryResolver) Order(ctx context.Context, id string, consistencyToken *string) (*model.Order, error) {
+	if err := r.awaitToken(ctx, consistencyToken); err != nil {
+		return nil, r.internal(ctx, err)
+	}
+	d, err := r.Views.Order(ctx, id)
+	if err != nil || d == nil {
+		return nil, r.internal(ctx, err)
+	}
+	return orderModel(*d), nil
+}
+
+// Orders is the resolver for the orders field.
+func (r *queryResolver) Orders(ctx context.Context, filter *model.OrderFilter, first *int, after *string, consistencyToken *string) (*model.OrderConnection, error) {
+	if err := r.awaitToken(ctx, consistencyToken); err != nil {
+		return nil, r.internal(ctx, err)
+	}
+	page, err := r.Views.Orders(ctx, filterInput(filter), deref(first), deref(after))
+	if err != nil {
+		return nil, r.internal(ctx, err)
+	}
+	conn := &model.OrderConnection{Edges: make([]*model.OrderEdge, len(page.Orders)), TotalCount: int(page.TotalCount),
+		PageInfo: &model.PageInfo{HasNextPage: page.HasNext, HasPreviousPage: page.HasPrevious}}
+	for i, d := range page.Orders {
+		conn.Edges[i] = &model.OrderEdge{Node: orderModel(d), Cursor: page.Cursors[i]}
+	}
+	if n := len(page.Cursors); n > 0 {
+		conn.PageInfo.StartCursor, conn.PageInfo.EndCursor = &page.Cursors[0], &page.Cursors[n-1]
+	}
+	return conn, nil
+}
+
+// Customer is the resolver for the customer field.
+func (r *queryResolver) Customer(ctx context.Context, id string, consistencyToken *string) (*model.CustomerSummary, error) {
+	if err := r.awaitToken(ctx, consistencyToken); err != nil {
+		return nil, r.internal(ctx, err)
+	}
+	d, err := r.Views.Customer(ctx, id)
+	if err != nil || d == nil {
+		return nil, r.internal(ctx, err)
+	}
+	return customerModel(*d), nil
+}
+
+// Mutation returns MutationResolver implementation.
+func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
+
+// Query returns QueryResolver implementation.
+func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
+
+type (
+	mutationResolver struct{ *Resolver }
+	queryResolver    struct{ *Resolver }
+)

@@ -1,0 +1,373 @@
+// Package projector turns the events topic into the MongoDB views: one order
+// document per order and one summary per customer. It is a consumer group
+// of its own, reads read_committed, writes each order at most once per batch
+// (all of the batch's events for it folded first), guards every write by
+// version so that replays change nothing, and commits offsets only after the
+// writes. After each write it publishes the order document to the views
+// topic, which feeds live subscriptions.
+package projector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/view"
+)
+
+// Config configures a Projector.
+type Config struct {
+	Brokers        []string
+	Topics         kafka.Topics
+	Group          string
+	FetchWait      time.Duration
+	SessionTimeout time.Duration
+	BatchSize      int
+	Logger         *slog.Logger
+	// OnProgress, if set, is called after each batch is written, with the
+	// orders it touched. Read-your-writes waits are woken by it.
+	OnProgress func(orderIDs []string)
+}
+
+// Projector consumes events and maintains the views.
+type Projector struct {
+	cfg      Config
+	store    *view.Store
+	client   sarama.Client
+	group    sarama.ConsumerGroup
+	producer sarama.SyncProducer // dead letters and view changes
+
+	mu            sync.Mutex
+	cancelSession context.CancelFunc
+	sessions      atomic.Int64
+	deadLetters   atomic.Int64
+	lastErr       atomic.Pointer[string]
+}
+
+// New connects to the brokers. Run starts consuming.
+func New(cfg Config, store *view.Store) (*Projector, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 500
+	}
+	sc := kafka.Config("order-gateway-projector", cfg.FetchWait)
+	sc.Consumer.Offsets.AutoCommit.Enable = false
+	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	if cfg.SessionTimeout > 0 {
+		sc.Consumer.Group.Session.Timeout = cfg.SessionTimeout
+		sc.Consumer.Group.Heartbeat.Interval = cfg.SessionTimeout / 3
+	}
+	sc.Producer.Return.Successes = true
+	sc.Producer.Partitioner = sarama.NewHashPartitioner
+	client, err := sarama.NewClient(cfg.Brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("projector: %w", err)
+	}
+	group, err := sarama.NewConsumerGroupFromClient(cfg.Group, client)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("projector group: %w", err)
+	}
+	producer, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		group.Close()
+		client.Close()
+		return nil, fmt.Errorf("projector producer: %w", err)
+	}
+	go func() {
+		for err := range group.Errors() {
+			cfg.Logger.Warn("projector", "err", err)
+		}
+	}()
+	return &Projector{cfg: cfg, store: store, client: client, group: group, producer: producer}, nil
+}
+
+// Run projects until ctx ends or Close is called.
+func (p *Projector) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		sctx, cancel := context.WithCancel(ctx)
+		p.mu.Lock()
+		p.cancelSession = cancel
+		p.mu.Unlock()
+		err := p.group.Consume(sctx, []string{p.cfg.Topics.Events}, p)
+		cancel()
+		if errors.Is(err, sarama.ErrClosedConsumerGroup) {
+			return nil
+		}
+		if err != nil {
+			p.cfg.Logger.Warn("projector session ended", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return nil
+}
+
+// Ready reports whether the projector has joined its group.
+func (p *Projector) Ready() bool { return p.sessions.Load() > 0 }
+
+// DeadLetters counts the events this projector moved to the dead-letter topic.
+func (p *Projector) DeadLetters() int64 { return p.deadLetters.Load() }
+
+// LastError is the error of the last failed batch since the last success,
+// or "".
+func (p *Projector) LastError() string {
+	if s := p.lastErr.Load(); s != nil {
+		return *s
+	}
+	return ""
+}
+
+// Close leaves the group and closes the connections.
+func (p *Projector) Close() error {
+	err := p.group.Close()
+	p.producer.Close()
+	p.client.Close()
+	return err
+}
+
+// Setup is part of sarama.ConsumerGroupHandler.
+func (p *Projector) Setup(sarama.ConsumerGroupSession) error {
+	p.sessions.Add(1)
+	return nil
+}
+
+// Cleanup is part of sarama.ConsumerGroupHandler.
+func (p *Projector) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim projects one partition for the length of a session. A batch
+// that cannot be written (the store is down) is retried with backoff; its
+// offsets are not committed until it is written.
+func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	ctx := sess.Context()
+	for {
+		select {
+		case msg, ok := <-claim.Messages():
+			if !ok {
+				return nil
+			}
+			batch := []*sarama.ConsumerMessage{msg}
+		fill:
+			for len(batch) < p.cfg.BatchSize {
+				select {
+				case m, ok := <-claim.Messages():
+					if !ok {
+						break fill
+					}
+					batch = append(batch, m)
+				default:
+					break fill
+				}
+			}
+			backoff := 100 * time.Millisecond
+			for {
+				err := p.apply(ctx, batch)
+				if err == nil {
+					p.lastErr.Store(nil)
+					break
+				}
+				msg := err.Error()
+				p.lastErr.Store(&msg)
+				p.cfg.Logger.Warn("projector: batch not written; retrying", "partition", claim.Partition(), "offset", batch[0].Offset, "in", backoff, "err", err)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(backoff):
+				}
+				backoff = min(backoff*2, 5*time.Second)
+			}
+			sess.MarkMessage(batch[len(batch)-1], "")
+			sess.Commit()
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// apply writes the views for one batch. It is idempotent: re-applying a batch
+// (after a crash before the offset commit) changes nothing.
+func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage) error {
+	var (
+		dead    []*sarama.ProducerMessage
+		byOrder = map[string][]domain.Event{}
+		order   []string // order ids in first-seen order
+		source  = map[string][]*sarama.ConsumerMessage{}
+	)
+	for _, m := range batch {
+		e, err := domain.UnmarshalEvent(m.Value)
+		if err == nil && e.OrderID != string(m.Key) {
+			err = fmt.Errorf("event for order %q was keyed %q", e.OrderID, m.Key)
+		}
+		if err != nil {
+			dead = append(dead, kafka.DeadLetter(p.cfg.Topics.DeadLetter, m, err))
+			continue
+		}
+		if _, ok := byOrder[e.OrderID]; !ok {
+			order = append(order, e.OrderID)
+		}
+		byOrder[e.OrderID] = append(byOrder[e.OrderID], e)
+		source[e.OrderID] = append(source[e.OrderID], m)
+	}
+
+	var final map[string]view.OrderDoc
+	var err error
+	for attempt := 1; ; attempt++ {
+		var gaps []*sarama.ProducerMessage
+		final, gaps, err = p.write(ctx, order, byOrder, source)
+		if err == nil {
+			dead = append(dead, gaps...)
+			break
+		}
+		if !errors.Is(err, view.ErrConflict) || attempt == 5 {
+			return err
+		}
+	}
+	if len(dead) > 0 {
+		if err := p.producer.SendMessages(dead); err != nil {
+			return fmt.Errorf("dead-letter %d events: %w", len(dead), err)
+		}
+		p.deadLetters.Add(int64(len(dead)))
+		for _, d := range dead {
+			p.cfg.Logger.Error("projector: dead-lettered event", "err", headerValue(d, kafka.HeaderDLError))
+		}
+	}
+	if err := p.publish(final, order); err != nil {
+		return err
+	}
+	if p.cfg.OnProgress != nil {
+		p.cfg.OnProgress(order)
+	}
+	return nil
+}
+
+// write folds each order's events onto its stored view and writes the
+// orders that moved forward, their customers' summaries first. It returns the
+// resulting view of every order in the batch, and dead letters for events
+// that would leave a gap in an order's versions.
+func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string][]domain.Event, source map[string][]*sarama.ConsumerMessage) (map[string]view.OrderDoc, []*sarama.ProducerMessage, error) {
+	stored, err := p.store.OrdersByID(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	var gaps []*sarama.ProducerMessage
+	final := make(map[string]view.OrderDoc, len(ids))
+	var changed []string
+	for _, id := range ids {
+		doc, exists := stored[id]
+		state := doc.ToOrder()
+		if !exists {
+			state = domain.Order{}
+		}
+		moved := false
+		for i, e := range byOrder[id] {
+			switch {
+			case e.Version <= state.Version: // already in the view
+			case e.Version == state.Version+1:
+				state = domain.Evolve(state, e)
+				moved = true
+			default:
+				gaps = append(gaps, kafka.DeadLetter(p.cfg.Topics.DeadLetter, source[id][i], fmt.Errorf(
+					"view of order %q is at version %d, event version %d would leave a gap; rebuild the views from the start of the events topic",
+					id, state.Version, e.Version)))
+			}
+		}
+		if moved {
+			final[id] = view.FromOrder(state)
+			changed = append(changed, id)
+		} else if exists {
+			final[id] = doc
+		}
+	}
+	if err := p.writeCustomers(ctx, changed, final); err != nil {
+		return nil, nil, err
+	}
+	for _, id := range changed {
+		prev := 0
+		if d, ok := stored[id]; ok {
+			prev = d.Version
+		}
+		if err := p.store.PutOrder(ctx, final[id], prev); err != nil {
+			return nil, nil, err
+		}
+	}
+	return final, gaps, nil
+}
+
+func (p *Projector) writeCustomers(ctx context.Context, changed []string, final map[string]view.OrderDoc) error {
+	byCustomer := map[string][]view.OrderDoc{}
+	var customers []string
+	for _, id := range changed {
+		d := final[id]
+		if _, ok := byCustomer[d.CustomerID]; !ok {
+			customers = append(customers, d.CustomerID)
+		}
+		byCustomer[d.CustomerID] = append(byCustomer[d.CustomerID], d)
+	}
+	stored, err := p.store.CustomersByID(ctx, customers)
+	if err != nil {
+		return err
+	}
+	for _, cid := range customers {
+		c, ok := stored[cid]
+		if !ok {
+			c = view.CustomerDoc{ID: cid}
+		}
+		moved := false
+		for _, d := range byCustomer[cid] {
+			moved = c.Apply(d) || moved
+		}
+		if !moved {
+			continue
+		}
+		if err := p.store.PutCustomer(ctx, &c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// publish sends the current view of each order in the batch to the views
+// topic. A redelivered document is harmless: readers keep the highest version.
+func (p *Projector) publish(final map[string]view.OrderDoc, ids []string) error {
+	msgs := make([]*sarama.ProducerMessage, 0, len(ids))
+	for _, id := range ids {
+		d, ok := final[id]
+		if !ok {
+			continue
+		}
+		v, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: p.cfg.Topics.Views, Key: sarama.StringEncoder(id), Value: sarama.ByteEncoder(v)})
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := p.producer.SendMessages(msgs); err != nil {
+		return fmt.Errorf("publish %d view changes: %w", len(msgs), err)
+	}
+	return nil
+}
+
+func headerValue(m *sarama.ProducerMessage, key string) string {
+	for _, h := range m.Headers {
+		if string(h.Key) == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}

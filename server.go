@@ -1,0 +1,321 @@
+// Command order-gateway serves a GraphQL API for e-commerce orders, built as
+// CQRS over Apache Kafka and MongoDB. See README.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/IBM/sarama"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/ordergateway/gateway/command"
+	"github.com/ordergateway/gateway/embedded"
+	"github.com/ordergateway/gateway/graph"
+	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/projector"
+	"github.com/ordergateway/gateway/view"
+)
+
+func main() {
+	cfg, err := ParseConfig(os.Args[1:], defaultGetenv, os.Stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "order-gateway: config:", err)
+		os.Exit(2)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	m := &Main{Config: cfg, Logger: logger}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := m.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "order-gateway:", err)
+		m.Close()
+		os.Exit(1)
+	}
+	<-ctx.Done()
+	stop()
+	logger.Info("shutting down")
+	if err := m.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "order-gateway: shutdown:", err)
+		os.Exit(1)
+	}
+}
+
+// Main is the whole gateway: Run starts it, Close stops it gracefully. Tests
+// start it on port 0.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+
+	kafka     *embedded.Kafka
+	mongo     *embedded.Mongo
+	brokers   []string
+	mongoURI  string
+	store     *view.Store
+	bus       *command.Bus
+	handler   *command.Handler
+	projector *projector.Projector
+	listener  net.Listener
+	http      *http.Server
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Run starts the dependencies (embedded ones if none are configured), the
+// command handler, the projector and the HTTP server, and returns once the
+// server is listening. Brokers and stores that are not reachable yet are
+// retried for Config.StartupTimeout.
+func (m *Main) Run(ctx context.Context) error {
+	if m.Logger == nil {
+		m.Logger = slog.Default()
+	}
+	c := m.Config
+	m.brokers, m.mongoURI = c.KafkaBrokers, c.MongoURI
+	if len(m.brokers) == 0 {
+		k, err := embedded.StartKafka(filepath.Join(c.DataDir, "kafka"), c.EmbeddedKafkaPort)
+		if err != nil {
+			return err
+		}
+		m.kafka = k
+		m.brokers = []string{k.Addr()}
+	}
+	if m.mongoURI == "" {
+		mg, err := embedded.StartMongo(filepath.Join(c.DataDir, "mongodb"), c.EmbeddedMongoAddr, m.Logger.With("component", "ferretdb"))
+		if err != nil {
+			return err
+		}
+		m.mongo = mg
+		m.mongoURI = mg.URI()
+	}
+	topics := kafka.NewTopics(c.TopicPrefix)
+	if err := m.prepareKafka(ctx, topics); err != nil {
+		return err
+	}
+	store, err := view.Open(m.mongoURI, c.MongoDatabase)
+	if err != nil {
+		return err
+	}
+	m.store = store
+	if err := m.retry(ctx, c.StartupTimeout, "mongodb at "+redact(m.mongoURI), func() error { return store.EnsureIndexes(ctx) }); err != nil {
+		return err
+	}
+
+	if m.bus, err = command.NewBus(command.BusConfig{Brokers: m.brokers, Topics: topics, Timeout: c.CommandTimeout, FetchWait: c.FetchWait, Logger: m.Logger}); err != nil {
+		return err
+	}
+	if m.handler, err = command.NewHandler(command.HandlerConfig{Brokers: m.brokers, Topics: topics, Group: c.TopicPrefix + ".command-handler",
+		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger}); err != nil {
+		return err
+	}
+	if m.projector, err = projector.New(projector.Config{Brokers: m.brokers, Topics: topics, Group: c.TopicPrefix + ".projector",
+		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger}, store); err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.goRun(func() error { return m.handler.Run(runCtx) })
+	m.goRun(func() error { return m.projector.Run(runCtx) })
+
+	ln, err := net.Listen("tcp", c.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.ListenAddr, err)
+	}
+	m.listener = ln
+	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: 10 * time.Second}
+	m.goRun(func() error {
+		if err := m.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	m.Logger.Info("order gateway ready",
+		"graphql", "http://"+displayAddr(ln.Addr())+"/graphql",
+		"playground", "http://"+displayAddr(ln.Addr())+"/",
+		"kafka", m.brokers, "kafka_embedded", m.kafka != nil,
+		"mongodb", redact(m.mongoURI), "mongodb_embedded", m.mongo != nil,
+		"data_dir", c.DataDir)
+	return nil
+}
+
+func (m *Main) goRun(f func() error) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := f(); err != nil {
+			m.Logger.Error("component stopped", "err", err)
+		}
+	}()
+}
+
+// prepareKafka waits for the broker and creates the topics.
+func (m *Main) prepareKafka(ctx context.Context, topics kafka.Topics) error {
+	sc := kafka.Config("order-gateway-admin", m.Config.FetchWait)
+	return m.retry(ctx, m.Config.StartupTimeout, fmt.Sprintf("kafka at %v", m.brokers), func() error {
+		admin, err := sarama.NewClusterAdmin(m.brokers, sc)
+		if err != nil {
+			return err
+		}
+		defer admin.Close()
+		return kafka.EnsureTopics(admin, topics, kafka.TopicSettings{Partitions: int32(m.Config.Partitions), ReplicationFactor: int16(m.Config.ReplicationFactor)})
+	})
+}
+
+// retry calls f until it succeeds or timeout passes, then returns one line
+// naming what could not be reached.
+func (m *Main) retry(ctx context.Context, timeout time.Duration, what string, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	backoff := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if attempt == 1 || attempt%5 == 0 {
+			m.Logger.Warn("waiting for "+what, "err", err)
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return fmt.Errorf("%s not reachable within %s: %v", what, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func (m *Main) routes() http.Handler {
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
+		Commands: m.bus, Views: m.store, ConsistencyTimeout: m.Config.ConsistencyTimeout, Logger: m.Logger,
+	}}))
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.Use(extension.Introspection{})
+	srv.Use(extension.FixedComplexityLimit(2000))
+	srv.SetErrorPresenter(graph.ErrorPresenter)
+	srv.SetRecoverFunc(graph.RecoverFunc(m.Logger))
+
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", http.MaxBytesHandler(srv, 1<<20))
+	mux.Handle("GET /{$}", playground.Handler("Order gateway", "/graphql"))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", m.readyz)
+	return mux
+}
+
+// readyz reports 200 when the broker and store answer and the handler and
+// projector have joined their groups, 503 otherwise, with a line for each.
+func (m *Main) readyz(w http.ResponseWriter, r *http.Request) {
+	status := map[string]string{"kafka": "ok", "mongodb": "ok", "commandHandler": "running", "projector": "running"}
+	ok := true
+	if err := m.bus.Ping(); err != nil {
+		status["kafka"], ok = err.Error(), false
+	}
+	if err := m.store.Ping(r.Context()); err != nil {
+		status["mongodb"], ok = err.Error(), false
+	}
+	if !m.handler.Ready() {
+		status["commandHandler"], ok = "starting", false
+	}
+	if !m.projector.Ready() {
+		status["projector"], ok = "starting", false
+	} else if e := m.projector.LastError(); e != "" {
+		status["projector"] = "retrying: " + e
+	}
+	code := http.StatusOK
+	if !ok {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, status)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Addr is the address the HTTP server listens on.
+func (m *Main) Addr() string { return m.listener.Addr().String() }
+
+// Close stops taking requests, lets in-flight ones finish (their commands
+// are still handled meanwhile), stops the handler and projector (committing
+// what they finished), then closes the clients, and the embedded store and
+// broker last. It is safe to call on a partly started Main.
+func (m *Main) Close() error {
+	var errs []error
+	if m.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+		errs = append(errs, m.http.Shutdown(ctx))
+		cancel()
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	if m.handler != nil {
+		errs = append(errs, m.handler.Close())
+	}
+	if m.projector != nil {
+		errs = append(errs, m.projector.Close())
+	}
+	m.wg.Wait()
+	if m.bus != nil {
+		errs = append(errs, m.bus.Close())
+	}
+	if m.store != nil {
+		errs = append(errs, m.store.Close(context.Background()))
+	}
+	if m.mongo != nil {
+		m.mongo.Close()
+	}
+	if m.kafka != nil {
+		m.kafka.Close()
+	}
+	return errors.Join(errs...)
+}
+
+func displayAddr(a net.Addr) string {
+	host, port, _ := net.SplitHostPort(a.String())
+	if host == "::" || host == "0.0.0.0" || host == "" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// redact hides a password in a connection string before it is logged.
+func redact(uri string) string {
+	if u, err := url.Parse(uri); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+	}
+	return uri
+}
