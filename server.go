@@ -31,6 +31,7 @@ import (
 	"github.com/ordergateway/gateway/embedded"
 	"github.com/ordergateway/gateway/graph"
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/live"
 	"github.com/ordergateway/gateway/projector"
 	"github.com/ordergateway/gateway/view"
 )
@@ -76,6 +77,7 @@ type Main struct {
 	bus       *command.Bus
 	handler   *command.Handler
 	projector *projector.Projector
+	feed      *live.Feed
 	listener  net.Listener
 	http      *http.Server
 
@@ -131,6 +133,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if m.projector, err = projector.New(projector.Config{Brokers: m.brokers, Topics: topics, Group: c.TopicPrefix + ".projector",
 		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger}, store); err != nil {
+		return err
+	}
+	if m.feed, err = live.NewFeed(live.FeedConfig{Brokers: m.brokers, Topics: topics, FetchWait: c.FetchWait, Logger: m.Logger}); err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -209,7 +214,8 @@ func (m *Main) retry(ctx context.Context, timeout time.Duration, what string, f 
 
 func (m *Main) routes() http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
-		Commands: m.bus, Views: m.store, ConsistencyTimeout: m.Config.ConsistencyTimeout, Logger: m.Logger,
+		Commands: m.bus, Views: m.store, Logger: m.Logger,
+		Waiter: live.Waiter{Feed: m.feed, Store: m.store}, ConsistencyTimeout: m.Config.ConsistencyTimeout,
 	}}))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
@@ -275,6 +281,9 @@ func (m *Main) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 		errs = append(errs, m.http.Shutdown(ctx))
 		cancel()
+	}
+	if m.feed != nil {
+		errs = append(errs, m.feed.Close())
 	}
 	if m.cancel != nil {
 		m.cancel()

@@ -463,7 +463,8 @@ func (h *Handler) handle(state *orderState, env envelope, cmd domain.Command) (r
 		}
 		return r, nil, nil
 	}
-	events, derr := domain.Decide(state.Order, cmd, h.cfg.Now().UTC())
+	// Milliseconds: the precision MongoDB keeps, so views equal the write side.
+	events, derr := domain.Decide(state.Order, cmd, h.cfg.Now().UTC().Truncate(time.Millisecond))
 	if derr != nil {
 		var de *domain.Error
 		if !errors.As(derr, &de) {

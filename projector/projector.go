@@ -222,11 +222,14 @@ func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage) 
 		source[e.OrderID] = append(source[e.OrderID], m)
 	}
 
-	var final map[string]view.OrderDoc
-	var err error
+	var (
+		final    map[string]view.OrderDoc
+		previous map[string]string
+		err      error
+	)
 	for attempt := 1; ; attempt++ {
 		var gaps []*sarama.ProducerMessage
-		final, gaps, err = p.write(ctx, order, byOrder, source)
+		final, previous, gaps, err = p.write(ctx, order, byOrder, source)
 		if err == nil {
 			dead = append(dead, gaps...)
 			break
@@ -244,7 +247,7 @@ func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage) 
 			p.cfg.Logger.Error("projector: dead-lettered event", "err", headerValue(d, kafka.HeaderDLError))
 		}
 	}
-	if err := p.publish(final, order); err != nil {
+	if err := p.publish(final, previous, order); err != nil {
 		return err
 	}
 	if p.cfg.OnProgress != nil {
@@ -255,12 +258,16 @@ func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage) 
 
 // write folds each order's events onto its stored view and writes the
 // orders that moved forward, their customers' summaries first. It returns the
-// resulting view of every order in the batch, and dead letters for events
-// that would leave a gap in an order's versions.
-func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string][]domain.Event, source map[string][]*sarama.ConsumerMessage) (map[string]view.OrderDoc, []*sarama.ProducerMessage, error) {
+// resulting view of every order in the batch, the status each had before,
+// and dead letters for events that would leave a gap in an order's versions.
+func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string][]domain.Event, source map[string][]*sarama.ConsumerMessage) (map[string]view.OrderDoc, map[string]string, []*sarama.ProducerMessage, error) {
 	stored, err := p.store.OrdersByID(ctx, ids)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	previous := make(map[string]string, len(stored))
+	for id, d := range stored {
+		previous[id] = d.Status
 	}
 	var gaps []*sarama.ProducerMessage
 	final := make(map[string]view.OrderDoc, len(ids))
@@ -292,7 +299,7 @@ func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string]
 		}
 	}
 	if err := p.writeCustomers(ctx, changed, final); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, id := range changed {
 		prev := 0
@@ -300,10 +307,10 @@ func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string]
 			prev = d.Version
 		}
 		if err := p.store.PutOrder(ctx, final[id], prev); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	return final, gaps, nil
+	return final, previous, gaps, nil
 }
 
 func (p *Projector) writeCustomers(ctx context.Context, changed []string, final map[string]view.OrderDoc) error {
@@ -341,14 +348,14 @@ func (p *Projector) writeCustomers(ctx context.Context, changed []string, final 
 
 // publish sends the current view of each order in the batch to the views
 // topic. A redelivered document is harmless: readers keep the highest version.
-func (p *Projector) publish(final map[string]view.OrderDoc, ids []string) error {
+func (p *Projector) publish(final map[string]view.OrderDoc, previous map[string]string, ids []string) error {
 	msgs := make([]*sarama.ProducerMessage, 0, len(ids))
 	for _, id := range ids {
 		d, ok := final[id]
 		if !ok {
 			continue
 		}
-		v, err := json.Marshal(d)
+		v, err := json.Marshal(view.Change{Order: d, PreviousStatus: previous[id]})
 		if err != nil {
 			return err
 		}

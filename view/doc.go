@@ -180,3 +180,11 @@ func (c *CustomerDoc) recompute() {
 		c.LifetimeValue = append(c.LifetimeValue, Money{Amount: value[cur], Currency: cur})
 	}
 }
+
+// Change is one message of the views topic: an order's view after a
+// projector write, and its status before that write, so that a filtered
+// subscription can tell that an order left its filter.
+type Change struct {
+	Order          OrderDoc `json:"order"`
+	PreviousStatus string   `json:"previousStatus,omitempty"`
+}

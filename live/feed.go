@@ -1,0 +1,170 @@
+// Package live follows the views topic: every gateway instance reads all of
+// its partitions (no consumer group, from the end at start) and fans each
+// order document out in process, to read-your-writes waits and to GraphQL
+// subscriptions. A change made through any instance reaches every instance.
+package live
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/view"
+)
+
+// Feed consumes the views topic and dispatches order documents.
+type Feed struct {
+	logger   *slog.Logger
+	client   sarama.Client
+	consumer sarama.Consumer
+	parts    []sarama.PartitionConsumer
+	wg       sync.WaitGroup
+
+	mu      sync.Mutex
+	waiters map[string]map[chan struct{}]struct{} // order id → waiters to wake on any change
+	hub     *Hub
+}
+
+// FeedConfig configures a Feed.
+type FeedConfig struct {
+	Brokers   []string
+	Topics    kafka.Topics
+	FetchWait time.Duration
+	Logger    *slog.Logger
+}
+
+// NewFeed starts following the views topic from its current end.
+func NewFeed(cfg FeedConfig) (*Feed, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	sc := kafka.Config("order-gateway-feed", cfg.FetchWait)
+	client, err := sarama.NewClient(cfg.Brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("views feed: %w", err)
+	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("views feed: %w", err)
+	}
+	f := &Feed{logger: cfg.Logger, client: client, consumer: consumer, waiters: map[string]map[chan struct{}]struct{}{}, hub: NewHub()}
+	parts, err := consumer.Partitions(cfg.Topics.Views)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("views feed: partitions of %s: %w", cfg.Topics.Views, err)
+	}
+	for _, p := range parts {
+		pc, err := consumer.ConsumePartition(cfg.Topics.Views, p, sarama.OffsetNewest)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("views feed: partition %d: %w", p, err)
+		}
+		f.parts = append(f.parts, pc)
+		f.wg.Add(2)
+		go f.read(pc)
+		go func() {
+			defer f.wg.Done()
+			for err := range pc.Errors() {
+				f.logger.Warn("views feed", "err", err)
+			}
+		}()
+	}
+	return f, nil
+}
+
+// Hub is where subscriptions register.
+func (f *Feed) Hub() *Hub { return f.hub }
+
+func (f *Feed) read(pc sarama.PartitionConsumer) {
+	defer f.wg.Done()
+	for m := range pc.Messages() {
+		var c view.Change
+		if err := json.Unmarshal(m.Value, &c); err != nil || c.Order.ID == "" {
+			f.logger.Warn("views feed: undecodable view change", "partition", m.Partition, "offset", m.Offset, "err", err)
+			continue
+		}
+		f.wake(c.Order.ID)
+		f.hub.Publish(c)
+	}
+}
+
+func (f *Feed) wake(orderID string) {
+	f.mu.Lock()
+	ws := f.waiters[orderID]
+	delete(f.waiters, orderID)
+	f.mu.Unlock()
+	for ch := range ws {
+		close(ch)
+	}
+}
+
+// Changed returns a channel closed at the next change of orderID, and a
+// function to call if the caller stops waiting first.
+func (f *Feed) Changed(orderID string) (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	f.mu.Lock()
+	ws := f.waiters[orderID]
+	if ws == nil {
+		ws = map[chan struct{}]struct{}{}
+		f.waiters[orderID] = ws
+	}
+	ws[ch] = struct{}{}
+	f.mu.Unlock()
+	return ch, func() {
+		f.mu.Lock()
+		if ws := f.waiters[orderID]; ws != nil {
+			delete(ws, ch)
+			if len(ws) == 0 {
+				delete(f.waiters, orderID)
+			}
+		}
+		f.mu.Unlock()
+	}
+}
+
+// Close stops following the topic and ends every subscription.
+func (f *Feed) Close() error {
+	for _, pc := range f.parts {
+		pc.AsyncClose()
+	}
+	f.wg.Wait()
+	f.hub.Close()
+	f.consumer.Close()
+	return f.client.Close()
+}
+
+// Waiter implements read-your-writes waits on top of a Feed and the store.
+type Waiter struct {
+	Feed  *Feed
+	Store interface {
+		Order(ctx context.Context, id string) (*view.OrderDoc, error)
+	}
+}
+
+// WaitForOrder returns true once the stored view of orderID is at version or
+// later, false if ctx ends first. It is woken by the views topic: it
+// registers for the next change before each look at the store, so no change
+// slips between the look and the wait.
+func (w Waiter) WaitForOrder(ctx context.Context, orderID string, version int) bool {
+	for {
+		changed, stop := w.Feed.Changed(orderID)
+		d, err := w.Store.Order(ctx, orderID)
+		if err == nil && d != nil && d.Version >= version {
+			stop()
+			return true
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			stop()
+			return false
+		}
+	}
+}

@@ -1,0 +1,208 @@
+package live
+
+import (
+	"sync"
+
+	"github.com/ordergateway/gateway/view"
+)
+
+// DefaultBuffer is how many distinct orders a subscription holds for a
+// subscriber that has not read them yet. Each holds only its newest state.
+const DefaultBuffer = 256
+
+// Hub fans changes out to subscriptions. Publish never blocks: every
+// subscription has a bounded buffer that keeps only the newest state of each
+// order, so a slow subscriber can fall behind but cannot hold anyone up.
+type Hub struct {
+	mu      sync.RWMutex
+	byOrder map[string]map[*Subscription]struct{}
+	all     map[*Subscription]struct{}
+	closed  bool
+}
+
+// NewHub returns an empty hub.
+func NewHub() *Hub {
+	return &Hub{byOrder: map[string]map[*Subscription]struct{}{}, all: map[*Subscription]struct{}{}}
+}
+
+// Subscription receives changes. Ready is signalled when Drain has something;
+// Done is closed when the hub closes.
+type Subscription struct {
+	hub     *Hub
+	orderID string
+	match   func(view.OrderDoc) bool
+	max     int
+
+	mu      sync.Mutex
+	pending map[string]view.OrderDoc
+	order   []string // ids in pending, oldest first
+	dropped int
+	ready   chan struct{}
+	done    chan struct{}
+	closed  bool
+}
+
+// SubscribeOrder receives every change of one order.
+func (h *Hub) SubscribeOrder(orderID string) *Subscription {
+	s := h.newSub(orderID, nil)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		s.close()
+		return s
+	}
+	set := h.byOrder[orderID]
+	if set == nil {
+		set = map[*Subscription]struct{}{}
+		h.byOrder[orderID] = set
+	}
+	set[s] = struct{}{}
+	return s
+}
+
+// SubscribeMatching receives the changes for which match holds for the new
+// state, or for the previous status (an order leaving the filter).
+// match is called with the new state, and with the new state carrying the
+// previous status.
+func (h *Hub) SubscribeMatching(match func(view.OrderDoc) bool) *Subscription {
+	s := h.newSub("", match)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		s.close()
+		return s
+	}
+	h.all[s] = struct{}{}
+	return s
+}
+
+func (h *Hub) newSub(orderID string, match func(view.OrderDoc) bool) *Subscription {
+	return &Subscription{hub: h, orderID: orderID, match: match, max: DefaultBuffer,
+		pending: map[string]view.OrderDoc{}, ready: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// Publish offers c to every interested subscription without blocking.
+func (h *Hub) Publish(c view.Change) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for s := range h.byOrder[c.Order.ID] {
+		s.offer(c.Order)
+	}
+	if len(h.all) == 0 {
+		return
+	}
+	before := c.Order
+	if c.PreviousStatus != "" {
+		before.Status = c.PreviousStatus
+	}
+	for s := range h.all {
+		if s.match(c.Order) || (c.PreviousStatus != "" && s.match(before)) {
+			s.offer(c.Order)
+		}
+	}
+}
+
+// Close ends every subscription.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for _, set := range h.byOrder {
+		for s := range set {
+			s.close()
+		}
+	}
+	for s := range h.all {
+		s.close()
+	}
+	h.byOrder, h.all = map[string]map[*Subscription]struct{}{}, map[*Subscription]struct{}{}
+}
+
+// Count is the number of live subscriptions.
+func (h *Hub) Count() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := len(h.all)
+	for _, set := range h.byOrder {
+		n += len(set)
+	}
+	return n
+}
+
+func (s *Subscription) offer(d view.OrderDoc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if cur, ok := s.pending[d.ID]; ok {
+		if d.Version > cur.Version {
+			s.pending[d.ID] = d // coalesce: the newest state replaces the older one
+		}
+	} else {
+		if len(s.order) >= s.max { // too far behind: forget the oldest order
+			delete(s.pending, s.order[0])
+			s.order = s.order[1:]
+			s.dropped++
+		}
+		s.pending[d.ID] = d
+		s.order = append(s.order, d.ID)
+	}
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Ready is signalled when Drain has changes to return.
+func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// Done is closed when the subscription ends from the hub's side.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Drain returns the pending changes, oldest order first, and empties the
+// buffer.
+func (s *Subscription) Drain() []view.OrderDoc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]view.OrderDoc, 0, len(s.order))
+	for _, id := range s.order {
+		out = append(out, s.pending[id])
+	}
+	clear(s.pending)
+	s.order = s.order[:0]
+	return out
+}
+
+// Dropped counts the orders whose pending state was forgotten because the
+// subscriber was too far behind.
+func (s *Subscription) Dropped() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dropped
+}
+
+// Close unregisters the subscription and frees its buffer.
+func (s *Subscription) Close() {
+	h := s.hub
+	h.mu.Lock()
+	if set := h.byOrder[s.orderID]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(h.byOrder, s.orderID)
+		}
+	}
+	delete(h.all, s)
+	h.mu.Unlock()
+	s.close()
+}
+
+func (s *Subscription) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+		s.pending, s.order = nil, nil
+	}
+}
