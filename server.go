@@ -104,7 +104,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.brokers = []string{k.Addr()}
 	}
 	if m.mongoURI == "" {
-		mg, err := embedded.StartMongo(filepath.Join(c.DataDir, "mongodb"), c.EmbeddedMongoAddr, m.Logger.With("component", "ferretdb"))
+		mg, err := embedded.StartMongo(filepath.Join(c.DataDir, "mongodb"), c.EmbeddedMongoAddr, m.ferretLogger())
 		if err != nil {
 			return err
 		}
@@ -162,6 +162,17 @@ func (m *Main) Run(ctx context.Context) error {
 		"mongodb", redact(m.mongoURI), "mongodb_embedded", m.mongo != nil,
 		"data_dir", c.DataDir)
 	return nil
+}
+
+// ferretLogger is the embedded store's logger: FerretDB logs every error
+// reply it sends (a missing collection, say) as a warning, which is noise
+// for the gateway; only its errors are shown unless LOG_LEVEL is debug.
+func (m *Main) ferretLogger() *slog.Logger {
+	level := slog.LevelError
+	if m.Config.LogLevel <= slog.LevelDebug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", "ferretdb")
 }
 
 func (m *Main) goRun(f func() error) {

@@ -456,7 +456,7 @@ func (h *Handler) handle(state *orderState, env envelope, cmd domain.Command) (r
 				"idempotency key %q was already used with a different request on order %q", env.IdempotencyKey, env.OrderID)
 			return r, nil, nil
 		}
-		r.CommandID, r.Version, r.Error, r.Replayed = prev.CommandID, prev.Version, prev.Error, true
+		r.Version, r.Error, r.Replayed = prev.Version, prev.Error, true
 		if state.Order.Exists() {
 			o := state.Order
 			r.Order = &o

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/kafka"
+)
+
+// readTopic returns every committed record of topic, partition by partition.
+// It stops once no record has arrived for idle: with read_committed a
+// consumer cannot see where the transaction markers end, so quiet is the
+// only honest end.
+func readTopic(t testing.TB, topic string, idle time.Duration) []*sarama.ConsumerMessage {
+	t.Helper()
+	sc := kafka.Config("test-reader", 20*time.Millisecond)
+	c, err := sarama.NewConsumer(testBrokers, sc)
+	if err != nil {
+		t.Fatalf("consumer: %v", err)
+	}
+	defer c.Close()
+	parts, err := c.Partitions(topic)
+	if err != nil {
+		t.Fatalf("partitions of %s: %v", topic, err)
+	}
+	var (
+		mu  sync.Mutex
+		out []*sarama.ConsumerMessage
+		wg  sync.WaitGroup
+	)
+	for _, p := range parts {
+		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatalf("consume %s/%d: %v", topic, p, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer pc.Close()
+			for {
+				select {
+				case m := <-pc.Messages():
+					mu.Lock()
+					out = append(out, m)
+					mu.Unlock()
+				case <-time.After(idle):
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// eventsByOrder decodes the events topic and groups it by order.
+func eventsByOrder(t testing.TB, topics kafka.Topics) map[string][]domain.Event {
+	t.Helper()
+	out := map[string][]domain.Event{}
+	for _, m := range readTopic(t, topics.Events, time.Second) {
+		e, err := domain.UnmarshalEvent(m.Value)
+		if err != nil {
+			t.Fatalf("events topic holds an undecodable record at %d/%d: %v", m.Partition, m.Offset, err)
+		}
+		out[e.OrderID] = append(out[e.OrderID], e)
+	}
+	return out
+}
+
+// checkExactlyOnce asserts that each order's events are versions 1..n, each
+// once, and that n is the version the caller last saw.
+func checkExactlyOnce(t testing.TB, events map[string][]domain.Event, want map[string]int) {
+	t.Helper()
+	for id, v := range want {
+		es := events[id]
+		if len(es) != v {
+			t.Errorf("order %s: %d events in the log, want %d", id, len(es), v)
+			continue
+		}
+		for i, e := range es {
+			if e.Version != i+1 {
+				t.Errorf("order %s: event %d has version %d", id, i, e.Version)
+			}
+		}
+	}
+}
+
+// TestRestartKeepsOrders stops a gateway and starts another on the same
+// topics and database: orders are all there, the handler's state is restored
+// (versions continue) and a retried pre-restart mutation is still recognised.
+func TestRestartKeepsOrders(t *testing.T) {
+	cfg := testConfig(t)
+	g := startGateway(t, cfg)
+	versions := map[string]int{}
+	var ids []string
+	for i := range 6 {
+		in := placeInput(fmt.Sprintf("cust-restart-%d", i%2), item("A", 1, "1"))
+		in["idempotencyKey"] = "place-" + strconv.Itoa(i)
+		o := g.mustMutate(t, "placeOrder", in)
+		ids = append(ids, o.ID)
+		versions[o.ID] = 1
+		if i%2 == 0 {
+			versions[o.ID] = g.mustMutate(t, "confirmOrder", map[string]any{"orderId": o.ID}).Version
+		}
+	}
+	g.stop()
+
+	g2 := startGateway(t, cfg)
+	for i, id := range ids {
+		if v := g2.orderAt(t, id, consistencyTokenFor(id, versions[id])); v == nil || v.Version != versions[id] {
+			t.Fatalf("order %s after restart: %+v", id, v)
+		}
+		// A retry of the first placeOrder returns the recorded outcome.
+		in := placeInput(fmt.Sprintf("cust-restart-%d", i%2), item("A", 1, "1"))
+		in["idempotencyKey"] = "place-" + strconv.Itoa(i)
+		if p := g2.mutate(t, "placeOrder", in); len(p.UserErrors) != 0 || p.Order.ID != id || *p.Version != 1 {
+			t.Fatalf("retried placeOrder after restart: %+v", p)
+		}
+		// New commands continue from the restored version.
+		name, input := "confirmOrder", map[string]any{"orderId": id, "expectedVersion": versions[id]}
+		if versions[id] == 2 {
+			name, input = "shipOrder", map[string]any{"orderId": id, "trackingNumber": "T", "expectedVersion": 2}
+		}
+		o := g2.mustMutate(t, name, input)
+		if o.Version != versions[id]+1 {
+			t.Fatalf("%s after restart: version %d, want %d", name, o.Version, versions[id]+1)
+		}
+		versions[id]++
+	}
+	checkExactlyOnce(t, eventsByOrder(t, kafka.NewTopics(cfg.TopicPrefix)), versions)
+	t.Logf("checked %d orders across a restart, and their events in the log", len(ids))
+}
+
+// TestEmbeddedDataSurvivesRestart runs the gateway with its own embedded
+// broker and store on a data folder, stops it, and starts it again.
+func TestEmbeddedDataSurvivesRestart(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.KafkaBrokers, cfg.MongoURI = nil, "" // embedded, under cfg.DataDir
+	g := startGateway(t, cfg)
+	o := g.mustMutate(t, "placeOrder", placeInput("cust-embedded", item("A", 2, "3.50")))
+	p := g.mutate(t, "confirmOrder", map[string]any{"orderId": o.ID})
+	g.orderAt(t, o.ID, *p.ConsistencyToken)
+	g.stop()
+
+	g2 := startGateway(t, cfg)
+	if v := g2.orderAt(t, o.ID, ""); v == nil || v.Status != "CONFIRMED" || v.Version != 2 {
+		t.Fatalf("order after restart of the embedded stack: %+v", v)
+	}
+	if s := g2.mustMutate(t, "shipOrder", map[string]any{"orderId": o.ID, "trackingNumber": "T"}); s.Version != 3 {
+		t.Fatalf("ship after restart: version %d, want 3", s.Version)
+	}
+}
+
+// TestTwoInstances runs two gateways on one broker and store: commands sent
+// to either are each handled exactly once, and each outcome reaches the
+// instance that waits for it.
+func TestTwoInstances(t *testing.T) {
+	cfg := testConfig(t)
+	a := startGateway(t, cfg)
+	b := startGateway(t, cfg)
+	gws := []*gateway{a, b}
+	const orders = 24
+	ids := make([]string, orders)
+	var wg sync.WaitGroup
+	errs := make(chan error, orders)
+	for i := range orders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g := gws[i%2]
+			p := g.mutate(t, "placeOrder", placeInput("cust-two", item("A", 1, "1")))
+			if len(p.UserErrors) > 0 || p.Order == nil {
+				errs <- fmt.Errorf("place via %d: %+v", i%2, p.UserErrors)
+				return
+			}
+			ids[i] = p.Order.ID
+			// Confirm through the other instance.
+			c := gws[(i+1)%2].mutate(t, "confirmOrder", map[string]any{"orderId": p.Order.ID, "expectedVersion": 1})
+			if len(c.UserErrors) > 0 || *c.Version != 2 {
+				errs <- fmt.Errorf("confirm via %d: %+v", (i+1)%2, c)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	want := map[string]int{}
+	for _, id := range ids {
+		want[id] = 2
+	}
+	checkExactlyOnce(t, eventsByOrder(t, kafka.NewTopics(cfg.TopicPrefix)), want)
+	var list struct{ Orders struct{ TotalCount int } }
+	for _, id := range ids {
+		b.orderAt(t, id, consistencyTokenFor(id, 2))
+	}
+	a.data(t, `{ orders(filter: {customerId: "cust-two", status: [CONFIRMED]}) { totalCount } }`, nil, &list)
+	if list.Orders.TotalCount != orders {
+		t.Fatalf("views hold %d confirmed orders, want %d", list.Orders.TotalCount, orders)
+	}
+	t.Logf("checked %d orders placed and confirmed across two instances, %d events", orders, 2*orders)
+}
+
+// TestDeadLetters writes malformed commands and events straight to the
+// topics: each lands in the dead-letter topic with its error and origin, and
+// the partitions keep flowing.
+func TestDeadLetters(t *testing.T) {
+	cfg := testConfig(t)
+	g := startGateway(t, cfg)
+	topics := kafka.NewTopics(cfg.TopicPrefix)
+	sc := kafka.Config("test-poison", 20*time.Millisecond)
+	sc.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(testBrokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	future, _ := json.Marshal(map[string]any{"orderId": "o-future", "version": 1, "type": "OrderPlaced", "schemaVersion": 99, "data": map[string]any{}})
+	poison := []*sarama.ProducerMessage{
+		{Topic: topics.Commands, Key: sarama.StringEncoder("o-junk"), Value: sarama.StringEncoder("not json")},
+		{Topic: topics.Commands, Key: sarama.StringEncoder("o-moon"), Value: sarama.StringEncoder(`{"commandId":"c1","type":"FlyToMoon","orderId":"o-moon","data":{}}`)},
+		{Topic: topics.Events, Key: sarama.StringEncoder("o-junk"), Value: sarama.StringEncoder("{garbage")},
+		{Topic: topics.Events, Key: sarama.StringEncoder("o-future"), Value: sarama.ByteEncoder(future)},
+	}
+	if err := prod.SendMessages(poison); err != nil {
+		t.Fatal(err)
+	}
+	// The pipeline keeps flowing on every partition.
+	for i := range 6 {
+		o := g.mustMutate(t, "placeOrder", placeInput("cust-dlq", item(strconv.Itoa(i), 1, "1")))
+		c := g.mutate(t, "confirmOrder", map[string]any{"orderId": o.ID})
+		g.orderAt(t, o.ID, *c.ConsistencyToken)
+	}
+	dead := readTopic(t, topics.DeadLetter, time.Second)
+	if len(dead) != len(poison) {
+		t.Fatalf("dead-letter topic holds %d records, want %d", len(dead), len(poison))
+	}
+	sources := map[string]int{}
+	for _, m := range dead {
+		reason, src := kafka.Header(m, kafka.HeaderDLError), kafka.Header(m, kafka.HeaderDLTopic)
+		if reason == "" || kafka.Header(m, kafka.HeaderDLPartition) == "" || kafka.Header(m, kafka.HeaderDLOffset) == "" {
+			t.Errorf("dead letter %s lacks its headers: %v", m.Key, m.Headers)
+		}
+		sources[src]++
+		t.Logf("dead letter from %s: key %s: %s", src, m.Key, reason)
+	}
+	if sources[topics.Commands] != 2 || sources[topics.Events] != 2 {
+		t.Fatalf("dead letters by source: %v", sources)
+	}
+	if g.handler.DeadLetters() != 2 || g.projector.DeadLetters() != 2 {
+		t.Fatalf("dead-letter counts: handler %d, projector %d", g.handler.DeadLetters(), g.projector.DeadLetters())
+	}
+}
+
+// TestIdempotentMutations: a retried mutation returns the first outcome and
+// appends nothing; the same key with another request is rejected.
+func TestIdempotentMutations(t *testing.T) {
+	cfg := testConfig(t)
+	g := startGateway(t, cfg)
+	in := placeInput("cust-idem", item("A", 1, "1"))
+	in["idempotencyKey"] = "order-1"
+	first := g.mutate(t, "placeOrder", in)
+	again := g.mutate(t, "placeOrder", in)
+	if first.Order == nil || again.Order == nil || first.Order.ID != again.Order.ID || *again.Version != 1 || len(again.UserErrors) != 0 {
+		t.Fatalf("retried placeOrder: first %+v, again %+v", first, again)
+	}
+	id := first.Order.ID
+	confirm := map[string]any{"orderId": id, "idempotencyKey": "confirm-1"}
+	c1 := g.mutate(t, "confirmOrder", confirm)
+	c2 := g.mutate(t, "confirmOrder", confirm)
+	if *c1.Version != 2 || *c2.Version != 2 || len(c2.UserErrors) != 0 {
+		t.Fatalf("retried confirm: %+v then %+v", c1, c2)
+	}
+	// A rejected command is recorded too: its retry gets the same rejection.
+	ship := map[string]any{"orderId": id, "trackingNumber": "T", "expectedVersion": 1, "idempotencyKey": "ship-1"}
+	s1, s2 := g.mutate(t, "shipOrder", ship), g.mutate(t, "shipOrder", ship)
+	if len(s1.UserErrors) != 1 || s1.UserErrors[0].Code != "VERSION_CONFLICT" || !equalJSON(t, s1.UserErrors, s2.UserErrors) {
+		t.Fatalf("retried rejected ship: %+v then %+v", s1.UserErrors, s2.UserErrors)
+	}
+	in["items"] = []map[string]any{item("B", 5, "2")}
+	reused := g.mutate(t, "placeOrder", in)
+	if len(reused.UserErrors) != 1 || reused.UserErrors[0].Code != "IDEMPOTENCY_KEY_REUSED" {
+		t.Fatalf("placeOrder with a reused key and another payload: %+v", reused.UserErrors)
+	}
+	confirm["expectedVersion"] = 2
+	if r := g.mutate(t, "confirmOrder", confirm); len(r.UserErrors) != 1 || r.UserErrors[0].Code != "IDEMPOTENCY_KEY_REUSED" {
+		t.Fatalf("confirm with a reused key and another payload: %+v", r.UserErrors)
+	}
+	checkExactlyOnce(t, eventsByOrder(t, kafka.NewTopics(cfg.TopicPrefix)), map[string]int{id: 2})
+}
