@@ -108,10 +108,11 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	for _, s := range ss {
 		values[s.flag] = fs.String(s.flag, "", "")
 	}
-	fs.Usage = func() { usage(out, ss) }
+	fs.Usage = func() {} // the help is printed for --help only, not after every error
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return c, err // fs.Usage printed the help
+			usage(out, ss)
+			return c, err
 		}
 		return c, fmt.Errorf("%v (see --help)", err)
 	}

@@ -63,7 +63,11 @@ func (r *queryResolver) Orders(ctx context.Context, filter *model.OrderFilter, f
 	if err := r.awaitToken(ctx, consistencyToken); err != nil {
 		return nil, r.internal(ctx, err)
 	}
-	page, err := r.Views.Orders(ctx, filterInput(filter), deref(first), deref(after))
+	size := 20 // the schema's default, also for an explicit null
+	if first != nil {
+		size = *first
+	}
+	page, err := r.Views.Orders(ctx, filterInput(filter), size, deref(after))
 	if err != nil {
 		return nil, r.internal(ctx, err)
 	}

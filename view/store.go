@@ -183,7 +183,7 @@ func (s *Store) Orders(ctx context.Context, f OrderFilter, first int, after stri
 		created = append(created, bson.E{Key: "$gt", Value: f.CreatedAfter.UTC()})
 	}
 	if f.CreatedBefore != nil {
-		created = append(created, bson.E{Key: "$lt", Value: f.CreatedBefore.UTC()})
+		created = append(created, bson.E{Key: "$lt", Value: f.CreatedBefore.UTC().Add(time.Millisecond - 1).Truncate(time.Millisecond)}) // dates are stored in ms: round up, so a sub-ms bound keeps its own millisecond
 	}
 	if len(created) > 0 {
 		filter = append(filter, bson.E{Key: "createdAt", Value: created})

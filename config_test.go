@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+// envOf is a getenv over a fixed map.
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func parse(t *testing.T, args []string, env map[string]string) (Config, error) {
+	t.Helper()
+	return ParseConfig(args, envOf(env), io.Discard)
+}
+
+func mustParse(t *testing.T, args []string, env map[string]string) Config {
+	t.Helper()
+	c, err := parse(t, args, env)
+	if err != nil {
+		t.Fatalf("ParseConfig(%q, %v): want no error, got %v", args, env, err)
+	}
+	return c
+}
+
+// mustFail parses and wants an error whose one line contains every want.
+func mustFail(t *testing.T, args []string, env map[string]string, want ...string) error {
+	t.Helper()
+	_, err := parse(t, args, env)
+	if err == nil {
+		t.Fatalf("ParseConfig(%q, %v): want an error, got none", args, env)
+	}
+	msg := err.Error()
+	if strings.ContainsAny(msg, "\r\n") {
+		t.Errorf("ParseConfig(%q, %v): want a one-line error, got %q", args, env, msg)
+	}
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("ParseConfig(%q, %v): want the error to mention %q, got %q", args, env, w, msg)
+		}
+	}
+	return err
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	c := mustParse(t, nil, nil)
+	want := Config{
+		ListenAddr: ":8080", DataDir: "./data", MongoDatabase: "orders", TopicPrefix: "orders",
+		Partitions: 6, ReplicationFactor: -1,
+		CommandTimeout: 5 * time.Second, ConsistencyTimeout: 3 * time.Second,
+		StartupTimeout: 60 * time.Second, ShutdownTimeout: 15 * time.Second,
+		FetchWait: 20 * time.Millisecond, SessionTimeout: 10 * time.Second,
+		EmbeddedKafkaPort: 0, EmbeddedMongoAddr: "127.0.0.1:0", LogLevel: slog.LevelInfo,
+	}
+	if !equalJSON(t, c, want) {
+		t.Errorf("defaults:\nwant %+v\ngot  %+v", want, c)
+	}
+	if len(c.KafkaBrokers) != 0 || c.MongoURI != "" {
+		t.Errorf("defaults: want no brokers and no MongoDB URI (embedded), got %q and %q", c.KafkaBrokers, c.MongoURI)
+	}
+	// An empty environment variable is the same as an unset one.
+	empty := map[string]string{}
+	for _, s := range settings() {
+		empty[s.env] = ""
+	}
+	if c2 := mustParse(t, nil, empty); !equalJSON(t, c2, c) {
+		t.Errorf("empty environment variables: want the defaults %+v, got %+v", c, c2)
+	}
+}
+
+func TestParseConfigEnv(t *testing.T) {
+	env := map[string]string{
+		"LISTEN_ADDR": "127.0.0.1:9000", "DATA_DIR": "/var/lib/gw", "KAFKA_BROKERS": "k1:9092",
+		"MONGODB_URI": "mongodb://m:27017", "MONGODB_DATABASE": "db1", "TOPIC_PREFIX": "tp",
+		"PARTITIONS": "12", "REPLICATION_FACTOR": "3", "COMMAND_TIMEOUT": "250ms",
+		"CONSISTENCY_TIMEOUT": "1s", "STARTUP_TIMEOUT": "2m", "SHUTDOWN_TIMEOUT": "7s",
+		"FETCH_WAIT": "5ms", "SESSION_TIMEOUT": "45s", "EMBEDDED_KAFKA_PORT": "9092",
+		"EMBEDDED_MONGODB_ADDR": "0.0.0.0:27017", "LOG_LEVEL": "debug",
+	}
+	c := mustParse(t, nil, env)
+	want := Config{
+		ListenAddr: "127.0.0.1:9000", DataDir: "/var/lib/gw", KafkaBrokers: []string{"k1:9092"},
+		MongoURI: "mongodb://m:27017", MongoDatabase: "db1", TopicPrefix: "tp",
+		Partitions: 12, ReplicationFactor: 3, CommandTimeout: 250 * time.Millisecond,
+		ConsistencyTimeout: time.Second, StartupTimeout: 2 * time.Minute, ShutdownTimeout: 7 * time.Second,
+		FetchWait: 5 * time.Millisecond, SessionTimeout: 45 * time.Second, EmbeddedKafkaPort: 9092,
+		EmbeddedMongoAddr: "0.0.0.0:27017", LogLevel: slog.LevelDebug,
+	}
+	if !equalJSON(t, c, want) {
+		t.Errorf("from the environment:\nwant %+v\ngot  %+v", want, c)
+	}
+	if len(env) != len(settings()) {
+		t.Errorf("this test sets %d environment variables, settings() has %d: update the test", len(env), len(settings()))
+	}
+}
+
+func TestParseConfigFlags(t *testing.T) {
+	env := map[string]string{"LISTEN_ADDR": ":1", "PARTITIONS": "2", "COMMAND_TIMEOUT": "2s", "KAFKA_BROKERS": "env:1", "LOG_LEVEL": "error"}
+	c := mustParse(t, []string{"--listen-addr", ":2", "-partitions=3", "--command-timeout=3s", "--kafka-brokers=flag:1,flag:2", "--log-level", "warn"}, env)
+	if c.ListenAddr != ":2" || c.Partitions != 3 || c.CommandTimeout != 3*time.Second || !equalStrings(c.KafkaBrokers, []string{"flag:1", "flag:2"}) || c.LogLevel != slog.LevelWarn {
+		t.Errorf("flags over env: want :2, 3, 3s, [flag:1 flag:2], WARN, got %q, %d, %v, %q, %v", c.ListenAddr, c.Partitions, c.CommandTimeout, c.KafkaBrokers, c.LogLevel)
+	}
+	// Settings without a flag still come from the environment.
+	c = mustParse(t, []string{"--partitions=3"}, env)
+	if c.ListenAddr != ":1" || c.Partitions != 3 || c.CommandTimeout != 2*time.Second {
+		t.Errorf("env where no flag: want :1, 3, 2s, got %q, %d, %v", c.ListenAddr, c.Partitions, c.CommandTimeout)
+	}
+	// A flag set to the empty string wins over the environment too.
+	c = mustParse(t, []string{"--kafka-brokers="}, env)
+	if len(c.KafkaBrokers) != 0 {
+		t.Errorf("--kafka-brokers= over KAFKA_BROKERS=env:1: want no brokers, got %q", c.KafkaBrokers)
+	}
+	// A bad environment variable does not matter when a flag overrides it.
+	if _, err := parse(t, []string{"--command-timeout=1s"}, map[string]string{"COMMAND_TIMEOUT": "5"}); err != nil {
+		t.Errorf("bad COMMAND_TIMEOUT overridden by --command-timeout: want no error, got %v", err)
+	}
+}
+
+func TestParseConfigBrokers(t *testing.T) {
+	for in, want := range map[string][]string{
+		"a:1, b:2,,":      {"a:1", "b:2"},
+		"a:1":             {"a:1"},
+		" a:1 ,\tb:2 , c": {"a:1", "b:2", "c"},
+		",, ,":            nil,
+	} {
+		c := mustParse(t, nil, map[string]string{"KAFKA_BROKERS": in})
+		if !equalStrings(c.KafkaBrokers, want) {
+			t.Errorf("KAFKA_BROKERS=%q: want %q, got %q", in, want, c.KafkaBrokers)
+		}
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	// Bad environment values: the error names the variable and the value.
+	mustFail(t, nil, map[string]string{"COMMAND_TIMEOUT": "5"}, "COMMAND_TIMEOUT", `"5"`)
+	mustFail(t, nil, map[string]string{"CONSISTENCY_TIMEOUT": "-1s"}, "CONSISTENCY_TIMEOUT", `"-1s"`)
+	mustFail(t, nil, map[string]string{"FETCH_WAIT": "0s"}, "FETCH_WAIT", `"0s"`)
+	mustFail(t, nil, map[string]string{"PARTITIONS": "0"}, "PARTITIONS", `"0"`)
+	mustFail(t, nil, map[string]string{"PARTITIONS": "six"}, "PARTITIONS", `"six"`)
+	mustFail(t, nil, map[string]string{"REPLICATION_FACTOR": "-2"}, "REPLICATION_FACTOR", `"-2"`)
+	mustFail(t, nil, map[string]string{"EMBEDDED_KAFKA_PORT": "70000"}, "EMBEDDED_KAFKA_PORT", `"70000"`)
+	mustFail(t, nil, map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL", "loud")
+	// Bad flag values name the flag.
+	mustFail(t, []string{"--command-timeout=soon"}, nil, "--command-timeout", `"soon"`)
+	mustFail(t, []string{"--partitions", "0"}, nil, "--partitions", `"0"`)
+	mustFail(t, []string{"--log-level=loud"}, nil, "--log-level", "loud")
+	// A flag with no value, an unknown flag, a positional argument.
+	mustFail(t, []string{"--partitions"}, nil, "partitions")
+	mustFail(t, []string{"--no-such-flag=1"}, nil, "no-such-flag")
+	mustFail(t, []string{"serve"}, nil, `"serve"`)
+	mustFail(t, []string{"--partitions=2", "extra", "--listen-addr=:1"}, nil, `"extra"`)
+	// Errors are not flag.ErrHelp.
+	if err := mustFail(t, []string{"--bogus"}, nil); errors.Is(err, flag.ErrHelp) {
+		t.Errorf("unknown flag: want an error other than flag.ErrHelp, got %v", err)
+	}
+}
+
+func TestParseConfigHelp(t *testing.T) {
+	for _, arg := range []string{"--help", "-h"} {
+		var out bytes.Buffer
+		_, err := ParseConfig([]string{arg}, envOf(nil), &out)
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%s: want flag.ErrHelp, got %v", arg, err)
+		}
+		usage := out.String()
+		for _, s := range settings() {
+			if !strings.Contains(usage, s.env) || !strings.Contains(usage, "--"+s.flag) {
+				t.Errorf("%s: want the usage to list %s and --%s, got:\n%s", arg, s.env, s.flag, usage)
+			}
+		}
+	}
+	// A bad flag gets its one-line error and nothing else.
+	var out bytes.Buffer
+	if _, err := ParseConfig([]string{"--bogus"}, envOf(nil), &out); err == nil {
+		t.Errorf("--bogus: want an error, got none")
+	} else if out.Len() != 0 {
+		t.Errorf("--bogus: want no usage printed besides the error %q, got %d bytes", err, out.Len())
+	}
+}
