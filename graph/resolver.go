@@ -3,7 +3,7 @@
 // turns domain errors into GraphQL errors.
 package graph
 
-//go:generate go run github.com/99designs/gqlgen generate
+//go:generate go tool gqlgen generate
 
 import (
 	"context"

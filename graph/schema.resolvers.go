@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/ordergateway/gateway/domain"
-
 	"github.com/ordergateway/gateway/graph/model"
 )
 
