@@ -332,6 +332,7 @@ func (p *Projector) writeCustomers(ctx context.Context, changed []string, final 
 		if !ok {
 			c = view.CustomerDoc{ID: cid}
 		}
+		prev := c.Rev
 		moved := false
 		for _, d := range byCustomer[cid] {
 			moved = c.Apply(d) || moved
@@ -339,7 +340,7 @@ func (p *Projector) writeCustomers(ctx context.Context, changed []string, final 
 		if !moved {
 			continue
 		}
-		if err := p.store.PutCustomer(ctx, &c); err != nil {
+		if err := p.store.PutCustomer(ctx, c, prev); err != nil {
 			return err
 		}
 	}

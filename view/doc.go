@@ -107,7 +107,10 @@ type CustomerDoc struct {
 	OpenOrderCount int             `bson:"openOrderCount" json:"openOrderCount"`
 	CountsByStatus []StatusCount   `bson:"countsByStatus" json:"countsByStatus"`
 	LifetimeValue  []Money         `bson:"lifetimeValue" json:"lifetimeValue"`
-	// Rev guards concurrent writers: a write replaces only the revision it read.
+	// Rev is the sum of the order versions in Orders. It grows with every
+	// change, so it guards concurrent writers (a write replaces only the
+	// revision it read), and, unlike a write counter, it does not depend on
+	// how the events were batched: a replay rebuilds identical documents.
 	Rev int64 `bson:"rev" json:"-"`
 }
 
@@ -152,6 +155,10 @@ func (c *CustomerDoc) Apply(o OrderDoc) bool {
 
 func (c *CustomerDoc) recompute() {
 	c.OrderCount = len(c.Orders)
+	c.Rev = 0
+	for _, o := range c.Orders {
+		c.Rev += int64(o.Version)
+	}
 	c.OpenOrderCount = 0
 	counts := map[string]int{}
 	value := map[string]int64{}

@@ -289,26 +289,21 @@ func (s *Store) PutOrder(ctx context.Context, d OrderDoc, prev int) error {
 	return nil
 }
 
-// PutCustomer writes c if the stored summary is at revision c.Rev (0: none
-// yet), and advances c.Rev. It returns ErrConflict otherwise.
-func (s *Store) PutCustomer(ctx context.Context, c *CustomerDoc) error {
-	prev := c.Rev
-	c.Rev++
+// PutCustomer writes c if the stored summary is at revision prev (0: none
+// yet). It returns ErrConflict otherwise.
+func (s *Store) PutCustomer(ctx context.Context, c CustomerDoc, prev int64) error {
 	if prev == 0 {
 		_, err := s.customers.InsertOne(ctx, c)
 		if mongo.IsDuplicateKeyError(err) {
-			c.Rev = prev
 			return ErrConflict
 		}
 		return storeErr(err)
 	}
 	res, err := s.customers.ReplaceOne(ctx, bson.D{{Key: "_id", Value: c.ID}, {Key: "rev", Value: prev}}, c)
 	if err != nil {
-		c.Rev = prev
 		return storeErr(err)
 	}
 	if res.MatchedCount == 0 {
-		c.Rev = prev
 		return ErrConflict
 	}
 	return nil
