@@ -3,7 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -258,8 +261,16 @@ func TestDeadLetters(t *testing.T) {
 	if sources[topics.Commands] != 2 || sources[topics.Events] != 2 {
 		t.Fatalf("dead letters by source: %v", sources)
 	}
-	if g.handler.DeadLetters() != 2 || g.projector.DeadLetters() != 2 {
-		t.Fatalf("dead-letter counts: handler %d, projector %d", g.handler.DeadLetters(), g.projector.DeadLetters())
+	resp, err := http.Get(g.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`order_gateway_dead_letters_total{source="commands"} 2`, `order_gateway_dead_letters_total{source="events"} 2`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Fatalf("/metrics lacks %q:\n%s", want, metrics)
+		}
 	}
 }
 

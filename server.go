@@ -244,6 +244,7 @@ func (m *Main) routes() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", m.readyz)
+	mux.HandleFunc("GET /metrics", m.metrics)
 	return mux
 }
 
@@ -271,6 +272,15 @@ func (m *Main) readyz(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, status)
+}
+
+// metrics serves this instance's counters in the Prometheus text format.
+func (m *Main) metrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	fmt.Fprintln(w, "# HELP order_gateway_dead_letters_total Messages this instance moved to the dead-letter topic, by the topic they came from.")
+	fmt.Fprintln(w, "# TYPE order_gateway_dead_letters_total counter")
+	fmt.Fprintf(w, "order_gateway_dead_letters_total{source=\"commands\"} %d\n", m.handler.DeadLetters())
+	fmt.Fprintf(w, "order_gateway_dead_letters_total{source=\"events\"} %d\n", m.projector.DeadLetters())
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
