@@ -5,6 +5,11 @@ import (
 	"encoding/json"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/ordergateway/gateway/kafka"
 )
 
 func equalJSON(t testing.TB, a, b any) bool {
@@ -30,4 +35,16 @@ func equalStrings(a, b []string) bool {
 // is private to the server, so this mirrors graph.consistencyToken.
 func consistencyTokenFor(orderID string, version int) string {
 	return "ct1." + base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(version)+":"+orderID))
+}
+
+var jsonUnmarshal = json.Unmarshal
+
+// newAdmin connects a cluster admin to the test broker.
+func newAdmin(t testing.TB) sarama.ClusterAdmin {
+	t.Helper()
+	a, err := sarama.NewClusterAdmin(testBrokers, kafka.Config("test-admin", 20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

@@ -5,6 +5,7 @@ package view
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ordergateway/gateway/domain"
@@ -136,18 +137,16 @@ type Money struct {
 // has, and recomputes the derived fields. It reports whether anything changed.
 func (c *CustomerDoc) Apply(o OrderDoc) bool {
 	entry := CustomerOrder{OrderID: o.ID, Status: o.Status, Total: o.Total, Currency: o.Currency, Version: o.Version}
-	found := false
-	for i := range c.Orders {
-		if c.Orders[i].OrderID == o.ID {
-			if c.Orders[i].Version >= o.Version {
-				return false
-			}
-			c.Orders[i] = entry
-			found = true
+	// Orders stays sorted by id, so the document does not depend on the
+	// order in which partitions were projected.
+	i, found := slices.BinarySearchFunc(c.Orders, o.ID, func(e CustomerOrder, id string) int { return strings.Compare(e.OrderID, id) })
+	if found {
+		if c.Orders[i].Version >= o.Version {
+			return false
 		}
-	}
-	if !found {
-		c.Orders = append(c.Orders, entry)
+		c.Orders[i] = entry
+	} else {
+		c.Orders = slices.Insert(c.Orders, i, entry)
 	}
 	c.recompute()
 	return true

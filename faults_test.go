@@ -1,0 +1,363 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/ordergateway/gateway/embedded"
+	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/projector"
+	"github.com/ordergateway/gateway/view"
+)
+
+// dumpViews returns every view document of a database as raw BSON, by
+// collection, ordered by id.
+func dumpViews(t testing.TB, uri, database string) map[string][]bson.Raw {
+	t.Helper()
+	ctx := context.Background()
+	c, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(ctx)
+	out := map[string][]bson.Raw{}
+	for _, coll := range []string{"orders", "customers"} {
+		cur, err := c.Database(database).Collection(coll).Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+		if err != nil {
+			t.Fatalf("dump %s: %v", coll, err)
+		}
+		var docs []bson.Raw
+		if err := cur.All(ctx, &docs); err != nil {
+			t.Fatalf("dump %s: %v", coll, err)
+		}
+		out[coll] = docs
+	}
+	return out
+}
+
+func sameViews(a, b map[string][]bson.Raw) (bool, string) {
+	for coll := range a {
+		if len(a[coll]) != len(b[coll]) {
+			return false, fmt.Sprintf("%s: %d documents, then %d", coll, len(a[coll]), len(b[coll]))
+		}
+		for i := range a[coll] {
+			if !bytes.Equal(a[coll][i], b[coll][i]) {
+				return false, fmt.Sprintf("%s differs:\n%s\n%s", coll, a[coll][i], b[coll][i])
+			}
+		}
+	}
+	return true, ""
+}
+
+// makeOrders places orders for two customers and moves them through every
+// status; it returns each order's final version, once the views include it.
+func makeOrders(t testing.TB, g *gateway, n int) map[string]int {
+	t.Helper()
+	versions := map[string]int{}
+	for i := range n {
+		o := g.mustMutate(t, "placeOrder", placeInput("cust-"+strconv.Itoa(i%2), item("A", i+1, "2.25"), item("B", 1, "10")))
+		steps := []struct {
+			name  string
+			input map[string]any
+		}{
+			{"confirmOrder", map[string]any{"orderId": o.ID}},
+			{"shipOrder", map[string]any{"orderId": o.ID, "trackingNumber": "T" + strconv.Itoa(i)}},
+			{"deliverOrder", map[string]any{"orderId": o.ID}},
+		}
+		if i%4 == 3 {
+			steps = steps[:1]
+			steps = append(steps, struct {
+				name  string
+				input map[string]any
+			}{"cancelOrder", map[string]any{"orderId": o.ID, "reason": "no longer needed"}})
+		}
+		last := o
+		for _, s := range steps[:i%len(steps)+1] {
+			last = g.mustMutate(t, s.name, s.input)
+		}
+		g.orderAt(t, o.ID, consistencyTokenFor(o.ID, last.Version))
+		versions[o.ID] = last.Version
+	}
+	return versions
+}
+
+// runProjector runs a projector of its own group until the test ends.
+func runProjector(t testing.TB, cfg Config, group string) {
+	t.Helper()
+	store, err := view.Open(cfg.MongoURI, cfg.MongoDatabase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := projector.New(projector.Config{Brokers: cfg.KafkaBrokers, Topics: kafka.NewTopics(cfg.TopicPrefix), Group: group,
+		FetchWait: cfg.FetchWait, SessionTimeout: cfg.SessionTimeout}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); p.Close(); <-done; store.Close(context.Background()) })
+}
+
+// waitForViews polls until the views equal want; it fails with the last
+// difference after the deadline.
+func waitForViews(t testing.TB, cfg Config, want map[string][]bson.Raw, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, diff := sameViews(want, dumpViews(t, cfg.MongoURI, cfg.MongoDatabase))
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("views did not converge within %s: %s", within, diff)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestProjectionReplay replays the whole events topic twice: over the
+// existing views (nothing may change) and into emptied views (they must come
+// back byte for byte).
+func TestProjectionReplay(t *testing.T) {
+	cfg := testConfig(t)
+	g := startGateway(t, cfg)
+	versions := makeOrders(t, g, 12)
+	before := dumpViews(t, cfg.MongoURI, cfg.MongoDatabase)
+	if len(before["orders"]) != len(versions) || len(before["customers"]) != 2 {
+		t.Fatalf("views before replay: %d orders, %d customers", len(before["orders"]), len(before["customers"]))
+	}
+
+	// Replay over the existing views: a second group reads everything again.
+	runProjector(t, cfg, cfg.TopicPrefix+".replay-1")
+	waitForGroupAt(t, cfg, cfg.TopicPrefix+".replay-1", cfg.TopicPrefix+".projector")
+	if ok, diff := sameViews(before, dumpViews(t, cfg.MongoURI, cfg.MongoDatabase)); !ok {
+		t.Fatalf("replaying over the views changed them: %s", diff)
+	}
+
+	// Rebuild from nothing.
+	g.stop()
+	store, _ := view.Open(cfg.MongoURI, cfg.MongoDatabase)
+	if err := store.Drop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	store.Close(context.Background())
+	runProjector(t, cfg, cfg.TopicPrefix+".replay-2")
+	waitForViews(t, cfg, before, 30*time.Second)
+	t.Logf("replayed %d orders (%d customers) twice; views identical byte for byte", len(before["orders"]), len(before["customers"]))
+}
+
+// waitForGroupAt waits until group has committed, on every partition of the
+// events topic, at least what reference has.
+func waitForGroupAt(t testing.TB, cfg Config, group, reference string) {
+	t.Helper()
+	admin := newAdmin(t)
+	defer admin.Close()
+	topic := kafka.NewTopics(cfg.TopicPrefix).Events
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ref, err := admin.ListConsumerGroupOffsets(reference, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		behind := -1 // unknown until the group has committed something
+		got, err := admin.ListConsumerGroupOffsets(group, nil)
+		if err == nil {
+			behind = 0
+			for p, b := range ref.Blocks[topic] {
+				if g := got.GetBlock(topic, p); g == nil || g.Offset < b.Offset {
+					behind++
+				}
+			}
+		}
+		if behind == 0 && len(ref.Blocks[topic]) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group %s did not reach %s's offsets in 30s (partitions behind: %d, last error: %v)", group, reference, behind, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestStoreOutage stops the view store under load: mutations keep working,
+// queries answer UNAVAILABLE, /readyz says why, and once the store is back
+// the projector catches up with nothing lost.
+func TestStoreOutage(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	store, err := embedded.StartMongo(filepath.Join(dir, "mongodb"), addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { store.Close() }()
+	cfg := testConfig(t)
+	cfg.MongoURI = store.URI()
+	g := startGateway(t, cfg)
+	before := makeOrders(t, g, 4)
+
+	store.Close()
+	var during []Order
+	for i := range 5 {
+		during = append(during, g.mustMutate(t, "placeOrder", placeInput("cust-outage", item(strconv.Itoa(i), 1, "1"))))
+	}
+	r := g.do(t, `{ orders { totalCount } }`, nil)
+	if len(r.Errors) != 1 || r.Errors[0].Extensions["code"] != "UNAVAILABLE" {
+		t.Fatalf("query while the store is down: want UNAVAILABLE, got %+v", r.Errors)
+	}
+	if code := httpStatus(t, g.url+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz while the store is down: %d", code)
+	}
+
+	if store, err = embedded.StartMongo(filepath.Join(dir, "mongodb"), addr, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range during {
+		if v := g.orderAt(t, o.ID, consistencyTokenFor(o.ID, 1)); v == nil || v.Version != 1 {
+			t.Fatalf("order placed during the outage: %+v", v)
+		}
+	}
+	for id, v := range before {
+		if o := g.orderAt(t, id, ""); o == nil || o.Version != v {
+			t.Fatalf("order from before the outage: %+v, want version %d", o, v)
+		}
+	}
+	if code := httpStatus(t, g.url+"/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz after the store is back: %d", code)
+	}
+	t.Logf("checked %d orders written before and %d during a store outage", len(before), len(during))
+}
+
+// TestBrokerRestart restarts the broker under load: requests fail fast while
+// it is down (never past the command timeout), the gateway reconnects by
+// itself, and every acknowledged mutation has its events exactly once.
+func TestBrokerRestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "kafka")
+	port := freePort(t)
+	broker, err := embedded.StartKafka(dir, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { broker.Close() }()
+	cfg := testConfig(t)
+	cfg.KafkaBrokers = []string{broker.Addr()}
+	cfg.CommandTimeout = 3 * time.Second
+	g := startGateway(t, cfg)
+	prevBrokers := testBrokers
+	testBrokers = cfg.KafkaBrokers // eventsByOrder reads this broker
+	defer func() { testBrokers = prevBrokers }()
+
+	// Clients place and confirm orders, retrying with their idempotency keys
+	// until they get an answer.
+	var (
+		stop      atomic.Bool
+		mu        sync.Mutex
+		versions  = map[string]int{}
+		failures  atomic.Int64
+		slowest   atomic.Int64
+		wg        sync.WaitGroup
+		completed atomic.Int64
+	)
+	attempt := func(name string, input map[string]any) Payload {
+		for {
+			start := time.Now()
+			r := g.do(t, fmt.Sprintf("mutation($input: %sInput!) { m: %s(input: $input) { %s } }", upperFirst(name), name, payloadFields), map[string]any{"input": input})
+			if d := time.Since(start); int64(d) > slowest.Load() {
+				slowest.Store(int64(d))
+			}
+			if len(r.Errors) == 0 {
+				var out struct{ M Payload }
+				mustUnmarshal(t, r.Data, &out)
+				return out.M
+			}
+			failures.Add(1)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	for c := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				key := fmt.Sprintf("c%d-%d", c, i)
+				in := placeInput("cust-broker", item("A", 1, "1"))
+				in["idempotencyKey"] = key
+				p := attempt("placeOrder", in)
+				c := attempt("confirmOrder", map[string]any{"orderId": p.Order.ID, "idempotencyKey": key + "-confirm"})
+				mu.Lock()
+				versions[p.Order.ID] = *c.Version
+				mu.Unlock()
+				completed.Add(1)
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	broker.Close()
+	time.Sleep(2 * time.Second)
+	if code := httpStatus(t, g.url+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while the broker is down: %d", code)
+	}
+	if broker, err = embedded.StartKafka(dir, port); err != nil {
+		t.Fatal(err)
+	}
+	atRestart := completed.Load()
+	deadline := time.Now().Add(60 * time.Second)
+	for completed.Load() < atRestart+20 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
+	if completed.Load() < atRestart+20 {
+		t.Fatalf("the gateway did not recover: %d orders completed before the restart, %d after 60s", atRestart, completed.Load())
+	}
+	if max := time.Duration(slowest.Load()); max > cfg.CommandTimeout+2*time.Second {
+		t.Errorf("a request took %s, past the %s command timeout", max, cfg.CommandTimeout)
+	}
+	checkExactlyOnce(t, eventsByOrder(t, kafka.NewTopics(cfg.TopicPrefix)), versions)
+	t.Logf("%d orders placed and confirmed around a broker restart (%d failed attempts retried, slowest request %s); events exactly once",
+		len(versions), failures.Load(), time.Duration(slowest.Load()))
+}
+
+func upperFirst(s string) string { return string(s[0]-'a'+'A') + s[1:] }
+
+func mustUnmarshal(t testing.TB, b []byte, v any) {
+	t.Helper()
+	if err := jsonUnmarshal(b, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func httpStatus(t testing.TB, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func freeAddr(t testing.TB) string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
