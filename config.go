@@ -32,6 +32,10 @@ type Config struct {
 	EmbeddedKafkaPort  int
 	EmbeddedMongoAddr  string
 	LogLevel           slog.Level
+	AllowedOrigins     []string
+	WSInitTimeout      time.Duration
+	WSPingInterval     time.Duration
+	MaxSubscriptions   int
 }
 
 // setting is one configuration entry: its flag, environment variable,
@@ -69,12 +73,7 @@ func settings() []setting {
 		{"listen-addr", "LISTEN_ADDR", ":8080", "HTTP address to serve GraphQL on", str(func(c *Config) *string { return &c.ListenAddr })},
 		{"data-dir", "DATA_DIR", "./data", "folder for the embedded broker's and store's data", str(func(c *Config) *string { return &c.DataDir })},
 		{"kafka-brokers", "KAFKA_BROKERS", "", "comma-separated Kafka bootstrap servers; empty starts the embedded broker", func(c *Config, v string) error {
-			c.KafkaBrokers = nil
-			for _, b := range strings.Split(v, ",") {
-				if b = strings.TrimSpace(b); b != "" {
-					c.KafkaBrokers = append(c.KafkaBrokers, b)
-				}
-			}
+			c.KafkaBrokers = splitList(v)
 			return nil
 		}},
 		{"mongodb-uri", "MONGODB_URI", "", "MongoDB connection string; empty starts the embedded store", str(func(c *Config) *string { return &c.MongoURI })},
@@ -90,6 +89,13 @@ func settings() []setting {
 		{"session-timeout", "SESSION_TIMEOUT", "10s", "consumer group session timeout (how fast a dead instance's partitions move)", dur(func(c *Config) *time.Duration { return &c.SessionTimeout })},
 		{"embedded-kafka-port", "EMBEDDED_KAFKA_PORT", "0", "port of the embedded broker on 127.0.0.1 (0: any free port)", num(func(c *Config) *int { return &c.EmbeddedKafkaPort }, 0, 65535)},
 		{"embedded-mongodb-addr", "EMBEDDED_MONGODB_ADDR", "127.0.0.1:0", "address of the embedded store", str(func(c *Config) *string { return &c.EmbeddedMongoAddr })},
+		{"allowed-origins", "ALLOWED_ORIGINS", "localhost:*,127.0.0.1:*", "comma-separated host patterns of pages allowed to open websockets (the server's own origin always is)", func(c *Config, v string) error {
+			c.AllowedOrigins = splitList(v)
+			return nil
+		}},
+		{"ws-init-timeout", "WS_INIT_TIMEOUT", "10s", "how long a websocket may take to send connection_init", dur(func(c *Config) *time.Duration { return &c.WSInitTimeout })},
+		{"ws-ping-interval", "WS_PING_INTERVAL", "15s", "websocket keep-alive interval; a peer that misses two pongs is closed", dur(func(c *Config) *time.Duration { return &c.WSPingInterval })},
+		{"max-subscriptions", "MAX_SUBSCRIPTIONS_PER_CONNECTION", "100", "subscriptions one websocket may hold at once", num(func(c *Config) *int { return &c.MaxSubscriptions }, 1, 100000)},
 		{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error {
 			return c.LogLevel.UnmarshalText([]byte(v))
 		}},
@@ -146,3 +152,14 @@ func usage(out io.Writer, ss []setting) {
 }
 
 func defaultGetenv(k string) string { return os.Getenv(k) }
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -58,6 +58,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		StartupTimeout: 60 * time.Second, ShutdownTimeout: 15 * time.Second,
 		FetchWait: 20 * time.Millisecond, SessionTimeout: 10 * time.Second,
 		EmbeddedKafkaPort: 0, EmbeddedMongoAddr: "127.0.0.1:0", LogLevel: slog.LevelInfo,
+		AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"}, WSInitTimeout: 10 * time.Second,
+		WSPingInterval: 15 * time.Second, MaxSubscriptions: 100,
 	}
 	if !equalJSON(t, c, want) {
 		t.Errorf("defaults:\nwant %+v\ngot  %+v", want, c)
@@ -83,6 +85,8 @@ func TestParseConfigEnv(t *testing.T) {
 		"CONSISTENCY_TIMEOUT": "1s", "STARTUP_TIMEOUT": "2m", "SHUTDOWN_TIMEOUT": "7s",
 		"FETCH_WAIT": "5ms", "SESSION_TIMEOUT": "45s", "EMBEDDED_KAFKA_PORT": "9092",
 		"EMBEDDED_MONGODB_ADDR": "0.0.0.0:27017", "LOG_LEVEL": "debug",
+		"ALLOWED_ORIGINS": "app.example.com, *.example.org", "WS_INIT_TIMEOUT": "3s",
+		"WS_PING_INTERVAL": "20s", "MAX_SUBSCRIPTIONS_PER_CONNECTION": "7",
 	}
 	c := mustParse(t, nil, env)
 	want := Config{
@@ -92,6 +96,8 @@ func TestParseConfigEnv(t *testing.T) {
 		ConsistencyTimeout: time.Second, StartupTimeout: 2 * time.Minute, ShutdownTimeout: 7 * time.Second,
 		FetchWait: 5 * time.Millisecond, SessionTimeout: 45 * time.Second, EmbeddedKafkaPort: 9092,
 		EmbeddedMongoAddr: "0.0.0.0:27017", LogLevel: slog.LevelDebug,
+		AllowedOrigins: []string{"app.example.com", "*.example.org"}, WSInitTimeout: 3 * time.Second,
+		WSPingInterval: 20 * time.Second, MaxSubscriptions: 7,
 	}
 	if !equalJSON(t, c, want) {
 		t.Errorf("from the environment:\nwant %+v\ngot  %+v", want, c)

@@ -80,6 +80,8 @@ func testConfig(t testing.TB) Config {
 		StartupTimeout: 30 * time.Second, ShutdownTimeout: 10 * time.Second,
 		FetchWait: 20 * time.Millisecond, SessionTimeout: 6 * time.Second,
 		EmbeddedMongoAddr: "127.0.0.1:0", LogLevel: slog.LevelWarn,
+		AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"}, WSInitTimeout: 2 * time.Second,
+		WSPingInterval: 2 * time.Second, MaxSubscriptions: 100,
 	}
 }
 

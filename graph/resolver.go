@@ -41,5 +41,7 @@ type Resolver struct {
 	// answers at once.
 	Waiter             Waiter
 	ConsistencyTimeout time.Duration
-	Logger             *slog.Logger
+	// Live feeds the subscriptions.
+	Live   Live
+	Logger *slog.Logger
 }

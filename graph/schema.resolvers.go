@@ -93,13 +93,27 @@ func (r *queryResolver) Customer(ctx context.Context, id string, consistencyToke
 	return customerModel(*d), nil
 }
 
+// OrderUpdated is the resolver for the orderUpdated field.
+func (r *subscriptionResolver) OrderUpdated(ctx context.Context, id string) (<-chan *model.Order, error) {
+	return r.subscribeOrder(ctx, id)
+}
+
+// OrdersUpdated is the resolver for the ordersUpdated field.
+func (r *subscriptionResolver) OrdersUpdated(ctx context.Context, customerID *string, status []model.OrderStatus) (<-chan *model.Order, error) {
+	return r.subscribeOrders(ctx, deref(customerID), status)
+}
+
 // Mutation returns MutationResolver implementation.
 func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 
 // Query returns QueryResolver implementation.
 func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 
+// Subscription returns SubscriptionResolver implementation.
+func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionResolver{r} }
+
 type (
-	mutationResolver struct{ *Resolver }
-	queryResolver    struct{ *Resolver }
+	mutationResolver     struct{ *Resolver }
+	queryResolver        struct{ *Resolver }
+	subscriptionResolver struct{ *Resolver }
 )

@@ -178,6 +178,9 @@ type StatusCount struct {
 	Count  int         `json:"count"`
 }
 
+type Subscription struct {
+}
+
 type UserError struct {
 	Code    UserErrorCode `json:"code"`
 	Message string        `json:"message"`
