@@ -1,0 +1,1117 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	coderws "github.com/coder/websocket"
+)
+
+// The subscription tests talk to the gateway as a browser would: over a real
+// websocket (graphql-transport-ws, and the legacy graphql-ws protocol of
+// subscriptions-transport-ws) and over server-sent events.
+
+const (
+	protoTransportWS = "graphql-transport-ws"
+	protoLegacyWS    = "graphql-ws"
+
+	// eventWait bounds every wait for something the gateway should send.
+	eventWait = 15 * time.Second
+)
+
+const orderUpdatedQuery = `subscription($id: ID!) { orderUpdated(id: $id) { id customerId status version itemCount items { sku quantity } } }`
+
+// wsMsg is one message of either websocket protocol.
+type wsMsg struct {
+	Type    string          `json:"type"`
+	ID      string          `json:"id,omitempty"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// wsClient is a GraphQL websocket client. Its reader answers the server's
+// pings and queues every other message; the test goroutine takes them with
+// next, which sets aside messages it is not looking for.
+type wsClient struct {
+	conn  *coderws.Conn
+	proto string
+	msgs  chan wsMsg
+	quit  chan struct{}
+	done  chan struct{} // closed when the reader has ended; readErr is then set
+	stash []wsMsg       // taken but not yet wanted; only the owning goroutine uses it
+
+	readErr   error
+	pings     atomic.Int64
+	started   atomic.Bool
+	startOnce sync.Once
+	closeOnce sync.Once
+}
+
+type wsDial struct {
+	proto  string      // default graphql-transport-ws
+	header http.Header // e.g. Origin
+	client *http.Client
+	noInit bool // do not send connection_init
+	paused bool // do not start reading after the handshake
+}
+
+func wsURL(g *gateway) string { return "ws" + strings.TrimPrefix(g.url, "http") + "/graphql" }
+
+// tryDialWS opens a websocket and, unless o.noInit, completes
+// connection_init → connection_ack. It does not use testing.TB, so it can
+// run on any goroutine.
+func tryDialWS(ctx context.Context, url string, o wsDial) (*wsClient, *http.Response, error) {
+	if o.proto == "" {
+		o.proto = protoTransportWS
+	}
+	conn, resp, err := coderws.Dial(ctx, url, &coderws.DialOptions{HTTPClient: o.client, HTTPHeader: o.header, Subprotocols: []string{o.proto}})
+	if err != nil {
+		return nil, resp, err
+	}
+	if conn.Subprotocol() != o.proto {
+		conn.CloseNow()
+		return nil, resp, fmt.Errorf("negotiated subprotocol %q, want %q", conn.Subprotocol(), o.proto)
+	}
+	conn.SetReadLimit(4 << 20)
+	c := &wsClient{conn: conn, proto: o.proto, msgs: make(chan wsMsg, 1024), quit: make(chan struct{}), done: make(chan struct{})}
+	if !o.noInit {
+		if err := c.send(ctx, wsMsg{Type: "connection_init"}); err != nil {
+			conn.CloseNow()
+			return nil, resp, err
+		}
+		_, data, err := conn.Read(ctx)
+		if err != nil {
+			conn.CloseNow()
+			return nil, resp, fmt.Errorf("waiting for connection_ack: %w", err)
+		}
+		var m wsMsg
+		if err := json.Unmarshal(data, &m); err != nil || m.Type != "connection_ack" {
+			conn.CloseNow()
+			return nil, resp, fmt.Errorf("want connection_ack, got %s", data)
+		}
+	}
+	if !o.paused {
+		c.start()
+	}
+	return c, resp, nil
+}
+
+// dialWS is tryDialWS that fails the test, and closes the client when the
+// test ends.
+func dialWS(t testing.TB, g *gateway, o wsDial) *wsClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+	defer cancel()
+	c, _, err := tryDialWS(ctx, wsURL(g), o)
+	if err != nil {
+		t.Fatalf("dial %s: %v", wsURL(g), err)
+	}
+	t.Cleanup(c.close)
+	return c
+}
+
+// start begins reading (a paused client has not read anything yet).
+func (c *wsClient) start() {
+	c.startOnce.Do(func() {
+		c.started.Store(true)
+		go c.read()
+	})
+}
+
+func (c *wsClient) read() {
+	defer close(c.done)
+	for {
+		_, data, err := c.conn.Read(context.Background())
+		if err != nil {
+			c.readErr = err
+			return
+		}
+		var m wsMsg
+		if err := json.Unmarshal(data, &m); err != nil {
+			c.readErr = fmt.Errorf("undecodable message %q: %w", data, err)
+			return
+		}
+		if m.Type == "ping" && c.proto == protoTransportWS {
+			c.pings.Add(1)
+			_ = c.conn.Write(context.Background(), coderws.MessageText, []byte(`{"type":"pong"}`))
+			continue
+		}
+		select {
+		case c.msgs <- m:
+		case <-c.quit:
+			return
+		}
+	}
+}
+
+// close drops the connection without a close handshake and waits for the
+// reader to end.
+func (c *wsClient) close() {
+	c.closeOnce.Do(func() {
+		close(c.quit)
+		c.conn.CloseNow()
+		if c.started.Load() {
+			<-c.done
+		}
+	})
+}
+
+func (c *wsClient) send(ctx context.Context, m wsMsg) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return c.conn.Write(ctx, coderws.MessageText, b)
+}
+
+func (c *wsClient) dataType() string {
+	if c.proto == protoLegacyWS {
+		return "data"
+	}
+	return "next"
+}
+
+// trySubscribe starts operation id.
+func (c *wsClient) trySubscribe(id, query string, vars map[string]any) error {
+	typ := "subscribe"
+	if c.proto == protoLegacyWS {
+		typ = "start"
+	}
+	payload, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+	defer cancel()
+	return c.send(ctx, wsMsg{ID: id, Type: typ, Payload: payload})
+}
+
+func (c *wsClient) subscribe(t testing.TB, id, query string, vars map[string]any) {
+	t.Helper()
+	if err := c.trySubscribe(id, query, vars); err != nil {
+		t.Fatalf("subscribe %s: %v", id, err)
+	}
+}
+
+var errNoMessage = errors.New("no message")
+
+// tryNext returns the next message that match accepts (keep-alives are
+// dropped unless match takes them); others are set aside for later calls.
+func (c *wsClient) tryNext(timeout time.Duration, match func(wsMsg) bool) (wsMsg, error) {
+	for i, m := range c.stash {
+		if match(m) {
+			c.stash = append(c.stash[:i], c.stash[i+1:]...)
+			return m, nil
+		}
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	take := func(m wsMsg) bool {
+		if match(m) {
+			return true
+		}
+		if m.Type != "ka" && m.Type != "pong" {
+			c.stash = append(c.stash, m)
+		}
+		return false
+	}
+	for {
+		select {
+		case m := <-c.msgs:
+			if take(m) {
+				return m, nil
+			}
+		case <-c.done:
+			for drained := false; !drained; {
+				select {
+				case m := <-c.msgs:
+					if take(m) {
+						return m, nil
+					}
+				default:
+					drained = true
+				}
+			}
+			return wsMsg{}, fmt.Errorf("connection closed (status %d): %w", coderws.CloseStatus(c.readErr), c.readErr)
+		case <-timer.C:
+			return wsMsg{}, fmt.Errorf("%w within %s", errNoMessage, timeout)
+		}
+	}
+}
+
+func byID(id string) func(wsMsg) bool { return func(m wsMsg) bool { return m.ID == id } }
+
+// tryNextOrder returns the next order sent for operation id.
+func (c *wsClient) tryNextOrder(id, field string, timeout time.Duration) (Order, error) {
+	m, err := c.tryNext(timeout, byID(id))
+	if err != nil {
+		return Order{}, fmt.Errorf("operation %s: %w", id, err)
+	}
+	return c.decodeOrder(m, field)
+}
+
+func (c *wsClient) decodeOrder(m wsMsg, field string) (Order, error) {
+	if m.Type != c.dataType() {
+		return Order{}, fmt.Errorf("operation %s: want %q, got %q %s", m.ID, c.dataType(), m.Type, m.Payload)
+	}
+	var p struct {
+		Data   map[string]*Order `json:"data"`
+		Errors []gqlError        `json:"errors"`
+	}
+	if err := json.Unmarshal(m.Payload, &p); err != nil {
+		return Order{}, fmt.Errorf("operation %s: payload %s: %v", m.ID, m.Payload, err)
+	}
+	if len(p.Errors) > 0 || p.Data[field] == nil {
+		return Order{}, fmt.Errorf("operation %s: payload %s", m.ID, m.Payload)
+	}
+	return *p.Data[field], nil
+}
+
+func (c *wsClient) nextOrder(t testing.TB, id, field string) Order {
+	t.Helper()
+	o, err := c.tryNextOrder(id, field, eventWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// expectQuiet fails if any message other than a keep-alive is waiting.
+func (c *wsClient) expectQuiet(t testing.TB, what string) {
+	t.Helper()
+	if len(c.stash) > 0 {
+		t.Fatalf("%s: unexpected message %+v", what, c.stash[0])
+	}
+	for {
+		select {
+		case m := <-c.msgs:
+			if m.Type == "ka" || m.Type == "pong" {
+				continue
+			}
+			t.Fatalf("%s: unexpected message %s %s %s", what, m.Type, m.ID, m.Payload)
+		default:
+			return
+		}
+	}
+}
+
+// waitFor polls cond every 5ms until it holds or timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitForSubs waits until the gateway's hub holds n subscriptions: a
+// subscribe message has no reply of its own when there is no current state.
+func waitForSubs(t testing.TB, g *gateway, n int) {
+	t.Helper()
+	waitFor(t, eventWait, fmt.Sprintf("%d subscriptions in the hub", n), func() bool { return g.feed.Hub().Count() == n })
+}
+
+// tryMutate runs a mutation without testing.TB (for other goroutines).
+func tryMutate(url, name string, input map[string]any) (Payload, error) {
+	inputType := strings.ToUpper(name[:1]) + name[1:] + "Input"
+	q := fmt.Sprintf("mutation($input: %s!) { m: %s(input: $input) { order { id status version } version userErrors { code message } } }", inputType, name)
+	body, _ := json.Marshal(map[string]any{"query": q, "variables": map[string]any{"input": input}})
+	resp, err := http.Post(url+"/graphql", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return Payload{}, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var r struct {
+		Data struct {
+			M *Payload `json:"m"`
+		} `json:"data"`
+		Errors []gqlError `json:"errors"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return Payload{}, fmt.Errorf("%s: response %d %s", name, resp.StatusCode, raw)
+	}
+	if len(r.Errors) > 0 || r.Data.M == nil {
+		return Payload{}, fmt.Errorf("%s: %s", name, raw)
+	}
+	if len(r.Data.M.UserErrors) > 0 {
+		return *r.Data.M, fmt.Errorf("%s: userErrors %+v", name, r.Data.M.UserErrors)
+	}
+	return *r.Data.M, nil
+}
+
+// checkIncreasing fails unless the versions strictly increase.
+func checkIncreasing(t testing.TB, who string, vs []int) {
+	t.Helper()
+	for i := 1; i < len(vs); i++ {
+		if vs[i] <= vs[i-1] {
+			t.Fatalf("%s: version %d after %d (all: %v)", who, vs[i], vs[i-1], vs)
+		}
+	}
+}
+
+// TestSubscriptionOrderUpdated: orderUpdated over graphql-transport-ws sends
+// the current state, then each later version; for an order that does not
+// exist yet it sends nothing until the order is placed.
+func TestSubscriptionOrderUpdated(t *testing.T) {
+	g := startGateway(t, testConfig(t))
+	o := g.mustMutate(t, "placeOrder", placeInput("cust-sub", item("A", 1, "10")))
+
+	c := dialWS(t, g, wsDial{})
+	c.subscribe(t, "1", orderUpdatedQuery, map[string]any{"id": o.ID})
+	first := c.nextOrder(t, "1", "orderUpdated")
+	if first.ID != o.ID || first.Version != 1 || first.Status != "PENDING" || first.CustomerID != "cust-sub" {
+		t.Fatalf("first message is not the current state: %+v", first)
+	}
+	steps := []struct {
+		mutation string
+		input    map[string]any
+		status   string
+	}{
+		{"confirmOrder", map[string]any{"orderId": o.ID}, "CONFIRMED"},
+		{"shipOrder", map[string]any{"orderId": o.ID, "trackingNumber": "T-1"}, "SHIPPED"},
+		{"deliverOrder", map[string]any{"orderId": o.ID}, "DELIVERED"},
+	}
+	for i, s := range steps {
+		g.mustMutate(t, s.mutation, s.input)
+		got := c.nextOrder(t, "1", "orderUpdated")
+		if got.Version != i+2 || got.Status != s.status {
+			t.Fatalf("after %s: got version %d %s, want %d %s", s.mutation, got.Version, got.Status, i+2, s.status)
+		}
+	}
+	t.Logf("order %s: snapshot v1 PENDING, then v2 CONFIRMED, v3 SHIPPED, v4 DELIVERED (%d server pings answered)", o.ID, c.pings.Load())
+
+	// An order that does not exist yet: nothing until it is placed.
+	id := fmt.Sprintf("sub-later-%d", time.Now().UnixNano())
+	before := g.feed.Hub().Count()
+	c.subscribe(t, "2", orderUpdatedQuery, map[string]any{"id": id})
+	waitForSubs(t, g, before+1)
+	if m, err := c.tryNext(300*time.Millisecond, byID("2")); err == nil {
+		t.Fatalf("sent %s %s for an order that does not exist", m.Type, m.Payload)
+	} else if !errors.Is(err, errNoMessage) {
+		t.Fatal(err)
+	}
+	g.mustMutate(t, "placeOrder", map[string]any{"orderId": id, "customerId": "cust-sub", "currencyCode": "EUR", "items": []any{item("B", 2, "3")}})
+	got := c.nextOrder(t, "2", "orderUpdated")
+	if got.ID != id || got.Version != 1 || got.Status != "PENDING" || got.ItemCount != 2 {
+		t.Fatalf("placed order: %+v", got)
+	}
+	c.expectQuiet(t, "after the placed order")
+	t.Logf("order %s: nothing for 300ms while it did not exist, then v1 once placed", id)
+}
+
+// TestSubscriptionNoGapUnderBurst: 40 concurrent addOrderItem at one order;
+// a subscriber opened before and one opened during the burst each get the
+// state and then only newer versions, up to the final one.
+func TestSubscriptionNoGapUnderBurst(t *testing.T) {
+	const n = 40
+	g := startGateway(t, testConfig(t))
+	o := g.mustMutate(t, "placeOrder", placeInput("cust-burst", item("P", 1, "1")))
+
+	early := dialWS(t, g, wsDial{})
+	early.subscribe(t, "1", orderUpdatedQuery, map[string]any{"id": o.ID})
+	snap := early.nextOrder(t, "1", "orderUpdated")
+	if snap.Version != 1 {
+		t.Fatalf("snapshot: %+v", snap)
+	}
+
+	var done atomic.Int64
+	errs := make(chan error, n)
+	fifth := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := tryMutate(g.url, "addOrderItem", map[string]any{"orderId": o.ID, "item": item(fmt.Sprintf("S%02d", i), 1, "1")})
+			errs <- err
+			if done.Add(1) == 5 {
+				close(fifth)
+			}
+		}()
+	}
+	// A second subscriber, opened while the burst runs.
+	select {
+	case <-fifth:
+	case <-time.After(eventWait):
+		t.Fatal("the burst did not get going")
+	}
+	doneAtDial := done.Load()
+	late := dialWS(t, g, wsDial{})
+	late.subscribe(t, "1", orderUpdatedQuery, map[string]any{"id": o.ID})
+	lateSnap := late.nextOrder(t, "1", "orderUpdated")
+	doneAtSnap := done.Load()
+
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	collect := func(c *wsClient, who string, first Order) []int {
+		vs := []int{first.Version}
+		last := first
+		for last.Version < n+1 {
+			o, err := c.tryNextOrder("1", "orderUpdated", eventWait)
+			if err != nil {
+				t.Fatalf("%s: after versions %v: %v", who, vs, err)
+			}
+			vs = append(vs, o.Version)
+			checkIncreasing(t, who, vs)
+			last = o
+		}
+		if last.Version != n+1 || len(last.Items) != n+1 || last.ItemCount != n+1 {
+			t.Fatalf("%s: final state version %d with %d items (itemCount %d), want %d", who, last.Version, len(last.Items), last.ItemCount, n+1)
+		}
+		c.expectQuiet(t, who+" after the final version")
+		return vs
+	}
+	ev := collect(early, "early subscriber", snap)
+	lv := collect(late, "late subscriber", lateSnap)
+	t.Logf("early subscriber: snapshot v1, then %d distinct versions up to v%d: %v", len(ev)-1, n+1, ev)
+	t.Logf("late subscriber: opened after %d/%d mutations returned, snapshot v%d (%d returned by then), then %d versions up to v%d: %v",
+		doneAtDial, n, lateSnap.Version, doneAtSnap, len(lv)-1, n+1, lv)
+	if lateSnap.Version == n+1 {
+		t.Logf("note: the burst had finished in the views before the late snapshot was read")
+	}
+}
+
+// TestSubscriptionOrdersUpdatedFilter: ordersUpdated(customerId, status)
+// sends matching changes and the one that makes an order leave the filter,
+// and nothing else.
+func TestSubscriptionOrdersUpdatedFilter(t *testing.T) {
+	g := startGateway(t, testConfig(t))
+	suffix := fmt.Sprint(time.Now().UnixNano())
+	idA, idB, idS := "filter-a-"+suffix, "filter-b-"+suffix, "filter-s-"+suffix
+
+	f := dialWS(t, g, wsDial{})
+	f.subscribe(t, "f", `subscription { ordersUpdated(customerId: "cust-f", status: [PENDING]) { id customerId status version } }`, nil)
+	waitForSubs(t, g, 1)
+	// A watcher of the orders that must not pass the filter: its live update
+	// shows the hub has offered that change to every subscription.
+	w := dialWS(t, g, wsDial{})
+	w.subscribe(t, "a", orderUpdatedQuery, map[string]any{"id": idA})
+	w.subscribe(t, "b", orderUpdatedQuery, map[string]any{"id": idB})
+	waitForSubs(t, g, 3)
+
+	next := func(what string) Order {
+		t.Helper()
+		o, err := f.tryNextOrder("f", "ordersUpdated", eventWait)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return o
+	}
+	place := func(id, customer string) {
+		g.mustMutate(t, "placeOrder", map[string]any{"orderId": id, "customerId": customer, "currencyCode": "USD", "items": []any{item("X", 1, "2")}})
+	}
+
+	place(idA, "cust-f")
+	if o := next("placed cust-f order"); o.ID != idA || o.Status != "PENDING" || o.Version != 1 {
+		t.Fatalf("placed cust-f order: %+v", o)
+	}
+	place(idB, "cust-other")
+	if o := w.nextOrder(t, "b", "orderUpdated"); o.Version != 1 {
+		t.Fatalf("watcher: %+v", o)
+	}
+	if o := w.nextOrder(t, "a", "orderUpdated"); o.Version != 1 {
+		t.Fatalf("watcher: %+v", o)
+	}
+	g.mustMutate(t, "confirmOrder", map[string]any{"orderId": idA})
+	if o := next("confirmed cust-f order"); o.ID != idA || o.Status != "CONFIRMED" || o.Version != 2 {
+		t.Fatalf("the change that leaves the filter: want %s v2 CONFIRMED, got %+v", idA, o)
+	}
+	if o := w.nextOrder(t, "a", "orderUpdated"); o.Version != 2 {
+		t.Fatalf("watcher: %+v", o)
+	}
+	g.mustMutate(t, "shipOrder", map[string]any{"orderId": idA, "trackingNumber": "T"})
+	if o := w.nextOrder(t, "a", "orderUpdated"); o.Version != 3 || o.Status != "SHIPPED" {
+		t.Fatalf("watcher: %+v", o)
+	}
+	// The sentinel is the next thing the filter sends: neither the other
+	// customer's order nor the shipped one came in between.
+	place(idS, "cust-f")
+	if o := next("sentinel"); o.ID != idS || o.Status != "PENDING" {
+		t.Fatalf("want the sentinel %s, got %+v (an order outside the filter was sent)", idS, o)
+	}
+	f.expectQuiet(t, "after the sentinel")
+	t.Logf("filter got %s PENDING, %s CONFIRMED (leaving), then the sentinel; not %s (other customer) nor the SHIPPED change", idA, idA, idB)
+}
+
+// TestSubscriptionSSE: orderUpdated over server-sent events.
+func TestSubscriptionSSE(t *testing.T) {
+	g := startGateway(t, testConfig(t))
+	o := g.mustMutate(t, "placeOrder", placeInput("cust-sse", item("A", 1, "1")))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	body, _ := json.Marshal(map[string]any{"query": fmt.Sprintf(`subscription { orderUpdated(id: %q) { id version status } }`, o.ID)})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.url+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+
+	type sseEvent struct{ event, data string }
+	events := make(chan sseEvent, 16)
+	readDone := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "":
+				if ev.event != "" || ev.data != "" {
+					events <- ev
+				}
+				ev = sseEvent{}
+			case strings.HasPrefix(line, ":"): // comment / keep-alive
+			case strings.HasPrefix(line, "event:"):
+				ev.event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+			case strings.HasPrefix(line, "data:"):
+				ev.data += strings.TrimSpace(strings.TrimPrefix(line, "data:"))
+			}
+		}
+		readDone <- sc.Err()
+	}()
+	nextOrder := func(what string) Order {
+		t.Helper()
+		select {
+		case ev := <-events:
+			var p struct {
+				Data   struct{ OrderUpdated *Order }
+				Errors []gqlError
+			}
+			if ev.event != "next" || json.Unmarshal([]byte(ev.data), &p) != nil || len(p.Errors) > 0 || p.Data.OrderUpdated == nil {
+				t.Fatalf("%s: event %q data %s", what, ev.event, ev.data)
+			}
+			return *p.Data.OrderUpdated
+		case err := <-readDone:
+			t.Fatalf("%s: stream ended: %v", what, err)
+		case <-time.After(eventWait):
+			t.Fatalf("%s: no event within %s", what, eventWait)
+		}
+		return Order{}
+	}
+	if s := nextOrder("snapshot"); s.ID != o.ID || s.Version != 1 || s.Status != "PENDING" {
+		t.Fatalf("snapshot: %+v", s)
+	}
+	g.mustMutate(t, "confirmOrder", map[string]any{"orderId": o.ID})
+	if u := nextOrder("update"); u.Version != 2 || u.Status != "CONFIRMED" {
+		t.Fatalf("update: %+v", u)
+	}
+	cancel()
+	select {
+	case <-readDone:
+	case <-time.After(eventWait):
+		t.Fatal("the SSE reader did not end after the request was cancelled")
+	}
+	t.Logf("SSE: event next v1 PENDING, then v2 CONFIRMED after confirmOrder")
+}
+
+// TestSubscriptionLegacyProtocol: the graphql-ws protocol of
+// subscriptions-transport-ws: ack, keep-alives, start → data, stop → complete.
+func TestSubscriptionLegacyProtocol(t *testing.T) {
+	g := startGateway(t, testConfig(t))
+	o := g.mustMutate(t, "placeOrder", placeInput("cust-legacy", item("A", 1, "1")))
+
+	c := dialWS(t, g, wsDial{proto: protoLegacyWS})
+	isKA := func(m wsMsg) bool { return m.Type == "ka" }
+	if _, err := c.tryNext(eventWait, isKA); err != nil {
+		t.Fatalf("first keep-alive: %v", err)
+	}
+	c.subscribe(t, "1", orderUpdatedQuery, map[string]any{"id": o.ID})
+	if s := c.nextOrder(t, "1", "orderUpdated"); s.Version != 1 || s.Status != "PENDING" {
+		t.Fatalf("snapshot: %+v", s)
+	}
+	g.mustMutate(t, "confirmOrder", map[string]any{"orderId": o.ID})
+	if u := c.nextOrder(t, "1", "orderUpdated"); u.Version != 2 || u.Status != "CONFIRMED" {
+		t.Fatalf("update: %+v", u)
+	}
+	// A periodic keep-alive (WSPingInterval 2s), not just the one after the ack.
+	start := time.Now()
+	if _, err := c.tryNext(5*time.Second, isKA); err != nil {
+		t.Fatalf("periodic keep-alive: %v", err)
+	}
+	kaAfter := time.Since(start)
+	ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+	defer cancel()
+	if err := c.send(ctx, wsMsg{ID: "1", Type: "stop"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := c.tryNext(eventWait, byID("1")); err != nil || m.Type != "complete" {
+		t.Fatalf("after stop: %+v %v", m, err)
+	}
+	waitForSubs(t, g, 0)
+	if err := c.send(ctx, wsMsg{Type: "connection_terminate"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.done:
+	case <-time.After(eventWait):
+		t.Fatal("connection_terminate did not close the connection")
+	}
+	t.Logf("graphql-ws: ack, ka, data v1 then v2, periodic ka after %s, stop → complete, terminate → closed (%d)", kaAfter.Round(time.Millisecond), coderws.CloseStatus(c.readErr))
+}
+
+// TestWebsocketProtocolErrors: close codes, the per-connection subscription
+// cap, and the origin allowlist.
+func TestWebsocketProtocolErrors(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxSubscriptions = 2
+	g := startGateway(t, cfg)
+
+	closeCode := func(t *testing.T, c *wsClient) (coderws.StatusCode, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		select {
+		case <-c.done:
+		case <-time.After(eventWait):
+			t.Fatal("the server did not close the connection")
+		}
+		return coderws.CloseStatus(c.readErr), time.Since(start)
+	}
+
+	t.Run("init timeout", func(t *testing.T) {
+		c := dialWS(t, g, wsDial{noInit: true})
+		code, after := closeCode(t, c)
+		if code != 4408 {
+			t.Fatalf("close status %d (%v), want 4408", code, c.readErr)
+		}
+		if after < time.Second {
+			t.Fatalf("closed after %s, before the 2s init timeout", after)
+		}
+		t.Logf("no connection_init: closed with 4408 after %s", after.Round(time.Millisecond))
+	})
+
+	t.Run("invalid JSON", func(t *testing.T) {
+		for _, proto := range []string{protoTransportWS, protoLegacyWS} {
+			c := dialWS(t, g, wsDial{proto: proto, noInit: true})
+			if err := c.conn.Write(context.Background(), coderws.MessageText, []byte(`{"type": connection_init`)); err != nil {
+				t.Fatal(err)
+			}
+			code, after := closeCode(t, c)
+			if code != 4400 {
+				t.Fatalf("%s: close status %d (%v), want 4400", proto, code, c.readErr)
+			}
+			t.Logf("%s: invalid JSON first message: closed with 4400 after %s", proto, after.Round(time.Millisecond))
+		}
+	})
+
+	t.Run("subscription limit", func(t *testing.T) {
+		o := g.mustMutate(t, "placeOrder", placeInput("cust-limit", item("A", 1, "1")))
+		base := g.feed.Hub().Count()
+		c := dialWS(t, g, wsDial{})
+		for _, id := range []string{"1", "2"} {
+			c.subscribe(t, id, orderUpdatedQuery, map[string]any{"id": o.ID})
+			if s := c.nextOrder(t, id, "orderUpdated"); s.Version != 1 {
+				t.Fatalf("subscription %s: %+v", id, s)
+			}
+		}
+		c.subscribe(t, "3", orderUpdatedQuery, map[string]any{"id": o.ID})
+		// The refusal is an "error" message, or (as the graphql-ws reference
+		// server does for a source stream that cannot be created) a "next"
+		// carrying only errors, followed by "complete".
+		m, err := c.tryNext(eventWait, byID("3"))
+		if err != nil {
+			t.Fatalf("third subscription: %v", err)
+		}
+		if (m.Type != "error" && m.Type != "next") || !strings.Contains(string(m.Payload), "at most 2 subscriptions") {
+			t.Fatalf("third subscription: want an error about the limit, got %s %s", m.Type, m.Payload)
+		}
+		if m.Type == "next" {
+			var p struct {
+				Data   map[string]any `json:"data"`
+				Errors []gqlError     `json:"errors"`
+			}
+			if err := json.Unmarshal(m.Payload, &p); err != nil || p.Data != nil || len(p.Errors) != 1 {
+				t.Fatalf("third subscription: %s", m.Payload)
+			}
+			if end, err := c.tryNext(eventWait, byID("3")); err != nil || end.Type != "complete" {
+				t.Fatalf("third subscription: want complete after the error result, got %+v %v", end, err)
+			}
+		}
+		t.Logf("third subscription refused: %s %s", m.Type, m.Payload)
+		if g.feed.Hub().Count() != base+2 {
+			t.Fatalf("hub holds %d subscriptions, want %d", g.feed.Hub().Count(), base+2)
+		}
+		g.mustMutate(t, "confirmOrder", map[string]any{"orderId": o.ID})
+		for _, id := range []string{"1", "2"} {
+			if u := c.nextOrder(t, id, "orderUpdated"); u.Version != 2 {
+				t.Fatalf("subscription %s after the refusal: %+v", id, u)
+			}
+		}
+		// Completing one frees its slot.
+		ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+		defer cancel()
+		if err := c.send(ctx, wsMsg{ID: "1", Type: "complete"}); err != nil {
+			t.Fatal(err)
+		}
+		waitForSubs(t, g, base+1)
+		attempts := 0
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			attempts++
+			id := fmt.Sprintf("again-%d", attempts)
+			c.subscribe(t, id, orderUpdatedQuery, map[string]any{"id": o.ID})
+			m, err := c.tryNext(eventWait, byID(id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Type == "next" {
+				if s, err := c.decodeOrder(m, "orderUpdated"); err != nil || s.Version != 2 {
+					t.Fatalf("subscription after completing one: %+v %v", s, err)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the completed subscription's slot was not freed: %s %s", m.Type, m.Payload)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("subscriptions 1 and 2 got v2 after the refusal; after completing 1 a new one was accepted (attempt %d)", attempts)
+	})
+
+	t.Run("origin", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+		defer cancel()
+		c, resp, err := tryDialWS(ctx, wsURL(g), wsDial{header: http.Header{"Origin": {"http://evil.example"}}})
+		if err == nil {
+			c.close()
+			t.Fatal("a websocket from http://evil.example was accepted")
+		}
+		if resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("origin http://evil.example: want HTTP 403, got %v (%v)", resp, err)
+		}
+		ok := dialWS(t, g, wsDial{header: http.Header{"Origin": {"http://localhost:3000"}}})
+		ok.close()
+		t.Logf("origin http://evil.example refused with 403; http://localhost:3000 accepted and acknowledged")
+	})
+}
+
+// TestSubscriptionAcrossInstances: a change made through one instance
+// reaches a subscriber of another.
+func TestSubscriptionAcrossInstances(t *testing.T) {
+	cfg := testConfig(t)
+	a := startGateway(t, cfg)
+	b := startGateway(t, cfg)
+	o := b.mustMutate(t, "placeOrder", placeInput("cust-multi", item("A", 1, "1")))
+
+	c := dialWS(t, a, wsDial{})
+	c.subscribe(t, "1", orderUpdatedQuery, map[string]any{"id": o.ID})
+	// The snapshot comes from the shared store; it may already be past v1
+	// only if something else changed the order, which nothing does.
+	if s := c.nextOrder(t, "1", "orderUpdated"); s.Version != 1 {
+		t.Fatalf("snapshot on a: %+v", s)
+	}
+	b.mustMutate(t, "confirmOrder", map[string]any{"orderId": o.ID})
+	if u := c.nextOrder(t, "1", "orderUpdated"); u.Version != 2 || u.Status != "CONFIRMED" {
+		t.Fatalf("update on a: %+v", u)
+	}
+	t.Logf("subscriber on %s got v2 CONFIRMED for a confirmOrder sent to %s", a.Addr(), b.Addr())
+}
+
+// TestSlowSubscriberDoesNotHoldOthers: a subscriber that stops reading does
+// not delay another one; when it reads again it gets the latest state.
+func TestSlowSubscriberDoesNotHoldOthers(t *testing.T) {
+	const n = 60
+	cfg := testConfig(t)
+	// The slow client answers no pings while it does not read; with the
+	// default 2s interval the server would drop it after 4s, which is its
+	// job but not what this test is about.
+	cfg.WSPingInterval = time.Minute
+	g := startGateway(t, cfg)
+	o := g.mustMutate(t, "placeOrder", placeInput("cust-slow", item("P", 1, "1")))
+
+	// The slow client's socket has a small receive buffer (smaller ones make
+	// loopback TCP crawl once it reads again), so the server's writes to it
+	// block sooner.
+	slowHTTP := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(64 << 10)
+		}
+		return conn, err
+	}}}
+	// Each message repeats the items under 30 aliases (about 300 KB by the
+	// end, 10 MB in all), so the unread ones fill the socket buffers and the
+	// server's writes to slow block.
+	var pad strings.Builder
+	for i := range 30 {
+		fmt.Fprintf(&pad, " p%d: items { sku name quantity unitPrice { amount currencyCode } lineTotal { amount currencyCode } }", i)
+	}
+	query := `subscription($id: ID!) { orderUpdated(id: $id) { id status version itemCount items { sku quantity }` + pad.String() + ` } }`
+	slow := dialWS(t, g, wsDial{client: slowHTTP, paused: true})
+	slow.subscribe(t, "1", query, map[string]any{"id": o.ID})
+	fast := dialWS(t, g, wsDial{})
+	fast.subscribe(t, "1", query, map[string]any{"id": o.ID})
+	waitForSubs(t, g, 2)
+
+	start := time.Now()
+	fastVs := []int{}
+	for i := range n {
+		g.mustMutate(t, "addOrderItem", map[string]any{"orderId": o.ID, "item": item(fmt.Sprintf("S%02d", i), 1, "1")})
+	}
+	mutated := time.Since(start)
+	for len(fastVs) == 0 || fastVs[len(fastVs)-1] < n+1 {
+		u, err := fast.tryNextOrder("1", "orderUpdated", eventWait)
+		if err != nil {
+			t.Fatalf("fast subscriber after versions %v: %v", fastVs, err)
+		}
+		fastVs = append(fastVs, u.Version)
+		checkIncreasing(t, "fast subscriber", fastVs)
+	}
+	fastDone := time.Since(start)
+
+	slowStart := time.Now()
+	slow.start()
+	var slowVs []int
+	var last Order
+	for last.Version < n+1 {
+		u, err := slow.tryNextOrder("1", "orderUpdated", eventWait)
+		if err != nil {
+			t.Fatalf("slow subscriber after versions %v: %v", slowVs, err)
+		}
+		slowVs = append(slowVs, u.Version)
+		checkIncreasing(t, "slow subscriber", slowVs)
+		last = u
+	}
+	if len(last.Items) != n+1 {
+		t.Fatalf("slow subscriber's last state has %d items, want %d", len(last.Items), n+1)
+	}
+	slow.expectQuiet(t, "slow subscriber after the final version")
+	if len(slowVs) < len(fastVs) {
+		t.Logf("slow got %d fewer states than fast: newer states replaced the ones it had not read", len(fastVs)-len(slowVs))
+	}
+	t.Logf("%d mutations in %s; fast got v%d after %s (%d messages); slow then read %d messages in %s, ending at v%d: %v",
+		n, mutated.Round(time.Millisecond), n+1, fastDone.Round(time.Millisecond), len(fastVs), len(slowVs), time.Since(slowStart).Round(time.Millisecond), n+1, slowVs)
+}
+
+// TestSubscriberGoroutinesAreFreed: 1000 subscribers that vanish without a
+// close handshake leave no subscription and no goroutine behind.
+func TestSubscriberGoroutinesAreFreed(t *testing.T) {
+	const conns, batch, orders = 1000, 50, 5
+	g := startGateway(t, testConfig(t))
+	ids := make([]string, orders)
+	for i := range ids {
+		ids[i] = g.mustMutate(t, "placeOrder", placeInput("cust-leak", item("A", 1, "1"))).ID
+	}
+	http.DefaultClient.CloseIdleConnections()
+
+	// Each client dials through its own transport, which records the TCP
+	// connection so half of them can be cut below the websocket.
+	type client struct {
+		ws  *wsClient
+		tcp net.Conn
+	}
+	dial := func(i int) (client, error) {
+		var tcp net.Conn
+		hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			tcp = c
+			return c, err
+		}}}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, _, err := tryDialWS(ctx, wsURL(g), wsDial{client: hc})
+		if err != nil {
+			return client{}, fmt.Errorf("client %d: %w", i, err)
+		}
+		if err := c.trySubscribe("1", orderUpdatedQuery, map[string]any{"id": ids[i%orders]}); err != nil {
+			c.close()
+			return client{}, fmt.Errorf("client %d: %w", i, err)
+		}
+		if _, err := c.tryNextOrder("1", "orderUpdated", 30*time.Second); err != nil {
+			c.close()
+			return client{}, fmt.Errorf("client %d: %w", i, err)
+		}
+		return client{c, tcp}, nil
+	}
+
+	// Warm-up: one batch of subscriptions opened and closed, so the pools
+	// that grow with concurrent requests (the store's connections, read for
+	// each snapshot) are at their working size in the baseline.
+	var warm sync.WaitGroup
+	warmErrs := make([]error, batch)
+	for i := range batch {
+		warm.Go(func() {
+			var c client
+			if c, warmErrs[i] = dial(i); warmErrs[i] == nil {
+				c.ws.close()
+			}
+		})
+	}
+	warm.Wait()
+	if err := errors.Join(warmErrs...); err != nil {
+		t.Fatalf("warm-up: %v", err)
+	}
+	waitForSubs(t, g, 0)
+	baseline, baseEmbedded := settledGoroutines()
+
+	start := time.Now()
+	clients := make([]client, conns)
+	var failed []error
+	for lo := 0; lo < conns; lo += batch {
+		var wg sync.WaitGroup
+		errs := make([]error, batch)
+		for i := lo; i < lo+batch; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				clients[i], errs[i-lo] = dial(i)
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				failed = append(failed, err)
+			}
+		}
+		if len(failed) > 0 {
+			break
+		}
+	}
+	closeAll := func() {
+		for i, c := range clients {
+			if c.ws == nil {
+				continue
+			}
+			if i%2 == 1 {
+				c.tcp.Close() // cut the TCP connection under the websocket
+			}
+			c.ws.close() // CloseNow: no close handshake
+		}
+	}
+	if len(failed) > 0 {
+		closeAll()
+		t.Fatalf("%d dials failed, first: %v", len(failed), failed[0])
+	}
+	waitForSubs(t, g, conns)
+	peak := runtime.NumGoroutine()
+	opened := time.Since(start)
+
+	start = time.Now()
+	closeAll()
+	// The embedded store and broker run in this process; their goroutines
+	// follow their clients' connection pools (the MongoDB driver keeps idle
+	// connections), not the subscribers, so they are counted apart.
+	deadline := time.Now().Add(30 * time.Second)
+	var subs, gs, embedded int
+	for {
+		subs = g.feed.Hub().Count()
+		gs, embedded = goroutineCounts()
+		if subs == 0 && gs-embedded <= baseline-baseEmbedded+10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Logf("goroutines by creator:\n%s", goroutinesByCreator())
+			t.Fatalf("30s after closing %d connections: hub holds %d subscriptions, %d goroutines (%d of them the embedded store and broker); baseline %d (%d), peak %d",
+				conns, subs, gs, embedded, baseline, baseEmbedded, peak)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("opened %d websocket subscriptions in %s (goroutines: baseline %d, peak %d); closed them abruptly (half CloseNow, half TCP close): after %s %d subscriptions, %d goroutines",
+		conns, opened.Round(time.Millisecond), baseline, peak, time.Since(start).Round(time.Millisecond), subs, gs)
+	t.Logf("without the embedded store and broker: baseline %d, now %d (theirs: %d → %d)", baseline-baseEmbedded, gs-embedded, baseEmbedded, embedded)
+}
+
+// goroutineCounts returns runtime.NumGoroutine and how many goroutines run
+// in the embedded MongoDB-wire store and Kafka broker.
+func goroutineCounts() (total, embedded int) {
+	buf := make([]byte, 16<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		total++
+		if strings.Contains(g, "github.com/FerretDB/") || strings.Contains(g, "franz-go/pkg/kfake") {
+			embedded++
+		}
+	}
+	return total, embedded
+}
+
+// settledGoroutines is goroutineCounts once the total has stopped
+// changing for a moment (up to 2s).
+func settledGoroutines() (total, embedded int) {
+	total, embedded = goroutineCounts()
+	for range 40 {
+		time.Sleep(50 * time.Millisecond)
+		t, e := goroutineCounts()
+		if t == total {
+			return t, e
+		}
+		total, embedded = t, e
+	}
+	return total, embedded
+}
+
+// goroutinesByCreator summarises runtime.Stack by each goroutine's state,
+// top function and creator, most frequent first.
+func goroutinesByCreator() string {
+	buf := make([]byte, 16<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	counts := map[string]int{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		lines := strings.Split(strings.TrimSpace(g), "\n")
+		if len(lines) < 2 {
+			continue
+		}
+		state := lines[0]
+		if i := strings.Index(state, "["); i >= 0 {
+			state = state[i:]
+		}
+		if i := strings.Index(state, ","); i >= 0 { // drop ", 2 minutes"
+			state = state[:i] + "]"
+		}
+		key := state + " " + trimArgs(lines[1])
+		for _, l := range lines {
+			if strings.HasPrefix(l, "created by ") {
+				l = strings.TrimPrefix(l, "created by ")
+				if i := strings.Index(l, " in goroutine"); i >= 0 {
+					l = l[:i]
+				}
+				key += " <- " + l
+			}
+		}
+		counts[key]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return counts[b] - counts[a] })
+	var sb strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&sb, "%5d %s\n", counts[k], k)
+	}
+	return sb.String()
+}
+
+// trimArgs drops the argument list of a stack frame.
+func trimArgs(frame string) string {
+	if i := strings.LastIndex(frame, "("); i > 0 {
+		return frame[:i]
+	}
+	return frame
+}
