@@ -231,7 +231,7 @@ func (m *Main) routes() http.Handler {
 	}}))
 	srv.AddTransport(graph.Websocket(graph.WebsocketOptions{AllowedOrigins: m.Config.AllowedOrigins,
 		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, MaxSubscriptionsPer: m.Config.MaxSubscriptions}))
-	srv.AddTransport(transport.SSE{})
+	srv.AddTransport(transport.SSE{KeepAlivePingInterval: m.Config.WSPingInterval}) // keeps idle streams open through proxies
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
