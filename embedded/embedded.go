@@ -11,19 +11,26 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Kafka is an embedded single-node Kafka-protocol broker.
 type Kafka struct {
 	cluster *kfake.Cluster
+	running string // marker file present while the broker runs
 }
 
 // StartKafka starts a broker on 127.0.0.1:port (0 picks a free port) that
 // keeps its logs, offsets and transactions under dir. A dir holding an
-// earlier broker's state resumes it.
+// earlier broker's state resumes it; if that broker did not close cleanly
+// (the process was killed), transactions it left open are aborted first.
 func StartKafka(dir string, port int) (*Kafka, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded kafka: %w", err)
@@ -32,19 +39,105 @@ func StartKafka(dir string, port int) (*Kafka, error) {
 		kfake.Ports(port),
 		kfake.DataDir(dir),
 		kfake.ClusterID("order-gateway-embedded"),
-		kfake.GroupMinSessionTimeout(1000),
+		kfake.GroupMinSessionTimeout(time.Second),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("embedded kafka in %s: %w", dir, err)
 	}
-	return &Kafka{cluster: c}, nil
+	k := &Kafka{cluster: c, running: filepath.Join(dir, "gateway-running")}
+	if _, err := os.Stat(k.running); err == nil {
+		if err := abortDanglingTransactions(c.ListenAddrs()); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("embedded kafka in %s: recovering from an unclean stop: %w", dir, err)
+		}
+	}
+	if err := os.WriteFile(k.running, nil, 0o644); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("embedded kafka: %w", err)
+	}
+	return k, nil
+}
+
+// abortDanglingTransactions writes an abort marker for every transactional
+// producer on every partition. kfake, reloading after a crash, treats a
+// transaction that has no end marker as aborted in memory only; clients then
+// keep skipping that producer id's later transactional records (they wait
+// for an abort marker that never comes), so a restored handler's own new
+// records would be invisible to read_committed readers. An abort marker for
+// a producer with nothing open is harmless.
+func abortDanglingTransactions(addrs []string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	list, err := kmsg.NewPtrListTransactionsRequest().RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("list transactions: %w", err)
+	}
+	describe := kmsg.NewPtrDescribeTransactionsRequest()
+	for _, s := range list.TransactionStates {
+		if s.TransactionState != "Ongoing" {
+			describe.TransactionalIDs = append(describe.TransactionalIDs, s.TransactionalID)
+		}
+	}
+	if len(describe.TransactionalIDs) == 0 {
+		return nil
+	}
+	states, err := describe.RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("describe transactions: %w", err)
+	}
+	meta, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	markers := kmsg.NewPtrWriteTxnMarkersRequest()
+	for _, s := range states.TransactionStates {
+		if s.ErrorCode != 0 || s.State == "Ongoing" {
+			continue
+		}
+		m := kmsg.NewWriteTxnMarkersRequestMarker()
+		m.ProducerID, m.ProducerEpoch, m.Committed = s.ProducerID, s.ProducerEpoch, false
+		for _, t := range meta.Topics {
+			if t.Topic == nil || strings.HasPrefix(*t.Topic, "__") {
+				continue
+			}
+			mt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+			mt.Topic = *t.Topic
+			for _, p := range t.Partitions {
+				mt.Partitions = append(mt.Partitions, p.Partition)
+			}
+			m.Topics = append(m.Topics, mt)
+		}
+		markers.Markers = append(markers.Markers, m)
+	}
+	resp, err := markers.RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("write abort markers: %w", err)
+	}
+	for _, m := range resp.Markers {
+		for _, t := range m.Topics {
+			for _, p := range t.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+					return fmt.Errorf("abort marker for producer %d on %s/%d: %w", m.ProducerID, t.Topic, p.Partition, err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // Addr is the broker's host:port.
 func (k *Kafka) Addr() string { return k.cluster.ListenAddrs()[0] }
 
 // Close stops the broker and flushes its state to disk.
-func (k *Kafka) Close() { k.cluster.Close() }
+func (k *Kafka) Close() {
+	k.cluster.Close()
+	_ = os.Remove(k.running)
+}
 
 // Mongo is an embedded MongoDB-wire store: FerretDB on SQLite.
 type Mongo struct {

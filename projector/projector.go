@@ -48,6 +48,11 @@ type Projector struct {
 
 	mu            sync.Mutex
 	cancelSession context.CancelFunc
+	// customers serialises the summaries' read-modify-write across this
+	// instance's partitions. The revision guard alone is not enough on
+	// FerretDB, whose conditional replace is not atomic (it reads, then
+	// writes), so two partitions updating one customer could lose a change.
+	customers sync.Mutex
 	sessions      atomic.Int64
 	deadLetters   atomic.Int64
 	lastErr       atomic.Pointer[string]
@@ -314,6 +319,8 @@ func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string]
 }
 
 func (p *Projector) writeCustomers(ctx context.Context, changed []string, final map[string]view.OrderDoc) error {
+	p.customers.Lock()
+	defer p.customers.Unlock()
 	byCustomer := map[string][]view.OrderDoc{}
 	var customers []string
 	for _, id := range changed {
