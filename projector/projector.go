@@ -52,10 +52,10 @@ type Projector struct {
 	// instance's partitions. The revision guard alone is not enough on
 	// FerretDB, whose conditional replace is not atomic (it reads, then
 	// writes), so two partitions updating one customer could lose a change.
-	customers sync.Mutex
-	sessions      atomic.Int64
-	deadLetters   atomic.Int64
-	lastErr       atomic.Pointer[string]
+	customers   sync.Mutex
+	sessions    atomic.Int64
+	deadLetters atomic.Int64
+	lastErr     atomic.Pointer[string]
 }
 
 // New connects to the brokers. Run starts consuming.
