@@ -306,7 +306,15 @@ func TestBrokerRestart(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	broker.Close()
-	time.Sleep(2 * time.Second)
+	time.Sleep(500 * time.Millisecond)
+	// A mutation while the broker is down fails fast, as UNAVAILABLE.
+	start := time.Now()
+	r := g.do(t, `mutation { placeOrder(input: {customerId: "c", currencyCode: "EUR", items: [{sku: "A", name: "A", quantity: 1, unitPrice: "1"}]}) { version } }`, nil)
+	if len(r.Errors) != 1 || r.Errors[0].Extensions["code"] != "UNAVAILABLE" || time.Since(start) >= cfg.CommandTimeout {
+		t.Errorf("mutation with the broker down: want UNAVAILABLE within %s, got %+v after %s", cfg.CommandTimeout, r.Errors, time.Since(start))
+	}
+	t.Logf("mutation with the broker down answered %v in %s", r.Errors[0].Extensions["code"], time.Since(start))
+	time.Sleep(time.Second)
 	if code := httpStatus(t, g.url+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz while the broker is down: %d", code)
 	}
