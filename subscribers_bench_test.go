@@ -129,7 +129,7 @@ func benchSubscribers(b *testing.B, subscribers, updates int) {
 	if e := dialErr.Load(); e != nil {
 		b.Fatalf("dial: %v", *e)
 	}
-	waitUntil(b, 60*time.Second, func() bool { return ready.Load() == int64(subscribers) }, "all subscribers got the snapshot")
+	waitUntil(b, 5*time.Minute, func() bool { return ready.Load() == int64(subscribers) }, "all subscribers got the snapshot")
 	time.Sleep(2 * time.Second) // idle
 	rssIdle := processRSS(b, p.cmd.Process.Pid)
 	cpuBefore := processCPU(b, p.cmd.Process.Pid)

@@ -34,6 +34,7 @@ type Bus struct {
 	instanceID     string
 	replyPartition int32
 	client         sarama.Client
+	consumerClient sarama.Client
 	producer       sarama.SyncProducer
 	consumer       sarama.Consumer
 	replies        sarama.PartitionConsumer
@@ -89,7 +90,16 @@ func NewBus(cfg BusConfig) (*Bus, error) {
 		client.Close()
 		return nil, fmt.Errorf("command bus producer: %w", err)
 	}
-	if b.consumer, err = sarama.NewConsumerFromClient(client); err != nil {
+	// The reply consumer gets a client (so connections) of its own: sarama
+	// sends one request at a time per connection, and a command produced on
+	// the consumer's connection would wait behind its parked fetch.
+	if b.consumerClient, err = sarama.NewClient(cfg.Brokers, sc); err != nil {
+		b.producer.Close()
+		client.Close()
+		return nil, fmt.Errorf("command bus consumer: %w", err)
+	}
+	if b.consumer, err = sarama.NewConsumerFromClient(b.consumerClient); err != nil {
+		b.consumerClient.Close()
 		b.producer.Close()
 		client.Close()
 		return nil, fmt.Errorf("command bus consumer: %w", err)
@@ -98,6 +108,7 @@ func NewBus(cfg BusConfig) (*Bus, error) {
 	// reply to this instance is seen.
 	if b.replies, err = b.consumer.ConsumePartition(cfg.Topics.Replies, b.replyPartition, sarama.OffsetNewest); err != nil {
 		b.consumer.Close()
+		b.consumerClient.Close()
 		b.producer.Close()
 		client.Close()
 		return nil, fmt.Errorf("command bus: consume replies: %w", err)
@@ -240,6 +251,7 @@ func (b *Bus) Close() error {
 	b.replies.AsyncClose()
 	<-b.done
 	b.consumer.Close()
+	b.consumerClient.Close()
 	b.producer.Close()
 	return b.client.Close()
 }

@@ -51,10 +51,13 @@ type Handler struct {
 	group    sarama.ConsumerGroup
 	client   sarama.Client
 	consumer sarama.Consumer
+	replies  sarama.SyncProducer
 
 	mu            sync.Mutex
 	cancelSession context.CancelFunc
 	sessions      atomic.Int64 // sessions started, for readiness
+	closeOnce     sync.Once
+	closeErr      error
 	deadLetters   atomic.Int64
 }
 
@@ -110,7 +113,20 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 		client.Close()
 		return nil, fmt.Errorf("command handler consumer: %w", err)
 	}
-	h := &Handler{cfg: cfg, group: group, client: client, consumer: consumer}
+	// The reply producer has a client of its own: sarama sends one request at
+	// a time per connection, and on the group's client a produce would queue
+	// behind a fetch parked at the broker for up to the fetch wait.
+	rc := kafka.Config("order-gateway-replies", cfg.FetchWait)
+	rc.Producer.Partitioner = sarama.NewManualPartitioner // replies go to the partition the bus named
+	rc.Producer.Return.Successes = true
+	replies, err := sarama.NewSyncProducer(cfg.Brokers, rc)
+	if err != nil {
+		consumer.Close()
+		group.Close()
+		client.Close()
+		return nil, fmt.Errorf("command handler reply producer: %w", err)
+	}
+	h := &Handler{cfg: cfg, group: group, client: client, consumer: consumer, replies: replies}
 	go func() {
 		for err := range group.Errors() {
 			cfg.Logger.Warn("command handler", "err", err)
@@ -162,12 +178,15 @@ func (h *Handler) Ready() bool { return h.sessions.Load() > 0 }
 func (h *Handler) DeadLetters() int64 { return h.deadLetters.Load() }
 
 // Close leaves the group (committed work stays committed) and closes the
-// connections.
+// connections. Later calls do nothing.
 func (h *Handler) Close() error {
-	err := h.group.Close()
-	h.consumer.Close()
-	h.client.Close()
-	return err
+	h.closeOnce.Do(func() {
+		h.closeErr = h.group.Close()
+		h.replies.Close()
+		h.consumer.Close()
+		h.client.Close()
+	})
+	return h.closeErr
 }
 
 func (h *Handler) restartSession() {
@@ -356,11 +375,13 @@ func (h *Handler) commitBatch(ctx context.Context, prod *txnProducer, p int32, m
 	var err error
 	for attempt := 1; attempt <= 5; attempt++ {
 		msgs, changed, dead := h.decideBatch(p, states, batch)
+		msgs, replies := splitReplies(msgs, h.cfg.Topics.Replies)
 		if err = prod.runTxn(msgs, batch[len(batch)-1], meta); err == nil {
 			for id, s := range changed {
 				states[id] = s
 			}
 			h.deadLetters.Add(dead)
+			h.sendReplies(replies)
 			return nil
 		}
 		if prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
@@ -374,6 +395,35 @@ func (h *Handler) commitBatch(ctx context.Context, prod *txnProducer, p int32, m
 		}
 	}
 	return err
+}
+
+// splitReplies separates the replies from the records of the transaction.
+func splitReplies(msgs []*sarama.ProducerMessage, repliesTopic string) (txn, replies []*sarama.ProducerMessage) {
+	txn = msgs[:0:0]
+	for _, m := range msgs {
+		if m.Topic == repliesTopic {
+			replies = append(replies, m)
+		} else {
+			txn = append(txn, m)
+		}
+	}
+	return txn, replies
+}
+
+// sendReplies publishes the outcomes of a committed batch. They go outside
+// the transaction, after it: an outcome is never visible before its events
+// are, and a waiting mutation sees it at once (consumers reading
+// read_committed learn of a transaction's commit only at their next fetch,
+// which would add a whole fetch wait to every mutation). If the gateway dies
+// between the commit and this send, the mutation times out and its retry
+// with the same idempotency key returns the recorded outcome.
+func (h *Handler) sendReplies(replies []*sarama.ProducerMessage) {
+	if len(replies) == 0 {
+		return
+	}
+	if err := h.replies.SendMessages(replies); err != nil {
+		h.cfg.Logger.Warn("command handler: replies not sent; their mutations will time out and can be retried", "count", len(replies), "err", err)
+	}
 }
 
 // decideBatch turns commands into the messages of one transaction and the

@@ -53,6 +53,8 @@ type Projector struct {
 	// FerretDB, whose conditional replace is not atomic (it reads, then
 	// writes), so two partitions updating one customer could lose a change.
 	customers   sync.Mutex
+	closeOnce   sync.Once
+	closeErr    error
 	sessions    atomic.Int64
 	deadLetters atomic.Int64
 	lastErr     atomic.Pointer[string]
@@ -84,7 +86,10 @@ func New(cfg Config, store *view.Store) (*Projector, error) {
 		client.Close()
 		return nil, fmt.Errorf("projector group: %w", err)
 	}
-	producer, err := sarama.NewSyncProducerFromClient(client)
+	// The producer has its own client: sarama sends one request at a time
+	// per connection, and behind the group's parked fetch every view change
+	// would wait up to the fetch wait.
+	producer, err := sarama.NewSyncProducer(cfg.Brokers, sc)
 	if err != nil {
 		group.Close()
 		client.Close()
@@ -136,12 +141,14 @@ func (p *Projector) LastError() string {
 	return ""
 }
 
-// Close leaves the group and closes the connections.
+// Close leaves the group and closes the connections. Later calls do nothing.
 func (p *Projector) Close() error {
-	err := p.group.Close()
-	p.producer.Close()
-	p.client.Close()
-	return err
+	p.closeOnce.Do(func() {
+		p.closeErr = p.group.Close()
+		p.producer.Close()
+		p.client.Close()
+	})
+	return p.closeErr
 }
 
 // Setup is part of sarama.ConsumerGroupHandler.
