@@ -329,3 +329,22 @@ func tail(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// startGatewayProcess runs the gateway binary as a child process with cfg's
+// broker, store, topics and database, and stops it when the test ends.
+func startGatewayProcess(t testing.TB, cfg Config) *gateway {
+	t.Helper()
+	httpAddr := freeAddr(t)
+	logs, err := os.Create(filepath.Join(t.TempDir(), "gateway.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"LISTEN_ADDR=" + httpAddr, "DATA_DIR=" + t.TempDir(), "TOPIC_PREFIX=" + cfg.TopicPrefix,
+		"MONGODB_DATABASE=" + cfg.MongoDatabase, "PARTITIONS=" + strconv.Itoa(cfg.Partitions),
+		"KAFKA_BROKERS=" + strings.Join(cfg.KafkaBrokers, ","), "MONGODB_URI=" + cfg.MongoURI,
+		"SESSION_TIMEOUT=" + cfg.SessionTimeout.String(), "COMMAND_TIMEOUT=" + cfg.CommandTimeout.String(), "LOG_LEVEL=warn"}
+	p := &process{t: t, bin: buildGateway(t), env: env, url: "http://" + httpAddr, logs: logs}
+	p.start()
+	t.Cleanup(func() { p.stop(); logs.Close() })
+	return &gateway{url: p.url}
+}

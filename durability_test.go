@@ -161,13 +161,14 @@ func TestEmbeddedDataSurvivesRestart(t *testing.T) {
 	}
 }
 
-// TestTwoInstances runs two gateways on one broker and store: commands sent
-// to either are each handled exactly once, and each outcome reaches the
-// instance that waits for it.
+// TestTwoInstances runs two gateways on one broker and store, one in this
+// process and one as a separate process: commands sent to either are each
+// handled exactly once, and each outcome reaches the instance that waits
+// for it.
 func TestTwoInstances(t *testing.T) {
 	cfg := testConfig(t)
 	a := startGateway(t, cfg)
-	b := startGateway(t, cfg)
+	b := startGatewayProcess(t, cfg)
 	gws := []*gateway{a, b}
 	const orders = 24
 	ids := make([]string, orders)

@@ -816,7 +816,7 @@ func TestWebsocketProtocolErrors(t *testing.T) {
 func TestSubscriptionAcrossInstances(t *testing.T) {
 	cfg := testConfig(t)
 	a := startGateway(t, cfg)
-	b := startGateway(t, cfg)
+	b := startGatewayProcess(t, cfg) // a second gateway process
 	o := b.mustMutate(t, "placeOrder", placeInput("cust-multi", item("A", 1, "1")))
 
 	c := dialWS(t, a, wsDial{})
@@ -830,7 +830,7 @@ func TestSubscriptionAcrossInstances(t *testing.T) {
 	if u := c.nextOrder(t, "1", "orderUpdated"); u.Version != 2 || u.Status != "CONFIRMED" {
 		t.Fatalf("update on a: %+v", u)
 	}
-	t.Logf("subscriber on %s got v2 CONFIRMED for a confirmOrder sent to %s", a.Addr(), b.Addr())
+	t.Logf("subscriber on %s got v2 CONFIRMED for a confirmOrder sent to the process at %s", a.Addr(), b.url)
 }
 
 // TestSlowSubscriberDoesNotHoldOthers: a subscriber that stops reading does
