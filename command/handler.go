@@ -319,6 +319,9 @@ func (tp *txnProducer) runTxn(msgs []*sarama.ProducerMessage, last *sarama.Consu
 			tp.lastErr = nil
 		}
 		tp.mu.Unlock()
+		if errors.Is(err, sarama.ErrProducerFenced) {
+			return fmt.Errorf("commit transaction: fenced: a newer owner of this partition took over (%w)", err)
+		}
 		return fmt.Errorf("commit transaction: %w", err)
 	}
 	return nil
