@@ -53,12 +53,11 @@ type Handler struct {
 	consumer sarama.Consumer
 	replies  sarama.SyncProducer
 
-	mu            sync.Mutex
-	cancelSession context.CancelFunc
-	sessions      atomic.Int64 // sessions started, for readiness
-	closeOnce     sync.Once
-	closeErr      error
-	deadLetters   atomic.Int64
+	loop        kafka.GroupLoop
+	sessions    atomic.Int64 // sessions started, for readiness
+	closeOnce   sync.Once
+	closeErr    error
+	deadLetters atomic.Int64
 }
 
 // orderState is what the handler keeps per order and writes as its
@@ -150,25 +149,7 @@ func h0config(cfg HandlerConfig) *sarama.Config {
 // transaction ends the session; Run then rejoins, and the partitions restart
 // from their last committed offset with state restored from snapshots.
 func (h *Handler) Run(ctx context.Context) error {
-	for ctx.Err() == nil {
-		sctx, cancel := context.WithCancel(ctx)
-		h.mu.Lock()
-		h.cancelSession = cancel
-		h.mu.Unlock()
-		err := h.group.Consume(sctx, []string{h.cfg.Topics.Commands}, h)
-		cancel()
-		if errors.Is(err, sarama.ErrClosedConsumerGroup) {
-			return nil
-		}
-		if err != nil {
-			h.cfg.Logger.Warn("command handler session ended", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}
-	return nil
+	return h.loop.Run(ctx, h.group, []string{h.cfg.Topics.Commands}, h, h.cfg.Logger)
 }
 
 // Ready reports whether the handler has joined its group at least once.
@@ -189,14 +170,6 @@ func (h *Handler) Close() error {
 	return h.closeErr
 }
 
-func (h *Handler) restartSession() {
-	h.mu.Lock()
-	if h.cancelSession != nil {
-		h.cancelSession()
-	}
-	h.mu.Unlock()
-}
-
 // Setup is part of sarama.ConsumerGroupHandler.
 func (h *Handler) Setup(sarama.ConsumerGroupSession) error {
 	h.sessions.Add(1)
@@ -213,14 +186,14 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	prod, err := h.newTxnProducer(p)
 	if err != nil {
 		log.Error("command handler: transactional producer", "err", err)
-		h.restartSession()
+		h.loop.Restart()
 		return err
 	}
 	defer prod.Close()
 	states, err := h.restore(sess.Context(), prod, p)
 	if err != nil {
 		log.Error("command handler: restore", "err", err)
-		h.restartSession()
+		h.loop.Restart()
 		return err
 	}
 	log.Debug("command handler: partition restored", "orders", len(states), "from", claim.InitialOffset())
@@ -246,7 +219,7 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			}
 			if err := h.commitBatch(sess.Context(), prod, p, meta, states, batch); err != nil {
 				log.Error("command handler: batch not committed; rejoining", "err", err, "first_offset", batch[0].Offset)
-				h.restartSession()
+				h.loop.Restart()
 				return err
 			}
 		case <-sess.Context().Done():

@@ -46,8 +46,7 @@ type Projector struct {
 	group    sarama.ConsumerGroup
 	producer sarama.SyncProducer // dead letters and view changes
 
-	mu            sync.Mutex
-	cancelSession context.CancelFunc
+	loop kafka.GroupLoop
 	// customers serialises the summaries' read-modify-write across this
 	// instance's partitions. The revision guard alone is not enough on
 	// FerretDB, whose conditional replace is not atomic (it reads, then
@@ -105,25 +104,7 @@ func New(cfg Config, store *view.Store) (*Projector, error) {
 
 // Run projects until ctx ends or Close is called.
 func (p *Projector) Run(ctx context.Context) error {
-	for ctx.Err() == nil {
-		sctx, cancel := context.WithCancel(ctx)
-		p.mu.Lock()
-		p.cancelSession = cancel
-		p.mu.Unlock()
-		err := p.group.Consume(sctx, []string{p.cfg.Topics.Events}, p)
-		cancel()
-		if errors.Is(err, sarama.ErrClosedConsumerGroup) {
-			return nil
-		}
-		if err != nil {
-			p.cfg.Logger.Warn("projector session ended", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}
-	return nil
+	return p.loop.Run(ctx, p.group, []string{p.cfg.Topics.Events}, p, p.cfg.Logger)
 }
 
 // Ready reports whether the projector has joined its group.
