@@ -77,24 +77,13 @@ func (r *Resolver) subscribeOrder(ctx context.Context, id string) (<-chan *model
 			}
 			last = current.Version
 		}
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-sub.Done():
-				return
-			case <-sub.Ready():
-				for _, d := range sub.Drain() {
-					if d.Version <= last {
-						continue
-					}
-					if !send(ctx, out, d) {
-						return
-					}
-					last = d.Version
-				}
+		pump(ctx, sub, out, func(d view.OrderDoc) bool {
+			if d.Version <= last {
+				return false
 			}
-		}
+			last = d.Version
+			return true
+		})
 	}()
 	return out, nil
 }
@@ -116,29 +105,37 @@ func (r *Resolver) subscribeOrders(ctx context.Context, customerID string, statu
 		defer sub.Close()
 		defer close(out)
 		sent := map[string]int{}
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-sub.Done():
-				return
-			case <-sub.Ready():
-				for _, d := range sub.Drain() {
-					if d.Version <= sent[d.ID] {
-						continue
-					}
-					if !send(ctx, out, d) {
-						return
-					}
-					if len(sent) >= maxTrackedOrders {
-						clear(sent)
-					}
-					sent[d.ID] = d.Version
+		pump(ctx, sub, out, func(d view.OrderDoc) bool {
+			if d.Version <= sent[d.ID] {
+				return false
+			}
+			if len(sent) >= maxTrackedOrders {
+				clear(sent)
+			}
+			sent[d.ID] = d.Version
+			return true
+		})
+	}()
+	return out, nil
+}
+
+// pump sends the subscription's changes that fresh accepts (fresh records
+// what it accepts) until the subscriber or the hub goes away.
+func pump(ctx context.Context, sub *live.Subscription, out chan<- *model.Order, fresh func(view.OrderDoc) bool) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sub.Done():
+			return
+		case <-sub.Ready():
+			for _, d := range sub.Drain() {
+				if fresh(d) && !send(ctx, out, d) {
+					return
 				}
 			}
 		}
-	}()
-	return out, nil
+	}
 }
 
 // send hands one order to the transport, or gives up when the subscriber
