@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 )
@@ -199,5 +202,32 @@ func TestCommandTimeout(t *testing.T) {
 	r := g.do(t, `mutation { placeOrder(input: {customerId: "c", currencyCode: "EUR", items: [{sku: "A", name: "A", quantity: 1, unitPrice: "1"}]}) { version } }`, nil)
 	if len(r.Errors) != 1 || r.Errors[0].Extensions["code"] != "COMMAND_TIMEOUT" || r.Errors[0].Extensions["commandId"] == nil {
 		t.Fatalf("want COMMAND_TIMEOUT with commandId, got %+v", r.Errors)
+	}
+}
+
+// TestUnreachableDependencies: a broker or store that never answers is
+// retried for the startup timeout, then Run fails with one line naming it.
+func TestUnreachableDependencies(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  func(*Config)
+		want string
+	}{
+		{"broker", func(c *Config) { c.KafkaBrokers = []string{freeAddr(t)} }, "kafka at"},
+		{"store", func(c *Config) { c.MongoURI = "mongodb://" + freeAddr(t) + "/" }, "mongodb at"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.StartupTimeout = time.Second
+			c.set(&cfg)
+			m := &Main{Config: cfg, Logger: slog.New(slog.DiscardHandler)}
+			start := time.Now()
+			err := m.Run(context.Background())
+			m.Close()
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "not reachable within 1s") || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("want one line naming %q and the timeout, got %v", c.want, err)
+			}
+			t.Logf("gave up after %s: %v", time.Since(start).Round(100*time.Millisecond), err)
+		})
 	}
 }

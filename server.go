@@ -120,7 +120,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.store = store
-	if err := m.retry(ctx, c.StartupTimeout, "mongodb at "+redact(m.mongoURI), func() error { return store.EnsureIndexes(ctx) }); err != nil {
+	if err := m.retry(ctx, c.StartupTimeout, "mongodb at "+redact(m.mongoURI), store.EnsureIndexes); err != nil {
 		return err
 	}
 
@@ -188,7 +188,7 @@ func (m *Main) goRun(f func() error) {
 // prepareKafka waits for the broker and creates the topics.
 func (m *Main) prepareKafka(ctx context.Context, topics kafka.Topics) error {
 	sc := kafka.Config("order-gateway-admin", m.Config.FetchWait)
-	return m.retry(ctx, m.Config.StartupTimeout, fmt.Sprintf("kafka at %v", m.brokers), func() error {
+	return m.retry(ctx, m.Config.StartupTimeout, fmt.Sprintf("kafka at %v", m.brokers), func(context.Context) error {
 		admin, err := sarama.NewClusterAdmin(m.brokers, sc)
 		if err != nil {
 			return err
@@ -200,11 +200,13 @@ func (m *Main) prepareKafka(ctx context.Context, topics kafka.Topics) error {
 
 // retry calls f until it succeeds or timeout passes, then returns one line
 // naming what could not be reached.
-func (m *Main) retry(ctx context.Context, timeout time.Duration, what string, f func() error) error {
+func (m *Main) retry(ctx context.Context, timeout time.Duration, what string, f func(context.Context) error) error {
 	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithDeadline(ctx, deadline) // no attempt outlives the timeout
+	defer cancel()
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := f()
+		err := f(ctx)
 		if err == nil {
 			return nil
 		}
@@ -216,7 +218,7 @@ func (m *Main) retry(ctx context.Context, timeout time.Duration, what string, f 
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("%s not reachable within %s: %v", what, timeout, err)
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 2*time.Second)

@@ -29,7 +29,12 @@ import (
 //
 //	go test -run '^$' -bench Subscribers -benchtime 1x .
 func BenchmarkSubscribers(b *testing.B) {
-	for _, n := range []int{1, 1000, 10000} {
+	sizes := []int{1, 1000, 10000}
+	if s := os.Getenv("BENCH_SUBSCRIBERS"); s != "" { // e.g. BENCH_SUBSCRIBERS=3000
+		n, _ := strconv.Atoi(s)
+		sizes = []int{n}
+	}
+	for _, n := range sizes {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			for range b.N {
 				benchSubscribers(b, n, 20)
@@ -80,6 +85,7 @@ func benchSubscribers(b *testing.B, subscribers, updates int) {
 	}
 	sem := make(chan struct{}, 100)
 	var dialErr atomic.Pointer[error]
+	var dialed atomic.Int64
 	var dials sync.WaitGroup
 	for range subscribers {
 		sem <- struct{}{}
@@ -95,6 +101,7 @@ func benchSubscribers(b *testing.B, subscribers, updates int) {
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
+			dialed.Add(1)
 			readers.Add(1)
 			go func() {
 				defer readers.Done()
@@ -126,10 +133,12 @@ func benchSubscribers(b *testing.B, subscribers, updates int) {
 		}()
 	}
 	dials.Wait()
+	b.Logf("%d websockets open; waiting for their snapshots", dialed.Load())
 	if e := dialErr.Load(); e != nil {
 		b.Fatalf("dial: %v", *e)
 	}
-	waitUntil(b, 5*time.Minute, func() bool { return ready.Load() == int64(subscribers) }, "all subscribers got the snapshot")
+	waitUntil(b, 2*time.Minute, func() bool { return ready.Load() == int64(subscribers) }, "all subscribers got the snapshot")
+	b.Logf("%d subscribers connected and got the snapshot", ready.Load())
 	time.Sleep(2 * time.Second) // idle
 	rssIdle := processRSS(b, p.cmd.Process.Pid)
 	cpuBefore := processCPU(b, p.cmd.Process.Pid)
@@ -176,10 +185,14 @@ func benchSubscribers(b *testing.B, subscribers, updates int) {
 }
 
 func waitUntil(b testing.TB, within time.Duration, cond func() bool, what string) {
-	deadline := time.Now().Add(within)
+	deadline, next := time.Now().Add(within), time.Now().Add(15*time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			b.Fatalf("timed out after %s waiting until %s", within, what)
+		}
+		if time.Now().After(next) {
+			b.Logf("still waiting until %s", what)
+			next = time.Now().Add(15 * time.Second)
 		}
 		time.Sleep(time.Millisecond)
 	}
