@@ -141,6 +141,10 @@ func h0config(cfg HandlerConfig) *sarama.Config {
 	if cfg.SessionTimeout > 0 {
 		sc.Consumer.Group.Session.Timeout = cfg.SessionTimeout
 		sc.Consumer.Group.Heartbeat.Interval = cfg.SessionTimeout / 3
+		// A member killed in the middle of a rebalance is only dropped after
+		// the rebalance timeout (sarama's default is a minute); claims here
+		// stop within one batch, so twice the session timeout is plenty.
+		sc.Consumer.Group.Rebalance.Timeout = 2 * cfg.SessionTimeout
 	}
 	return sc
 }

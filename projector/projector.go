@@ -73,6 +73,10 @@ func New(cfg Config, store *view.Store) (*Projector, error) {
 	if cfg.SessionTimeout > 0 {
 		sc.Consumer.Group.Session.Timeout = cfg.SessionTimeout
 		sc.Consumer.Group.Heartbeat.Interval = cfg.SessionTimeout / 3
+		// A member killed in the middle of a rebalance is only dropped after
+		// the rebalance timeout (sarama's default is a minute); claims here
+		// stop within one batch, so twice the session timeout is plenty.
+		sc.Consumer.Group.Rebalance.Timeout = 2 * cfg.SessionTimeout
 	}
 	sc.Producer.Return.Successes = true
 	sc.Producer.Partitioner = sarama.NewHashPartitioner
