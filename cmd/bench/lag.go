@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/view"
+)
+
+// lag offers mutations at a fixed rate (open loop: placeOrder, then
+// confirmOrder as soon as it is answered, for rate/2 orders a second) and
+// measures, for each mutation, the time from its HTTP response to the first
+// views-topic record of that order at that version or later. The projector
+// publishes to the views topic right after its MongoDB writes, so this is the
+// read-your-writes delay a client sees (plus up to one fetch wait of the
+// benchmark's own views consumer).
+func (b *bench) lag(ctx context.Context) error {
+	name := b.env.name("lag")
+	g, err := startGateway(ctx, b.env, name, name)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	c := newGQL(g.url, 512)
+	defer c.close()
+
+	// Follow the views topic from its end.
+	topics := kafka.NewTopics(name)
+	sc := kafka.Config("bench-lag-views", fetchWait)
+	cons, err := sarama.NewConsumer(b.env.brokers, sc)
+	if err != nil {
+		return err
+	}
+	defer cons.Close()
+	parts, err := cons.Partitions(topics.Views)
+	if err != nil {
+		return err
+	}
+	type arrival struct {
+		version int
+		at      time.Time
+	}
+	var mu sync.Mutex
+	seen := map[string][]arrival{}
+	var wg sync.WaitGroup
+	var pcs []sarama.PartitionConsumer
+	for _, p := range parts {
+		pc, err := cons.ConsumePartition(topics.Views, p, sarama.OffsetNewest)
+		if err != nil {
+			for _, pc := range pcs {
+				pc.AsyncClose()
+			}
+			return err
+		}
+		pcs = append(pcs, pc)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range pc.Messages() {
+				now := time.Now()
+				var ch view.Change
+				if json.Unmarshal(m.Value, &ch) != nil {
+					continue
+				}
+				mu.Lock()
+				seen[ch.Order.ID] = append(seen[ch.Order.ID], arrival{ch.Order.Version, now})
+				mu.Unlock()
+			}
+		}()
+	}
+	defer func() {
+		for _, pc := range pcs {
+			pc.AsyncClose()
+		}
+		wg.Wait()
+	}()
+
+	for i := range b.o.warmPairs {
+		id, v, err := c.placeOrder(ctx, "c-warm", fmt.Sprintf("lagwarm-%d", i))
+		if err == nil {
+			_, err = c.confirmOrder(ctx, id, v)
+		}
+		if err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+
+	type answered struct {
+		id      string
+		version int
+		at      time.Time
+	}
+	var (
+		amu      sync.Mutex
+		answers  []answered
+		errs     atomic.Int64
+		firstErr atomic.Pointer[string]
+		dropped  int
+		lwg      sync.WaitGroup
+	)
+	fail := func(err error) {
+		errs.Add(1)
+		s := err.Error()
+		firstErr.CompareAndSwap(nil, &s)
+	}
+	sem := make(chan struct{}, 512)
+	interval := 2 * time.Second / time.Duration(b.o.lagRate) // one order = two mutations
+	start := time.Now()
+	for i := 0; ; i++ {
+		next := start.Add(time.Duration(i) * interval)
+		if next.Sub(start) >= b.o.lagDuration || ctx.Err() != nil {
+			break
+		}
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			dropped++
+			continue
+		}
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			defer func() { <-sem }()
+			id, v, err := c.placeOrder(ctx, fmt.Sprintf("c-lag-%d", i%50), fmt.Sprintf("lag-%d", i))
+			if err != nil {
+				fail(err)
+				return
+			}
+			t := time.Now()
+			amu.Lock()
+			answers = append(answers, answered{id, v, t})
+			amu.Unlock()
+			v2, err := c.confirmOrder(ctx, id, v)
+			if err != nil {
+				fail(err)
+				return
+			}
+			t = time.Now()
+			amu.Lock()
+			answers = append(answers, answered{id, v2, t})
+			amu.Unlock()
+		}()
+	}
+	lwg.Wait()
+	offeredFor := time.Since(start)
+
+	firstAt := func(a answered) (time.Time, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		var best time.Time
+		for _, s := range seen[a.id] {
+			if s.version >= a.version && (best.IsZero() || s.at.Before(best)) {
+				best = s.at
+			}
+		}
+		return best, !best.IsZero()
+	}
+	// Let the projector finish (up to lagDrain).
+	drainUntil := time.Now().Add(b.o.lagDrain)
+	missing := 0
+	for {
+		missing = 0
+		for _, a := range answers {
+			if _, ok := firstAt(a); !ok {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(drainUntil) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A mutation whose view never arrived counts as a lag longer than any
+	// measured (shown as "> drain"), so the percentiles are not flattered.
+	const never = time.Duration(1 << 62)
+	var lags samples
+	early := 0
+	for _, a := range answers {
+		at, ok := firstAt(a)
+		if !ok {
+			lags.add(never)
+			continue
+		}
+		d := at.Sub(a.at)
+		if d < 0 {
+			early++
+			d = 0
+		}
+		lags.add(d)
+	}
+	achieved := float64(len(answers)) / offeredFor.Seconds()
+	scen := fmt.Sprintf("projection lag at %d mutations/s offered", b.o.lagRate)
+	b.add(row{scen, "mutations answered/s (errors, offers dropped at 512 in flight)", fmt.Sprintf("%s (%d errors, %d dropped)", rate(achieved, "/s"), errs.Load(), dropped), "", "", ""})
+	show := func(d time.Duration) string {
+		if d == never {
+			return "not reached" // not in the views when we stopped waiting
+		}
+		return ms(d)
+	}
+	rt := ratio(float64(lags.pct(99)), float64(250*time.Millisecond))
+	if lags.pct(99) == never {
+		rt = "—"
+	}
+	b.add(row{scen, "lag from mutation response to views p50 / p99 / max", show(lags.pct(50)) + " / " + show(lags.pct(99)) + " / " + show(lags.maxv()),
+		"target p99", "250 ms", rt})
+	if missing > 0 {
+		b.add(row{scen, fmt.Sprintf("mutations not in the views %s after the load", b.o.lagDrain), fmt.Sprintf("%d of %d", missing, len(answers)), "", "", ""})
+	}
+	if e := firstErr.Load(); e != nil {
+		b.note("lag: first error: %s", *e)
+	}
+	b.note("lag: %d of %d views were visible before the mutation's HTTP response arrived (counted as 0 ms)", early, lags.len())
+	met := lags.pct(99) < 250*time.Millisecond && missing == 0 && errs.Load() == 0 && dropped == 0
+	b.target(fmt.Sprintf("projection lag p99 < 250 ms at %d mutations/s offered", b.o.lagRate),
+		fmt.Sprintf("p99 %s, %s answered, %d missing, %d errors, %d dropped", show(lags.pct(99)), rate(achieved, "/s"), missing, errs.Load(), dropped), met)
+	return nil
+}

@@ -1,0 +1,345 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/ordergateway/gateway/domain"
+)
+
+// rawResults are the raw floor's figures, compared with the gateway's.
+type rawResults struct {
+	hop, pair   *samples // sequential, one client
+	tput        float64  // hops/s at the throughput concurrency
+	tputErrs    int64
+	tputLat     *samples
+	tputElapsed time.Duration
+	tputCores   float64
+}
+
+// loadResult is what a closed-loop load run achieved.
+type loadResult struct {
+	ok, errs  atomic.Int64
+	lat       samples
+	elapsed   time.Duration
+	cpu       time.Duration // process CPU time used meanwhile
+	mu        sync.Mutex
+	firstErrs []string
+}
+
+func (r *loadResult) record(d time.Duration, err error) {
+	if err != nil {
+		r.errs.Add(1)
+		r.mu.Lock()
+		if len(r.firstErrs) < 3 {
+			r.firstErrs = append(r.firstErrs, err.Error())
+		}
+		r.mu.Unlock()
+		return
+	}
+	r.ok.Add(1)
+	r.lat.add(d)
+}
+
+// runLoad runs conc workers, each calling step in a loop, until dur has
+// passed (a step in flight finishes; it is counted). elapsed runs until the
+// last worker stops.
+func runLoad(ctx context.Context, conc int, dur time.Duration, step func(ctx context.Context, worker, i int, r *loadResult)) *loadResult {
+	r := &loadResult{}
+	cpu0 := cpuTime()
+	start := time.Now()
+	deadline := start.Add(dur)
+	var wg sync.WaitGroup
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+				step(ctx, w, i, r)
+			}
+		}()
+	}
+	wg.Wait()
+	r.elapsed = time.Since(start)
+	r.cpu = cpuTime() - cpu0
+	return r
+}
+
+// cores is the average number of CPUs the process used during the run.
+func (r *loadResult) cores() float64 { return r.cpu.Seconds() / r.elapsed.Seconds() }
+
+func timed(f func() error) (time.Duration, error) {
+	t := time.Now()
+	err := f()
+	return time.Since(t), err
+}
+
+// rawMutations measures the raw floor: sequential hops (latency) and
+// closed-loop hops at the throughput concurrency.
+func (b *bench) rawMutations(ctx context.Context) error {
+	prefix := b.env.name("raw")
+	if err := ensureTopics(b.env.brokers, prefix); err != nil {
+		return err
+	}
+	srv, err := startRawServer(b.env.brokers, prefix, b.env.logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	cl, err := newRawClient(b.env.brokers, prefix)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	res := &rawResults{hop: &samples{}, pair: &samples{}}
+	// Warm up: every partition's transactional producer, connections.
+	for range b.o.warmPairs * 3 {
+		if err := cl.hop(ctx, randID("ord_")); err != nil {
+			return fmt.Errorf("raw warm-up: %w", err)
+		}
+	}
+	if b.o.scenarios["latency"] {
+		for range b.o.latencyPairs {
+			key := randID("ord_")
+			t0 := time.Now()
+			if err := cl.hop(ctx, key); err != nil {
+				return err
+			}
+			t1 := time.Now()
+			if err := cl.hop(ctx, key); err != nil {
+				return err
+			}
+			t2 := time.Now()
+			res.hop.add(t1.Sub(t0))
+			res.hop.add(t2.Sub(t1))
+			res.pair.add(t2.Sub(t0))
+		}
+	}
+	if b.o.scenarios["throughput"] {
+		r := runLoad(ctx, b.o.concurrency, b.o.duration, func(ctx context.Context, w, i int, r *loadResult) {
+			key := randID("ord_")
+			for range 2 {
+				d, err := timed(func() error { return cl.hop(ctx, key) })
+				r.record(d, err)
+				if err != nil {
+					return
+				}
+			}
+		})
+		res.tput = float64(r.ok.Load()) / r.elapsed.Seconds()
+		res.tputErrs = r.errs.Load()
+		res.tputLat = &r.lat
+		res.tputElapsed = r.elapsed
+		res.tputCores = r.cores()
+		for _, e := range r.firstErrs {
+			b.note("raw floor throughput error: %s", e)
+		}
+	}
+	b.raw = res
+	return nil
+}
+
+// gatewayMutations measures placeOrder+confirmOrder over HTTP, sequentially
+// and with concurrent clients, and the process's RSS meanwhile.
+func (b *bench) gatewayMutations(ctx context.Context) error {
+	name := b.env.name("mut")
+	g, err := startGateway(ctx, b.env, name, name)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	c := newGQL(g.url, b.o.concurrency)
+	defer c.close()
+	raw := b.raw
+	if raw == nil {
+		raw = &rawResults{hop: &samples{}, pair: &samples{}}
+	}
+	for i := range b.o.warmPairs * 2 {
+		id, v, err := c.placeOrder(ctx, "c-warm", randID("warm"+strconv.Itoa(i)))
+		if err == nil {
+			_, err = c.confirmOrder(ctx, id, v)
+		}
+		if err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+
+	if b.o.scenarios["latency"] {
+		var place, confirm, mut, pair samples
+		for i := range b.o.latencyPairs {
+			t0 := time.Now()
+			id, v, err := c.placeOrder(ctx, "c-lat-"+strconv.Itoa(i%10), randID("lat"))
+			if err != nil {
+				return err
+			}
+			t1 := time.Now()
+			if _, err := c.confirmOrder(ctx, id, v); err != nil {
+				return err
+			}
+			t2 := time.Now()
+			place.add(t1.Sub(t0))
+			confirm.add(t2.Sub(t1))
+			mut.add(t1.Sub(t0))
+			mut.add(t2.Sub(t1))
+			pair.add(t2.Sub(t0))
+		}
+		for _, p := range []float64{50, 99} {
+			ps := "p" + strconv.Itoa(int(p))
+			b.add(row{"mutation latency, 1 client", "single mutation " + ps + " (placeOrder and confirmOrder pooled, HTTP)", ms(mut.pct(p)),
+				"raw hop " + ps + " (command → txn reply+event+offset → reply)", ms(raw.hop.pct(p)), ratio(float64(mut.pct(p)), float64(raw.hop.pct(p)))})
+		}
+		for _, p := range []float64{50, 99} {
+			ps := "p" + strconv.Itoa(int(p))
+			b.add(row{"mutation latency, 1 client", "placeOrder→confirmOrder pair " + ps, ms(pair.pct(p)),
+				"raw two-hop pair " + ps, ms(raw.pair.pct(p)), ratio(float64(pair.pct(p)), float64(raw.pair.pct(p)))})
+		}
+		b.add(row{"mutation latency, 1 client", "placeOrder p50 / p99", ms(place.pct(50)) + " / " + ms(place.pct(99)), "", "", ""})
+		b.add(row{"mutation latency, 1 client", "confirmOrder p50 / p99", ms(confirm.pct(50)) + " / " + ms(confirm.pct(99)), "", "", ""})
+		if raw.hop.len() > 0 {
+			r50, r99 := float64(mut.pct(50))/float64(raw.hop.pct(50)), float64(mut.pct(99))/float64(raw.hop.pct(99))
+			b.target("mutation p50 within 1.5x of raw floor p50 (single mutation vs single hop)", fmt.Sprintf("%s vs %s = %.2fx", ms(mut.pct(50)), ms(raw.hop.pct(50)), r50), r50 <= 1.5)
+			b.target("mutation p99 within 3x of raw floor p99", fmt.Sprintf("%s vs %s = %.2fx", ms(mut.pct(99)), ms(raw.hop.pct(99)), r99), r99 <= 3)
+		}
+	}
+
+	if b.o.scenarios["throughput"] {
+		rss := startRSS(250 * time.Millisecond)
+		stopProfile := b.startCPUProfile()
+		r, placed := httpLoad(ctx, c, b.o.concurrency, b.o.duration, "tp")
+		stopProfile()
+		peak, mean := rss.finish()
+		var ms0 runtime.MemStats
+		runtime.ReadMemStats(&ms0)
+		tput := float64(r.ok.Load()) / r.elapsed.Seconds()
+		errs := r.errs.Load()
+		conc := strconv.Itoa(b.o.concurrency)
+		b.add(row{"mutation throughput, " + conc + " clients", fmt.Sprintf("mutations/s over %s (errors)", r.elapsed.Round(10*time.Millisecond)), fmt.Sprintf("%s (%d errors)", rate(tput, "/s"), errs),
+			"raw hops/s, " + conc + " clients (errors)", fmt.Sprintf("%s (%d errors)", rate(raw.tput, "/s"), raw.tputErrs), ratio(tput, raw.tput)})
+		rawLat := raw.tputLat
+		if rawLat == nil {
+			rawLat = &samples{}
+		}
+		b.add(row{"mutation throughput, " + conc + " clients", "mutation latency under load p50 / p99", ms(r.lat.pct(50)) + " / " + ms(r.lat.pct(99)),
+			"raw hop under load p50 / p99", ms(rawLat.pct(50)) + " / " + ms(rawLat.pct(99)), ratio(float64(r.lat.pct(50)), float64(rawLat.pct(50)))})
+		b.add(row{"mutation throughput, " + conc + " clients", "process CPU during the load (of " + strconv.Itoa(runtime.NumCPU()) + ")", fmt.Sprintf("%.2f cores", r.cores()),
+			"process CPU during the raw load", fmt.Sprintf("%.2f cores", raw.tputCores), ratio(r.cores(), raw.tputCores)})
+		for _, e := range r.firstErrs {
+			b.note("gateway throughput error: %s", e)
+		}
+		b.target(fmt.Sprintf("≥5,000 mutations/s with %s clients on embedded, zero errors", conc), fmt.Sprintf("%s, %d errors (%s)", rate(tput, "/s"), errs, b.stackName()),
+			tput >= 5000 && errs == 0 && b.env.embeddedKafk && b.env.embeddedMong)
+		what := "this process: gateway + load generator"
+		if b.env.embeddedKafk || b.env.embeddedMong {
+			what += " + embedded broker/store"
+		}
+		b.add(row{"memory", "VmRSS during throughput, peak / mean (" + what + ")", mib(peak) + " / " + mib(mean), "", "", ""})
+		b.add(row{"memory", "Go heap in use / runtime total at end of throughput", mib(int64(ms0.HeapInuse)) + " / " + mib(int64(ms0.Sys)), "", "", ""})
+		// How far the projector got meanwhile (it shares the CPU).
+		if n, err := countOrders(ctx, b.env.mongoURI, name); err == nil {
+			b.note("throughput: %d orders placed; the projector had %d of them (and the warm-up/latency ones) in the views when the load stopped", placed, n)
+		}
+	}
+	if b.o.scenarios["throughput"] && b.o.breakdown {
+		g.Close() // its projector's backlog would compete with the variants
+		if err := b.breakdown(ctx); err != nil {
+			return fmt.Errorf("breakdown: %w", err)
+		}
+	}
+	return nil
+}
+
+// httpLoad runs conc clients, each placing and confirming orders over HTTP.
+func httpLoad(ctx context.Context, c *gql, conc int, dur time.Duration, tag string) (*loadResult, int64) {
+	var placed atomic.Int64
+	r := runLoad(ctx, conc, dur, func(ctx context.Context, w, i int, r *loadResult) {
+		t0 := time.Now()
+		id, v, err := c.placeOrder(ctx, fmt.Sprintf("c-%d-%d", w, i%10), fmt.Sprintf("%s-%d-%d", tag, w, i))
+		r.record(time.Since(t0), err)
+		if err != nil {
+			return
+		}
+		placed.Add(1)
+		t1 := time.Now()
+		_, err = c.confirmOrder(ctx, id, v)
+		r.record(time.Since(t1), err)
+	})
+	return r, placed.Load()
+}
+
+// breakdown runs two diagnostic variants of the throughput load, each on a
+// fresh gateway: commands sent with command.Bus.Send in process (no HTTP,
+// no GraphQL), and HTTP against a gateway without its projector.
+func (b *bench) breakdown(ctx context.Context) error {
+	conc := strconv.Itoa(b.o.concurrency)
+	name := b.env.name("bus")
+	g, err := startGateway(ctx, b.env, name, name)
+	if err != nil {
+		return err
+	}
+	one := 1
+	r := runLoad(ctx, b.o.concurrency, b.o.duration, func(ctx context.Context, w, i int, r *loadResult) {
+		cmd := domain.PlaceOrder{CustomerID: fmt.Sprintf("c-%d-%d", w, i%10), Currency: "EUR",
+			Items: []domain.ItemInput{{SKU: "TEA-1", Name: "Green tea", Quantity: 2, UnitPrice: "4.50"}, {SKU: "MUG-2", Name: "Mug", Quantity: 1, UnitPrice: "12.00"}}}
+		t0 := time.Now()
+		rep, err := g.bus.Send(ctx, cmd, fmt.Sprintf("bus-%d-%d", w, i))
+		if err == nil && rep.Error != nil {
+			err = rep.Error
+		}
+		r.record(time.Since(t0), err)
+		if err != nil {
+			return
+		}
+		t1 := time.Now()
+		rep, err = g.bus.Send(ctx, domain.ConfirmOrder{OrderID: rep.OrderID, ExpectedVersion: &one}, "")
+		if err == nil && rep.Error != nil {
+			err = rep.Error
+		}
+		r.record(time.Since(t1), err)
+	})
+	g.Close()
+	b.add(row{"diagnostic, " + conc + " clients", "command.Bus.Send in process (no HTTP/GraphQL), full gateway: mutations/s (errors), p50, CPU",
+		fmt.Sprintf("%s (%d errors), %s, %.2f cores", rate(float64(r.ok.Load())/r.elapsed.Seconds(), "/s"), r.errs.Load(), ms(r.lat.pct(50)), r.cores()), "", "", ""})
+
+	name = b.env.name("noproj")
+	g, err = startGatewayOpts(ctx, b.env, name, name, false)
+	if err != nil {
+		return err
+	}
+	c := newGQL(g.url, b.o.concurrency)
+	r, _ = httpLoad(ctx, c, b.o.concurrency, b.o.duration, "np")
+	c.close()
+	g.Close()
+	b.add(row{"diagnostic, " + conc + " clients", "HTTP, gateway without its projector: mutations/s (errors), p50, CPU",
+		fmt.Sprintf("%s (%d errors), %s, %.2f cores", rate(float64(r.ok.Load())/r.elapsed.Seconds(), "/s"), r.errs.Load(), ms(r.lat.pct(50)), r.cores()), "", "", ""})
+	return nil
+}
+
+func (b *bench) stackName() string {
+	if b.env.embeddedKafk && b.env.embeddedMong {
+		return "embedded"
+	}
+	if !b.env.embeddedKafk && b.env.embeddedMong {
+		return "external Kafka, embedded store: target is for embedded"
+	}
+	return "external: target is for embedded"
+}
+
+func countOrders(ctx context.Context, uri, database string) (int64, error) {
+	c, err := mongo.Connect(options.Client().ApplyURI(uri).SetServerSelectionTimeout(3 * time.Second))
+	if err != nil {
+		return 0, err
+	}
+	defer c.Disconnect(context.Background())
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return c.Database(database).Collection("orders").CountDocuments(ctx, bson.D{})
+}
