@@ -203,31 +203,14 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	log.Debug("command handler: partition restored", "orders", len(states), "from", claim.InitialOffset())
 	meta := sarama.NewConsumerGroupMetadataFromSession(sess, h.cfg.Group, nil)
 	for {
-		select {
-		case msg, ok := <-claim.Messages():
-			if !ok {
-				return nil
-			}
-			batch := []*sarama.ConsumerMessage{msg}
-		fill:
-			for len(batch) < h.cfg.BatchSize {
-				select {
-				case m, ok := <-claim.Messages():
-					if !ok {
-						break fill
-					}
-					batch = append(batch, m)
-				default:
-					break fill
-				}
-			}
-			if err := h.commitBatch(sess.Context(), prod, p, meta, states, batch); err != nil {
-				log.Error("command handler: batch not committed; rejoining", "err", err, "first_offset", batch[0].Offset)
-				h.loop.Restart()
-				return err
-			}
-		case <-sess.Context().Done():
+		batch, ok := kafka.NextBatch(sess.Context(), claim.Messages(), h.cfg.BatchSize)
+		if !ok {
 			return nil
+		}
+		if err := h.commitBatch(sess.Context(), prod, p, meta, states, batch); err != nil {
+			log.Error("command handler: batch not committed; rejoining", "err", err, "first_offset", batch[0].Offset)
+			h.loop.Restart()
+			return err
 		}
 	}
 }

@@ -51,3 +51,30 @@ func (l *GroupLoop) Restart() {
 		l.cancel()
 	}
 }
+
+// NextBatch waits for one message, then takes what else is already waiting,
+// up to max in all: a batch never waits for more messages. ok is false when
+// the channel closed or ctx ended before the first message.
+func NextBatch(ctx context.Context, msgs <-chan *sarama.ConsumerMessage, max int) (batch []*sarama.ConsumerMessage, ok bool) {
+	select {
+	case m, open := <-msgs:
+		if !open {
+			return nil, false
+		}
+		batch = append(batch, m)
+	case <-ctx.Done():
+		return nil, false
+	}
+	for len(batch) < max {
+		select {
+		case m, open := <-msgs:
+			if !open {
+				return batch, true
+			}
+			batch = append(batch, m)
+		default:
+			return batch, true
+		}
+	}
+	return batch, true
+}

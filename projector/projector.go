@@ -151,46 +151,29 @@ func (p *Projector) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
 	for {
-		select {
-		case msg, ok := <-claim.Messages():
-			if !ok {
-				return nil
-			}
-			batch := []*sarama.ConsumerMessage{msg}
-		fill:
-			for len(batch) < p.cfg.BatchSize {
-				select {
-				case m, ok := <-claim.Messages():
-					if !ok {
-						break fill
-					}
-					batch = append(batch, m)
-				default:
-					break fill
-				}
-			}
-			backoff := 100 * time.Millisecond
-			for {
-				err := p.apply(ctx, batch)
-				if err == nil {
-					p.lastErr.Store(nil)
-					break
-				}
-				msg := err.Error()
-				p.lastErr.Store(&msg)
-				p.cfg.Logger.Warn("projector: batch not written; retrying", "partition", claim.Partition(), "offset", batch[0].Offset, "in", backoff, "err", err)
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-time.After(backoff):
-				}
-				backoff = min(backoff*2, 5*time.Second)
-			}
-			sess.MarkMessage(batch[len(batch)-1], "")
-			sess.Commit()
-		case <-ctx.Done():
+		batch, ok := kafka.NextBatch(ctx, claim.Messages(), p.cfg.BatchSize)
+		if !ok {
 			return nil
 		}
+		backoff := 100 * time.Millisecond
+		for {
+			err := p.apply(ctx, batch)
+			if err == nil {
+				p.lastErr.Store(nil)
+				break
+			}
+			msg := err.Error()
+			p.lastErr.Store(&msg)
+			p.cfg.Logger.Warn("projector: batch not written; retrying", "partition", claim.Partition(), "offset", batch[0].Offset, "in", backoff, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+		}
+		sess.MarkMessage(batch[len(batch)-1], "")
+		sess.Commit()
 	}
 }
 
