@@ -229,7 +229,7 @@ func (m *Main) routes() http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
 		Commands: m.bus, Views: m.store, Logger: m.Logger,
 		Waiter: live.Waiter{Feed: m.feed, Store: m.store}, ConsistencyTimeout: m.Config.ConsistencyTimeout,
-		Live: m.feed.Hub(),
+		Live: m.feed.Hub(), Snapshots: &live.Snapshots{Store: m.store},
 	}}))
 	srv.AddTransport(graph.Websocket(graph.WebsocketOptions{AllowedOrigins: m.Config.AllowedOrigins,
 		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, MaxSubscriptionsPer: m.Config.MaxSubscriptions}))

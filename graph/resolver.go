@@ -41,7 +41,11 @@ type Resolver struct {
 	// answers at once.
 	Waiter             Waiter
 	ConsistencyTimeout time.Duration
-	// Live feeds the subscriptions.
-	Live   Live
+	// Live feeds the subscriptions; Snapshots, if set, reads their first
+	// state (sharing reads between concurrent subscribers of one order).
+	Live      Live
+	Snapshots interface {
+		Order(ctx context.Context, id string) (*view.OrderDoc, error)
+	}
 	Logger *slog.Logger
 }

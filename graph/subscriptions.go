@@ -59,7 +59,7 @@ func (r *Resolver) subscribeOrder(ctx context.Context, id string) (<-chan *model
 		return nil, err
 	}
 	sub := r.Live.SubscribeOrder(id)
-	current, err := r.Views.Order(ctx, id)
+	current, err := r.snapshot(ctx, id)
 	if err != nil {
 		sub.Close()
 		release()
@@ -86,6 +86,15 @@ func (r *Resolver) subscribeOrder(ctx context.Context, id string) (<-chan *model
 		})
 	}()
 	return out, nil
+}
+
+// snapshot reads an order's current view for a new subscription, through
+// the shared reader when there is one.
+func (r *Resolver) snapshot(ctx context.Context, id string) (*view.OrderDoc, error) {
+	if r.Snapshots != nil {
+		return r.Snapshots.Order(ctx, id)
+	}
+	return r.Views.Order(ctx, id)
 }
 
 // subscribeOrders sends every change that matches the filter, and the change
