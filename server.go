@@ -19,13 +19,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/handler"
-	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/lru"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/IBM/sarama"
-	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/ordergateway/gateway/command"
 	"github.com/ordergateway/gateway/embedded"
@@ -226,25 +221,15 @@ func (m *Main) retry(ctx context.Context, timeout time.Duration, what string, f 
 }
 
 func (m *Main) routes() http.Handler {
-	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
+	gql := graph.NewServer(&graph.Resolver{
 		Commands: m.bus, Views: m.store, Logger: m.Logger,
 		Waiter: live.Waiter{Feed: m.feed, Store: m.store}, ConsistencyTimeout: m.Config.ConsistencyTimeout,
 		Live: m.feed.Hub(), Snapshots: &live.Snapshots{Store: m.store},
-	}}))
-	srv.AddTransport(graph.Websocket(graph.WebsocketOptions{AllowedOrigins: m.Config.AllowedOrigins,
-		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, MaxSubscriptionsPer: m.Config.MaxSubscriptions}))
-	srv.AddTransport(transport.SSE{KeepAlivePingInterval: m.Config.WSPingInterval}) // keeps idle streams open through proxies
-	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	srv.Use(extension.Introspection{})
-	srv.Use(extension.FixedComplexityLimit(2000))
-	srv.SetErrorPresenter(graph.ErrorPresenter)
-	srv.SetRecoverFunc(graph.RecoverFunc(m.Logger))
+	}, graph.WebsocketOptions{AllowedOrigins: m.Config.AllowedOrigins,
+		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, MaxSubscriptionsPer: m.Config.MaxSubscriptions})
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", http.MaxBytesHandler(srv, 1<<20))
+	mux.Handle("/graphql", gql)
 	mux.Handle("GET /{$}", playground.Handler("Order gateway", "/graphql"))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -13,12 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/handler"
-	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/lru"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/IBM/sarama"
-	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/ordergateway/gateway/command"
 	"github.com/ordergateway/gateway/graph"
@@ -128,24 +123,14 @@ func startGatewayOpts(ctx context.Context, e *env, prefix, database string, with
 		g.goRun(logger, func() error { return g.projector.Run(runCtx) })
 	}
 
-	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
+	gql := graph.NewServer(&graph.Resolver{
 		Commands: g.bus, Views: store, Logger: logger,
 		Waiter: live.Waiter{Feed: g.feed, Store: store}, ConsistencyTimeout: consistencyTimeout,
-		Live: g.feed.Hub(),
-	}}))
-	srv.AddTransport(graph.Websocket(graph.WebsocketOptions{AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"},
-		InitTimeout: 10 * time.Second, PingInterval: 15 * time.Second, MaxSubscriptionsPer: 100}))
-	srv.AddTransport(transport.SSE{})
-	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	srv.Use(extension.Introspection{})
-	srv.Use(extension.FixedComplexityLimit(2000))
-	srv.SetErrorPresenter(graph.ErrorPresenter)
-	srv.SetRecoverFunc(graph.RecoverFunc(logger))
+		Live: g.feed.Hub(), Snapshots: &live.Snapshots{Store: store},
+	}, graph.WebsocketOptions{AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"},
+		InitTimeout: 10 * time.Second, PingInterval: 15 * time.Second, MaxSubscriptionsPer: 100})
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", http.MaxBytesHandler(srv, 1<<20))
+	mux.Handle("/graphql", gql)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
