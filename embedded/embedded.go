@@ -139,11 +139,14 @@ func (k *Kafka) Close() {
 	_ = os.Remove(k.running)
 }
 
-// Mongo is an embedded MongoDB-wire store: FerretDB on SQLite.
+// Mongo is an embedded MongoDB-wire store: FerretDB on SQLite, with an index
+// added to every collection so that lookups by _id do not scan it (see
+// idindex.go).
 type Mongo struct {
-	db     *ferretdb.FerretDB
-	cancel context.CancelFunc
-	done   chan struct{}
+	db      *ferretdb.FerretDB
+	cancel  context.CancelFunc
+	done    chan struct{}
+	indexer *idIndexer // see idindex.go
 }
 
 // StartMongo starts FerretDB on addr (e.g. "127.0.0.1:0") storing one SQLite
@@ -169,10 +172,16 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 		return nil, fmt.Errorf("embedded mongodb in %s: %w", dir, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Mongo{db: db, cancel: cancel, done: make(chan struct{})}
+	m := &Mongo{db: db, cancel: cancel, done: make(chan struct{}), indexer: &idIndexer{dir: abs, logger: logger, seen: map[string]string{}}}
+	indexed := make(chan struct{})
+	go func() {
+		defer close(indexed)
+		m.indexer.run(ctx)
+	}()
 	go func() {
 		defer close(m.done)
 		_ = db.Run(ctx)
+		<-indexed
 	}()
 	return m, nil
 }

@@ -28,7 +28,7 @@ type Store struct {
 	orders    *mongo.Collection
 	customers *mongo.Collection
 	// flavor is 0 until the server was asked, then flavorMongo or
-	// flavorFerret (see lookupOneByOne).
+	// flavorFerret (see onFerretDB).
 	flavor atomic.Int32
 }
 
@@ -237,12 +237,14 @@ func (s *Store) Orders(ctx context.Context, f OrderFilter, first int, after stri
 	return page, nil
 }
 
-// lookupOneByOne reports whether lookups of several ids should be made one
-// id at a time. FerretDB's SQLite backend pushes a filter down to SQL only
-// when it is a single _id equality: an $in reads and decodes the whole
-// collection (about 250 ms at 5,000 orders here), where a find by _id takes
-// half a millisecond. MongoDB answers an $in from its _id index.
-func (s *Store) lookupOneByOne(ctx context.Context) (bool, error) {
+// onFerretDB reports whether the store is FerretDB, asking it once. Its
+// SQLite backend pushes a filter down to SQL only when the filter is a single
+// _id equality; anything else (an $in, an _id with a version guard) reads and
+// decodes the whole collection (about 250 ms at 5,000 orders here), where a
+// find by _id takes half a millisecond. So on FerretDB lookups of several ids
+// go one id at a time and guarded writes check the guard by _id first.
+// MongoDB answers both from its _id index.
+func (s *Store) onFerretDB(ctx context.Context) (bool, error) {
 	if f := s.flavor.Load(); f != 0 {
 		return f == flavorFerret, nil
 	}
@@ -264,7 +266,7 @@ func byIDs[T any](ctx context.Context, s *Store, coll *mongo.Collection, ids []s
 	if len(ids) == 0 {
 		return nil
 	}
-	oneByOne, err := s.lookupOneByOne(ctx)
+	oneByOne, err := s.onFerretDB(ctx)
 	if err != nil {
 		return err
 	}
@@ -356,20 +358,18 @@ type OrderWrite struct {
 }
 
 // PutOrders writes a batch of order views, new ones in one insert and the
-// others in one bulk write, each only if the stored view is at Prev. It returns
-// ErrConflict if any stored view was not at its Prev; the others are written
-// all the same, so a caller re-reads and retries only what is left.
+// others in one bulk write, each only if the stored view is at its Prev. It
+// returns ErrConflict if any stored view was not; the others are written all
+// the same, so a caller re-reads and retries only what is left.
 func (s *Store) PutOrders(ctx context.Context, writes []OrderWrite) error {
 	var inserts []any
-	var replaces []mongo.WriteModel
+	var replaces []OrderWrite
 	for _, w := range writes {
 		if w.Prev == 0 {
 			inserts = append(inserts, w.Doc)
-			continue
+		} else {
+			replaces = append(replaces, w)
 		}
-		replaces = append(replaces, mongo.NewReplaceOneModel().
-			SetFilter(bson.D{{Key: "_id", Value: w.Doc.ID}, {Key: "version", Value: w.Prev}}).
-			SetReplacement(w.Doc))
 	}
 	conflict := false
 	if len(inserts) > 0 {
@@ -382,12 +382,17 @@ func (s *Store) PutOrders(ctx context.Context, writes []OrderWrite) error {
 		}
 	}
 	if len(replaces) > 0 {
-		res, err := s.orders.BulkWrite(ctx, replaces, options.BulkWrite().SetOrdered(false))
+		models, stale, err := s.guardedReplaces(ctx, replaces)
 		if err != nil {
-			return storeErr(err)
+			return err
 		}
-		if res.MatchedCount < int64(len(replaces)) {
-			conflict = true
+		conflict = conflict || stale
+		if len(models) > 0 {
+			res, err := s.orders.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+			if err != nil {
+				return storeErr(err)
+			}
+			conflict = conflict || res.MatchedCount < int64(len(models))
 		}
 	}
 	if conflict {
@@ -396,8 +401,56 @@ func (s *Store) PutOrders(ctx context.Context, writes []OrderWrite) error {
 	return nil
 }
 
+// versioned is the guard field of a stored document.
+type versioned struct {
+	ID      string `bson:"_id"`
+	Version int    `bson:"version"`
+	Rev     int64  `bson:"rev"`
+}
+
+// guardedReplaces builds the replace models for writes and reports whether
+// any write is stale. On MongoDB the guard is in the filter (_id and
+// version), which the server applies atomically. FerretDB applies such a
+// filter by reading, then writing, and on SQLite reads the whole collection
+// to do it (250 ms at 5,000 orders), so there the versions are read by _id
+// first and only the writes whose version matched are sent, filtered by _id:
+// the same check, in the same order, without the scan.
+func (s *Store) guardedReplaces(ctx context.Context, writes []OrderWrite) ([]mongo.WriteModel, bool, error) {
+	ferret, err := s.onFerretDB(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	models := make([]mongo.WriteModel, 0, len(writes))
+	if !ferret {
+		for _, w := range writes {
+			models = append(models, mongo.NewReplaceOneModel().
+				SetFilter(bson.D{{Key: "_id", Value: w.Doc.ID}, {Key: "version", Value: w.Prev}}).
+				SetReplacement(w.Doc))
+		}
+		return models, false, nil
+	}
+	ids := make([]string, len(writes))
+	for i, w := range writes {
+		ids[i] = w.Doc.ID
+	}
+	current := make(map[string]int, len(ids))
+	if err := byIDs(ctx, s, s.orders, ids, func(v versioned) { current[v.ID] = v.Version }); err != nil {
+		return nil, false, err
+	}
+	stale := false
+	for _, w := range writes {
+		if current[w.Doc.ID] != w.Prev {
+			stale = true
+			continue
+		}
+		models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: w.Doc.ID}}).SetReplacement(w.Doc))
+	}
+	return models, stale, nil
+}
+
 // PutCustomer writes c if the stored summary is at revision prev (0: none
-// yet). It returns ErrConflict otherwise.
+// yet). It returns ErrConflict otherwise. On FerretDB the revision is read
+// by _id just before the write (see guardedReplaces).
 func (s *Store) PutCustomer(ctx context.Context, c CustomerDoc, prev int64) error {
 	if prev == 0 {
 		_, err := s.customers.InsertOne(ctx, c)
@@ -406,7 +459,23 @@ func (s *Store) PutCustomer(ctx context.Context, c CustomerDoc, prev int64) erro
 		}
 		return storeErr(err)
 	}
-	res, err := s.customers.ReplaceOne(ctx, bson.D{{Key: "_id", Value: c.ID}, {Key: "rev", Value: prev}}, c)
+	ferret, err := s.onFerretDB(ctx)
+	if err != nil {
+		return err
+	}
+	filter := bson.D{{Key: "_id", Value: c.ID}, {Key: "rev", Value: prev}}
+	if ferret {
+		var v versioned
+		err := s.customers.FindOne(ctx, bson.D{{Key: "_id", Value: c.ID}}).Decode(&v)
+		if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && v.Rev != prev) {
+			return ErrConflict
+		}
+		if err != nil {
+			return storeErr(err)
+		}
+		filter = bson.D{{Key: "_id", Value: c.ID}}
+	}
+	res, err := s.customers.ReplaceOne(ctx, filter, c)
 	if err != nil {
 		return storeErr(err)
 	}

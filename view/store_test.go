@@ -105,7 +105,7 @@ func TestStoreDetectsFerretDB(t *testing.T) {
 		t.Skip("MONGODB_URI is set: the store under test is not the embedded FerretDB")
 	}
 	s := openTestStore(t)
-	oneByOne, err := s.lookupOneByOne(context.Background())
+	oneByOne, err := s.onFerretDB(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

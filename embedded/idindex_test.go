@@ -1,0 +1,131 @@
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// idLookupPlan is SQLite's plan for the statement FerretDB runs to find a
+// document by _id in the collection's table.
+func idLookupPlan(t *testing.T, file, table string) string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+file+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var id, parent, unused int
+	var plan string
+	q := fmt.Sprintf(`EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM %q WHERE _ferretdb_sjson->'$._id' = ?`, table)
+	if err := db.QueryRow(q, `"x"`).Scan(&id, &parent, &unused, &plan); err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
+func tableOf(t *testing.T, file, collection string) string {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+file+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var table string
+	if err := db.QueryRow(`SELECT table_name FROM _ferretdb_collections WHERE name = ?`, collection).Scan(&table); err != nil {
+		t.Fatal(err)
+	}
+	return table
+}
+
+func TestStoreIndexesIDLookups(t *testing.T) {
+	dir := t.TempDir()
+	m, err := StartMongo(dir, "127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	client, err := mongo.Connect(options.Client().ApplyURI(m.URI()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+
+	coll := client.Database("idx").Collection("orders")
+	var docs []any
+	for i := range 200 {
+		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("o%03d", i)}, {Key: "n", Value: i}})
+	}
+	if _, err := coll.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "idx.sqlite")
+	table := tableOf(t, file, "orders")
+
+	// The indexer runs in the background; it must get to a new collection.
+	deadline := time.Now().Add(20 * time.Second)
+	for plan := idLookupPlan(t, file, table); !strings.Contains(plan, idIndexSuffix); plan = idLookupPlan(t, file, table) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no _id lookup index after 20 s; plan: %s", plan)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Lookups, replaces, upserts and duplicates behave as before.
+	var got bson.M
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "o150"}}).Decode(&got); err != nil || got["n"] != int32(150) {
+		t.Fatalf("FindOne(o150) = %v, %v", got, err)
+	}
+	if res, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "o150"}}, bson.D{{Key: "n", Value: -1}}); err != nil || res.MatchedCount != 1 {
+		t.Fatalf("ReplaceOne = %+v, %v", res, err)
+	}
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "o150"}}).Decode(&got); err != nil || got["n"] != int32(-1) {
+		t.Fatalf("after replace: %v, %v", got, err)
+	}
+	if _, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "new"}}, bson.D{{Key: "n", Value: 7}}, options.Replace().SetUpsert(true)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := coll.CountDocuments(ctx, bson.D{}); err != nil || n != 201 {
+		t.Fatalf("count = %d, %v; want 201", n, err)
+	}
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "o001"}}); !mongo.IsDuplicateKeyError(err) {
+		t.Fatalf("duplicate insert: err = %v, want a duplicate key error", err)
+	}
+
+	// FerretDB's own view of the indexes is unchanged.
+	specs, err := coll.Indexes().ListSpecifications(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) != 1 || specs[0].Name != "_id_" {
+		t.Fatalf("listIndexes = %+v, want only _id_", specs)
+	}
+
+	// A dropped and recreated database is indexed again.
+	if err := client.Database("idx").Drop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "again"}}); err != nil {
+		t.Fatal(err)
+	}
+	table = tableOf(t, file, "orders")
+	deadline = time.Now().Add(20 * time.Second)
+	for plan := idLookupPlan(t, file, table); !strings.Contains(plan, idIndexSuffix); plan = idLookupPlan(t, file, table) {
+		if time.Now().After(deadline) {
+			t.Fatalf("recreated database: no _id lookup index after 20 s; plan: %s", plan)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "again"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
