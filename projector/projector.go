@@ -48,10 +48,11 @@ type Projector struct {
 
 	loop kafka.GroupLoop
 	// customers serialises the summaries' read-modify-write across this
-	// instance's partitions. The revision guard alone is not enough on
-	// FerretDB, whose conditional replace is not atomic (it reads, then
-	// writes), so two partitions updating one customer could lose a change.
-	customers   sync.Mutex
+	// instance's partitions and merges what they wait to write (see
+	// writeCustomers). The revision guard alone is not enough on FerretDB,
+	// whose conditional replace is not atomic (it reads, then writes), so two
+	// partitions updating one customer could lose a change.
+	customers   customerQueue
 	closeOnce   sync.Once
 	closeErr    error
 	sessions    atomic.Int64
@@ -304,13 +305,74 @@ func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string]
 	return final, previous, gaps, nil
 }
 
+// customerQueue merges the summary updates of concurrent batches: while one
+// write of the summaries runs, the batches that arrive wait for the next,
+// which writes each customer once for all of them. Partitions of one busy
+// store thus share a customer's read and write instead of queueing one each.
+type customerQueue struct {
+	mu      sync.Mutex
+	pending []view.OrderDoc
+	waiters []chan error
+	running bool
+}
+
+// writeCustomers records the changed orders in their customers' summaries and
+// returns when they are written, or with the error of the write that
+// carried them (the caller retries its batch; Apply makes that harmless).
 func (p *Projector) writeCustomers(ctx context.Context, changed []string, final map[string]view.OrderDoc) error {
-	p.customers.Lock()
-	defer p.customers.Unlock()
+	if len(changed) == 0 {
+		return nil
+	}
+	q := &p.customers
+	done := make(chan error, 1)
+	q.mu.Lock()
+	for _, id := range changed {
+		q.pending = append(q.pending, final[id])
+	}
+	q.waiters = append(q.waiters, done)
+	if !q.running {
+		q.running = true
+		go p.flushCustomers()
+	}
+	q.mu.Unlock()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// flushCustomers writes what is queued until nothing is.
+func (p *Projector) flushCustomers() {
+	q := &p.customers
+	for {
+		q.mu.Lock()
+		docs, waiters := q.pending, q.waiters
+		q.pending, q.waiters = nil, nil
+		if len(waiters) == 0 {
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		q.mu.Unlock()
+		// Not a waiter's context: the write is shared, and one waiter
+		// leaving (its partition revoked) must not fail it for the others.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := p.putCustomers(ctx, docs)
+		cancel()
+		for _, w := range waiters {
+			w <- err
+		}
+	}
+}
+
+// putCustomers applies docs to their customers' stored summaries and writes
+// the summaries that changed.
+func (p *Projector) putCustomers(ctx context.Context, docs []view.OrderDoc) error {
 	byCustomer := map[string][]view.OrderDoc{}
 	var customers []string
-	for _, id := range changed {
-		d := final[id]
+	for _, d := range docs {
 		if _, ok := byCustomer[d.CustomerID]; !ok {
 			customers = append(customers, d.CustomerID)
 		}
@@ -320,6 +382,7 @@ func (p *Projector) writeCustomers(ctx context.Context, changed []string, final 
 	if err != nil {
 		return err
 	}
+	var writes []view.CustomerWrite
 	for _, cid := range customers {
 		c, ok := stored[cid]
 		if !ok {
@@ -330,14 +393,11 @@ func (p *Projector) writeCustomers(ctx context.Context, changed []string, final 
 		for _, d := range byCustomer[cid] {
 			moved = c.Apply(d) || moved
 		}
-		if !moved {
-			continue
-		}
-		if err := p.store.PutCustomer(ctx, c, prev); err != nil {
-			return err
+		if moved {
+			writes = append(writes, view.CustomerWrite{Doc: c, Prev: prev})
 		}
 	}
-	return nil
+	return p.store.PutCustomers(ctx, writes)
 }
 
 // publish sends the current view of each order in the batch to the views

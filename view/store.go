@@ -387,18 +387,47 @@ func (s *Store) PutOrders(ctx context.Context, writes []OrderWrite) error {
 			return err
 		}
 		conflict = conflict || stale
-		if len(models) > 0 {
-			res, err := s.orders.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-			if err != nil {
-				return storeErr(err)
-			}
-			conflict = conflict || res.MatchedCount < int64(len(models))
+		matched, err := s.replaceAll(ctx, s.orders, models)
+		if err != nil {
+			return err
 		}
+		conflict = conflict || matched < int64(len(models))
 	}
 	if conflict {
 		return ErrConflict
 	}
 	return nil
+}
+
+// ferretBulkMax caps the replaces in one bulk write to FerretDB. Its update
+// command keeps each replace's read of the document open until the whole
+// command ends, while each write takes another connection from a pool of 100
+// per database, so a bulk write of about 100 replaces of existing documents
+// waits forever for a connection (FerretDB 1.24, SQLite backend).
+const ferretBulkMax = 50
+
+// replaceAll sends models as unordered bulk writes, in chunks on FerretDB,
+// and returns how many documents matched their filters.
+func (s *Store) replaceAll(ctx context.Context, coll *mongo.Collection, models []mongo.WriteModel) (int64, error) {
+	ferret, err := s.onFerretDB(ctx)
+	if err != nil {
+		return 0, err
+	}
+	chunk := len(models)
+	if ferret {
+		chunk = ferretBulkMax
+	}
+	var matched int64
+	for len(models) > 0 {
+		n := min(chunk, len(models))
+		res, err := coll.BulkWrite(ctx, models[:n], options.BulkWrite().SetOrdered(false))
+		if err != nil {
+			return matched, storeErr(err)
+		}
+		matched += res.MatchedCount
+		models = models[n:]
+	}
+	return matched, nil
 }
 
 // versioned is the guard field of a stored document.
@@ -448,38 +477,74 @@ func (s *Store) guardedReplaces(ctx context.Context, writes []OrderWrite) ([]mon
 	return models, stale, nil
 }
 
-// PutCustomer writes c if the stored summary is at revision prev (0: none
-// yet). It returns ErrConflict otherwise. On FerretDB the revision is read
-// by _id just before the write (see guardedReplaces).
-func (s *Store) PutCustomer(ctx context.Context, c CustomerDoc, prev int64) error {
-	if prev == 0 {
-		_, err := s.customers.InsertOne(ctx, c)
-		if mongo.IsDuplicateKeyError(err) {
+// CustomerWrite is one customer summary to write: Doc, if the stored
+// summary is at revision Prev (0: none yet).
+type CustomerWrite struct {
+	Doc  CustomerDoc
+	Prev int64
+}
+
+// PutCustomers writes a batch of customer summaries like PutOrders, each only
+// if the stored summary is at its Prev. It returns ErrConflict if any was
+// not; the others are written all the same.
+func (s *Store) PutCustomers(ctx context.Context, writes []CustomerWrite) error {
+	var inserts []any
+	var replaces []CustomerWrite
+	for _, w := range writes {
+		if w.Prev == 0 {
+			inserts = append(inserts, w.Doc)
+		} else {
+			replaces = append(replaces, w)
+		}
+	}
+	conflict := false
+	if len(inserts) > 0 {
+		_, err := s.customers.InsertMany(ctx, inserts, options.InsertMany().SetOrdered(false))
+		switch {
+		case mongo.IsDuplicateKeyError(err):
+			conflict = true
+		case err != nil:
+			return storeErr(err)
+		}
+	}
+	if len(replaces) == 0 {
+		if conflict {
 			return ErrConflict
 		}
-		return storeErr(err)
+		return nil
 	}
 	ferret, err := s.onFerretDB(ctx)
 	if err != nil {
 		return err
 	}
-	filter := bson.D{{Key: "_id", Value: c.ID}, {Key: "rev", Value: prev}}
-	if ferret {
-		var v versioned
-		err := s.customers.FindOne(ctx, bson.D{{Key: "_id", Value: c.ID}}).Decode(&v)
-		if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && v.Rev != prev) {
-			return ErrConflict
+	current := map[string]int64{}
+	if ferret { // see guardedReplaces
+		ids := make([]string, len(replaces))
+		for i, w := range replaces {
+			ids[i] = w.Doc.ID
 		}
-		if err != nil {
-			return storeErr(err)
+		if err := byIDs(ctx, s, s.customers, ids, func(v versioned) { current[v.ID] = v.Rev }); err != nil {
+			return err
 		}
-		filter = bson.D{{Key: "_id", Value: c.ID}}
 	}
-	res, err := s.customers.ReplaceOne(ctx, filter, c)
+	models := make([]mongo.WriteModel, 0, len(replaces))
+	for _, w := range replaces {
+		filter := bson.D{{Key: "_id", Value: w.Doc.ID}, {Key: "rev", Value: w.Prev}}
+		if ferret {
+			if current[w.Doc.ID] != w.Prev {
+				conflict = true
+				continue
+			}
+			filter = bson.D{{Key: "_id", Value: w.Doc.ID}}
+		}
+		models = append(models, mongo.NewReplaceOneModel().SetFilter(filter).SetReplacement(w.Doc))
+	}
+	matched, err := s.replaceAll(ctx, s.customers, models)
 	if err != nil {
-		return storeErr(err)
+		return err
 	}
-	if res.MatchedCount == 0 {
+	conflict = conflict || matched < int64(len(models))
+	if conflict {
 		return ErrConflict
 	}
 	return nil

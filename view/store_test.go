@@ -86,15 +86,21 @@ func TestStoreWritesAndLookups(t *testing.T) {
 				t.Fatalf("OrdersByID(nil) = %v, %v", got, err)
 			}
 
-			if err := s.PutCustomer(ctx, CustomerDoc{ID: "cust-1", Rev: 3}, 0); err != nil {
+			if err := s.PutCustomers(ctx, []CustomerWrite{{Doc: CustomerDoc{ID: "cust-1", Rev: 3}}, {Doc: CustomerDoc{ID: "cust-3", Rev: 1}}}); err != nil {
 				t.Fatal(err)
 			}
-			cs, err := s.CustomersByID(ctx, []string{"cust-1", "cust-2"})
-			if err != nil || len(cs) != 1 || cs["cust-1"].Rev != 3 {
+			cs, err := s.CustomersByID(ctx, []string{"cust-1", "cust-2", "cust-3"})
+			if err != nil || len(cs) != 2 || cs["cust-1"].Rev != 3 {
 				t.Fatalf("CustomersByID = %+v, %v", cs, err)
 			}
-			if err := s.PutCustomer(ctx, CustomerDoc{ID: "cust-1", Rev: 5}, 2); !errors.Is(err, ErrConflict) {
-				t.Fatalf("stale customer write: err = %v, want ErrConflict", err)
+			// cust-1 is stale, cust-3 moves on, cust-3 is claimed new again.
+			err = s.PutCustomers(ctx, []CustomerWrite{{Doc: CustomerDoc{ID: "cust-1", Rev: 5}, Prev: 2}, {Doc: CustomerDoc{ID: "cust-3", Rev: 2}, Prev: 1}, {Doc: CustomerDoc{ID: "cust-3", Rev: 9}}})
+			if !errors.Is(err, ErrConflict) {
+				t.Fatalf("stale customer writes: err = %v, want ErrConflict", err)
+			}
+			cs, err = s.CustomersByID(ctx, []string{"cust-1", "cust-3"})
+			if err != nil || cs["cust-1"].Rev != 3 || cs["cust-3"].Rev != 2 {
+				t.Fatalf("after stale customer writes: %+v, %v; want cust-1@3 cust-3@2", cs, err)
 			}
 		})
 	}
@@ -111,5 +117,49 @@ func TestStoreDetectsFerretDB(t *testing.T) {
 	}
 	if !oneByOne {
 		t.Fatal("the embedded FerretDB was not recognised: lookups would scan the whole collection")
+	}
+}
+
+// A batch of a few hundred updates goes through (FerretDB deadlocks on one
+// bulk write of about 100 replaces of existing documents; see ferretBulkMax).
+func TestStoreWritesLargeBatches(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s := openTestStore(t)
+	const n = 300
+	var writes []OrderWrite
+	var customers []CustomerWrite
+	for i := range n {
+		writes = append(writes, OrderWrite{Doc: testOrder(fmt.Sprintf("o%03d", i), 1)})
+		customers = append(customers, CustomerWrite{Doc: CustomerDoc{ID: fmt.Sprintf("c%03d", i), Rev: 1}})
+	}
+	if err := s.PutOrders(ctx, writes); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutCustomers(ctx, customers); err != nil {
+		t.Fatal(err)
+	}
+	for i := range writes {
+		writes[i] = OrderWrite{Doc: testOrder(writes[i].Doc.ID, 2), Prev: 1}
+		customers[i] = CustomerWrite{Doc: CustomerDoc{ID: customers[i].Doc.ID, Rev: 2}, Prev: 1}
+	}
+	if err := s.PutOrders(ctx, writes); err != nil {
+		t.Fatalf("replacing %d orders: %v", n, err)
+	}
+	if err := s.PutCustomers(ctx, customers); err != nil {
+		t.Fatalf("replacing %d customers: %v", n, err)
+	}
+	ids := make([]string, n)
+	for i := range writes {
+		ids[i] = writes[i].Doc.ID
+	}
+	got, err := s.OrdersByID(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if got[id].Version != 2 {
+			t.Fatalf("order %s at version %d after the batch, want 2", id, got[id].Version)
+		}
 	}
 }
