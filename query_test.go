@@ -174,6 +174,18 @@ func TestOrdersQuery(t *testing.T) {
 	expectAll := newestFirst(all)
 	pages, filters := 0, 0
 
+	// totalCount is counted only when selected; a fragment selects it too.
+	for _, q := range []string{
+		`{ orders(first: 1) { ...Total } } fragment Total on OrderConnection { totalCount }`,
+		`{ orders(first: 1) { ... on OrderConnection { totalCount } } }`,
+	} {
+		var out struct{ Orders connection }
+		g.data(t, q, nil, &out)
+		if out.Orders.TotalCount != len(expectAll) {
+			t.Errorf("%s: totalCount %d, want %d", q, out.Orders.TotalCount, len(expectAll))
+		}
+	}
+
 	// check runs one filtered query and compares it with the expected
 	// orders, computed from what the test placed.
 	check := func(name string, filter map[string]any, keep func(placed) bool) {

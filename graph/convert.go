@@ -1,6 +1,10 @@
 package graph
 
 import (
+	"context"
+
+	"github.com/99designs/gqlgen/graphql"
+
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/graph/model"
 	"github.com/ordergateway/gateway/view"
@@ -85,4 +89,16 @@ func filterInput(in *model.OrderFilter) view.OrderFilter {
 		f.Statuses = append(f.Statuses, string(s))
 	}
 	return f
+}
+
+// selects reports whether the query asks for the named field directly under
+// the field being resolved (fragments included), so that work only that
+// field needs can be skipped when it is not asked for.
+func selects(ctx context.Context, name string) bool {
+	for _, f := range graphql.CollectFieldsCtx(ctx, nil) {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -23,7 +23,7 @@ type Commands interface {
 // Views is the read model the queries use; *view.Store implements it.
 type Views interface {
 	Order(ctx context.Context, id string) (*view.OrderDoc, error)
-	Orders(ctx context.Context, f view.OrderFilter, first int, after string) (view.Page, error)
+	Orders(ctx context.Context, f view.OrderFilter, first int, after string, count bool) (view.Page, error)
 	Customer(ctx context.Context, id string) (*view.CustomerDoc, error)
 }
 

@@ -66,7 +66,7 @@ func (r *queryResolver) Orders(ctx context.Context, filter *model.OrderFilter, f
 	if first != nil {
 		size = *first
 	}
-	page, err := r.Views.Orders(ctx, filterInput(filter), size, deref(after))
+	page, err := r.Views.Orders(ctx, filterInput(filter), size, deref(after), selects(ctx, "totalCount"))
 	if err != nil {
 		return nil, r.internal(ctx, err)
 	}

@@ -148,7 +148,7 @@ type Page struct {
 	Cursors     []string
 	HasNext     bool
 	HasPrevious bool
-	TotalCount  int64
+	TotalCount  int64 // 0 unless counted
 }
 
 type cursor struct {
@@ -174,11 +174,13 @@ func decodeCursor(s string) (cursor, error) {
 }
 
 // Orders returns up to first orders matching f, newest first (by creation
-// time, then id), after the cursor after. Cursors name a position, not an
-// offset, so a page stays stable while new orders arrive. Errors:
+// time, then id), after the cursor after, and, if count, how many orders
+// match f in all (a count is a second query, and on FerretDB a scan). Cursors
+// name a position, not an offset, so a page stays stable while new orders
+// arrive. Errors:
 // INVALID_INPUT for a bad cursor or first outside 0..MaxPageSize,
 // UNAVAILABLE when the store cannot be reached.
-func (s *Store) Orders(ctx context.Context, f OrderFilter, first int, after string) (Page, error) {
+func (s *Store) Orders(ctx context.Context, f OrderFilter, first int, after string, count bool) (Page, error) {
 	if first < 0 || first > MaxPageSize {
 		return Page{}, &domain.Error{Code: domain.CodeInvalidInput, Message: fmt.Sprintf("first must be between 0 and %d, got %d", MaxPageSize, first), Field: []string{"first"}}
 	}
@@ -199,11 +201,14 @@ func (s *Store) Orders(ctx context.Context, f OrderFilter, first int, after stri
 	if len(created) > 0 {
 		filter = append(filter, bson.E{Key: "createdAt", Value: created})
 	}
-	total, err := s.orders.CountDocuments(ctx, filter)
-	if err != nil {
-		return Page{}, storeErr(err)
+	page := Page{Orders: []OrderDoc{}, HasPrevious: after != ""}
+	if count {
+		total, err := s.orders.CountDocuments(ctx, filter)
+		if err != nil {
+			return Page{}, storeErr(err)
+		}
+		page.TotalCount = total
 	}
-	page := Page{TotalCount: total, Orders: []OrderDoc{}, HasPrevious: after != ""}
 	if after != "" {
 		c, err := decodeCursor(after)
 		if err != nil {
