@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	coderws "github.com/coder/websocket"
 )
 
 // WebsocketOptions configures the websocket transport.
@@ -27,9 +26,7 @@ type WebsocketOptions struct {
 // clients expect (4400 bad message, 4408 init timeout).
 func Websocket(o WebsocketOptions) transport.Websocket {
 	return transport.Websocket{
-		Implementation: closeCodes{transport.CoderWebsocketImplementation{
-			AcceptOptions: coderws.AcceptOptions{OriginPatterns: o.AllowedOrigins},
-		}},
+		Implementation: closeCodes{gorillaImplementation{allowedOrigins: o.AllowedOrigins}},
 		InitTimeout:           o.InitTimeout,
 		KeepAlivePingInterval: o.PingInterval, // legacy protocol: "ka"
 		PingPongInterval:      o.PingInterval, // graphql-transport-ws: ping, and a dropped peer is closed
@@ -42,11 +39,11 @@ func Websocket(o WebsocketOptions) transport.Websocket {
 // closeCodes maps gqlgen's generic protocol-error close (1002) to the codes
 // of the graphql-transport-ws protocol.
 type closeCodes struct {
-	transport.CoderWebsocketImplementation
+	transport.WebsocketImplementation
 }
 
 func (c closeCodes) Accept(w http.ResponseWriter, r *http.Request, o transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
-	conn, err := c.CoderWebsocketImplementation.Accept(w, r, o)
+	conn, err := c.WebsocketImplementation.Accept(w, r, o)
 	if err != nil {
 		return nil, err
 	}
