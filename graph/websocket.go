@@ -26,7 +26,7 @@ type WebsocketOptions struct {
 // clients expect (4400 bad message, 4408 init timeout).
 func Websocket(o WebsocketOptions) transport.Websocket {
 	return transport.Websocket{
-		Implementation: closeCodes{gorillaImplementation{allowedOrigins: o.AllowedOrigins}},
+		Implementation:        closeCodes{gorillaImplementation{allowedOrigins: o.AllowedOrigins}},
 		InitTimeout:           o.InitTimeout,
 		KeepAlivePingInterval: o.PingInterval, // legacy protocol: "ka"
 		PingPongInterval:      o.PingInterval, // graphql-transport-ws: ping, and a dropped peer is closed
