@@ -458,4 +458,32 @@ func TestConsistencyTokenErrors(t *testing.T) {
 		t.Errorf("reached version: want no errors and no extensions.consistency, got %+v %v", r.Errors, r.Extensions)
 	}
 	t.Logf("unreachable version answered after %v (timeout %v)", took.Round(time.Millisecond), cfg.ConsistencyTimeout)
+
+	// customer(consistencyToken:) waits for its own customer's summary to
+	// include the write, and not at all for another customer's order.
+	other := g.mutate(t, "placeOrder", placeInput("cust-other", item("B", 1, "1")))
+	if other.ConsistencyToken == nil {
+		t.Fatalf("placeOrder: %+v", other)
+	}
+	const cq = `query($c: ID!, $t: String) { customer(id: $c, consistencyToken: $t) { customerId orderCount } }`
+	for _, c := range []struct{ customer, token string }{
+		{"cust-other", *other.ConsistencyToken}, // its own write: reached
+		{"cust-token", *other.ConsistencyToken}, // another customer's write: nothing to wait for
+	} {
+		r := g.do(t, cq, map[string]any{"c": c.customer, "t": c.token})
+		var out struct {
+			Customer *struct {
+				CustomerID string
+				OrderCount int
+			}
+		}
+		if len(r.Errors) != 0 || r.Extensions["consistency"] != nil || json.Unmarshal(r.Data, &out) != nil || out.Customer == nil || out.Customer.OrderCount != 1 {
+			t.Errorf("customer %s with the token of an order of cust-other: want 1 order, no errors, no extensions.consistency; got %s %+v %v", c.customer, r.Data, r.Errors, r.Extensions)
+		}
+	}
+	// A summary that never gets there answers after the timeout and says so.
+	r = g.do(t, cq, map[string]any{"c": "cust-token", "t": consistencyTokenFor(id, 99)})
+	if cons, _ := r.Extensions["consistency"].(map[string]any); cons == nil || cons["reached"] != false {
+		t.Errorf("customer with an unreachable token: want extensions.consistency.reached == false, got %s %v", r.Data, r.Extensions)
+	}
 }

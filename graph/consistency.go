@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 
 	"github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/view"
 )
 
 // A consistency token names a write: an order and the version the write
@@ -64,4 +66,58 @@ func (r *Resolver) awaitToken(ctx context.Context, token *string) error {
 		})
 	}
 	return nil
+}
+
+// awaitSummary reads customer id's summary. With a token naming a write to
+// one of this customer's orders, it waits, bounded by the consistency
+// timeout, until the summary includes that write: the projector updates
+// summaries just after it publishes the order views that awaitToken waits
+// for. A token about another customer's order waits for nothing more.
+func (r *Resolver) awaitSummary(ctx context.Context, id string, token *string) (*view.CustomerDoc, error) {
+	d, err := r.Views.Customer(ctx, id)
+	if err != nil || token == nil || *token == "" || r.Waiter == nil {
+		return d, err
+	}
+	orderID, version, err := parseToken(*token)
+	if err != nil {
+		return nil, err
+	}
+	if summaryHas(d, orderID, version) {
+		return d, nil
+	}
+	o, err := r.Views.Order(ctx, orderID)
+	if err != nil || o == nil || o.CustomerID != id {
+		return d, err
+	}
+	deadline := time.Now().Add(r.ConsistencyTimeout)
+	for wait := 2 * time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		if time.Now().Add(wait).After(deadline) {
+			graphql.RegisterExtension(ctx, "consistency", map[string]any{
+				"reached": false,
+				"message": fmt.Sprintf("the summary of customer %s did not include version %d of order %s within %s; this answer may not include that write", id, version, orderID, r.ConsistencyTimeout),
+			})
+			return d, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		if d, err = r.Views.Customer(ctx, id); err != nil || summaryHas(d, orderID, version) {
+			return d, err
+		}
+	}
+}
+
+// summaryHas reports whether d records order orderID at version or later.
+func summaryHas(d *view.CustomerDoc, orderID string, version int) bool {
+	if d == nil {
+		return false
+	}
+	for _, o := range d.Orders {
+		if o.OrderID == orderID {
+			return o.Version >= version
+		}
+	}
+	return false
 }

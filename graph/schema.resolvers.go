@@ -86,7 +86,7 @@ func (r *queryResolver) Customer(ctx context.Context, id string, consistencyToke
 	if err := r.awaitToken(ctx, consistencyToken); err != nil {
 		return nil, r.internal(ctx, err)
 	}
-	d, err := r.Views.Customer(ctx, id)
+	d, err := r.awaitSummary(ctx, id, consistencyToken)
 	if err != nil || d == nil {
 		return nil, r.internal(ctx, err)
 	}

@@ -3,8 +3,9 @@
 // of its own, reads read_committed, writes each order at most once per batch
 // (all of the batch's events for it folded first), guards every write by
 // version so that replays change nothing, and commits offsets only after the
-// writes. After each write it publishes the order document to the views
-// topic, which feeds live subscriptions.
+// writes. After each batch's order writes it publishes the order documents to
+// the views topic, which feeds live subscriptions, and then updates the
+// customer summaries behind them (see ConsumeClaim).
 package projector
 
 import (
@@ -49,7 +50,7 @@ type Projector struct {
 	loop kafka.GroupLoop
 	// customers serialises the summaries' read-modify-write across this
 	// instance's partitions and merges what they wait to write (see
-	// writeCustomers). The revision guard alone is not enough on FerretDB,
+	// queueCustomers). The revision guard alone is not enough on FerretDB,
 	// whose conditional replace is not atomic (it reads, then writes), so two
 	// partitions updating one customer could lose a change.
 	customers   customerQueue
@@ -146,26 +147,60 @@ func (p *Projector) Setup(sarama.ConsumerGroupSession) error {
 // Cleanup is part of sarama.ConsumerGroupHandler.
 func (p *Projector) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
+// maxPendingSummaries is how many batches of one partition may wait for
+// their customer summaries while later batches are projected.
+const maxPendingSummaries = 4
+
+// summaryJob is a batch whose order views are written and published and
+// whose customer summaries are being written.
+type summaryJob struct {
+	last *sarama.ConsumerMessage // the batch's last message, committed when done
+	ids  []string                // the batch's orders, for OnProgress
+	docs []view.OrderDoc         // their views, applied to the summaries
+	done <-chan error
+}
+
 // ConsumeClaim projects one partition for the length of a session. A batch
 // that cannot be written (the store is down) is retried with backoff; its
 // offsets are not committed until it is written.
+//
+// Customer summaries are written behind the orders: once a batch's order
+// views are written and published, its summaries are queued and the next
+// batch starts, so live updates and order queries never wait for summary
+// upkeep. A batch's offsets are committed, and read-your-writes waiters
+// woken, only when its summaries are written too, in batch order; a crash
+// before that replays the batch, and replaying it rewrites the summaries
+// from the stored order views (Apply keeps them idempotent).
 func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
+	pending := make(chan summaryJob, maxPendingSummaries-1)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		p.completeSummaries(ctx, sess, claim.Partition(), pending)
+	}()
+	defer func() {
+		close(pending)
+		<-finished
+	}()
 	for {
 		batch, ok := kafka.NextBatch(ctx, claim.Messages(), p.cfg.BatchSize)
 		if !ok {
 			return nil
 		}
 		backoff := 100 * time.Millisecond
+		var (
+			ids  []string
+			docs []view.OrderDoc
+		)
 		for {
-			err := p.apply(ctx, batch)
+			var err error
+			ids, docs, err = p.apply(ctx, batch)
 			if err == nil {
 				p.lastErr.Store(nil)
 				break
 			}
-			msg := err.Error()
-			p.lastErr.Store(&msg)
-			p.cfg.Logger.Warn("projector: batch not written; retrying", "partition", claim.Partition(), "offset", batch[0].Offset, "in", backoff, "err", err)
+			p.noteError("projector: batch not written; retrying", claim.Partition(), batch[0].Offset, backoff, err)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -173,14 +208,49 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 			}
 			backoff = min(backoff*2, 5*time.Second)
 		}
-		sess.MarkMessage(batch[len(batch)-1], "")
+		job := summaryJob{last: batch[len(batch)-1], ids: ids, docs: docs, done: p.queueCustomers(docs)}
+		select {
+		case pending <- job:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// completeSummaries waits for each job's summaries in order, retrying a
+// failed write with backoff, then wakes waiters and commits the batch.
+func (p *Projector) completeSummaries(ctx context.Context, sess sarama.ConsumerGroupSession, partition int32, pending <-chan summaryJob) {
+	for job := range pending {
+		err := <-job.done
+		backoff := 100 * time.Millisecond
+		for err != nil {
+			p.noteError("projector: customer summaries not written; retrying", partition, job.last.Offset, backoff, err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			err = <-p.queueCustomers(job.docs)
+		}
+		if p.cfg.OnProgress != nil {
+			p.cfg.OnProgress(job.ids)
+		}
+		sess.MarkMessage(job.last, "")
 		sess.Commit()
 	}
 }
 
-// apply writes the views for one batch. It is idempotent: re-applying a batch
+func (p *Projector) noteError(what string, partition int32, offset int64, backoff time.Duration, err error) {
+	msg := err.Error()
+	p.lastErr.Store(&msg)
+	p.cfg.Logger.Warn(what, "partition", partition, "offset", offset, "in", backoff, "err", err)
+}
+
+// apply writes and publishes the order views for one batch and returns the
+// batch's orders and their views. It is idempotent: re-applying a batch
 // (after a crash before the offset commit) changes nothing.
-func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage) error {
+func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage) ([]string, []view.OrderDoc, error) {
 	var (
 		dead    []*sarama.ProducerMessage
 		byOrder = map[string][]domain.Event{}
@@ -219,12 +289,12 @@ func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage) 
 			break
 		}
 		if !errors.Is(err, view.ErrConflict) || attempt == 5 {
-			return err
+			return nil, nil, err
 		}
 	}
 	if len(dead) > 0 {
 		if err := p.producer.SendMessages(dead); err != nil {
-			return fmt.Errorf("dead-letter %d events: %w", len(dead), err)
+			return nil, nil, fmt.Errorf("dead-letter %d events: %w", len(dead), err)
 		}
 		p.deadLetters.Add(int64(len(dead)))
 		for _, d := range dead {
@@ -232,16 +302,21 @@ func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage) 
 		}
 	}
 	if err := p.publish(final, previous, order); err != nil {
-		return err
+		return nil, nil, err
 	}
-	if p.cfg.OnProgress != nil {
-		p.cfg.OnProgress(order)
+	// Every order of the batch with a view, moved or not: after a replay the
+	// summaries may lack what an earlier attempt wrote to the orders.
+	docs := make([]view.OrderDoc, 0, len(final))
+	for _, id := range order {
+		if d, ok := final[id]; ok {
+			docs = append(docs, d)
+		}
 	}
-	return nil
+	return order, docs, nil
 }
 
 // write folds each order's events onto its stored view and writes the
-// orders that moved forward, their customers' summaries first. It returns the
+// orders that moved forward. It returns the
 // resulting view of every order in the batch, the status each had before,
 // and dead letters for events that would leave a gap in an order's versions.
 // With assumeNew, orders whose first event is version 1 are not read.
@@ -292,9 +367,6 @@ func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string]
 			final[id] = doc
 		}
 	}
-	if err := p.writeCustomers(ctx, changed, final); err != nil {
-		return nil, nil, nil, err
-	}
 	writes := make([]view.OrderWrite, len(changed))
 	for i, id := range changed {
 		writes[i] = view.OrderWrite{Doc: final[id], Prev: stored[id].Version}
@@ -316,31 +388,25 @@ type customerQueue struct {
 	running bool
 }
 
-// writeCustomers records the changed orders in their customers' summaries and
-// returns when they are written, or with the error of the write that
-// carried them (the caller retries its batch; Apply makes that harmless).
-func (p *Projector) writeCustomers(ctx context.Context, changed []string, final map[string]view.OrderDoc) error {
-	if len(changed) == 0 {
-		return nil
+// queueCustomers queues docs for their customers' summaries and returns a
+// channel that gets the result of the write that carries them (on error the
+// caller queues them again; Apply makes that harmless).
+func (p *Projector) queueCustomers(docs []view.OrderDoc) <-chan error {
+	done := make(chan error, 1)
+	if len(docs) == 0 {
+		done <- nil
+		return done
 	}
 	q := &p.customers
-	done := make(chan error, 1)
 	q.mu.Lock()
-	for _, id := range changed {
-		q.pending = append(q.pending, final[id])
-	}
+	q.pending = append(q.pending, docs...)
 	q.waiters = append(q.waiters, done)
 	if !q.running {
 		q.running = true
 		go p.flushCustomers()
 	}
 	q.mu.Unlock()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return done
 }
 
 // flushCustomers writes what is queued until nothing is.
