@@ -149,7 +149,7 @@ func (p *Projector) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // maxPendingSummaries is how many batches of one partition may wait for
 // their customer summaries while later batches are projected.
-const maxPendingSummaries = 4
+const maxPendingSummaries = 16
 
 // summaryJob is a batch whose order views are written and published and
 // whose customer summaries are being written.

@@ -120,8 +120,9 @@ func TestStoreDetectsFerretDB(t *testing.T) {
 	}
 }
 
-// A batch of a few hundred updates goes through (FerretDB deadlocks on one
-// bulk write of about 100 replaces of existing documents; see ferretBulkMax).
+// A batch of a few hundred updates goes through, and so do several batches
+// at once (FerretDB deadlocks when about 100 replaces of existing documents
+// are in flight; see replaceAll).
 func TestStoreWritesLargeBatches(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -160,6 +161,34 @@ func TestStoreWritesLargeBatches(t *testing.T) {
 	for _, id := range ids {
 		if got[id].Version != 2 {
 			t.Fatalf("order %s at version %d after the batch, want 2", id, got[id].Version)
+		}
+	}
+}
+
+func TestStoreWritesConcurrentBatches(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s := openTestStore(t)
+	const writers, n = 8, 60
+	batches := make([][]OrderWrite, writers)
+	for w := range batches {
+		for i := range n {
+			batches[w] = append(batches[w], OrderWrite{Doc: testOrder(fmt.Sprintf("w%d-o%03d", w, i), 1)})
+		}
+		if err := s.PutOrders(ctx, batches[w]); err != nil {
+			t.Fatal(err)
+		}
+		for i := range batches[w] {
+			batches[w][i] = OrderWrite{Doc: testOrder(batches[w][i].Doc.ID, 2), Prev: 1}
+		}
+	}
+	errs := make(chan error, writers)
+	for _, b := range batches {
+		go func() { errs <- s.PutOrders(ctx, b) }()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatalf("%d concurrent batches of %d replaces: %v", writers, n, err)
 		}
 	}
 }
