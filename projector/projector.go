@@ -149,7 +149,7 @@ func (p *Projector) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // maxPendingSummaries is how many batches of one partition may wait for
 // their customer summaries while later batches are projected.
-const maxPendingSummaries = 16
+const maxPendingSummaries = 64
 
 // summaryJob is a batch whose order views are written and published and
 // whose customer summaries are being written.
@@ -173,6 +173,11 @@ type summaryJob struct {
 // from the stored order views (Apply keeps them idempotent).
 func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
+	// The views this claim wrote last: while the claim lasts no one else
+	// writes its orders, so an order confirmed just after it was placed is not
+	// read back. A stale entry (a zombie claim) fails the write's version
+	// guard, and the retry reads the store.
+	cache := &docCache{max: 5000}
 	pending := make(chan summaryJob, maxPendingSummaries-1)
 	finished := make(chan struct{})
 	go func() {
@@ -195,7 +200,7 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 		)
 		for {
 			var err error
-			ids, docs, err = p.apply(ctx, batch)
+			ids, docs, err = p.apply(ctx, batch, cache)
 			if err == nil {
 				p.lastErr.Store(nil)
 				break
@@ -250,7 +255,7 @@ func (p *Projector) noteError(what string, partition int32, offset int64, backof
 // apply writes and publishes the order views for one batch and returns the
 // batch's orders and their views. It is idempotent: re-applying a batch
 // (after a crash before the offset commit) changes nothing.
-func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage) ([]string, []view.OrderDoc, error) {
+func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage, cache *docCache) ([]string, []view.OrderDoc, error) {
 	var (
 		dead    []*sarama.ProducerMessage
 		byOrder = map[string][]domain.Event{}
@@ -281,17 +286,24 @@ func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage) 
 	for attempt := 1; ; attempt++ {
 		var gaps []*sarama.ProducerMessage
 		// The first attempt trusts that an order whose batch starts at
-		// version 1 has no view yet and skips reading it; a replayed batch
-		// then conflicts on insert, and the next attempt reads everything.
-		final, previous, gaps, err = p.write(ctx, order, byOrder, source, attempt == 1)
+		// version 1 has no view yet, and the cache for the others; a replayed
+		// batch then conflicts on insert (a stale entry on its guard), and
+		// the next attempt reads everything from the store.
+		var trusted *docCache
+		if attempt == 1 {
+			trusted = cache
+		}
+		final, previous, gaps, err = p.write(ctx, order, byOrder, source, trusted)
 		if err == nil {
 			dead = append(dead, gaps...)
 			break
 		}
+		cache.clear()
 		if !errors.Is(err, view.ErrConflict) || attempt == 5 {
 			return nil, nil, err
 		}
 	}
+	cache.put(final)
 	if len(dead) > 0 {
 		if err := p.producer.SendMessages(dead); err != nil {
 			return nil, nil, fmt.Errorf("dead-letter %d events: %w", len(dead), err)
@@ -319,13 +331,17 @@ func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage) 
 // orders that moved forward. It returns the
 // resulting view of every order in the batch, the status each had before,
 // and dead letters for events that would leave a gap in an order's versions.
-// With assumeNew, orders whose first event is version 1 are not read.
-func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string][]domain.Event, source map[string][]*sarama.ConsumerMessage, assumeNew bool) (map[string]view.OrderDoc, map[string]string, []*sarama.ProducerMessage, error) {
+// With a cache, orders whose first event is version 1 are not read (they
+// have no view yet), nor are those in the cache.
+func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string][]domain.Event, source map[string][]*sarama.ConsumerMessage, cache *docCache) (map[string]view.OrderDoc, map[string]string, []*sarama.ProducerMessage, error) {
 	read := ids
-	if assumeNew {
+	cached := map[string]view.OrderDoc{}
+	if cache != nil {
 		read = make([]string, 0, len(ids))
 		for _, id := range ids {
-			if byOrder[id][0].Version != 1 {
+			if d, ok := cache.get(id); ok {
+				cached[id] = d
+			} else if byOrder[id][0].Version != 1 {
 				read = append(read, id)
 			}
 		}
@@ -333,6 +349,9 @@ func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string]
 	stored, err := p.store.OrdersByID(ctx, read)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	for id, d := range cached {
+		stored[id] = d
 	}
 	previous := make(map[string]string, len(stored))
 	for id, d := range stored {
@@ -376,6 +395,29 @@ func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string]
 	}
 	return final, previous, gaps, nil
 }
+
+// docCache holds the last written view of up to max orders; when full it
+// starts over (a miss only costs a read).
+type docCache struct {
+	max  int
+	docs map[string]view.OrderDoc
+}
+
+func (c *docCache) get(id string) (view.OrderDoc, bool) {
+	d, ok := c.docs[id]
+	return d, ok
+}
+
+func (c *docCache) put(docs map[string]view.OrderDoc) {
+	if c.docs == nil || len(c.docs)+len(docs) > c.max {
+		c.docs = make(map[string]view.OrderDoc, min(c.max, 2*len(docs)))
+	}
+	for id, d := range docs {
+		c.docs[id] = d
+	}
+}
+
+func (c *docCache) clear() { c.docs = nil }
 
 // customerQueue merges the summary updates of concurrent batches: while one
 // write of the summaries runs, the batches that arrive wait for the next,

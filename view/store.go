@@ -30,8 +30,8 @@ type Store struct {
 	// flavor is 0 until the server was asked, then flavorMongo or
 	// flavorFerret (see onFerretDB).
 	flavor atomic.Int32
-	// writeTurn lets one write at a time reach FerretDB (see ferretBulkMax).
-	writeTurn chan struct{}
+	// turn lets one write at a time reach FerretDB (see ferretBulkMax).
+	turn writeTurn
 }
 
 const (
@@ -51,8 +51,7 @@ func Open(uri, database string) (*Store, error) {
 		return nil, fmt.Errorf("mongodb %s: %w", uri, err)
 	}
 	db := client.Database(database)
-	return &Store{client: client, db: db, orders: db.Collection("orders"), customers: db.Collection("customers"),
-		writeTurn: make(chan struct{}, 1)}, nil
+	return &Store{client: client, db: db, orders: db.Collection("orders"), customers: db.Collection("customers")}, nil
 }
 
 // Close disconnects.
@@ -381,7 +380,7 @@ func (s *Store) PutOrders(ctx context.Context, writes []OrderWrite) error {
 	}
 	conflict := false
 	if len(inserts) > 0 {
-		err := s.ferretWrite(ctx, func() error {
+		err := s.ferretWrite(ctx, true, func() error {
 			_, err := s.orders.InsertMany(ctx, inserts, options.InsertMany().SetOrdered(false))
 			return err
 		})
@@ -422,13 +421,46 @@ func (s *Store) PutOrders(ctx context.Context, writes []OrderWrite) error {
 //     flight, every command waits for a connection that only another waiting
 //     command can free (FerretDB 1.24, SQLite backend).
 //
-// Chunks keep each turn short, so that an order write is never queued behind
-// a long run of summary writes.
+// Order writes go before waiting summary writes, and chunks keep each turn
+// short, so an order write (which live updates wait for) is never queued
+// behind a run of summary writes (which nothing waits for).
 const ferretBulkMax = 16
 
-// ferretWrite runs write alone among this store's FerretDB writes (see
-// ferretBulkMax); on MongoDB it just runs it.
-func (s *Store) ferretWrite(ctx context.Context, write func() error) error {
+// writeTurn is a lock whose urgent waiters go first.
+type writeTurn struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	busy    bool
+	urgents int // urgent waiters
+}
+
+func (t *writeTurn) acquire(urgent bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cond == nil {
+		t.cond = sync.NewCond(&t.mu)
+	}
+	if urgent {
+		t.urgents++
+		defer func() { t.urgents-- }()
+	}
+	for t.busy || (!urgent && t.urgents > 0) {
+		t.cond.Wait()
+	}
+	t.busy = true
+}
+
+func (t *writeTurn) release() {
+	t.mu.Lock()
+	t.busy = false
+	t.cond.Broadcast()
+	t.mu.Unlock()
+}
+
+// ferretWrite runs write alone among this store's FerretDB writes, order
+// writes (urgent) before summary writes (see ferretBulkMax); on MongoDB it
+// just runs it.
+func (s *Store) ferretWrite(ctx context.Context, urgent bool, write func() error) error {
 	ferret, err := s.onFerretDB(ctx)
 	if err != nil {
 		return err
@@ -436,18 +468,18 @@ func (s *Store) ferretWrite(ctx context.Context, write func() error) error {
 	if !ferret {
 		return write()
 	}
-	select {
-	case s.writeTurn <- struct{}{}:
-	case <-ctx.Done():
-		return storeErr(ctx.Err())
+	s.turn.acquire(urgent)
+	defer s.turn.release()
+	if err := ctx.Err(); err != nil {
+		return storeErr(err)
 	}
-	defer func() { <-s.writeTurn }()
 	return write()
 }
 
 // replaceAll sends models as unordered bulk writes, in chunks on FerretDB,
 // and returns how many documents matched their filters.
 func (s *Store) replaceAll(ctx context.Context, coll *mongo.Collection, models []mongo.WriteModel) (int64, error) {
+	urgent := coll == s.orders
 	ferret, err := s.onFerretDB(ctx)
 	if err != nil {
 		return 0, err
@@ -459,7 +491,7 @@ func (s *Store) replaceAll(ctx context.Context, coll *mongo.Collection, models [
 	var matched int64
 	for len(models) > 0 {
 		n := min(chunk, len(models))
-		err := s.ferretWrite(ctx, func() error {
+		err := s.ferretWrite(ctx, urgent, func() error {
 			res, err := coll.BulkWrite(ctx, models[:n], options.BulkWrite().SetOrdered(false))
 			if err != nil {
 				return storeErr(err)
@@ -544,7 +576,7 @@ func (s *Store) PutCustomers(ctx context.Context, writes []CustomerWrite) error 
 	}
 	conflict := false
 	if len(inserts) > 0 {
-		err := s.ferretWrite(ctx, func() error {
+		err := s.ferretWrite(ctx, false, func() error {
 			_, err := s.customers.InsertMany(ctx, inserts, options.InsertMany().SetOrdered(false))
 			return err
 		})

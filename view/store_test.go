@@ -192,3 +192,26 @@ func TestStoreWritesConcurrentBatches(t *testing.T) {
 		}
 	}
 }
+
+// An urgent waiter (an order write) gets the turn before a waiter that came
+// earlier but is not urgent (a summary write).
+func TestWriteTurnUrgentFirst(t *testing.T) {
+	var turn writeTurn
+	turn.acquire(false)
+	order := make(chan string, 2)
+	urgentWaiting := func() bool {
+		turn.mu.Lock()
+		defer turn.mu.Unlock()
+		return turn.urgents > 0
+	}
+	go func() { turn.acquire(false); order <- "summary"; turn.release() }()
+	time.Sleep(20 * time.Millisecond) // let the summary writer queue first
+	go func() { turn.acquire(true); order <- "order"; turn.release() }()
+	for !urgentWaiting() {
+		time.Sleep(time.Millisecond)
+	}
+	turn.release()
+	if first, second := <-order, <-order; first != "order" || second != "summary" {
+		t.Fatalf("turn order: %s then %s, want order then summary", first, second)
+	}
+}
