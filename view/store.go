@@ -369,19 +369,39 @@ type OrderWrite struct {
 // returns ErrConflict if any stored view was not; the others are written all
 // the same, so a caller re-reads and retries only what is left.
 func (s *Store) PutOrders(ctx context.Context, writes []OrderWrite) error {
+	g := make([]guardedWrite, len(writes))
+	for i, w := range writes {
+		g[i] = guardedWrite{id: w.Doc.ID, doc: w.Doc, prev: int64(w.Prev)}
+	}
+	return s.putGuarded(ctx, s.orders, "version", true, g)
+}
+
+// guardedWrite is one document to write if its stored guard field is at
+// prev (0: no document yet).
+type guardedWrite struct {
+	id   string
+	doc  any
+	prev int64
+}
+
+// putGuarded writes documents to coll, new ones in one insert and the others
+// in bulk replaces, each only if its stored guard field (a number that grows
+// with every change) is at its prev; see PutOrders. Urgent writes go first on
+// FerretDB (see ferretBulkMax).
+func (s *Store) putGuarded(ctx context.Context, coll *mongo.Collection, guard string, urgent bool, writes []guardedWrite) error {
 	var inserts []any
-	var replaces []OrderWrite
+	var replaces []guardedWrite
 	for _, w := range writes {
-		if w.Prev == 0 {
-			inserts = append(inserts, w.Doc)
+		if w.prev == 0 {
+			inserts = append(inserts, w.doc)
 		} else {
 			replaces = append(replaces, w)
 		}
 	}
 	conflict := false
 	if len(inserts) > 0 {
-		err := s.ferretWrite(ctx, true, func() error {
-			_, err := s.orders.InsertMany(ctx, inserts, options.InsertMany().SetOrdered(false))
+		err := s.ferretWrite(ctx, urgent, func() error {
+			_, err := coll.InsertMany(ctx, inserts, options.InsertMany().SetOrdered(false))
 			return err
 		})
 		switch {
@@ -392,12 +412,12 @@ func (s *Store) PutOrders(ctx context.Context, writes []OrderWrite) error {
 		}
 	}
 	if len(replaces) > 0 {
-		models, stale, err := s.guardedReplaces(ctx, replaces)
+		models, stale, err := s.guardedReplaces(ctx, coll, guard, replaces)
 		if err != nil {
 			return err
 		}
 		conflict = conflict || stale
-		matched, err := s.replaceAll(ctx, s.orders, models)
+		matched, err := s.replaceAll(ctx, coll, urgent, models)
 		if err != nil {
 			return err
 		}
@@ -478,8 +498,7 @@ func (s *Store) ferretWrite(ctx context.Context, urgent bool, write func() error
 
 // replaceAll sends models as unordered bulk writes, in chunks on FerretDB,
 // and returns how many documents matched their filters.
-func (s *Store) replaceAll(ctx context.Context, coll *mongo.Collection, models []mongo.WriteModel) (int64, error) {
-	urgent := coll == s.orders
+func (s *Store) replaceAll(ctx context.Context, coll *mongo.Collection, urgent bool, models []mongo.WriteModel) (int64, error) {
 	ferret, err := s.onFerretDB(ctx)
 	if err != nil {
 		return 0, err
@@ -507,21 +526,28 @@ func (s *Store) replaceAll(ctx context.Context, coll *mongo.Collection, models [
 	return matched, nil
 }
 
-// versioned is the guard field of a stored document.
+// versioned holds the guard fields of a stored document.
 type versioned struct {
 	ID      string `bson:"_id"`
-	Version int    `bson:"version"`
+	Version int64  `bson:"version"`
 	Rev     int64  `bson:"rev"`
 }
 
+func (v versioned) guard(field string) int64 {
+	if field == "rev" {
+		return v.Rev
+	}
+	return v.Version
+}
+
 // guardedReplaces builds the replace models for writes and reports whether
-// any write is stale. On MongoDB the guard is in the filter (_id and
-// version), which the server applies atomically. FerretDB applies such a
+// any write is stale. On MongoDB the guard is in the filter (_id and the
+// guard field), which the server applies atomically. FerretDB applies such a
 // filter by reading, then writing, and on SQLite reads the whole collection
-// to do it (250 ms at 5,000 orders), so there the versions are read by _id
-// first and only the writes whose version matched are sent, filtered by _id:
+// to do it (250 ms at 5,000 orders), so there the guards are read by _id
+// first and only the writes whose guard matched are sent, filtered by _id:
 // the same check, in the same order, without the scan.
-func (s *Store) guardedReplaces(ctx context.Context, writes []OrderWrite) ([]mongo.WriteModel, bool, error) {
+func (s *Store) guardedReplaces(ctx context.Context, coll *mongo.Collection, guard string, writes []guardedWrite) ([]mongo.WriteModel, bool, error) {
 	ferret, err := s.onFerretDB(ctx)
 	if err != nil {
 		return nil, false, err
@@ -530,26 +556,26 @@ func (s *Store) guardedReplaces(ctx context.Context, writes []OrderWrite) ([]mon
 	if !ferret {
 		for _, w := range writes {
 			models = append(models, mongo.NewReplaceOneModel().
-				SetFilter(bson.D{{Key: "_id", Value: w.Doc.ID}, {Key: "version", Value: w.Prev}}).
-				SetReplacement(w.Doc))
+				SetFilter(bson.D{{Key: "_id", Value: w.id}, {Key: guard, Value: w.prev}}).
+				SetReplacement(w.doc))
 		}
 		return models, false, nil
 	}
 	ids := make([]string, len(writes))
 	for i, w := range writes {
-		ids[i] = w.Doc.ID
+		ids[i] = w.id
 	}
-	current := make(map[string]int, len(ids))
-	if err := byIDs(ctx, s, s.orders, ids, func(v versioned) { current[v.ID] = v.Version }); err != nil {
+	current := make(map[string]int64, len(ids))
+	if err := byIDs(ctx, s, coll, ids, func(v versioned) { current[v.ID] = v.guard(guard) }); err != nil {
 		return nil, false, err
 	}
 	stale := false
 	for _, w := range writes {
-		if current[w.Doc.ID] != w.Prev {
+		if current[w.id] != w.prev {
 			stale = true
 			continue
 		}
-		models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: w.Doc.ID}}).SetReplacement(w.Doc))
+		models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: w.id}}).SetReplacement(w.doc))
 	}
 	return models, stale, nil
 }
@@ -563,71 +589,14 @@ type CustomerWrite struct {
 
 // PutCustomers writes a batch of customer summaries like PutOrders, each only
 // if the stored summary is at its Prev. It returns ErrConflict if any was
-// not; the others are written all the same.
+// not; the others are written all the same. Summary writes give way to order
+// writes on FerretDB.
 func (s *Store) PutCustomers(ctx context.Context, writes []CustomerWrite) error {
-	var inserts []any
-	var replaces []CustomerWrite
-	for _, w := range writes {
-		if w.Prev == 0 {
-			inserts = append(inserts, w.Doc)
-		} else {
-			replaces = append(replaces, w)
-		}
+	g := make([]guardedWrite, len(writes))
+	for i, w := range writes {
+		g[i] = guardedWrite{id: w.Doc.ID, doc: w.Doc, prev: w.Prev}
 	}
-	conflict := false
-	if len(inserts) > 0 {
-		err := s.ferretWrite(ctx, false, func() error {
-			_, err := s.customers.InsertMany(ctx, inserts, options.InsertMany().SetOrdered(false))
-			return err
-		})
-		switch {
-		case mongo.IsDuplicateKeyError(err):
-			conflict = true
-		case err != nil:
-			return storeErr(err)
-		}
-	}
-	if len(replaces) == 0 {
-		if conflict {
-			return ErrConflict
-		}
-		return nil
-	}
-	ferret, err := s.onFerretDB(ctx)
-	if err != nil {
-		return err
-	}
-	current := map[string]int64{}
-	if ferret { // see guardedReplaces
-		ids := make([]string, len(replaces))
-		for i, w := range replaces {
-			ids[i] = w.Doc.ID
-		}
-		if err := byIDs(ctx, s, s.customers, ids, func(v versioned) { current[v.ID] = v.Rev }); err != nil {
-			return err
-		}
-	}
-	models := make([]mongo.WriteModel, 0, len(replaces))
-	for _, w := range replaces {
-		filter := bson.D{{Key: "_id", Value: w.Doc.ID}, {Key: "rev", Value: w.Prev}}
-		if ferret {
-			if current[w.Doc.ID] != w.Prev {
-				conflict = true
-				continue
-			}
-			filter = bson.D{{Key: "_id", Value: w.Doc.ID}}
-		}
-		models = append(models, mongo.NewReplaceOneModel().SetFilter(filter).SetReplacement(w.Doc))
-	}
-	matched, err := s.replaceAll(ctx, s.customers, models)
-	if err != nil {
-		return err
-	}
-	conflict = conflict || matched < int64(len(models))
-	if conflict {
-		return ErrConflict
-	}
-	return nil
+	return s.putGuarded(ctx, s.customers, "rev", false, g)
 }
 
 // Drop removes the views (used to rebuild them from the events topic).
