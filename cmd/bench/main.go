@@ -27,6 +27,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,6 +48,7 @@ type opts struct {
 	scenarios    map[string]bool
 	short        bool
 	cpuprofile   string
+	trace        string
 	memprofile   string
 	latencyPairs int
 	warmPairs    int
@@ -72,6 +74,7 @@ func run() int {
 	fs.IntVar(&o.orders, "orders", 100000, "orders whose snapshots the restore scenario writes and restores")
 	fs.StringVar(&scen, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", ")+" (memory is measured with throughput)")
 	fs.BoolVar(&o.short, "short", false, "everything small (whole run under a minute)")
+	fs.StringVar(&o.trace, "trace", "", "write an execution trace of the whole run to this file (go tool trace; large: use with one short scenario)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the gateway's throughput load to this file (of the whole run if the throughput scenario is not selected)")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile at the end to this file")
 	fs.IntVar(&o.latencyPairs, "latency-pairs", 500, "placeOrder+confirmOrder pairs (and raw two-hop pairs) in the latency scenario")
@@ -155,6 +158,18 @@ func run() int {
 			return 2
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+
+	if o.trace != "" {
+		f, err := os.Create(o.trace)
+		if err == nil {
+			err = trace.Start(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -trace:", err)
+			return 2
+		}
+		defer func() { trace.Stop(); f.Close() }()
 	}
 
 	started := time.Now()
