@@ -94,6 +94,21 @@ func makeOrders(t testing.TB, g *gateway, n int) map[string]int {
 	return versions
 }
 
+// summariesInclude waits, through customer(consistencyToken:), until each
+// order's customer summary includes it at the given version (summaries are
+// written just after the order views that makeOrders waits for).
+func summariesInclude(t testing.TB, g *gateway, versions map[string]int) {
+	t.Helper()
+	for id, v := range versions {
+		o := g.orderAt(t, id, consistencyTokenFor(id, v))
+		r := g.do(t, `query($c: ID!, $t: String) { customer(id: $c, consistencyToken: $t) { orderCount } }`,
+			map[string]any{"c": o.CustomerID, "t": consistencyTokenFor(id, v)})
+		if len(r.Errors) > 0 || r.Extensions["consistency"] != nil {
+			t.Fatalf("summary of %s with order %s@%d: %+v %v", o.CustomerID, id, v, r.Errors, r.Extensions)
+		}
+	}
+}
+
 // runProjector runs a projector of its own group until the test ends.
 func runProjector(t testing.TB, cfg Config, group string) {
 	t.Helper()
@@ -136,6 +151,7 @@ func TestProjectionReplay(t *testing.T) {
 	cfg := testConfig(t)
 	g := startGateway(t, cfg)
 	versions := makeOrders(t, g, 12)
+	summariesInclude(t, g, versions)
 	before := dumpViews(t, cfg.MongoURI, cfg.MongoDatabase)
 	if len(before["orders"]) != len(versions) || len(before["customers"]) != 2 {
 		t.Fatalf("views before replay: %d orders, %d customers", len(before["orders"]), len(before["customers"]))
