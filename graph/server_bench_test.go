@@ -32,7 +32,7 @@ const benchOrderQuery = `{"query":"query($id: ID!) { order(id: $id) { id custome
 func BenchmarkOrderQueryHTTP(b *testing.B) {
 	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	d := view.OrderDoc{ID: "ord_1", CustomerID: "c1", Status: "SHIPPED", Currency: "EUR",
-		Items:   []view.ItemDoc{{SKU: "A", Name: "a", Quantity: 2, UnitPrice: 1234, LineTotal: 2468}, {SKU: "B", Name: "b", Quantity: 1, UnitPrice: 999, LineTotal: 999}},
+		Items:     []view.ItemDoc{{SKU: "A", Name: "a", Quantity: 2, UnitPrice: 1234, LineTotal: 2468}, {SKU: "B", Name: "b", Quantity: 1, UnitPrice: 999, LineTotal: 999}},
 		ItemCount: 3, Total: 3467, ShippingAddress: &view.AddressDoc{Name: "n", Line1: "l", City: "c", PostalCode: "p", Country: "DE"},
 		TrackingNumber: "T1", History: []view.ChangeDoc{{Status: "PENDING", At: at}, {Status: "CONFIRMED", At: at}, {Status: "SHIPPED", At: at}},
 		Version: 3, CreatedAt: at, UpdatedAt: at}
