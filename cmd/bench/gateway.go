@@ -25,8 +25,10 @@ import (
 
 // Settings shared by every component the benchmark starts; they are the
 // server's defaults (see config.go).
+// fetchWait is set by -fetch-wait (default: the server's FETCH_WAIT).
+var fetchWait = 20 * time.Millisecond
+
 const (
-	fetchWait          = 20 * time.Millisecond
 	sessionTimeout     = 10 * time.Second
 	commandTimeout     = 5 * time.Second
 	consistencyTimeout = 3 * time.Second
