@@ -82,7 +82,7 @@ func (r *Resolver) awaitSummary(ctx context.Context, id string, token *string) (
 	if err != nil {
 		return nil, err
 	}
-	if summaryHas(d, orderID, version) {
+	if d.Includes(orderID, version) {
 		return d, nil
 	}
 	o, err := r.Views.Order(ctx, orderID)
@@ -103,21 +103,8 @@ func (r *Resolver) awaitSummary(ctx context.Context, id string, token *string) (
 			return nil, ctx.Err()
 		case <-time.After(wait):
 		}
-		if d, err = r.Views.Customer(ctx, id); err != nil || summaryHas(d, orderID, version) {
+		if d, err = r.Views.Customer(ctx, id); err != nil || d.Includes(orderID, version) {
 			return d, err
 		}
 	}
-}
-
-// summaryHas reports whether d records order orderID at version or later.
-func summaryHas(d *view.CustomerDoc, orderID string, version int) bool {
-	if d == nil {
-		return false
-	}
-	for _, o := range d.Orders {
-		if o.OrderID == orderID {
-			return o.Version >= version
-		}
-	}
-	return false
 }

@@ -139,7 +139,7 @@ func (c *CustomerDoc) Apply(o OrderDoc) bool {
 	entry := CustomerOrder{OrderID: o.ID, Status: o.Status, Total: o.Total, Currency: o.Currency, Version: o.Version}
 	// Orders stays sorted by id, so the document does not depend on the
 	// order in which partitions were projected.
-	i, found := slices.BinarySearchFunc(c.Orders, o.ID, func(e CustomerOrder, id string) int { return strings.Compare(e.OrderID, id) })
+	i, found := c.find(o.ID)
 	if found {
 		if c.Orders[i].Version >= o.Version {
 			return false
@@ -150,6 +150,22 @@ func (c *CustomerDoc) Apply(o OrderDoc) bool {
 	}
 	c.recompute()
 	return true
+}
+
+// Includes reports whether the summary records order orderID at version or
+// later (a nil summary records nothing).
+func (c *CustomerDoc) Includes(orderID string, version int) bool {
+	if c == nil {
+		return false
+	}
+	i, found := c.find(orderID)
+	return found && c.Orders[i].Version >= version
+}
+
+// find is the position of orderID in Orders (sorted by id), or where it
+// would go.
+func (c *CustomerDoc) find(orderID string) (int, bool) {
+	return slices.BinarySearchFunc(c.Orders, orderID, func(e CustomerOrder, id string) int { return strings.Compare(e.OrderID, id) })
 }
 
 func (c *CustomerDoc) recompute() {

@@ -273,11 +273,11 @@ func byIDs[T any](ctx context.Context, s *Store, coll *mongo.Collection, ids []s
 	if len(ids) == 0 {
 		return nil
 	}
-	oneByOne, err := s.onFerretDB(ctx)
+	ferret, err := s.onFerretDB(ctx)
 	if err != nil {
 		return err
 	}
-	if !oneByOne && len(ids) > 1 {
+	if !ferret && len(ids) > 1 {
 		cur, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
 		if err != nil {
 			return storeErr(err)
@@ -365,7 +365,8 @@ type OrderWrite struct {
 }
 
 // PutOrders writes a batch of order views, new ones in one insert and the
-// others in one bulk write, each only if the stored view is at its Prev. It
+// others in bulk replaces (in chunks on FerretDB), each only if the stored
+// view is at its Prev. It
 // returns ErrConflict if any stored view was not; the others are written all
 // the same, so a caller re-reads and retries only what is left.
 func (s *Store) PutOrders(ctx context.Context, writes []OrderWrite) error {

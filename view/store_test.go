@@ -111,11 +111,11 @@ func TestStoreDetectsFerretDB(t *testing.T) {
 		t.Skip("MONGODB_URI is set: the store under test is not the embedded FerretDB")
 	}
 	s := openTestStore(t)
-	oneByOne, err := s.onFerretDB(context.Background())
+	ferret, err := s.onFerretDB(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !oneByOne {
+	if !ferret {
 		t.Fatal("the embedded FerretDB was not recognised: lookups would scan the whole collection")
 	}
 }
