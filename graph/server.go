@@ -16,7 +16,10 @@ import (
 // benchmark both serve it, so they measure and run the same thing.
 func NewServer(r *Resolver, ws WebsocketOptions) http.Handler {
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: r}))
-	srv.AddTransport(Websocket(ws))
+	if ws.Logger == nil {
+		ws.Logger = r.logger()
+	}
+	srv.AddTransport(NewWebsocket(ws))
 	srv.AddTransport(transport.SSE{KeepAlivePingInterval: ws.PingInterval}) // keeps idle streams open through proxies
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})

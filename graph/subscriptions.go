@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/ordergateway/gateway/domain"
@@ -13,9 +14,10 @@ import (
 )
 
 // Live is where subscriptions register; *live.Hub implements it.
+// notify is nil or a callback, as in live.Hub.
 type Live interface {
-	SubscribeOrder(orderID string) *live.Subscription
-	SubscribeMatching(match func(view.OrderDoc) bool) *live.Subscription
+	SubscribeOrder(orderID string, notify func()) *live.Subscription
+	SubscribeMatching(match func(view.OrderDoc) bool, notify func()) *live.Subscription
 }
 
 // maxTrackedOrders bounds the per-subscription memory of the versions sent
@@ -58,34 +60,25 @@ func (r *Resolver) subscribeOrder(ctx context.Context, id string) (<-chan *model
 	if err != nil {
 		return nil, err
 	}
-	sub := r.Live.SubscribeOrder(id)
+	st := &orderStream{release: release, target: pullTargetFrom(ctx)}
+	st.sub = r.Live.SubscribeOrder(id, st.notify())
 	current, err := r.snapshot(ctx, id)
 	if err != nil {
-		sub.Close()
-		release()
+		st.close()
 		return nil, r.internal(ctx, err)
 	}
-	out := make(chan *model.Order, 1)
-	go func() {
-		defer release()
-		defer sub.Close()
-		defer close(out)
-		last := 0
-		if current != nil {
-			if !send(ctx, out, *current) {
-				return
-			}
-			last = current.Version
+	last := 0
+	if current != nil {
+		st.first, last = current, current.Version
+	}
+	st.fresh = func(d view.OrderDoc) bool {
+		if d.Version <= last {
+			return false
 		}
-		pump(ctx, sub, out, func(d view.OrderDoc) bool {
-			if d.Version <= last {
-				return false
-			}
-			last = d.Version
-			return true
-		})
-	}()
-	return out, nil
+		last = d.Version
+		return true
+	}
+	return st.start(ctx), nil
 }
 
 // snapshot reads an order's current view for a new subscription, through
@@ -104,28 +97,140 @@ func (r *Resolver) subscribeOrders(ctx context.Context, customerID string, statu
 	if err != nil {
 		return nil, err
 	}
-	sub := r.Live.SubscribeMatching(func(d view.OrderDoc) bool {
+	st := &orderStream{release: release, target: pullTargetFrom(ctx)}
+	st.sub = r.Live.SubscribeMatching(func(d view.OrderDoc) bool {
 		return (customerID == "" || d.CustomerID == customerID) &&
 			(len(statuses) == 0 || slices.Contains(statuses, model.OrderStatus(d.Status)))
+	}, st.notify())
+	sent := map[string]int{}
+	st.fresh = func(d view.OrderDoc) bool {
+		if d.Version <= sent[d.ID] {
+			return false
+		}
+		if len(sent) >= maxTrackedOrders {
+			clear(sent)
+		}
+		sent[d.ID] = d.Version
+		return true
+	}
+	return st.start(ctx), nil
+}
+
+// pullTarget is a transport that delivers a subscription's updates without
+// a goroutine per subscription: the resolver attaches its stream, the hub
+// calls wake when the stream has something, and the transport then pulls.
+// The websocket transport puts one in the context of each subscription.
+type pullTarget interface {
+	attach(s pullStream)
+	wake()
+}
+
+// pullStream is a subscription the transport pulls from.
+type pullStream interface {
+	// next puts the next update into the channel the resolver returned, for
+	// the executor to read and marshal at once, and reports whether there
+	// was one. When there is none, ended reports whether the subscription
+	// is over (the hub closed). Only one goroutine at a time calls next.
+	next() (ok, ended bool)
+	// close unregisters the subscription and frees its slot; it is safe
+	// to call more than once and at the same time as next.
+	close()
+}
+
+type pullTargetKey struct{}
+
+func withPullTarget(ctx context.Context, t pullTarget) context.Context {
+	return context.WithValue(ctx, pullTargetKey{}, t)
+}
+
+func pullTargetFrom(ctx context.Context) pullTarget {
+	t, _ := ctx.Value(pullTargetKey{}).(pullTarget)
+	return t
+}
+
+// orderStream is one subscription's state: the hub subscription, the first
+// state to send, and which later states are fresh (fresh records what it
+// accepts). Without a pull target it runs a goroutine that pushes into out;
+// with one, the transport pulls through next.
+type orderStream struct {
+	sub     *live.Subscription
+	first   *view.OrderDoc
+	fresh   func(view.OrderDoc) bool
+	release func()
+	target  pullTarget
+	out     chan *model.Order
+	queue   []view.OrderDoc // drained from sub, not yet offered to next
+
+	closeOnce sync.Once
+}
+
+// notify is the hub callback: nil (wait on the subscription's channels)
+// unless a transport pulls.
+func (st *orderStream) notify() func() {
+	if st.target == nil {
+		return nil
+	}
+	return st.target.wake
+}
+
+func (st *orderStream) close() {
+	st.closeOnce.Do(func() {
+		st.sub.Close()
+		st.release()
 	})
-	out := make(chan *model.Order, 1)
+}
+
+// start hands the stream to its pull target, or starts its goroutine.
+func (st *orderStream) start(ctx context.Context) <-chan *model.Order {
+	st.out = make(chan *model.Order, 1)
+	if st.target != nil {
+		st.target.attach(st)
+		return st.out
+	}
 	go func() {
-		defer release()
-		defer sub.Close()
-		defer close(out)
-		sent := map[string]int{}
-		pump(ctx, sub, out, func(d view.OrderDoc) bool {
-			if d.Version <= sent[d.ID] {
-				return false
-			}
-			if len(sent) >= maxTrackedOrders {
-				clear(sent)
-			}
-			sent[d.ID] = d.Version
-			return true
-		})
+		defer st.close()
+		defer close(st.out)
+		if st.first != nil && !send(ctx, st.out, *st.first) {
+			return
+		}
+		st.first = nil
+		pump(ctx, st.sub, st.out, st.fresh)
 	}()
-	return out, nil
+	return st.out
+}
+
+func (st *orderStream) next() (ok, ended bool) {
+	d, ok := st.take()
+	if !ok {
+		return false, st.sub.Closed()
+	}
+	select { // empty a value the executor left when its context ended
+	case <-st.out:
+	default:
+	}
+	st.out <- orderModel(d)
+	return true, false
+}
+
+// take returns the next state to send: the first one, then the fresh
+// states in the hub's buffer.
+func (st *orderStream) take() (view.OrderDoc, bool) {
+	if d := st.first; d != nil {
+		st.first = nil
+		return *d, true
+	}
+	for {
+		if len(st.queue) == 0 {
+			if st.queue = st.sub.Drain(); len(st.queue) == 0 {
+				return view.OrderDoc{}, false
+			}
+		}
+		d := st.queue[0]
+		st.queue = st.queue[1:]
+		if st.fresh(d) {
+			return d, true
+		}
+	}
 }
 
 // pump sends the subscription's changes that fresh accepts (fresh records

@@ -1,11 +1,25 @@
 package graph
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
 // WebsocketOptions configures the websocket transport.
@@ -13,68 +27,481 @@ type WebsocketOptions struct {
 	// AllowedOrigins are host patterns (path.Match syntax, e.g.
 	// "app.example.com" or "localhost:*") of pages that may open a
 	// websocket; the server's own origin is always allowed.
-	AllowedOrigins      []string
-	InitTimeout         time.Duration
+	AllowedOrigins []string
+	// InitTimeout closes a connection that sends no connection_init in
+	// time (4408).
+	InitTimeout time.Duration
+	// PingInterval is how often the server pings (graphql-transport-ws)
+	// or sends "ka" (graphql-ws). A graphql-transport-ws client that sends
+	// nothing, not even a pong, for two intervals is disconnected.
 	PingInterval        time.Duration
 	MaxSubscriptionsPer int
+	Logger              *slog.Logger
 }
+
+// Websocket close codes of graphql-transport-ws (graphql-ws's PROTOCOL.md).
+const (
+	closeBadRequest       = 4400
+	closeUnauthorized     = 4401
+	closeInitTimeout      = 4408
+	closeDuplicateID      = 4409
+	closeTooManyInits     = 4429
+	closeNoPong           = 4499 // the code graphql-ws clients use for their own keep-alive timeout
+	closeInternalError    = 4500
+	protoTransportWS      = "graphql-transport-ws"
+	protoLegacyGraphqlWS  = "graphql-ws" // subscriptions-transport-ws
+	websocketReadLimit    = 1 << 20
+	websocketWriteTimeout = 10 * time.Second
+)
 
 // Websocket is the websocket transport: graphql-transport-ws (graphql-ws,
 // Apollo, urql, Relay) and the legacy graphql-ws protocol
 // (subscriptions-transport-ws), with keep-alives, an init timeout, an origin
-// allowlist, a cap on subscriptions per connection, and the close codes
-// clients expect (4400 bad message, 4408 init timeout).
-func Websocket(o WebsocketOptions) transport.Websocket {
-	return transport.Websocket{
-		Implementation:        closeCodes{gorillaImplementation{allowedOrigins: o.AllowedOrigins}},
-		InitTimeout:           o.InitTimeout,
-		KeepAlivePingInterval: o.PingInterval, // legacy protocol: "ka"
-		PingPongInterval:      o.PingInterval, // graphql-transport-ws: ping, and a dropped peer is closed
-		InitFunc: func(ctx context.Context, _ transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-			return WithSubscriptionLimit(ctx, o.MaxSubscriptionsPer), nil, nil
-		},
+// allowlist, a cap on subscriptions per connection, and the protocol's
+// close codes (4400 bad message, 4401 subscribe before init, 4408 init
+// timeout, 4409 duplicate id, 4429 second init).
+//
+// It is built for many mostly idle subscribers. A connection has one
+// goroutine, its reader; a writer goroutine runs only while there is
+// something to send. Subscriptions have no goroutine: the hub wakes the
+// connection, whose writer pulls each update through the executor (so
+// GraphQL selection, errors and the error presenter apply as usual) and
+// writes it. Keep-alives are timers, missed pongs and the init timeout are
+// socket read deadlines, and write buffers are pooled. Each message write
+// has a deadline, so a client that stops reading is dropped, not waited on.
+type Websocket struct {
+	opts     WebsocketOptions
+	upgrader websocket.Upgrader
+}
+
+// NewWebsocket returns the transport.
+func NewWebsocket(o WebsocketOptions) *Websocket {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
+	return &Websocket{opts: o, upgrader: websocket.Upgrader{
+		ReadBufferSize:  1024,
+		WriteBufferSize: 4096,
+		WriteBufferPool: &writeBuffers,
+		Subprotocols:    []string{protoTransportWS, protoLegacyGraphqlWS},
+		CheckOrigin:     func(r *http.Request) bool { return originAllowed(r, o.AllowedOrigins) },
+	}}
 }
 
-// closeCodes maps gqlgen's generic protocol-error close (1002) to the codes
-// of the graphql-transport-ws protocol.
-type closeCodes struct {
-	transport.WebsocketImplementation
-}
+// writeBuffers is shared by all connections; each holds one only while it
+// writes a message.
+var writeBuffers sync.Pool
 
-func (c closeCodes) Accept(w http.ResponseWriter, r *http.Request, o transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
-	conn, err := c.WebsocketImplementation.Accept(w, r, o)
+var _ graphql.Transport = (*Websocket)(nil)
+
+// Supports takes every upgrade request.
+func (t *Websocket) Supports(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
+
+// Do upgrades the request (the upgrader answers a refused one, e.g. 403 for
+// an origin not allowed) and starts the connection's reader. It returns at
+// once, so the HTTP server's goroutine and its grown stack go away.
+func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	ws, err := t.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		return nil, err
+		return
 	}
-	return codedConn{conn}, nil
+	ws.SetReadLimit(websocketReadLimit)
+	// The request's context ends when Do returns; the connection keeps its
+	// values (the operation trace) but not its cancellation.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	c := &wsConn{t: t, ws: ws, exec: exec, ctx: ctx, cancel: cancel, headers: r.Header,
+		legacy: ws.Subprotocol() != protoTransportWS, ops: map[string]*wsOp{}}
+	go c.read()
 }
 
-type codedConn struct {
-	transport.WebsocketConn
-}
-
-func (c codedConn) WriteClose(code int, message string) error {
-	if code == transport.WebsocketCloseProtocolError {
-		code = 4400
-		if message == "connection initialisation timeout" {
-			code = 4408
+// originAllowed admits requests without an Origin (not from a browser), from
+// the server's own host, or from a host matching one of patterns
+// (path.Match syntax, case-insensitive).
+func originAllowed(r *http.Request, patterns []string) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	host := strings.ToLower(u.Host)
+	for _, p := range patterns {
+		if ok, err := path.Match(strings.ToLower(p), host); err == nil && ok {
+			return true
 		}
 	}
-	return c.WebsocketConn.WriteClose(code, message)
+	return false
 }
 
-// SetReadLimit and SetReadDeadline pass through the optional interfaces
-// gqlgen uses for the payload limit and missed pongs.
-func (c codedConn) SetReadLimit(limit int64) {
-	if l, ok := c.WebsocketConn.(transport.WebsocketReadLimiter); ok {
-		l.SetReadLimit(limit)
+// wsConn is one websocket connection. The reader goroutine owns the
+// protocol state; mu guards what the writer, the hub and timers share.
+type wsConn struct {
+	t       *Websocket
+	ws      *websocket.Conn
+	exec    graphql.GraphExecutor
+	ctx     context.Context
+	cancel  context.CancelFunc
+	headers http.Header
+	legacy  bool // graphql-ws (subscriptions-transport-ws) rather than graphql-transport-ws
+
+	initialised bool // reader only
+
+	writeMu sync.Mutex // one message write at a time
+
+	mu        sync.Mutex
+	ops       map[string]*wsOp
+	outbox    [][]byte // whole messages, in order
+	ready     []*wsOp  // subscriptions woken since the writer last looked
+	writing   bool     // a writer goroutine is running
+	closed    bool
+	keepAlive *time.Timer
+}
+
+// wsMessage is a message of either protocol.
+type wsMessage struct {
+	Type    string          `json:"type"`
+	ID      string          `json:"id,omitempty"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// read is the connection's goroutine: it reads and handles client messages
+// until the connection ends, then frees everything the connection holds.
+func (c *wsConn) read() {
+	defer func() {
+		if p := recover(); p != nil {
+			c.t.opts.Logger.Error("websocket connection panicked", "panic", p)
+			c.closeWith(closeInternalError, "internal error")
+		}
+		c.closeWith(websocket.CloseNormalClosure, "")
+	}()
+	if d := c.t.opts.InitTimeout; d > 0 {
+		_ = c.ws.SetReadDeadline(time.Now().Add(d))
+	}
+	for {
+		_, data, err := c.ws.ReadMessage()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if c.initialised && !c.legacy && c.t.opts.PingInterval > 0 {
+			_ = c.ws.SetReadDeadline(time.Now().Add(2 * c.t.opts.PingInterval))
+		}
+		var m wsMessage
+		if err := json.Unmarshal(data, &m); err != nil || m.Type == "" {
+			c.protocolError("invalid message: want a JSON object with a type")
+			return
+		}
+		if !c.handle(m) {
+			return
+		}
 	}
 }
 
-func (c codedConn) SetReadDeadline(t time.Time) error {
-	if d, ok := c.WebsocketConn.(transport.WebsocketReadDeadliner); ok {
-		return d.SetReadDeadline(t)
+// readFailed closes the connection after a failed read with the code that
+// says why: the init timeout, missed pongs, or (for the peer's close or a
+// dropped network) nothing more to say.
+func (c *wsConn) readFailed(err error) {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout() && !c.initialised:
+		c.closeWith(closeInitTimeout, "Connection initialisation timeout")
+	case errors.As(err, &ne) && ne.Timeout():
+		c.closeWith(closeNoPong, fmt.Sprintf("no pong within %s", 2*c.t.opts.PingInterval))
+	case errors.Is(err, websocket.ErrReadLimit):
+		c.closeWith(websocket.CloseMessageTooBig, fmt.Sprintf("message larger than %d bytes", websocketReadLimit))
 	}
-	return nil
+}
+
+// handle acts on one message and reports whether the connection goes on.
+func (c *wsConn) handle(m wsMessage) bool {
+	switch {
+	case m.Type == "connection_init":
+		if c.initialised {
+			if c.legacy {
+				return true // subscriptions-transport-ws acknowledges again; nothing to do
+			}
+			c.closeWith(closeTooManyInits, "Too many initialisation requests")
+			return false
+		}
+		c.initialised = true
+		c.ctx = WithSubscriptionLimit(c.ctx, c.t.opts.MaxSubscriptionsPer)
+		_ = c.ws.SetReadDeadline(time.Time{})
+		if !c.legacy && c.t.opts.PingInterval > 0 {
+			_ = c.ws.SetReadDeadline(time.Now().Add(2 * c.t.opts.PingInterval))
+		}
+		c.enqueue(frame("connection_ack", "", nil))
+		if c.legacy {
+			c.enqueue(frame("ka", "", nil))
+		}
+		c.startKeepAlive()
+		return true
+	case m.Type == "ping" && !c.legacy:
+		c.enqueue(frame("pong", "", m.Payload))
+		return true
+	case m.Type == "pong" && !c.legacy:
+		return true // the read deadline has moved on
+	case m.Type == "connection_terminate" && c.legacy:
+		c.closeWith(websocket.CloseNormalClosure, "terminated")
+		return false
+	case (m.Type == "subscribe" && !c.legacy) || (m.Type == "start" && c.legacy):
+		if !c.initialised {
+			if c.legacy {
+				c.enqueueNow(frame("connection_error", "", errorPayload("connection_init must come first")))
+				c.protocolError("connection_init must come first")
+			} else {
+				c.closeWith(closeUnauthorized, "Unauthorized")
+			}
+			return false
+		}
+		if m.ID == "" {
+			c.protocolError(m.Type + " without an id")
+			return false
+		}
+		c.mu.Lock()
+		old := c.ops[m.ID]
+		c.mu.Unlock()
+		if old != nil {
+			if !c.legacy {
+				c.closeWith(closeDuplicateID, fmt.Sprintf("Subscriber for %s already exists", m.ID))
+				return false
+			}
+			c.stop(old) // subscriptions-transport-ws replaces an operation started again
+		}
+		c.start(m.ID, m.Payload)
+		return true
+	case (m.Type == "complete" && !c.legacy) || (m.Type == "stop" && c.legacy):
+		c.mu.Lock()
+		op := c.ops[m.ID]
+		c.mu.Unlock()
+		if op != nil && c.stop(op) && c.legacy {
+			c.enqueue(frame("complete", op.id, nil))
+		}
+		return true
+	default:
+		if c.legacy {
+			c.enqueueNow(frame("connection_error", "", errorPayload("unexpected message "+m.Type)))
+		}
+		c.protocolError(fmt.Sprintf("unexpected message type %q", m.Type))
+		return false
+	}
+}
+
+// protocolError closes the connection with 4400 and the reason.
+func (c *wsConn) protocolError(reason string) { c.closeWith(closeBadRequest, reason) }
+
+// startKeepAlive pings (graphql-transport-ws) or sends "ka" (graphql-ws)
+// every interval, from a timer rather than a goroutine.
+func (c *wsConn) startKeepAlive() {
+	d := c.t.opts.PingInterval
+	if d <= 0 {
+		return
+	}
+	msg := frame("ping", "", nil)
+	if c.legacy {
+		msg = frame("ka", "", nil)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.keepAlive = time.AfterFunc(d, func() {
+		c.mu.Lock()
+		if !c.closed {
+			c.keepAlive.Reset(d)
+		}
+		c.mu.Unlock()
+		c.enqueue(msg)
+	})
+}
+
+// wsOp is one operation a client started.
+type wsOp struct {
+	id      string
+	idJSON  []byte
+	conn    *wsConn
+	cancel  context.CancelFunc
+	ctx     context.Context
+	respond graphql.ResponseHandler
+	stream  pullStream // a pulled subscription; nil for a query or mutation
+
+	// guarded by conn.mu
+	live    bool // set up: the writer may pull
+	queued  bool // in conn.ready
+	stopped bool
+}
+
+var _ pullTarget = (*wsOp)(nil)
+
+func (op *wsOp) attach(s pullStream) { op.stream = s }
+
+// wake is the hub's callback: it queues the operation for the writer.
+func (op *wsOp) wake() {
+	c := op.conn
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if op.stopped || c.closed {
+		return
+	}
+	if !op.live { // start wakes it once it is
+		return
+	}
+	if !op.queued {
+		op.queued = true
+		c.ready = append(c.ready, op)
+	}
+	c.startWriter()
+}
+
+// start runs an operation: a subscription is attached to the hub and pulled
+// by the writer; a query or mutation runs on a goroutine of its own, so
+// the reader goes on reading.
+func (c *wsConn) start(id string, payload json.RawMessage) {
+	start := graphql.Now()
+	params := &graphql.RawParams{}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(params); err != nil {
+		c.enqueue(frame("error", id, errorsPayload(gqlerror.List{{Message: "invalid payload: " + err.Error()}})))
+		return
+	}
+	params.Headers = c.headers
+	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	ctx := graphql.StartOperationTrace(c.ctx)
+	rc, errs := c.exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
+			c.enqueue(frame("error", id, errorsPayload(resp.Errors)))
+		} else {
+			c.enqueue(frame(c.dataType(), id, responsePayload(resp)), frame("complete", id, nil))
+		}
+		return
+	}
+	ctx, cancel := context.WithCancel(graphql.WithOperationContext(ctx, rc))
+	op := &wsOp{id: id, idJSON: jsonString(id), conn: c, cancel: cancel}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		cancel()
+		return
+	}
+	c.ops[id] = op
+	c.mu.Unlock()
+
+	if rc.Operation.Operation != ast.Subscription {
+		go c.runOnce(op, rc, ctx)
+		return
+	}
+	op.respond, op.ctx = c.exec.DispatchOperation(withPullTarget(ctx, op), rc)
+	if op.stream == nil { // an error response, or a stream that pushes
+		go c.runPushed(op)
+		return
+	}
+	c.mu.Lock()
+	op.live = true
+	c.mu.Unlock()
+	op.wake() // the first state, and anything the hub buffered meanwhile
+}
+
+// runOnce executes a query or mutation and sends its result.
+func (c *wsConn) runOnce(op *wsOp, rc *graphql.OperationContext, ctx context.Context) {
+	defer c.recoverOp(op)
+	respond, ctx := c.exec.DispatchOperation(ctx, rc)
+	if resp := respond(ctx); resp != nil && !c.isStopped(op) {
+		c.enqueue(frame(c.dataType(), op.id, responsePayload(resp)))
+	}
+	c.finish(op)
+}
+
+// runPushed relays a subscription that did not attach a pull stream: an
+// error result (e.g. the subscription limit), or a stream with its own
+// goroutine.
+func (c *wsConn) runPushed(op *wsOp) {
+	defer c.recoverOp(op)
+	for {
+		resp := op.respond(op.ctx)
+		if resp == nil || c.isStopped(op) {
+			break
+		}
+		c.enqueue(frame(c.dataType(), op.id, responsePayload(resp)))
+	}
+	c.finish(op)
+}
+
+func (c *wsConn) recoverOp(op *wsOp) {
+	if p := recover(); p != nil {
+		c.t.opts.Logger.Error("websocket operation panicked", "id", op.id, "panic", p)
+		c.closeWith(closeInternalError, "internal error")
+	}
+}
+
+// finish ends an operation that ran to its end: it sends complete unless
+// the client stopped it first.
+func (c *wsConn) finish(op *wsOp) {
+	if c.stop(op) {
+		c.enqueue(frame("complete", op.id, nil))
+	}
+}
+
+// stop ends an operation and frees what it holds; it reports whether this
+// call stopped it (false if it had already stopped).
+func (c *wsConn) stop(op *wsOp) bool {
+	c.mu.Lock()
+	if op.stopped {
+		c.mu.Unlock()
+		return false
+	}
+	op.stopped = true
+	if c.ops[op.id] == op {
+		delete(c.ops, op.id)
+	}
+	c.mu.Unlock()
+	op.cancel()
+	if op.stream != nil {
+		op.stream.close()
+	}
+	return true
+}
+
+func (c *wsConn) isStopped(op *wsOp) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return op.stopped || c.closed
+}
+
+func (c *wsConn) dataType() string {
+	if c.legacy {
+		return "data"
+	}
+	return "next"
+}
+
+// closeWith sends a close frame (waiting at most a second for a peer that
+// does not read), closes the socket and frees every operation. Only the
+// first call acts.
+func (c *wsConn) closeWith(code int, reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	ops := c.ops
+	c.ops, c.outbox, c.ready = nil, nil, nil
+	if c.keepAlive != nil {
+		c.keepAlive.Stop()
+	}
+	c.mu.Unlock()
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	_ = c.ws.Close()
+	c.cancel()
+	for _, op := range ops {
+		c.stop(op)
+	}
 }

@@ -25,13 +25,14 @@ func NewHub() *Hub {
 	return &Hub{byOrder: map[string]map[*Subscription]struct{}{}, all: map[*Subscription]struct{}{}}
 }
 
-// Subscription receives changes. Ready is signalled when Drain has something;
-// Done is closed when the hub closes.
+// Subscription receives changes. Ready is signalled (or notify called) when
+// Drain has something; Done is closed when the hub closes.
 type Subscription struct {
 	hub     *Hub
 	orderID string
 	match   func(view.OrderDoc) bool
 	max     int
+	notify  func()
 
 	mu      sync.Mutex
 	pending map[string]view.OrderDoc
@@ -43,12 +44,18 @@ type Subscription struct {
 }
 
 // SubscribeOrder receives every change of one order.
-func (h *Hub) SubscribeOrder(orderID string) *Subscription {
-	s := h.newSub(orderID, nil)
+//
+// With notify nil the subscriber waits on Ready and Done. Otherwise notify is
+// called instead, after each change is buffered and when the hub ends the
+// subscription, from the publisher's goroutine with no lock of the
+// subscription held; it must not block. A subscriber that waits without a
+// goroutine of its own (the websocket transport) uses it.
+func (h *Hub) SubscribeOrder(orderID string, notify func()) *Subscription {
+	s := h.newSub(orderID, nil, notify)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		s.close()
+		s.end()
 		return s
 	}
 	set := h.byOrder[orderID]
@@ -63,22 +70,26 @@ func (h *Hub) SubscribeOrder(orderID string) *Subscription {
 // SubscribeMatching receives the changes for which match holds for the new
 // state, or for the previous status (an order leaving the filter).
 // match is called with the new state, and with the new state carrying the
-// previous status.
-func (h *Hub) SubscribeMatching(match func(view.OrderDoc) bool) *Subscription {
-	s := h.newSub("", match)
+// previous status. notify is as for SubscribeOrder.
+func (h *Hub) SubscribeMatching(match func(view.OrderDoc) bool, notify func()) *Subscription {
+	s := h.newSub("", match, notify)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		s.close()
+		s.end()
 		return s
 	}
 	h.all[s] = struct{}{}
 	return s
 }
 
-func (h *Hub) newSub(orderID string, match func(view.OrderDoc) bool) *Subscription {
-	return &Subscription{hub: h, orderID: orderID, match: match, max: DefaultBuffer,
-		pending: map[string]view.OrderDoc{}, ready: make(chan struct{}, 1), done: make(chan struct{})}
+func (h *Hub) newSub(orderID string, match func(view.OrderDoc) bool, notify func()) *Subscription {
+	s := &Subscription{hub: h, orderID: orderID, match: match, max: DefaultBuffer, notify: notify,
+		pending: map[string]view.OrderDoc{}, done: make(chan struct{})}
+	if notify == nil {
+		s.ready = make(chan struct{}, 1)
+	}
+	return s
 }
 
 // Publish offers c to every interested subscription without blocking.
@@ -109,13 +120,20 @@ func (h *Hub) Close() {
 	h.closed = true
 	for _, set := range h.byOrder {
 		for s := range set {
-			s.close()
+			s.end()
 		}
 	}
 	for s := range h.all {
-		s.close()
+		s.end()
 	}
 	h.byOrder, h.all = map[string]map[*Subscription]struct{}{}, map[*Subscription]struct{}{}
+}
+
+// end closes s from the hub's side and tells its subscriber.
+func (s *Subscription) end() {
+	if s.close() && s.notify != nil {
+		s.notify()
+	}
 }
 
 // Count is the number of live subscriptions.
@@ -131,8 +149,8 @@ func (h *Hub) Count() int {
 
 func (s *Subscription) offer(d view.OrderDoc) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return
 	}
 	if cur, ok := s.pending[d.ID]; ok {
@@ -148,14 +166,31 @@ func (s *Subscription) offer(d view.OrderDoc) {
 		s.pending[d.ID] = d
 		s.order = append(s.order, d.ID)
 	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Subscription) signal() {
+	if s.notify != nil {
+		s.notify()
+		return
+	}
 	select {
 	case s.ready <- struct{}{}:
 	default:
 	}
 }
 
-// Ready is signalled when Drain has changes to return.
+// Ready is signalled when Drain has changes to return (nil for a
+// subscription with a notify function).
 func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// Closed reports whether the subscription has ended.
+func (s *Subscription) Closed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
 
 // Done is closed when the subscription ends from the hub's side.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
@@ -197,12 +232,15 @@ func (s *Subscription) Close() {
 	s.close()
 }
 
-func (s *Subscription) close() {
+// close ends the subscription; the hub's side also notifies the subscriber.
+func (s *Subscription) close() (first bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
 		s.closed = true
 		close(s.done)
 		s.pending, s.order = nil, nil
+		return true
 	}
+	return false
 }
