@@ -36,6 +36,7 @@ type Config struct {
 	WSInitTimeout      time.Duration
 	WSPingInterval     time.Duration
 	MaxSubscriptions   int
+	DebugAddr          string
 }
 
 // setting is one configuration entry: its flag, environment variable,
@@ -96,6 +97,7 @@ func settings() []setting {
 		{"ws-init-timeout", "WS_INIT_TIMEOUT", "10s", "how long a websocket may take to send connection_init", dur(func(c *Config) *time.Duration { return &c.WSInitTimeout })},
 		{"ws-ping-interval", "WS_PING_INTERVAL", "15s", "websocket keep-alive interval; a peer that misses two pongs is closed", dur(func(c *Config) *time.Duration { return &c.WSPingInterval })},
 		{"max-subscriptions", "MAX_SUBSCRIPTIONS_PER_CONNECTION", "100", "subscriptions one websocket may hold at once", num(func(c *Config) *int { return &c.MaxSubscriptions }, 1, 100000)},
+		{"debug-addr", "DEBUG_ADDR", "", "address for Go's profiling endpoints (/debug/pprof/); empty turns them off", str(func(c *Config) *string { return &c.DebugAddr })},
 		{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error {
 			return c.LogLevel.UnmarshalText([]byte(v))
 		}},

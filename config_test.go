@@ -87,6 +87,7 @@ func TestParseConfigEnv(t *testing.T) {
 		"EMBEDDED_MONGODB_ADDR": "0.0.0.0:27017", "LOG_LEVEL": "debug",
 		"ALLOWED_ORIGINS": "app.example.com, *.example.org", "WS_INIT_TIMEOUT": "3s",
 		"WS_PING_INTERVAL": "20s", "MAX_SUBSCRIPTIONS_PER_CONNECTION": "7",
+		"DEBUG_ADDR": "127.0.0.1:6060",
 	}
 	c := mustParse(t, nil, env)
 	want := Config{
@@ -97,7 +98,7 @@ func TestParseConfigEnv(t *testing.T) {
 		FetchWait: 5 * time.Millisecond, SessionTimeout: 45 * time.Second, EmbeddedKafkaPort: 9092,
 		EmbeddedMongoAddr: "0.0.0.0:27017", LogLevel: slog.LevelDebug,
 		AllowedOrigins: []string{"app.example.com", "*.example.org"}, WSInitTimeout: 3 * time.Second,
-		WSPingInterval: 20 * time.Second, MaxSubscriptions: 7,
+		WSPingInterval: 20 * time.Second, MaxSubscriptions: 7, DebugAddr: "127.0.0.1:6060",
 	}
 	if !equalJSON(t, c, want) {
 		t.Errorf("from the environment:\nwant %+v\ngot  %+v", want, c)

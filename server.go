@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -75,6 +76,7 @@ type Main struct {
 	feed      *live.Feed
 	listener  net.Listener
 	http      *http.Server
+	debug     *http.Server // DEBUG_ADDR: profiling endpoints
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -150,12 +152,41 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if c.DebugAddr != "" {
+		if err := m.serveDebug(c.DebugAddr); err != nil {
+			return err
+		}
+	}
 	m.Logger.Info("order gateway ready",
 		"graphql", "http://"+displayAddr(ln.Addr())+"/graphql",
 		"playground", "http://"+displayAddr(ln.Addr())+"/",
 		"kafka", m.brokers, "kafka_embedded", m.kafka != nil,
 		"mongodb", redact(m.mongoURI), "mongodb_embedded", m.mongo != nil,
 		"data_dir", c.DataDir)
+	return nil
+}
+
+// serveDebug serves Go's profiling endpoints on their own address, so they
+// are never exposed with the GraphQL endpoint.
+func (m *Main) serveDebug(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (DEBUG_ADDR): %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.goRun(func() error {
+		if err := m.debug.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	m.Logger.Info("profiling endpoints", "url", "http://"+displayAddr(ln.Addr())+"/debug/pprof/")
 	return nil
 }
 
@@ -293,6 +324,9 @@ func (m *Main) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 		errs = append(errs, m.http.Shutdown(ctx))
 		cancel()
+	}
+	if m.debug != nil {
+		errs = append(errs, m.debug.Close())
 	}
 	if m.feed != nil {
 		errs = append(errs, m.feed.Close())

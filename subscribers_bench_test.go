@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -51,6 +53,12 @@ func benchSubscribers(b *testing.B, subscribers, updates int) {
 	httpAddr := freeAddr(b)
 	env := []string{"LISTEN_ADDR=" + httpAddr, "DATA_DIR=" + dataDir, "PARTITIONS=1", "LOG_LEVEL=warn",
 		"MONGODB_URI=", "KAFKA_BROKERS=", "SESSION_TIMEOUT=2s", "WS_PING_INTERVAL=60s", "GOGC=100"}
+	profile := os.Getenv("BENCH_CPUPROFILE") // a file: the gateway's CPU profile of the first 5s of updates
+	debugAddr := ""
+	if profile != "" {
+		debugAddr = freeAddr(b)
+		env = append(env, "DEBUG_ADDR="+debugAddr)
+	}
 	p := &process{t: b, bin: bin, env: env, url: "http://" + httpAddr, logs: logs}
 	p.start()
 	defer p.stop()
@@ -144,6 +152,17 @@ func benchSubscribers(b *testing.B, subscribers, updates int) {
 	cpuBefore := processCPU(b, p.cmd.Process.Pid)
 
 	b.ResetTimer()
+	profiled := make(chan struct{})
+	if profile != "" {
+		go func() {
+			defer close(profiled)
+			if err := fetchProfile("http://"+debugAddr+"/debug/pprof/profile?seconds=5", profile); err != nil {
+				b.Errorf("CPU profile: %v", err)
+			}
+		}()
+	} else {
+		close(profiled)
+	}
 	var latencies []time.Duration
 	for u := range updates {
 		v := u + 2
@@ -163,6 +182,7 @@ func benchSubscribers(b *testing.B, subscribers, updates int) {
 		_ = start
 	}
 	b.StopTimer()
+	<-profiled
 	cpu := processCPU(b, p.cmd.Process.Pid) - cpuBefore
 	slices.Sort(latencies)
 	pct := func(q float64) float64 {
@@ -182,6 +202,27 @@ func benchSubscribers(b *testing.B, subscribers, updates int) {
 	}
 	cancel()
 	readers.Wait()
+}
+
+// fetchProfile saves the profile served at url to file.
+func fetchProfile(url, file string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func waitUntil(b testing.TB, within time.Duration, cond func() bool, what string) {

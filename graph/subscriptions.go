@@ -125,13 +125,15 @@ type pullTarget interface {
 	wake()
 }
 
-// pullStream is a subscription the transport pulls from.
+// pullStream is a subscription the transport pulls from. Only one
+// goroutine at a time calls next and load.
 type pullStream interface {
-	// next puts the next update into the channel the resolver returned, for
-	// the executor to read and marshal at once, and reports whether there
-	// was one. When there is none, ended reports whether the subscription
-	// is over (the hub closed). Only one goroutine at a time calls next.
-	next() (ok, ended bool)
+	// next returns the next state to send. When there is none, ended
+	// reports whether the subscription is over (the hub closed).
+	next() (d view.OrderDoc, ok, ended bool)
+	// load puts d into the channel the resolver returned, for the
+	// executor to read and marshal at once.
+	load(d view.OrderDoc)
 	// close unregisters the subscription and frees its slot; it is safe
 	// to call more than once and at the same time as next.
 	close()
@@ -159,7 +161,8 @@ type orderStream struct {
 	release func()
 	target  pullTarget
 	out     chan *model.Order
-	queue   []view.OrderDoc // drained from sub, not yet offered to next
+	queue   []view.OrderDoc // drained from sub; those from head on are not yet taken
+	head    int
 
 	closeOnce sync.Once
 }
@@ -199,17 +202,20 @@ func (st *orderStream) start(ctx context.Context) <-chan *model.Order {
 	return st.out
 }
 
-func (st *orderStream) next() (ok, ended bool) {
+func (st *orderStream) next() (view.OrderDoc, bool, bool) {
 	d, ok := st.take()
 	if !ok {
-		return false, st.sub.Closed()
+		return d, false, st.sub.Closed()
 	}
+	return d, true, false
+}
+
+func (st *orderStream) load(d view.OrderDoc) {
 	select { // empty a value the executor left when its context ended
 	case <-st.out:
 	default:
 	}
 	st.out <- orderModel(d)
-	return true, false
 }
 
 // take returns the next state to send: the first one, then the fresh
@@ -220,13 +226,15 @@ func (st *orderStream) take() (view.OrderDoc, bool) {
 		return *d, true
 	}
 	for {
-		if len(st.queue) == 0 {
-			if st.queue = st.sub.Drain(); len(st.queue) == 0 {
+		if st.head == len(st.queue) {
+			clear(st.queue) // let go of the states already sent
+			st.queue, st.head = st.sub.DrainTo(st.queue[:0]), 0
+			if len(st.queue) == 0 {
 				return view.OrderDoc{}, false
 			}
 		}
-		d := st.queue[0]
-		st.queue = st.queue[1:]
+		d := st.queue[st.head]
+		st.head++
 		if st.fresh(d) {
 			return d, true
 		}

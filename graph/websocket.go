@@ -72,6 +72,7 @@ const (
 type Websocket struct {
 	opts     WebsocketOptions
 	upgrader websocket.Upgrader
+	shared   sharedResults
 }
 
 // NewWebsocket returns the transport.
@@ -328,9 +329,11 @@ type wsOp struct {
 	cancel  context.CancelFunc
 	ctx     context.Context
 	respond graphql.ResponseHandler
-	stream  pullStream // a pulled subscription; nil for a query or mutation
 
-	// guarded by conn.mu
+	// guarded by conn.mu; stream and group, once live, are read by the
+	// writer without it
+	stream  pullStream // a pulled subscription; nil for a query or mutation
+	group   *resultGroup
 	live    bool // set up: the writer may pull
 	queued  bool // in conn.ready
 	stopped bool
@@ -338,7 +341,17 @@ type wsOp struct {
 
 var _ pullTarget = (*wsOp)(nil)
 
-func (op *wsOp) attach(s pullStream) { op.stream = s }
+// attach is called by the resolver, on the reader's goroutine; a stream
+// attached after the operation stopped is closed at once.
+func (op *wsOp) attach(s pullStream) {
+	op.conn.mu.Lock()
+	stopped := op.stopped
+	op.stream = s
+	op.conn.mu.Unlock()
+	if stopped {
+		s.close()
+	}
+}
 
 // wake is the hub's callback: it queues the operation for the writer.
 func (op *wsOp) wake() {
@@ -399,12 +412,21 @@ func (c *wsConn) start(id string, payload json.RawMessage) {
 		return
 	}
 	op.respond, op.ctx = c.exec.DispatchOperation(withPullTarget(ctx, op), rc)
-	if op.stream == nil { // an error response, or a stream that pushes
+	c.mu.Lock()
+	pulled := op.stream != nil
+	c.mu.Unlock()
+	if !pulled { // an error response, or a stream that pushes
 		go c.runPushed(op)
 		return
 	}
+	group := c.t.shared.join(shareKey(params.Query, params.OperationName, rc.Variables))
 	c.mu.Lock()
-	op.live = true
+	if op.stopped {
+		c.mu.Unlock()
+		c.t.shared.leave(group)
+		return
+	}
+	op.group, op.live = group, true
 	c.mu.Unlock()
 	op.wake() // the first state, and anything the hub buffered meanwhile
 }
@@ -461,11 +483,13 @@ func (c *wsConn) stop(op *wsOp) bool {
 	if c.ops[op.id] == op {
 		delete(c.ops, op.id)
 	}
+	stream, group := op.stream, op.group // stop acts once, so it leaves the group once
 	c.mu.Unlock()
 	op.cancel()
-	if op.stream != nil {
-		op.stream.close()
+	if stream != nil {
+		stream.close()
 	}
+	c.t.shared.leave(group)
 	return true
 }
 

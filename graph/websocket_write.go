@@ -73,27 +73,34 @@ func (c *wsConn) write() {
 }
 
 // pull sends a subscription's pending updates, each marshalled by the
-// executor for the subscription's selection, and completes the
-// subscription when its stream has ended. It reports false when the
+// executor for the subscription's selection (or shared with another
+// subscription that asked the same), and completes the subscription when
+// its stream has ended. It reports false when the
 // connection failed.
 func (c *wsConn) pull(op *wsOp, buf *[]byte) bool {
 	for range maxPullsPerTurn {
 		if c.isStopped(op) {
 			return true
 		}
-		ok, ended := op.stream.next()
+		d, ok, ended := op.stream.next()
 		if !ok {
 			if ended {
 				c.finish(op)
 			}
 			return true
 		}
-		resp := op.respond(op.ctx)
-		if resp == nil { // the operation's context ended
-			c.finish(op)
-			return true
+		payload := c.t.shared.get(op.group, d.ID, d.Version)
+		if payload == nil {
+			op.stream.load(d)
+			resp := op.respond(op.ctx)
+			if resp == nil { // the operation's context ended
+				c.finish(op)
+				return true
+			}
+			payload = responsePayload(resp)
+			c.t.shared.put(op.group, d.ID, d.Version, payload)
 		}
-		*buf = appendFrame((*buf)[:0], c.dataType(), op.idJSON, responsePayload(resp))
+		*buf = appendFrame((*buf)[:0], c.dataType(), op.idJSON, payload)
 		if !c.send(*buf) {
 			return false
 		}

@@ -197,10 +197,12 @@ func (s *Subscription) Done() <-chan struct{} { return s.done }
 
 // Drain returns the pending changes, oldest order first, and empties the
 // buffer.
-func (s *Subscription) Drain() []view.OrderDoc {
+func (s *Subscription) Drain() []view.OrderDoc { return s.DrainTo(nil) }
+
+// DrainTo is Drain appending to out, so a caller can reuse its slice.
+func (s *Subscription) DrainTo(out []view.OrderDoc) []view.OrderDoc {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]view.OrderDoc, 0, len(s.order))
 	for _, id := range s.order {
 		out = append(out, s.pending[id])
 	}
