@@ -53,9 +53,10 @@ func benchSubscribers(b *testing.B, subscribers, updates int) {
 	httpAddr := freeAddr(b)
 	env := []string{"LISTEN_ADDR=" + httpAddr, "DATA_DIR=" + dataDir, "PARTITIONS=1", "LOG_LEVEL=warn",
 		"MONGODB_URI=", "KAFKA_BROKERS=", "SESSION_TIMEOUT=2s", "WS_PING_INTERVAL=60s", "GOGC=100"}
-	profile := os.Getenv("BENCH_CPUPROFILE") // a file: the gateway's CPU profile of the first 5s of updates
+	profile := os.Getenv("BENCH_CPUPROFILE")    // a file: the gateway's CPU profile of the first 5s of updates
+	memProfile := os.Getenv("BENCH_MEMPROFILE") // a file: its heap profile when idle (and FILE.txt, with runtime.MemStats)
 	debugAddr := ""
-	if profile != "" {
+	if profile != "" || memProfile != "" {
 		debugAddr = freeAddr(b)
 		env = append(env, "DEBUG_ADDR="+debugAddr)
 	}
@@ -149,6 +150,13 @@ func benchSubscribers(b *testing.B, subscribers, updates int) {
 	b.Logf("%d subscribers connected and got the snapshot", ready.Load())
 	time.Sleep(2 * time.Second) // idle
 	rssIdle := processRSS(b, p.cmd.Process.Pid)
+	if memProfile != "" {
+		for file, url := range map[string]string{memProfile: "/debug/pprof/heap", memProfile + ".txt": "/debug/pprof/heap?debug=1"} {
+			if err := fetchProfile("http://"+debugAddr+url, file); err != nil {
+				b.Errorf("heap profile: %v", err)
+			}
+		}
+	}
 	cpuBefore := processCPU(b, p.cmd.Process.Pid)
 
 	b.ResetTimer()

@@ -81,7 +81,7 @@ func NewWebsocket(o WebsocketOptions) *Websocket {
 		o.Logger = slog.Default()
 	}
 	return &Websocket{opts: o, upgrader: websocket.Upgrader{
-		ReadBufferSize:  1024,
+		ReadBufferSize:  256, // clients send small messages; a larger one takes more reads
 		WriteBufferSize: 4096,
 		WriteBufferPool: &writeBuffers,
 		Subprotocols:    []string{protoTransportWS, protoLegacyGraphqlWS},
@@ -109,8 +109,11 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	ws.SetReadLimit(websocketReadLimit)
 	// The request's context ends when Do returns; the connection keeps its
 	// values (the operation trace) but not its cancellation.
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	c := &wsConn{t: t, ws: ws, exec: exec, ctx: ctx, cancel: cancel, headers: r.Header,
+	// The connection keeps nothing of the upgrade request: not its context,
+	// which ends when Do returns, nor its headers, which it would hold for
+	// its whole life.
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &wsConn{t: t, ws: ws, exec: exec, ctx: ctx, cancel: cancel,
 		legacy: ws.Subprotocol() != protoTransportWS, ops: map[string]*wsOp{}}
 	go c.read()
 }
@@ -142,13 +145,12 @@ func originAllowed(r *http.Request, patterns []string) bool {
 // wsConn is one websocket connection. The reader goroutine owns the
 // protocol state; mu guards what the writer, the hub and timers share.
 type wsConn struct {
-	t       *Websocket
-	ws      *websocket.Conn
-	exec    graphql.GraphExecutor
-	ctx     context.Context
-	cancel  context.CancelFunc
-	headers http.Header
-	legacy  bool // graphql-ws (subscriptions-transport-ws) rather than graphql-transport-ws
+	t      *Websocket
+	ws     *websocket.Conn
+	exec   graphql.GraphExecutor
+	ctx    context.Context
+	cancel context.CancelFunc
+	legacy bool // graphql-ws (subscriptions-transport-ws) rather than graphql-transport-ws
 
 	initialised bool // reader only
 
@@ -371,32 +373,11 @@ func (op *wsOp) wake() {
 	c.startWriter()
 }
 
-// start runs an operation: a subscription is attached to the hub and pulled
-// by the writer; a query or mutation runs on a goroutine of its own, so
-// the reader goes on reading.
+// start registers an operation and runs it on a goroutine of its own, so
+// the reader goes on reading (and its stack stays small).
 func (c *wsConn) start(id string, payload json.RawMessage) {
-	start := graphql.Now()
-	params := &graphql.RawParams{}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	if err := dec.Decode(params); err != nil {
-		c.enqueue(frame("error", id, errorsPayload(gqlerror.List{{Message: "invalid payload: " + err.Error()}})))
-		return
-	}
-	params.Headers = c.headers
-	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
-	ctx := graphql.StartOperationTrace(c.ctx)
-	rc, errs := c.exec.CreateOperationContext(ctx, params)
-	if errs != nil {
-		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
-		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
-			c.enqueue(frame("error", id, errorsPayload(resp.Errors)))
-		} else {
-			c.enqueue(frame(c.dataType(), id, responsePayload(resp)), frame("complete", id, nil))
-		}
-		return
-	}
-	ctx, cancel := context.WithCancel(graphql.WithOperationContext(ctx, rc))
+	received := graphql.Now()
+	ctx, cancel := context.WithCancel(c.ctx)
 	op := &wsOp{id: id, idJSON: jsonString(id), conn: c, cancel: cancel}
 	c.mu.Lock()
 	if c.closed {
@@ -406,9 +387,41 @@ func (c *wsConn) start(id string, payload json.RawMessage) {
 	}
 	c.ops[id] = op
 	c.mu.Unlock()
+	go c.execute(ctx, op, payload, received)
+}
 
+// execute runs an operation. A query or mutation runs to its end and sends
+// its result. A subscription attaches to the hub and returns: the writer
+// then pulls its updates.
+func (c *wsConn) execute(ctx context.Context, op *wsOp, payload json.RawMessage, received time.Time) {
+	defer c.recoverOp(op)
+	params := &graphql.RawParams{}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(params); err != nil {
+		c.fail(op, errorsPayload(gqlerror.List{{Message: "invalid payload: " + err.Error()}}))
+		return
+	}
+	params.ReadTime = graphql.TraceTiming{Start: received, End: graphql.Now()}
+	ctx = graphql.StartOperationTrace(ctx)
+	rc, errs := c.exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
+			c.fail(op, errorsPayload(resp.Errors))
+			return
+		}
+		c.enqueue(frame(c.dataType(), op.id, responsePayload(resp)))
+		c.finish(op)
+		return
+	}
+	ctx = graphql.WithOperationContext(ctx, rc)
 	if rc.Operation.Operation != ast.Subscription {
-		go c.runOnce(op, rc, ctx)
+		respond, ctx := c.exec.DispatchOperation(ctx, rc)
+		if resp := respond(ctx); resp != nil && !c.isStopped(op) {
+			c.enqueue(frame(c.dataType(), op.id, responsePayload(resp)))
+		}
+		c.finish(op)
 		return
 	}
 	op.respond, op.ctx = c.exec.DispatchOperation(withPullTarget(ctx, op), rc)
@@ -416,7 +429,7 @@ func (c *wsConn) start(id string, payload json.RawMessage) {
 	pulled := op.stream != nil
 	c.mu.Unlock()
 	if !pulled { // an error response, or a stream that pushes
-		go c.runPushed(op)
+		c.relay(op)
 		return
 	}
 	group := c.t.shared.join(shareKey(params.Query, params.OperationName, rc.Variables))
@@ -431,21 +444,10 @@ func (c *wsConn) start(id string, payload json.RawMessage) {
 	op.wake() // the first state, and anything the hub buffered meanwhile
 }
 
-// runOnce executes a query or mutation and sends its result.
-func (c *wsConn) runOnce(op *wsOp, rc *graphql.OperationContext, ctx context.Context) {
-	defer c.recoverOp(op)
-	respond, ctx := c.exec.DispatchOperation(ctx, rc)
-	if resp := respond(ctx); resp != nil && !c.isStopped(op) {
-		c.enqueue(frame(c.dataType(), op.id, responsePayload(resp)))
-	}
-	c.finish(op)
-}
-
-// runPushed relays a subscription that did not attach a pull stream: an
-// error result (e.g. the subscription limit), or a stream with its own
-// goroutine.
-func (c *wsConn) runPushed(op *wsOp) {
-	defer c.recoverOp(op)
+// relay sends the results of a subscription that did not attach a pull
+// stream: an error result (e.g. the subscription limit), or a stream with
+// its own goroutine.
+func (c *wsConn) relay(op *wsOp) {
 	for {
 		resp := op.respond(op.ctx)
 		if resp == nil || c.isStopped(op) {
@@ -454,6 +456,14 @@ func (c *wsConn) runPushed(op *wsOp) {
 		c.enqueue(frame(c.dataType(), op.id, responsePayload(resp)))
 	}
 	c.finish(op)
+}
+
+// fail ends an operation with an "error" message, which (unlike a result
+// with errors) needs no complete after it.
+func (c *wsConn) fail(op *wsOp, errs []byte) {
+	if c.stop(op) {
+		c.enqueue(frame("error", op.id, errs))
+	}
 }
 
 func (c *wsConn) recoverOp(op *wsOp) {
