@@ -154,7 +154,8 @@ type wsConn struct {
 
 	initialised bool // reader only
 
-	writeMu sync.Mutex // one message write at a time
+	writeMu          sync.Mutex // one message write at a time
+	writeDeadlineSet time.Time  // when the write deadline was last moved; guarded by writeMu
 
 	mu        sync.Mutex
 	ops       map[string]*wsOp

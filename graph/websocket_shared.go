@@ -3,6 +3,7 @@ package graph
 import (
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 )
 
 // sharedResults lets subscriptions that ask the same thing share each
@@ -25,9 +26,13 @@ type resultGroup struct {
 	key     string
 	refs    int
 	byOrder map[string]sharedResult
+	// last is the result put last, read without the lock: the subscribers
+	// of one order all ask for the same one.
+	last atomic.Pointer[sharedResult]
 }
 
 type sharedResult struct {
+	orderID string
 	version int
 	payload []byte
 }
@@ -82,6 +87,9 @@ func (s *sharedResults) get(g *resultGroup, orderID string, version int) []byte 
 	if g == nil {
 		return nil
 	}
+	if r := g.last.Load(); r != nil && r.orderID == orderID && r.version == version {
+		return r.payload
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r, ok := g.byOrder[orderID]; ok && r.version == version {
@@ -104,5 +112,7 @@ func (s *sharedResults) put(g *resultGroup, orderID string, version int, payload
 	if len(g.byOrder) >= maxSharedOrders {
 		clear(g.byOrder)
 	}
-	g.byOrder[orderID] = sharedResult{version: version, payload: payload}
+	r := sharedResult{orderID: orderID, version: version, payload: payload}
+	g.byOrder[orderID] = r
+	g.last.Store(&r)
 }

@@ -114,7 +114,12 @@ func (c *wsConn) pull(op *wsOp, buf *[]byte) bool {
 func (c *wsConn) send(msg []byte) bool {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	_ = c.ws.SetWriteDeadline(time.Now().Add(websocketWriteTimeout))
+	// The deadline moves at most once a second: setting it is a timer
+	// update, which costs more than the time it would measure.
+	if now := time.Now(); now.Sub(c.writeDeadlineSet) >= time.Second {
+		c.writeDeadlineSet = now
+		_ = c.ws.SetWriteDeadline(now.Add(websocketWriteTimeout))
+	}
 	if err := c.ws.WriteMessage(websocket.TextMessage, msg); err != nil {
 		_ = c.ws.Close()
 		return false

@@ -35,8 +35,10 @@ type Subscription struct {
 	notify  func()
 
 	mu      sync.Mutex
-	pending map[string]view.OrderDoc
-	order   []string // ids in pending, oldest first
+	one     view.OrderDoc // the pending state of a one-order subscription
+	hasOne  bool
+	pending map[string]view.OrderDoc // the pending states of a matching subscription
+	order   []string                 // ids in pending, oldest first
 	dropped int
 	ready   chan struct{}
 	done    chan struct{}
@@ -84,8 +86,10 @@ func (h *Hub) SubscribeMatching(match func(view.OrderDoc) bool, notify func()) *
 }
 
 func (h *Hub) newSub(orderID string, match func(view.OrderDoc) bool, notify func()) *Subscription {
-	s := &Subscription{hub: h, orderID: orderID, match: match, max: DefaultBuffer, notify: notify,
-		pending: map[string]view.OrderDoc{}, done: make(chan struct{})}
+	s := &Subscription{hub: h, orderID: orderID, match: match, max: DefaultBuffer, notify: notify, done: make(chan struct{})}
+	if match != nil {
+		s.pending = map[string]view.OrderDoc{}
+	}
 	if notify == nil {
 		s.ready = make(chan struct{}, 1)
 	}
@@ -153,7 +157,11 @@ func (s *Subscription) offer(d view.OrderDoc) {
 		s.mu.Unlock()
 		return
 	}
-	if cur, ok := s.pending[d.ID]; ok {
+	if s.match == nil { // one order: one slot
+		if !s.hasOne || d.Version > s.one.Version {
+			s.one, s.hasOne = d, true
+		}
+	} else if cur, ok := s.pending[d.ID]; ok {
 		if d.Version > cur.Version {
 			s.pending[d.ID] = d // coalesce: the newest state replaces the older one
 		}
@@ -203,6 +211,10 @@ func (s *Subscription) Drain() []view.OrderDoc { return s.DrainTo(nil) }
 func (s *Subscription) DrainTo(out []view.OrderDoc) []view.OrderDoc {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.hasOne {
+		out = append(out, s.one)
+		s.one, s.hasOne = view.OrderDoc{}, false
+	}
 	for _, id := range s.order {
 		out = append(out, s.pending[id])
 	}
@@ -241,7 +253,7 @@ func (s *Subscription) close() (first bool) {
 	if !s.closed {
 		s.closed = true
 		close(s.done)
-		s.pending, s.order = nil, nil
+		s.pending, s.order, s.one, s.hasOne = nil, nil, view.OrderDoc{}, false
 		return true
 	}
 	return false
