@@ -46,12 +46,13 @@ type wsMsg struct {
 // pings and queues every other message; the test goroutine takes them with
 // next, which sets aside messages it is not looking for.
 type wsClient struct {
-	conn  *coderws.Conn
-	proto string
-	msgs  chan wsMsg
-	quit  chan struct{}
-	done  chan struct{} // closed when the reader has ended; readErr is then set
-	stash []wsMsg       // taken but not yet wanted; only the owning goroutine uses it
+	conn   *coderws.Conn
+	proto  string
+	noPong bool
+	msgs   chan wsMsg
+	quit   chan struct{}
+	done   chan struct{} // closed when the reader has ended; readErr is then set
+	stash  []wsMsg       // taken but not yet wanted; only the owning goroutine uses it
 
 	readErr   error
 	pings     atomic.Int64
@@ -66,6 +67,7 @@ type wsDial struct {
 	client *http.Client
 	noInit bool // do not send connection_init
 	paused bool // do not start reading after the handshake
+	noPong bool // do not answer the server's pings
 }
 
 func wsURL(g *gateway) string { return "ws" + strings.TrimPrefix(g.url, "http") + "/graphql" }
@@ -86,7 +88,7 @@ func tryDialWS(ctx context.Context, url string, o wsDial) (*wsClient, *http.Resp
 		return nil, resp, fmt.Errorf("negotiated subprotocol %q, want %q", conn.Subprotocol(), o.proto)
 	}
 	conn.SetReadLimit(4 << 20)
-	c := &wsClient{conn: conn, proto: o.proto, msgs: make(chan wsMsg, 1024), quit: make(chan struct{}), done: make(chan struct{})}
+	c := &wsClient{conn: conn, proto: o.proto, noPong: o.noPong, msgs: make(chan wsMsg, 1024), quit: make(chan struct{}), done: make(chan struct{})}
 	if !o.noInit {
 		if err := c.send(ctx, wsMsg{Type: "connection_init"}); err != nil {
 			conn.CloseNow()
@@ -144,7 +146,7 @@ func (c *wsClient) read() {
 			c.readErr = fmt.Errorf("undecodable message %q: %w", data, err)
 			return
 		}
-		if m.Type == "ping" && c.proto == protoTransportWS {
+		if m.Type == "ping" && c.proto == protoTransportWS && !c.noPong {
 			c.pings.Add(1)
 			_ = c.conn.Write(context.Background(), coderws.MessageText, []byte(`{"type":"pong"}`))
 			continue
@@ -809,6 +811,171 @@ func TestWebsocketProtocolErrors(t *testing.T) {
 		ok.close()
 		t.Logf("origin http://evil.example refused with 403; http://localhost:3000 accepted and acknowledged")
 	})
+
+	// The close codes of graphql-transport-ws (graphql-ws's PROTOCOL.md).
+	t.Run("protocol violations", func(t *testing.T) {
+		o := g.mustMutate(t, "placeOrder", placeInput("cust-codes", item("A", 1, "1")))
+		subscribe := func(id string) wsMsg {
+			payload, _ := json.Marshal(map[string]any{"query": orderUpdatedQuery, "variables": map[string]any{"id": o.ID}})
+			return wsMsg{ID: id, Type: "subscribe", Payload: payload}
+		}
+		for _, tc := range []struct {
+			name   string
+			noInit bool
+			send   []wsMsg
+			want   coderws.StatusCode
+		}{
+			{"subscribe before connection_init", true, []wsMsg{subscribe("1")}, 4401},
+			{"a second connection_init", false, []wsMsg{{Type: "connection_init"}}, 4429},
+			{"a subscription id in use", false, []wsMsg{subscribe("dup"), subscribe("dup")}, 4409},
+			{"an unknown message type", false, []wsMsg{{Type: "hello"}}, 4400},
+			{"a server message from the client", false, []wsMsg{{Type: "next", ID: "1"}}, 4400},
+			{"subscribe without an id", false, []wsMsg{subscribe("")}, 4400},
+		} {
+			c := dialWS(t, g, wsDial{noInit: tc.noInit})
+			ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+			for _, m := range tc.send {
+				if err := c.send(ctx, m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cancel()
+			if code, _ := closeCode(t, c); code != tc.want {
+				t.Fatalf("%s: close status %d (%v), want %d", tc.name, code, c.readErr, tc.want)
+			}
+			t.Logf("%s: closed with %d (%v)", tc.name, tc.want, c.readErr)
+		}
+		waitForSubs(t, g, 0)
+	})
+
+	t.Run("operation errors", func(t *testing.T) {
+		o := g.mustMutate(t, "placeOrder", placeInput("cust-ops", item("A", 1, "1")))
+		c := dialWS(t, g, wsDial{})
+		ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+		defer cancel()
+		// A payload that is not a GraphQL request, and a query that does not
+		// parse: an "error" message for that operation; the connection stays.
+		if err := c.send(ctx, wsMsg{ID: "bad-payload", Type: "subscribe", Payload: json.RawMessage(`{"query": 5}`)}); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := c.tryNext(eventWait, byID("bad-payload")); err != nil || m.Type != "error" || !strings.Contains(string(m.Payload), "invalid payload") {
+			t.Fatalf("bad payload: %+v %v", m, err)
+		}
+		c.subscribe(t, "bad-query", "subscription { orderUpdated(id: ", nil)
+		if m, err := c.tryNext(eventWait, byID("bad-query")); err != nil || m.Type != "error" {
+			t.Fatalf("bad query: %+v %v", m, err)
+		}
+		// The connection still serves subscriptions (the first state also
+		// tells that the order is in the views).
+		c.subscribe(t, "s", orderUpdatedQuery, map[string]any{"id": o.ID})
+		if s := c.nextOrder(t, "s", "orderUpdated"); s.ID != o.ID || s.Version != 1 {
+			t.Fatalf("subscription after the errors: %+v", s)
+		}
+		// A query over the websocket: its result, then complete.
+		c.subscribe(t, "q", `query($id: ID!) { order(id: $id) { id status } }`, map[string]any{"id": o.ID})
+		m, err := c.tryNext(eventWait, byID("q"))
+		if err != nil || m.Type != "next" || !strings.Contains(string(m.Payload), o.ID) {
+			t.Fatalf("query: %+v %v", m, err)
+		}
+		if m, err := c.tryNext(eventWait, byID("q")); err != nil || m.Type != "complete" {
+			t.Fatalf("query: want complete, got %+v %v", m, err)
+		}
+		t.Logf("bad payload and bad query: error messages; then a subscription works; a query: next, complete")
+	})
+
+	// graphql-transport-ws: a client that sends nothing, not even a pong,
+	// for two ping intervals (2s each here) is disconnected; one that
+	// answers stays.
+	t.Run("missed pongs", func(t *testing.T) {
+		silent := dialWS(t, g, wsDial{noPong: true})
+		answering := dialWS(t, g, wsDial{})
+		code, after := closeCode(t, silent)
+		if code != 4499 {
+			t.Fatalf("silent client: close status %d (%v), want 4499", code, silent.readErr)
+		}
+		if after < 3*time.Second {
+			t.Fatalf("silent client closed after %s, before two ping intervals (4s)", after)
+		}
+		time.Sleep(2 * time.Second)
+		select {
+		case <-answering.done:
+			t.Fatalf("the client that answers pings was closed too: %v", answering.readErr)
+		default:
+		}
+		if answering.pings.Load() == 0 {
+			t.Fatal("the answering client got no ping")
+		}
+		t.Logf("silent client closed with 4499 after %s; the answering one (%d pings) stays open", after.Round(time.Millisecond), answering.pings.Load())
+	})
+}
+
+// TestSubscriptionSelectionsAreNotMixed: subscriptions with the same query
+// share each update's result, so this checks that the ones with another
+// selection, or another order, each get their own.
+func TestSubscriptionSelectionsAreNotMixed(t *testing.T) {
+	g := startGateway(t, testConfig(t))
+	o1 := g.mustMutate(t, "placeOrder", placeInput("cust-sel", item("A", 1, "1")))
+	o2 := g.mustMutate(t, "placeOrder", placeInput("cust-sel", item("B", 2, "1")))
+	const narrow = `subscription($id: ID!) { orderUpdated(id: $id) { id version } }`
+	const wide = `subscription($id: ID!) { orderUpdated(id: $id) { id version status items { sku } } }`
+	const aliased = `subscription($id: ID!) { o: orderUpdated(id: $id) { v: version } }`
+	type sub struct {
+		c           *wsClient
+		query, id   string
+		field, keys string // the result's field and its keys, sorted
+	}
+	subs := []sub{
+		{query: narrow, id: o1.ID, field: "orderUpdated", keys: "id version"},
+		{query: narrow, id: o1.ID, field: "orderUpdated", keys: "id version"},
+		{query: wide, id: o1.ID, field: "orderUpdated", keys: "id items status version"},
+		{query: aliased, id: o1.ID, field: "o", keys: "v"},
+		{query: narrow, id: o2.ID, field: "orderUpdated", keys: "id version"},
+	}
+	for i := range subs {
+		subs[i].c = dialWS(t, g, wsDial{})
+		subs[i].c.subscribe(t, "1", subs[i].query, map[string]any{"id": subs[i].id})
+	}
+	check := func(s sub, want int) {
+		t.Helper()
+		for {
+			m, err := s.c.tryNext(eventWait, byID("1"))
+			if err != nil {
+				t.Fatalf("%s on %s: %v", s.query, s.id, err)
+			}
+			var p struct{ Data map[string]map[string]any }
+			if err := json.Unmarshal(m.Payload, &p); err != nil || m.Type != "next" {
+				t.Fatalf("%s: %s %s", s.query, m.Type, m.Payload)
+			}
+			res := p.Data[s.field]
+			keys := make([]string, 0, len(res))
+			for k := range res {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			if strings.Join(keys, " ") != s.keys || len(p.Data) != 1 {
+				t.Fatalf("%s on %s: got %s, want field %s with %s", s.query, s.id, m.Payload, s.field, s.keys)
+			}
+			if id, ok := res["id"]; ok && id != s.id {
+				t.Fatalf("%s on %s: got order %v", s.query, s.id, id)
+			}
+			v, ok := res["version"].(float64)
+			if !ok {
+				v, _ = res["v"].(float64)
+			}
+			if int(v) == want {
+				return
+			}
+		}
+	}
+	for _, s := range subs {
+		check(s, 1)
+	}
+	g.mustMutate(t, "confirmOrder", map[string]any{"orderId": o1.ID})
+	g.mustMutate(t, "confirmOrder", map[string]any{"orderId": o2.ID})
+	for _, s := range subs {
+		check(s, 2)
+	}
+	t.Logf("5 subscriptions (two with the same query, one wider, one aliased, one on another order) each got v1 and v2 in their own shape")
 }
 
 // TestSubscriptionAcrossInstances: a change made through one instance

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -60,12 +61,28 @@ func (r *Resolver) awaitToken(ctx context.Context, token *string) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		graphql.RegisterExtension(ctx, "consistency", map[string]any{
-			"reached": false,
-			"message": fmt.Sprintf("the views did not include version %d of order %s within %s; this answer may not include that write", version, orderID, r.ConsistencyTimeout),
-		})
+		notReached(ctx, fmt.Sprintf("the views did not include version %d of order %s within %s; this answer may not include that write", version, orderID, r.ConsistencyTimeout))
 	}
 	return nil
+}
+
+// consistencyMu serialises the check-then-register of notReached (gqlgen
+// panics on a second registration of one key, and resolves the fields of
+// a query concurrently).
+var consistencyMu sync.Mutex
+
+// notReached says in extensions.consistency that a wait ran out: reached
+// false, and a message. A second wait that runs out in the same response
+// (customer waits for the order view, then for the summary; a query may
+// have several fields with tokens) adds its message to the first.
+func notReached(ctx context.Context, message string) {
+	consistencyMu.Lock()
+	defer consistencyMu.Unlock()
+	if ext, ok := graphql.GetExtension(ctx, "consistency").(map[string]any); ok {
+		ext["message"] = fmt.Sprintf("%v; %s", ext["message"], message)
+		return
+	}
+	graphql.RegisterExtension(ctx, "consistency", map[string]any{"reached": false, "message": message})
 }
 
 // awaitSummary reads customer id's summary. With a token naming a write to
@@ -92,10 +109,7 @@ func (r *Resolver) awaitSummary(ctx context.Context, id string, token *string) (
 	deadline := time.Now().Add(r.ConsistencyTimeout)
 	for wait := 2 * time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		if time.Now().Add(wait).After(deadline) {
-			graphql.RegisterExtension(ctx, "consistency", map[string]any{
-				"reached": false,
-				"message": fmt.Sprintf("the summary of customer %s did not include version %d of order %s within %s; this answer may not include that write", id, version, orderID, r.ConsistencyTimeout),
-			})
+			notReached(ctx, fmt.Sprintf("the summary of customer %s did not include version %d of order %s within %s; this answer may not include that write", id, version, orderID, r.ConsistencyTimeout))
 			return d, nil
 		}
 		select {
