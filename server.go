@@ -76,6 +76,7 @@ type Main struct {
 	feed      *live.Feed
 	listener  net.Listener
 	http      *http.Server
+	gql       *graph.Server
 	debug     *http.Server // DEBUG_ADDR: profiling endpoints
 
 	cancel context.CancelFunc
@@ -145,7 +146,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", c.ListenAddr, err)
 	}
 	m.listener = ln
-	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: 10 * time.Second}
+	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: 10 * time.Second, ConnContext: graph.ConnContext}
 	m.goRun(func() error {
 		if err := m.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -252,7 +253,7 @@ func (m *Main) retry(ctx context.Context, timeout time.Duration, what string, f 
 }
 
 func (m *Main) routes() http.Handler {
-	gql := graph.NewServer(&graph.Resolver{
+	m.gql = graph.NewServer(&graph.Resolver{
 		Commands: m.bus, Views: m.store, Logger: m.Logger,
 		Waiter: live.Waiter{Feed: m.feed, Store: m.store}, ConsistencyTimeout: m.Config.ConsistencyTimeout,
 		Live: m.feed.Hub(), Snapshots: &live.Snapshots{Store: m.store},
@@ -260,7 +261,7 @@ func (m *Main) routes() http.Handler {
 		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, MaxSubscriptionsPer: m.Config.MaxSubscriptions})
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", gql)
+	mux.Handle("/graphql", m.gql)
 	mux.Handle("GET /{$}", playground.Handler("Order gateway", "/graphql"))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -320,6 +321,9 @@ func (m *Main) Addr() string { return m.listener.Addr().String() }
 // broker last. It is safe to call on a partly started Main.
 func (m *Main) Close() error {
 	var errs []error
+	if m.gql != nil {
+		m.gql.CloseStreams() // subscribers reconnect elsewhere; Shutdown need not wait for them
+	}
 	if m.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 		errs = append(errs, m.http.Shutdown(ctx))

@@ -1282,3 +1282,81 @@ func trimArgs(frame string) string {
 	}
 	return frame
 }
+
+// TestShutdownEndsStreamsForReconnect: a gateway that shuts down ends its
+// websockets with 1001 (going away) and cuts its SSE streams, without
+// completing their subscriptions, so clients reconnect (to another instance)
+// and subscribe again rather than take the end for the subscription's. It
+// does not wait out SHUTDOWN_TIMEOUT for the streams.
+func TestShutdownEndsStreamsForReconnect(t *testing.T) {
+	cfg := testConfig(t)
+	g := startGateway(t, cfg)
+	o := g.mustMutate(t, "placeOrder", placeInput("cust-shutdown", item("A", 1, "1")))
+
+	ws := dialWS(t, g, wsDial{})
+	ws.subscribe(t, "1", orderUpdatedQuery, map[string]any{"id": o.ID})
+	if s := ws.nextOrder(t, "1", "orderUpdated"); s.Version != 1 {
+		t.Fatalf("websocket snapshot: %+v", s)
+	}
+
+	body, _ := json.Marshal(map[string]any{"query": fmt.Sprintf(`subscription { orderUpdated(id: %q) { id version } }`, o.ID)})
+	req, _ := http.NewRequest(http.MethodPost, g.url+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan string, 16) // event names, then "end: <error>"
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if line := sc.Text(); strings.HasPrefix(line, "event:") {
+				events <- strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+			}
+		}
+		events <- fmt.Sprintf("end: %v", sc.Err())
+	}()
+	select {
+	case ev := <-events:
+		if ev != "next" {
+			t.Fatalf("SSE: first event %q, want next", ev)
+		}
+	case <-time.After(eventWait):
+		t.Fatal("SSE: no snapshot")
+	}
+
+	start := time.Now()
+	g.stop()
+	took := time.Since(start)
+	if took > cfg.ShutdownTimeout/2 {
+		t.Fatalf("shutdown took %s with open streams (SHUTDOWN_TIMEOUT %s)", took, cfg.ShutdownTimeout)
+	}
+	for {
+		m, err := ws.tryNext(eventWait, func(wsMsg) bool { return true })
+		if err != nil {
+			break
+		}
+		if m.Type == "complete" {
+			t.Fatalf("websocket: the subscription was completed at shutdown: %+v", m)
+		}
+	}
+	if code := coderws.CloseStatus(ws.readErr); code != coderws.StatusGoingAway {
+		t.Fatalf("websocket: closed with %d (%v), want 1001", code, ws.readErr)
+	}
+	for {
+		select {
+		case ev := <-events:
+			if ev == "complete" {
+				t.Fatal("SSE: the subscription was completed at shutdown")
+			}
+			if strings.HasPrefix(ev, "end:") {
+				t.Logf("shutdown in %s: websocket closed with 1001, no complete; SSE stream cut (%s), no complete", took.Round(time.Millisecond), ev)
+				return
+			}
+		case <-time.After(eventWait):
+			t.Fatal("SSE: the stream did not end")
+		}
+	}
+}

@@ -1,7 +1,11 @@
 package graph
 
 import (
+	"context"
+	"net"
 	"net/http"
+	"strings"
+	"sync"
 
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
@@ -10,16 +14,27 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 )
 
-// NewServer is the GraphQL endpoint: the schema with r's resolvers, the
+// Server is the GraphQL endpoint: the schema with its resolvers, the
 // websocket, SSE, GET and POST transports, a query cache, a complexity
-// limit, the error presenter and a 1 MiB request limit. The server and the
-// benchmark both serve it, so they measure and run the same thing.
-func NewServer(r *Resolver, ws WebsocketOptions) http.Handler {
+// limit, the error presenter and a 1 MiB request limit. The gateway and
+// the benchmark both serve it, so they measure and run the same thing.
+type Server struct {
+	handler http.Handler
+	ws      *Websocket
+
+	mu      sync.Mutex
+	streams map[net.Conn]int // connections with SSE requests in progress
+	closing bool
+}
+
+// NewServer returns the endpoint for r's resolvers.
+func NewServer(r *Resolver, ws WebsocketOptions) *Server {
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: r}))
 	if ws.Logger == nil {
 		ws.Logger = r.logger()
 	}
-	srv.AddTransport(NewWebsocket(ws))
+	s := &Server{ws: NewWebsocket(ws), streams: map[net.Conn]int{}}
+	srv.AddTransport(s.ws)
 	srv.AddTransport(transport.SSE{KeepAlivePingInterval: ws.PingInterval}) // keeps idle streams open through proxies
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
@@ -29,5 +44,66 @@ func NewServer(r *Resolver, ws WebsocketOptions) http.Handler {
 	srv.Use(extension.FixedComplexityLimit(2000))
 	srv.SetErrorPresenter(ErrorPresenter)
 	srv.SetRecoverFunc(RecoverFunc(r.logger()))
-	return http.MaxBytesHandler(srv, 1<<20)
+	s.handler = http.MaxBytesHandler(srv, 1<<20)
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Upgrade") == "" && strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		if conn, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+			if !s.track(conn) {
+				http.Error(w, "the server is shutting down", http.StatusServiceUnavailable)
+				return
+			}
+			defer s.untrack(conn)
+		}
+	}
+	s.handler.ServeHTTP(w, r)
+}
+
+type connKey struct{}
+
+// ConnContext is for http.Server.ConnContext: it lets CloseStreams find the
+// connections of server-sent event streams.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.streams[c]++
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.streams[c]--; s.streams[c] <= 0 {
+		delete(s.streams, c)
+	}
+}
+
+// CloseStreams ends every subscription stream for a shutdown, without
+// completing the subscriptions: websockets are closed with 1001 (going
+// away) and the connections of server-sent event streams are cut, so
+// clients take it for a dropped connection, reconnect (to another
+// instance) and subscribe again, instead of taking it for the end of the
+// subscription. New streams are refused (503) from then on. Without it,
+// http.Server.Shutdown would wait its whole timeout for SSE requests,
+// which never end by themselves. SSE streams are only found when the
+// http.Server's ConnContext is ConnContext.
+func (s *Server) CloseStreams() {
+	s.mu.Lock()
+	s.closing = true
+	conns := s.streams
+	s.streams = map[net.Conn]int{}
+	s.mu.Unlock()
+	for c := range conns {
+		_ = c.Close()
+	}
+	s.ws.closeAll(1001, "server shutting down")
 }

@@ -73,6 +73,10 @@ type Websocket struct {
 	opts     WebsocketOptions
 	upgrader websocket.Upgrader
 	shared   sharedResults
+
+	mu      sync.Mutex
+	conns   map[*wsConn]struct{}
+	closing bool
 }
 
 // NewWebsocket returns the transport.
@@ -80,7 +84,7 @@ func NewWebsocket(o WebsocketOptions) *Websocket {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Websocket{opts: o, upgrader: websocket.Upgrader{
+	return &Websocket{opts: o, conns: map[*wsConn]struct{}{}, upgrader: websocket.Upgrader{
 		ReadBufferSize:  256, // clients send small messages; a larger one takes more reads
 		WriteBufferSize: 4096,
 		WriteBufferPool: &writeBuffers,
@@ -102,6 +106,13 @@ func (t *Websocket) Supports(r *http.Request) bool { return r.Header.Get("Upgrad
 // an origin not allowed) and starts the connection's reader. It returns at
 // once, so the HTTP server's goroutine and its grown stack go away.
 func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	t.mu.Lock()
+	closing := t.closing
+	t.mu.Unlock()
+	if closing {
+		http.Error(w, "the server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	ws, err := t.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return
@@ -115,7 +126,31 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &wsConn{t: t, ws: ws, exec: exec, ctx: ctx, cancel: cancel,
 		legacy: ws.Subprotocol() != protoTransportWS, ops: map[string]*wsOp{}}
+	t.mu.Lock()
+	if t.closing {
+		t.mu.Unlock()
+		c.closeWith(websocket.CloseGoingAway, "server shutting down")
+		return
+	}
+	t.conns[c] = struct{}{}
+	t.mu.Unlock()
 	go c.read()
+}
+
+// closeAll closes every connection with code, without completing their
+// subscriptions, and refuses new ones; it returns when all are closed (each
+// close waits at most a second for its peer).
+func (t *Websocket) closeAll(code int, reason string) {
+	t.mu.Lock()
+	t.closing = true
+	conns := t.conns
+	t.conns = map[*wsConn]struct{}{}
+	t.mu.Unlock()
+	var wg sync.WaitGroup
+	for c := range conns {
+		wg.Go(func() { c.closeWith(code, reason) })
+	}
+	wg.Wait()
 }
 
 // originAllowed admits requests without an Origin (not from a browser), from
@@ -533,6 +568,9 @@ func (c *wsConn) closeWith(code int, reason string) {
 		c.keepAlive.Stop()
 	}
 	c.mu.Unlock()
+	c.t.mu.Lock()
+	delete(c.t.conns, c)
+	c.t.mu.Unlock()
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
 	_ = c.ws.Close()
 	c.cancel()
