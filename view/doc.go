@@ -102,12 +102,12 @@ func (d OrderDoc) ToOrder() domain.Order {
 // (so re-applying an order's change is idempotent); the counts are derived
 // from it on every write.
 type CustomerDoc struct {
-	ID             string          `bson:"_id" json:"customerId"`
-	Orders         []CustomerOrder `bson:"orders" json:"-"`
-	OrderCount     int             `bson:"orderCount" json:"orderCount"`
-	OpenOrderCount int             `bson:"openOrderCount" json:"openOrderCount"`
-	CountsByStatus []StatusCount   `bson:"countsByStatus" json:"countsByStatus"`
-	LifetimeValue  []Money         `bson:"lifetimeValue" json:"lifetimeValue"`
+	ID             string         `bson:"_id" json:"customerId"`
+	Orders         CustomerOrders `bson:"orders" json:"-"`
+	OrderCount     int            `bson:"orderCount" json:"orderCount"`
+	OpenOrderCount int            `bson:"openOrderCount" json:"openOrderCount"`
+	CountsByStatus []StatusCount  `bson:"countsByStatus" json:"countsByStatus"`
+	LifetimeValue  []Money        `bson:"lifetimeValue" json:"lifetimeValue"`
 	// Rev is the sum of the order versions in Orders. It grows with every
 	// change, so it guards concurrent writers (a write replaces only the
 	// revision it read), and, unlike a write counter, it does not depend on

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -185,6 +186,7 @@ func (b *bench) lag(ctx context.Context) error {
 	const never = time.Duration(1 << 62)
 	var lags samples
 	early := 0
+	timeline := map[int]time.Duration{} // 250 ms bucket of the answer → its worst lag
 	for _, a := range answers {
 		at, ok := firstAt(a)
 		if !ok {
@@ -197,6 +199,15 @@ func (b *bench) lag(ctx context.Context) error {
 			d = 0
 		}
 		lags.add(d)
+		bucket := int(a.at.Sub(start) / (250 * time.Millisecond))
+		timeline[bucket] = max(timeline[bucket], d)
+	}
+	if b.o.lagTimeline {
+		var sb strings.Builder
+		for i := 0; i <= int(offeredFor/(250*time.Millisecond)); i++ {
+			fmt.Fprintf(&sb, " %.2fs:%s", float64(i)/4, ms(timeline[i]))
+		}
+		b.note("lag: worst lag of the mutations answered in each 250 ms:%s", sb.String())
 	}
 	achieved := float64(len(answers)) / offeredFor.Seconds()
 	scen := fmt.Sprintf("projection lag at %d mutations/s offered", b.o.lagRate)

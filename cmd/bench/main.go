@@ -56,6 +56,7 @@ type opts struct {
 	queries      int
 	lagRate      int
 	lagDuration  time.Duration
+	lagTimeline  bool
 	breakdown    bool
 	queryBudget  time.Duration // most time spent on one query kind
 	lagDrain     time.Duration // how long the lag scenario waits for the views after the load
@@ -84,6 +85,7 @@ func run() int {
 	fs.IntVar(&o.lagRate, "lag-rate", 1000, "mutations/s offered in the projection lag scenario")
 	fs.BoolVar(&o.breakdown, "breakdown", false, "also run two diagnostic throughput variants: bus.Send without HTTP/GraphQL, and the gateway without its projector")
 	fs.DurationVar(&o.lagDuration, "lag-duration", 10*time.Second, "duration of the projection lag scenario")
+	fs.BoolVar(&o.lagTimeline, "lag-timeline", false, "also print the worst lag of each 250 ms of the lag scenario")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
