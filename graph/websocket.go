@@ -290,7 +290,7 @@ func (c *wsConn) handle(m wsMessage) bool {
 	case (m.Type == "subscribe" && !c.legacy) || (m.Type == "start" && c.legacy):
 		if !c.initialised {
 			if c.legacy {
-				c.enqueueNow(frame("connection_error", "", errorPayload("connection_init must come first")))
+				c.writeNow(frame("connection_error", "", errorPayload("connection_init must come first")))
 				c.protocolError("connection_init must come first")
 			} else {
 				c.closeWith(closeUnauthorized, "Unauthorized")
@@ -323,7 +323,7 @@ func (c *wsConn) handle(m wsMessage) bool {
 		return true
 	default:
 		if c.legacy {
-			c.enqueueNow(frame("connection_error", "", errorPayload("unexpected message "+m.Type)))
+			c.writeNow(frame("connection_error", "", errorPayload("unexpected message "+m.Type)))
 		}
 		c.protocolError(fmt.Sprintf("unexpected message type %q", m.Type))
 		return false

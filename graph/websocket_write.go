@@ -24,9 +24,9 @@ func (c *wsConn) enqueue(msgs ...[]byte) {
 	c.startWriter()
 }
 
-// enqueueNow writes a message at once, for the one that goes just before a
-// close frame.
-func (c *wsConn) enqueueNow(msg []byte) { c.send(msg) }
+// writeNow writes a message at once, bypassing the queue: for the one that
+// must go out just before a close frame.
+func (c *wsConn) writeNow(msg []byte) { c.send(msg) }
 
 // startWriter starts the writer goroutine unless it runs; c.mu is held.
 func (c *wsConn) startWriter() {
@@ -75,8 +75,7 @@ func (c *wsConn) write() {
 // pull sends a subscription's pending updates, each marshalled by the
 // executor for the subscription's selection (or shared with another
 // subscription that asked the same), and completes the subscription when
-// its stream has ended. It reports false when the
-// connection failed.
+// its stream has ended. It reports false when the connection failed.
 func (c *wsConn) pull(op *wsOp, buf *[]byte) bool {
 	for range maxPullsPerTurn {
 		if c.isStopped(op) {
