@@ -556,13 +556,11 @@ func TestSubscriptionOrdersUpdatedFilter(t *testing.T) {
 }
 
 // TestSubscriptionSSE: orderUpdated over server-sent events.
-func TestSubscriptionSSE(t *testing.T) {
-	g := startGateway(t, testConfig(t))
-	o := g.mustMutate(t, "placeOrder", placeInput("cust-sse", item("A", 1, "1")))
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	body, _ := json.Marshal(map[string]any{"query": fmt.Sprintf(`subscription { orderUpdated(id: %q) { id version status } }`, o.ID)})
+// openSSE starts a subscription over server-sent events (graphql-sse's
+// distinct connections mode); its body is closed when the test ends.
+func openSSE(t *testing.T, ctx context.Context, g *gateway, query string) *http.Response {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.url+"/graphql", bytes.NewReader(body))
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Content-Type", "application/json")
@@ -570,7 +568,17 @@ func TestSubscriptionSSE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func TestSubscriptionSSE(t *testing.T) {
+	g := startGateway(t, testConfig(t))
+	o := g.mustMutate(t, "placeOrder", placeInput("cust-sse", item("A", 1, "1")))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp := openSSE(t, ctx, g, fmt.Sprintf(`subscription { orderUpdated(id: %q) { id version status } }`, o.ID))
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
@@ -1299,15 +1307,7 @@ func TestShutdownEndsStreamsForReconnect(t *testing.T) {
 		t.Fatalf("websocket snapshot: %+v", s)
 	}
 
-	body, _ := json.Marshal(map[string]any{"query": fmt.Sprintf(`subscription { orderUpdated(id: %q) { id version } }`, o.ID)})
-	req, _ := http.NewRequest(http.MethodPost, g.url+"/graphql", bytes.NewReader(body))
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := openSSE(t, context.Background(), g, fmt.Sprintf(`subscription { orderUpdated(id: %q) { id version } }`, o.ID))
 	events := make(chan string, 16) // event names, then "end: <error>"
 	go func() {
 		sc := bufio.NewScanner(resp.Body)
