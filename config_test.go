@@ -59,7 +59,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		FetchWait: 20 * time.Millisecond, SessionTimeout: 10 * time.Second,
 		EmbeddedKafkaPort: 0, EmbeddedMongoAddr: "127.0.0.1:0", LogLevel: slog.LevelInfo,
 		AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"}, WSInitTimeout: 10 * time.Second,
-		WSPingInterval: 15 * time.Second, MaxSubscriptions: 100,
+		WSPingInterval: 15 * time.Second, WSWriteTimeout: 10 * time.Second, MaxSubscriptions: 100,
 	}
 	if !equalJSON(t, c, want) {
 		t.Errorf("defaults:\nwant %+v\ngot  %+v", want, c)
@@ -87,7 +87,7 @@ func TestParseConfigEnv(t *testing.T) {
 		"EMBEDDED_MONGODB_ADDR": "0.0.0.0:27017", "LOG_LEVEL": "debug",
 		"ALLOWED_ORIGINS": "app.example.com, *.example.org", "WS_INIT_TIMEOUT": "3s",
 		"WS_PING_INTERVAL": "20s", "MAX_SUBSCRIPTIONS_PER_CONNECTION": "7",
-		"DEBUG_ADDR": "127.0.0.1:6060",
+		"DEBUG_ADDR": "127.0.0.1:6060", "WS_WRITE_TIMEOUT": "4s",
 	}
 	c := mustParse(t, nil, env)
 	want := Config{
@@ -98,7 +98,7 @@ func TestParseConfigEnv(t *testing.T) {
 		FetchWait: 5 * time.Millisecond, SessionTimeout: 45 * time.Second, EmbeddedKafkaPort: 9092,
 		EmbeddedMongoAddr: "0.0.0.0:27017", LogLevel: slog.LevelDebug,
 		AllowedOrigins: []string{"app.example.com", "*.example.org"}, WSInitTimeout: 3 * time.Second,
-		WSPingInterval: 20 * time.Second, MaxSubscriptions: 7, DebugAddr: "127.0.0.1:6060",
+		WSPingInterval: 20 * time.Second, MaxSubscriptions: 7, DebugAddr: "127.0.0.1:6060", WSWriteTimeout: 4 * time.Second,
 	}
 	if !equalJSON(t, c, want) {
 		t.Errorf("from the environment:\nwant %+v\ngot  %+v", want, c)

@@ -81,7 +81,7 @@ func testConfig(t testing.TB) Config {
 		FetchWait: 20 * time.Millisecond, SessionTimeout: 6 * time.Second,
 		EmbeddedMongoAddr: "127.0.0.1:0", LogLevel: slog.LevelWarn,
 		AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"}, WSInitTimeout: 2 * time.Second,
-		WSPingInterval: 2 * time.Second, MaxSubscriptions: 100,
+		WSPingInterval: 2 * time.Second, WSWriteTimeout: 10 * time.Second, MaxSubscriptions: 100,
 	}
 }
 

@@ -258,7 +258,7 @@ func (m *Main) routes() http.Handler {
 		Waiter: live.Waiter{Feed: m.feed, Store: m.store}, ConsistencyTimeout: m.Config.ConsistencyTimeout,
 		Live: m.feed.Hub(), Snapshots: &live.Snapshots{Store: m.store},
 	}, graph.WebsocketOptions{AllowedOrigins: m.Config.AllowedOrigins,
-		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, MaxSubscriptionsPer: m.Config.MaxSubscriptions})
+		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, WriteTimeout: m.Config.WSWriteTimeout, MaxSubscriptionsPer: m.Config.MaxSubscriptions})
 
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", m.gql)

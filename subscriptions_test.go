@@ -1084,6 +1084,64 @@ func TestSlowSubscriberDoesNotHoldOthers(t *testing.T) {
 		n, mutated.Round(time.Millisecond), n+1, fastDone.Round(time.Millisecond), len(fastVs), len(slowVs), time.Since(slowStart).Round(time.Millisecond), n+1, slowVs)
 }
 
+// TestStalledClientIsDisconnected: a client whose socket stays full for
+// WS_WRITE_TIMEOUT is disconnected and its subscription freed, while others
+// go on getting every version.
+func TestStalledClientIsDisconnected(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.WSWriteTimeout = time.Second
+	cfg.WSPingInterval = time.Minute // missed pongs are another test's subject
+	g := startGateway(t, cfg)
+	o := g.mustMutate(t, "placeOrder", placeInput("cust-stalled", item("P", 1, "1")))
+
+	stalledHTTP := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(64 << 10)
+		}
+		return conn, err
+	}}}
+	var pad strings.Builder // large messages, so the socket buffers fill
+	for i := range 30 {
+		fmt.Fprintf(&pad, " p%d: items { sku name quantity unitPrice { amount currencyCode } lineTotal { amount currencyCode } }", i)
+	}
+	query := `subscription($id: ID!) { orderUpdated(id: $id) { id version` + pad.String() + ` } }`
+	stalled := dialWS(t, g, wsDial{client: stalledHTTP, paused: true})
+	stalled.subscribe(t, "1", query, map[string]any{"id": o.ID})
+	fast := dialWS(t, g, wsDial{})
+	fast.subscribe(t, "1", orderUpdatedQuery, map[string]any{"id": o.ID})
+	waitForSubs(t, g, 2)
+
+	start := time.Now()
+	version := 1
+	for g.feed.Hub().Count() == 2 {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the stalled client still holds its subscription after %s and %d versions", time.Since(start).Round(time.Second), version)
+		}
+		if version < 80 {
+			g.mustMutate(t, "addOrderItem", map[string]any{"orderId": o.ID, "item": item(fmt.Sprintf("S%02d", version), 1, "1")})
+			version++
+		} else {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	dropped := time.Since(start)
+	if dropped > 8*time.Second { // the default timeout is 10s: the setting was not applied
+		t.Fatalf("the stalled client was dropped after %s, not about WS_WRITE_TIMEOUT (1s) after its socket filled", dropped)
+	}
+	for last := 0; last < version; {
+		u, err := fast.tryNextOrder("1", "orderUpdated", eventWait)
+		if err != nil {
+			t.Fatalf("fast subscriber after v%d: %v", last, err)
+		}
+		last = u.Version
+	}
+	// (Reading what the stalled client's buffers hold would take long on a
+	// small receive buffer; its subscription is freed only with its
+	// connection, which is what this checks.)
+	t.Logf("stalled client's subscription freed %s after the first of %d versions (WS_WRITE_TIMEOUT 1s); the other client got all of them", dropped.Round(time.Millisecond), version)
+}
+
 // TestSubscriberGoroutinesAreFreed: 1000 subscribers that vanish without a
 // close handshake leave no subscription and no goroutine behind.
 func TestSubscriberGoroutinesAreFreed(t *testing.T) {

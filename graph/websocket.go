@@ -34,24 +34,28 @@ type WebsocketOptions struct {
 	// PingInterval is how often the server pings (graphql-transport-ws)
 	// or sends "ka" (graphql-ws). A graphql-transport-ws client that sends
 	// nothing, not even a pong, for two intervals is disconnected.
-	PingInterval        time.Duration
+	PingInterval time.Duration
+	// WriteTimeout is how long one message write may wait for a client
+	// that does not read (its socket buffers are full) before the
+	// connection is closed; 0 means 10s.
+	WriteTimeout        time.Duration
 	MaxSubscriptionsPer int
 	Logger              *slog.Logger
 }
 
 // Websocket close codes of graphql-transport-ws (graphql-ws's PROTOCOL.md).
 const (
-	closeBadRequest       = 4400
-	closeUnauthorized     = 4401
-	closeInitTimeout      = 4408
-	closeDuplicateID      = 4409
-	closeTooManyInits     = 4429
-	closeNoPong           = 4499 // the code graphql-ws clients use for their own keep-alive timeout
-	closeInternalError    = 4500
-	protoTransportWS      = "graphql-transport-ws"
-	protoLegacyGraphqlWS  = "graphql-ws" // subscriptions-transport-ws
-	websocketReadLimit    = 1 << 20
-	websocketWriteTimeout = 10 * time.Second
+	closeBadRequest      = 4400
+	closeUnauthorized    = 4401
+	closeInitTimeout     = 4408
+	closeDuplicateID     = 4409
+	closeTooManyInits    = 4429
+	closeNoPong          = 4499 // the code graphql-ws clients use for their own keep-alive timeout
+	closeInternalError   = 4500
+	protoTransportWS     = "graphql-transport-ws"
+	protoLegacyGraphqlWS = "graphql-ws" // subscriptions-transport-ws
+	websocketReadLimit   = 1 << 20
+	defaultWriteTimeout  = 10 * time.Second
 )
 
 // Websocket is the websocket transport: graphql-transport-ws (graphql-ws,
@@ -83,6 +87,9 @@ type Websocket struct {
 func NewWebsocket(o WebsocketOptions) *Websocket {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = defaultWriteTimeout
 	}
 	return &Websocket{opts: o, conns: map[*wsConn]struct{}{}, upgrader: websocket.Upgrader{
 		ReadBufferSize:  256, // clients send small messages; a larger one takes more reads

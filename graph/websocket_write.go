@@ -113,11 +113,13 @@ func (c *wsConn) pull(op *wsOp, buf *[]byte) bool {
 func (c *wsConn) send(msg []byte) bool {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	// The deadline moves at most once a second: setting it is a timer
-	// update, which costs more than the time it would measure.
-	if now := time.Now(); now.Sub(c.writeDeadlineSet) >= time.Second {
+	// The deadline moves at most ten times per timeout (so it is always at
+	// least 90% of the timeout away): setting it is a timer update, which
+	// costs more than the time it would measure.
+	timeout := c.t.opts.WriteTimeout
+	if now := time.Now(); now.Sub(c.writeDeadlineSet) >= timeout/10 {
 		c.writeDeadlineSet = now
-		_ = c.ws.SetWriteDeadline(now.Add(websocketWriteTimeout))
+		_ = c.ws.SetWriteDeadline(now.Add(timeout))
 	}
 	if err := c.ws.WriteMessage(websocket.TextMessage, msg); err != nil {
 		_ = c.ws.Close()
