@@ -836,6 +836,7 @@ func TestWebsocketProtocolErrors(t *testing.T) {
 			{"subscribe before connection_init", true, []wsMsg{subscribe("1")}, 4401},
 			{"a second connection_init", false, []wsMsg{{Type: "connection_init"}}, 4429},
 			{"a subscription id in use", false, []wsMsg{subscribe("dup"), subscribe("dup")}, 4409},
+			{"a long subscription id in use (the reason is cut to fit the close frame)", false, []wsMsg{subscribe(strings.Repeat("id", 100)), subscribe(strings.Repeat("id", 100))}, 4409},
 			{"an unknown message type", false, []wsMsg{{Type: "hello"}}, 4400},
 			{"a server message from the client", false, []wsMsg{{Type: "next", ID: "1"}}, 4400},
 			{"subscribe without an id", false, []wsMsg{subscribe("")}, 4400},
@@ -889,6 +890,36 @@ func TestWebsocketProtocolErrors(t *testing.T) {
 			t.Fatalf("query: want complete, got %+v %v", m, err)
 		}
 		t.Logf("bad payload and bad query: error messages; then a subscription works; a query: next, complete")
+	})
+
+	// Operations in flight per connection are capped (at the subscription
+	// cap plus 100; with no subscription cap, at 100).
+	t.Run("operations in flight", func(t *testing.T) {
+		cfg := testConfig(t)
+		cfg.MaxSubscriptions = 0
+		g := startGateway(t, cfg)
+		o := g.mustMutate(t, "placeOrder", placeInput("cust-ops-cap", item("A", 1, "1")))
+		c := dialWS(t, g, wsDial{})
+		for i := range 100 {
+			c.subscribe(t, fmt.Sprint(i), orderUpdatedQuery, map[string]any{"id": o.ID})
+		}
+		waitForSubs(t, g, 100)
+		c.subscribe(t, "one-more", orderUpdatedQuery, map[string]any{"id": o.ID})
+		m, err := c.tryNext(eventWait, byID("one-more"))
+		if err != nil || m.Type != "error" || !strings.Contains(string(m.Payload), "at most 100 operations") {
+			t.Fatalf("the 101st operation: %+v %v", m, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+		defer cancel()
+		if err := c.send(ctx, wsMsg{ID: "0", Type: "complete"}); err != nil {
+			t.Fatal(err)
+		}
+		waitForSubs(t, g, 99)
+		c.subscribe(t, "after", orderUpdatedQuery, map[string]any{"id": o.ID})
+		if s := c.nextOrder(t, "after", "orderUpdated"); s.ID != o.ID {
+			t.Fatalf("after completing one: %+v", s)
+		}
+		t.Logf("101st operation refused: %s; after completing one, another was accepted", m.Payload)
 	})
 
 	// graphql-transport-ws: a client that sends nothing, not even a pong,

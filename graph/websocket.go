@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
@@ -38,7 +39,9 @@ type WebsocketOptions struct {
 	// WriteTimeout is how long one message write may wait for a client
 	// that does not read (its socket buffers are full) before the
 	// connection is closed; 0 means 10s.
-	WriteTimeout        time.Duration
+	WriteTimeout time.Duration
+	// MaxSubscriptionsPer caps a connection's subscriptions (0: only the
+	// cap on operations in flight, which is this plus 100).
 	MaxSubscriptionsPer int
 	Logger              *slog.Logger
 }
@@ -196,16 +199,16 @@ type wsConn struct {
 
 	initialised bool // reader only
 
-	writeMu          sync.Mutex // one message write at a time
-	writeDeadlineSet time.Time  // when the write deadline was last moved; guarded by writeMu
+	writeMu sync.Mutex // one message write at a time
 
-	mu        sync.Mutex
-	ops       map[string]*wsOp
-	outbox    [][]byte // whole messages, in order
-	ready     []*wsOp  // subscriptions woken since the writer last looked
-	writing   bool     // a writer goroutine is running
-	closed    bool
-	keepAlive *time.Timer
+	mu          sync.Mutex
+	ops         map[string]*wsOp
+	outbox      [][]byte // whole messages, in order
+	outboxBytes int
+	ready       []*wsOp // subscriptions woken since the writer last looked
+	writing     bool    // a writer goroutine is running
+	closed      bool
+	keepAlive   *time.Timer
 }
 
 // wsMessage is a message of either protocol.
@@ -275,7 +278,9 @@ func (c *wsConn) handle(m wsMessage) bool {
 			return false
 		}
 		c.initialised = true
-		c.ctx = WithSubscriptionLimit(c.ctx, c.t.opts.MaxSubscriptionsPer)
+		if c.t.opts.MaxSubscriptionsPer > 0 {
+			c.ctx = WithSubscriptionLimit(c.ctx, c.t.opts.MaxSubscriptionsPer)
+		}
 		_ = c.ws.SetReadDeadline(time.Time{})
 		if !c.legacy && c.t.opts.PingInterval > 0 {
 			_ = c.ws.SetReadDeadline(time.Now().Add(2 * c.t.opts.PingInterval))
@@ -287,7 +292,7 @@ func (c *wsConn) handle(m wsMessage) bool {
 		c.startKeepAlive()
 		return true
 	case m.Type == "ping" && !c.legacy:
-		c.enqueue(frame("pong", "", m.Payload))
+		c.enqueue(frame("pong", "", nil)) // the payload is optional; echoing it would let a client make the server queue what it sends
 		return true
 	case m.Type == "pong" && !c.legacy:
 		return true // the read deadline has moved on
@@ -311,6 +316,11 @@ func (c *wsConn) handle(m wsMessage) bool {
 		c.mu.Lock()
 		old := c.ops[m.ID]
 		c.mu.Unlock()
+		if old == nil && c.opCount() >= c.maxOps() {
+			c.enqueue(frame("error", m.ID, errorsPayload(gqlerror.List{{Message: fmt.Sprintf("a connection may run at most %d operations at once", c.maxOps()),
+				Extensions: map[string]any{"code": "INVALID_INPUT"}}})))
+			return true
+		}
 		if old != nil {
 			if !c.legacy {
 				c.closeWith(closeDuplicateID, fmt.Sprintf("Subscriber for %s already exists", m.ID))
@@ -335,6 +345,33 @@ func (c *wsConn) handle(m wsMessage) bool {
 		c.protocolError(fmt.Sprintf("unexpected message type %q", m.Type))
 		return false
 	}
+}
+
+// opCount is how many operations the connection runs.
+func (c *wsConn) opCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.ops)
+}
+
+// maxOps caps a connection's operations in flight (subscriptions, and
+// queries or mutations still running) at its subscriptions and 100 more,
+// so a client cannot make the server run or queue without bound.
+func (c *wsConn) maxOps() int {
+	return max(c.t.opts.MaxSubscriptionsPer, 0) + 100
+}
+
+// closeReason fits reason into a close frame (at most 123 bytes, cut at a
+// rune boundary); a longer one would make the close frame fail.
+func closeReason(reason string) string {
+	if len(reason) <= 123 {
+		return reason
+	}
+	cut := 123
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut]
 }
 
 // protocolError closes the connection with 4400 and the reason.
@@ -454,15 +491,15 @@ func (c *wsConn) execute(ctx context.Context, op *wsOp, payload json.RawMessage,
 			c.fail(op, errorsPayload(resp.Errors))
 			return
 		}
-		c.enqueue(frame(c.dataType(), op.id, responsePayload(resp)))
+		c.enqueueFor(op, frame(c.dataType(), op.id, responsePayload(resp)))
 		c.finish(op)
 		return
 	}
 	ctx = graphql.WithOperationContext(ctx, rc)
 	if rc.Operation.Operation != ast.Subscription {
 		respond, ctx := c.exec.DispatchOperation(ctx, rc)
-		if resp := respond(ctx); resp != nil && !c.isStopped(op) {
-			c.enqueue(frame(c.dataType(), op.id, responsePayload(resp)))
+		if resp := respond(ctx); resp != nil {
+			c.enqueueFor(op, frame(c.dataType(), op.id, responsePayload(resp)))
 		}
 		c.finish(op)
 		return
@@ -493,10 +530,9 @@ func (c *wsConn) execute(ctx context.Context, op *wsOp, payload json.RawMessage,
 func (c *wsConn) relay(op *wsOp) {
 	for {
 		resp := op.respond(op.ctx)
-		if resp == nil || c.isStopped(op) {
+		if resp == nil || !c.enqueueFor(op, frame(c.dataType(), op.id, responsePayload(resp))) {
 			break
 		}
-		c.enqueue(frame(c.dataType(), op.id, responsePayload(resp)))
 	}
 	c.finish(op)
 }
@@ -570,7 +606,7 @@ func (c *wsConn) closeWith(code int, reason string) {
 	}
 	c.closed = true
 	ops := c.ops
-	c.ops, c.outbox, c.ready = nil, nil, nil
+	c.ops, c.outbox, c.outboxBytes, c.ready = nil, nil, 0, nil
 	if c.keepAlive != nil {
 		c.keepAlive.Stop()
 	}
@@ -578,7 +614,7 @@ func (c *wsConn) closeWith(code int, reason string) {
 	c.t.mu.Lock()
 	delete(c.t.conns, c)
 	c.t.mu.Unlock()
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, closeReason(reason)), time.Now().Add(time.Second))
 	_ = c.ws.Close()
 	c.cancel()
 	for _, op := range ops {

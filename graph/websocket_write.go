@@ -13,15 +13,61 @@ import (
 // subscription before it serves the connection's others.
 const maxPullsPerTurn = 64
 
+// maxOutboxBytes bounds what a connection queues for a client that reads
+// slower than it sends requests; past it the connection is closed.
+const maxOutboxBytes = 8 << 20
+
 // enqueue queues whole messages for the connection's writer.
 func (c *wsConn) enqueue(msgs ...[]byte) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	ok := c.queueLocked(msgs)
+	c.mu.Unlock()
+	if !ok {
+		c.closeWith(websocket.ClosePolicyViolation, "the client reads slower than it sends requests")
+	}
+}
+
+// enqueueFor queues an operation's messages unless it has stopped, in one
+// step with that check, so nothing of it follows its complete. It reports
+// whether they were queued.
+func (c *wsConn) enqueueFor(op *wsOp, msgs ...[]byte) bool {
+	c.mu.Lock()
+	if op.stopped {
+		c.mu.Unlock()
+		return false
+	}
+	ok := c.queueLocked(msgs)
+	c.mu.Unlock()
+	if !ok {
+		c.closeWith(websocket.ClosePolicyViolation, "the client reads slower than it sends requests")
+	}
+	return ok
+}
+
+// queueLocked appends to the outbox and wakes the writer; c.mu is held. It
+// reports false when the outbox is over its bound (nothing is queued then).
+func (c *wsConn) queueLocked(msgs [][]byte) bool {
 	if c.closed {
-		return
+		return true
+	}
+	n := 0
+	for _, m := range msgs {
+		n += len(m)
+	}
+	if c.outboxBytes+n > maxOutboxBytes {
+		return false
 	}
 	c.outbox = append(c.outbox, msgs...)
+	c.outboxBytes += n
 	c.startWriter()
+	return true
+}
+
+// takeOutbox empties the outbox; c.mu is held.
+func (c *wsConn) takeOutbox() [][]byte {
+	msgs := c.outbox
+	c.outbox, c.outboxBytes = nil, 0
+	return msgs
 }
 
 // writeNow writes a message at once, bypassing the queue: for the one that
@@ -48,8 +94,8 @@ func (c *wsConn) write() {
 	var buf []byte
 	for {
 		c.mu.Lock()
-		msgs, ops := c.outbox, c.ready
-		c.outbox, c.ready = nil, nil
+		msgs, ops := c.takeOutbox(), c.ready
+		c.ready = nil
 		if c.closed || len(msgs)+len(ops) == 0 {
 			c.writing = false
 			c.mu.Unlock()
@@ -65,11 +111,25 @@ func (c *wsConn) write() {
 			}
 		}
 		for _, op := range ops {
-			if !c.pull(op, &buf) {
+			if !c.pull(op, &buf) || !c.sendOutbox() {
 				return
 			}
 		}
 	}
+}
+
+// sendOutbox sends what was queued meanwhile (a pong, a keep-alive, a
+// query's result), so it does not wait behind every subscription's updates.
+func (c *wsConn) sendOutbox() bool {
+	c.mu.Lock()
+	msgs := c.takeOutbox()
+	c.mu.Unlock()
+	for _, m := range msgs {
+		if !c.send(m) {
+			return false
+		}
+	}
+	return true
 }
 
 // pull sends a subscription's pending updates, each marshalled by the
@@ -113,14 +173,7 @@ func (c *wsConn) pull(op *wsOp, buf *[]byte) bool {
 func (c *wsConn) send(msg []byte) bool {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	// The deadline moves at most ten times per timeout (so it is always at
-	// least 90% of the timeout away): setting it is a timer update, which
-	// costs more than the time it would measure.
-	timeout := c.t.opts.WriteTimeout
-	if now := time.Now(); now.Sub(c.writeDeadlineSet) >= timeout/10 {
-		c.writeDeadlineSet = now
-		_ = c.ws.SetWriteDeadline(now.Add(timeout))
-	}
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
 	if err := c.ws.WriteMessage(websocket.TextMessage, msg); err != nil {
 		_ = c.ws.Close()
 		return false
