@@ -1,6 +1,8 @@
 // Package graph is the GraphQL edge: resolvers translate GraphQL into
-// commands (mutations) and view reads (queries), and one error presenter
-// turns domain errors into GraphQL errors.
+// commands (mutations), view reads (queries) and hub subscriptions, one
+// error presenter turns domain errors into GraphQL errors, and the server
+// (NewServer) carries the transports, among them our own websocket
+// transport, built for many idle subscribers (websocket.go).
 package graph
 
 //go:generate go tool gqlgen generate
