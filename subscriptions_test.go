@@ -1039,6 +1039,29 @@ func TestSubscriptionAcrossInstances(t *testing.T) {
 	t.Logf("subscriber on %s got v2 CONFIRMED for a confirmOrder sent to the process at %s", a.Addr(), b.url)
 }
 
+// smallReadBufferClient dials with a 64 KB socket receive buffer, so the
+// server's writes to a client that stops reading block sooner (smaller
+// ones make loopback TCP crawl once it reads again).
+func smallReadBufferClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(64 << 10)
+		}
+		return conn, err
+	}}}
+}
+
+// itemsUnder30Aliases is a selection that repeats an order's items under
+// 30 aliases, to make each message large.
+func itemsUnder30Aliases() string {
+	var pad strings.Builder
+	for i := range 30 {
+		fmt.Fprintf(&pad, " p%d: items { sku name quantity unitPrice { amount currencyCode } lineTotal { amount currencyCode } }", i)
+	}
+	return pad.String()
+}
+
 // TestSlowSubscriberDoesNotHoldOthers: a subscriber that stops reading does
 // not delay another one; when it reads again it gets the latest state.
 func TestSlowSubscriberDoesNotHoldOthers(t *testing.T) {
@@ -1054,21 +1077,12 @@ func TestSlowSubscriberDoesNotHoldOthers(t *testing.T) {
 	// The slow client's socket has a small receive buffer (smaller ones make
 	// loopback TCP crawl once it reads again), so the server's writes to it
 	// block sooner.
-	slowHTTP := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.SetReadBuffer(64 << 10)
-		}
-		return conn, err
-	}}}
+	slowHTTP := smallReadBufferClient()
 	// Each message repeats the items under 30 aliases (about 300 KB by the
 	// end, 10 MB in all), so the unread ones fill the socket buffers and the
 	// server's writes to slow block.
-	var pad strings.Builder
-	for i := range 30 {
-		fmt.Fprintf(&pad, " p%d: items { sku name quantity unitPrice { amount currencyCode } lineTotal { amount currencyCode } }", i)
-	}
-	query := `subscription($id: ID!) { orderUpdated(id: $id) { id status version itemCount items { sku quantity }` + pad.String() + ` } }`
+	pad := itemsUnder30Aliases()
+	query := `subscription($id: ID!) { orderUpdated(id: $id) { id status version itemCount items { sku quantity }` + pad + ` } }`
 	slow := dialWS(t, g, wsDial{client: slowHTTP, paused: true})
 	slow.subscribe(t, "1", query, map[string]any{"id": o.ID})
 	fast := dialWS(t, g, wsDial{})
@@ -1125,18 +1139,9 @@ func TestStalledClientIsDisconnected(t *testing.T) {
 	g := startGateway(t, cfg)
 	o := g.mustMutate(t, "placeOrder", placeInput("cust-stalled", item("P", 1, "1")))
 
-	stalledHTTP := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.SetReadBuffer(64 << 10)
-		}
-		return conn, err
-	}}}
-	var pad strings.Builder // large messages, so the socket buffers fill
-	for i := range 30 {
-		fmt.Fprintf(&pad, " p%d: items { sku name quantity unitPrice { amount currencyCode } lineTotal { amount currencyCode } }", i)
-	}
-	query := `subscription($id: ID!) { orderUpdated(id: $id) { id version` + pad.String() + ` } }`
+	stalledHTTP := smallReadBufferClient()
+	pad := itemsUnder30Aliases() // large messages, so the socket buffers fill
+	query := `subscription($id: ID!) { orderUpdated(id: $id) { id version` + pad + ` } }`
 	stalled := dialWS(t, g, wsDial{client: stalledHTTP, paused: true})
 	stalled.subscribe(t, "1", query, map[string]any{"id": o.ID})
 	fast := dialWS(t, g, wsDial{})
