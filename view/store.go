@@ -455,7 +455,9 @@ type writeTurn struct {
 	urgents int // urgent waiters
 }
 
-func (t *writeTurn) acquire(urgent bool) {
+// acquire waits for the turn; it returns ctx's error, without the turn, if
+// ctx ends first.
+func (t *writeTurn) acquire(ctx context.Context, urgent bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.cond == nil {
@@ -463,12 +465,25 @@ func (t *writeTurn) acquire(urgent bool) {
 	}
 	if urgent {
 		t.urgents++
-		defer func() { t.urgents-- }()
+		defer func() {
+			t.urgents--
+			t.cond.Broadcast() // non-urgent waiters may go now
+		}()
 	}
+	stop := context.AfterFunc(ctx, func() {
+		t.mu.Lock()
+		t.cond.Broadcast()
+		t.mu.Unlock()
+	})
+	defer stop()
 	for t.busy || (!urgent && t.urgents > 0) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		t.cond.Wait()
 	}
 	t.busy = true
+	return nil
 }
 
 func (t *writeTurn) release() {
@@ -489,7 +504,9 @@ func (s *Store) ferretWrite(ctx context.Context, urgent bool, write func() error
 	if !ferret {
 		return write()
 	}
-	s.turn.acquire(urgent)
+	if err := s.turn.acquire(ctx, urgent); err != nil {
+		return storeErr(err)
+	}
 	defer s.turn.release()
 	if err := ctx.Err(); err != nil {
 		return storeErr(err)

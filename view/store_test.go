@@ -197,16 +197,17 @@ func TestStoreWritesConcurrentBatches(t *testing.T) {
 // earlier but is not urgent (a summary write).
 func TestWriteTurnUrgentFirst(t *testing.T) {
 	var turn writeTurn
-	turn.acquire(false)
+	ctx := context.Background()
+	_ = turn.acquire(ctx, false)
 	order := make(chan string, 2)
 	urgentWaiting := func() bool {
 		turn.mu.Lock()
 		defer turn.mu.Unlock()
 		return turn.urgents > 0
 	}
-	go func() { turn.acquire(false); order <- "summary"; turn.release() }()
+	go func() { _ = turn.acquire(ctx, false); order <- "summary"; turn.release() }()
 	time.Sleep(20 * time.Millisecond) // let the summary writer queue first
-	go func() { turn.acquire(true); order <- "order"; turn.release() }()
+	go func() { _ = turn.acquire(ctx, true); order <- "order"; turn.release() }()
 	for !urgentWaiting() {
 		time.Sleep(time.Millisecond)
 	}
@@ -214,4 +215,50 @@ func TestWriteTurnUrgentFirst(t *testing.T) {
 	if first, second := <-order, <-order; first != "order" || second != "summary" {
 		t.Fatalf("turn order: %s then %s, want order then summary", first, second)
 	}
+}
+
+// A waiter whose context ends gives up without the turn; an urgent one that
+// gives up lets the non-urgent waiters behind it go.
+func TestWriteTurnWaitEndsWithContext(t *testing.T) {
+	var turn writeTurn
+	if err := turn.acquire(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := turn.acquire(ctx, true); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("acquire with an ending context: %v, want the context's error", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("acquire gave up after %s", waited)
+	}
+	summary := make(chan error, 1)
+	go func() { summary <- turn.acquire(context.Background(), false) }()
+	urgent, cancelUrgent := context.WithCancel(context.Background())
+	urgentDone := make(chan error, 1)
+	go func() { urgentDone <- turn.acquire(urgent, true) }()
+	for {
+		turn.mu.Lock()
+		n := turn.urgents
+		turn.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancelUrgent()
+	if err := <-urgentDone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled urgent waiter: %v", err)
+	}
+	turn.release()
+	select {
+	case err := <-summary:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the non-urgent waiter did not get the turn after the urgent one gave up")
+	}
+	turn.release()
 }
