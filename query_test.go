@@ -482,9 +482,15 @@ func TestConsistencyTokenErrors(t *testing.T) {
 		}
 	}
 	// A summary that never gets there answers after the timeout and says so.
-	// Both of its waits (the order view, then the summary) run out; the
-	// answer has the summary, no error, and both messages.
+	// Both of its waits (the order view, then the summary) run out, within
+	// one budget; the answer has the summary, no error, and both messages.
+	start = time.Now()
 	r = g.do(t, cq, map[string]any{"c": "cust-token", "t": consistencyTokenFor(id, 99)})
+	took = time.Since(start)
+	t.Logf("customer with an unreachable token answered after %s", took)
+	if took >= cfg.ConsistencyTimeout*3/2 { // one budget; two would take about twice the timeout
+		t.Errorf("customer with an unreachable token answered after %s: each wait took the whole timeout %s", took, cfg.ConsistencyTimeout)
+	}
 	cons, _ = r.Extensions["consistency"].(map[string]any)
 	if cons == nil || cons["reached"] != false || len(r.Errors) != 0 || !strings.Contains(string(r.Data), `"customerId":"cust-token"`) {
 		t.Errorf("customer with an unreachable token: want the summary, no errors, extensions.consistency.reached == false; got %s %+v %v", r.Data, r.Errors, r.Extensions)

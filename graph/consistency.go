@@ -45,6 +45,11 @@ func parseToken(s string) (orderID string, version int, err error) {
 // by the consistency timeout. If they do not get there in time, the answer
 // says so in extensions.consistency; it is never silently stale.
 func (r *Resolver) awaitToken(ctx context.Context, token *string) error {
+	return r.awaitTokenUntil(ctx, token, time.Now().Add(r.ConsistencyTimeout))
+}
+
+// awaitTokenUntil is awaitToken with the wait's deadline given.
+func (r *Resolver) awaitTokenUntil(ctx context.Context, token *string, deadline time.Time) error {
 	if token == nil || *token == "" {
 		return nil
 	}
@@ -55,7 +60,7 @@ func (r *Resolver) awaitToken(ctx context.Context, token *string) error {
 	if r.Waiter == nil {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, r.ConsistencyTimeout)
+	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	if !r.Waiter.WaitForOrder(wctx, orderID, version) {
 		if ctx.Err() != nil {
@@ -85,12 +90,22 @@ func notReached(ctx context.Context, message string) {
 	graphql.RegisterExtension(ctx, "consistency", map[string]any{"reached": false, "message": message})
 }
 
+// customerSummary reads customer id's summary after the waits a token asks
+// for: the order view, then the summary, within one consistency timeout.
+func (r *Resolver) customerSummary(ctx context.Context, id string, token *string) (*view.CustomerDoc, error) {
+	deadline := time.Now().Add(r.ConsistencyTimeout)
+	if err := r.awaitTokenUntil(ctx, token, deadline); err != nil {
+		return nil, err
+	}
+	return r.awaitSummary(ctx, id, token, deadline)
+}
+
 // awaitSummary reads customer id's summary. With a token naming a write to
 // one of this customer's orders, it waits, bounded by the consistency
 // timeout, until the summary includes that write: the projector updates
 // summaries just after it publishes the order views that awaitToken waits
 // for. A token about another customer's order waits for nothing more.
-func (r *Resolver) awaitSummary(ctx context.Context, id string, token *string) (*view.CustomerDoc, error) {
+func (r *Resolver) awaitSummary(ctx context.Context, id string, token *string, deadline time.Time) (*view.CustomerDoc, error) {
 	d, err := r.Views.Customer(ctx, id)
 	if err != nil || token == nil || *token == "" || r.Waiter == nil {
 		return d, err
@@ -106,7 +121,6 @@ func (r *Resolver) awaitSummary(ctx context.Context, id string, token *string) (
 	if err != nil || o == nil || o.CustomerID != id {
 		return d, err
 	}
-	deadline := time.Now().Add(r.ConsistencyTimeout)
 	for wait := 2 * time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		if time.Now().Add(wait).After(deadline) {
 			notReached(ctx, fmt.Sprintf("the summary of customer %s did not include version %d of order %s within %s; this answer may not include that write", id, version, orderID, r.ConsistencyTimeout))

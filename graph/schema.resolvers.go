@@ -83,10 +83,7 @@ func (r *queryResolver) Orders(ctx context.Context, filter *model.OrderFilter, f
 
 // Customer is the resolver for the customer field.
 func (r *queryResolver) Customer(ctx context.Context, id string, consistencyToken *string) (*model.CustomerSummary, error) {
-	if err := r.awaitToken(ctx, consistencyToken); err != nil {
-		return nil, r.internal(ctx, err)
-	}
-	d, err := r.awaitSummary(ctx, id, consistencyToken)
+	d, err := r.customerSummary(ctx, id, consistencyToken)
 	if err != nil || d == nil {
 		return nil, r.internal(ctx, err)
 	}
