@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +190,32 @@ func TestParseConfigHelp(t *testing.T) {
 		t.Errorf("--bogus: want an error, got none")
 	} else if out.Len() != 0 {
 		t.Errorf("--bogus: want no usage printed besides the error %q, got %d bytes", err, out.Len())
+	}
+}
+
+// DEBUG_ADDR serves Go's profiling endpoints on their own address, and
+// never on the GraphQL one.
+func TestDebugAddr(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DebugAddr = "127.0.0.1:0"
+	g := startGateway(t, cfg)
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("http://" + g.DebugAddr() + "/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Fatalf("profiling index on DEBUG_ADDR: %d %.200s", code, body)
+	}
+	if code, _ := get(g.url + "/debug/pprof/"); code != http.StatusNotFound {
+		t.Fatalf("the GraphQL address answers /debug/pprof/ with %d, want 404", code)
+	}
+	if off := startGateway(t, testConfig(t)); off.DebugAddr() != "" {
+		t.Fatalf("without DEBUG_ADDR the profiling endpoints listen on %s", off.DebugAddr())
 	}
 }

@@ -65,19 +65,20 @@ type Main struct {
 	Config Config
 	Logger *slog.Logger
 
-	kafka     *embedded.Kafka
-	mongo     *embedded.Mongo
-	brokers   []string
-	mongoURI  string
-	store     *view.Store
-	bus       *command.Bus
-	handler   *command.Handler
-	projector *projector.Projector
-	feed      *live.Feed
-	listener  net.Listener
-	http      *http.Server
-	gql       *graph.Server
-	debug     *http.Server // DEBUG_ADDR: profiling endpoints
+	kafka         *embedded.Kafka
+	mongo         *embedded.Mongo
+	brokers       []string
+	mongoURI      string
+	store         *view.Store
+	bus           *command.Bus
+	handler       *command.Handler
+	projector     *projector.Projector
+	feed          *live.Feed
+	listener      net.Listener
+	http          *http.Server
+	gql           *graph.Server
+	debug         *http.Server // DEBUG_ADDR: profiling endpoints
+	debugListener net.Listener
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -180,7 +181,7 @@ func (m *Main) serveDebug(addr string) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	m.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.debug, m.debugListener = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln
 	m.goRun(func() error {
 		if err := m.debug.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -314,6 +315,15 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // Addr is the address the HTTP server listens on.
 func (m *Main) Addr() string { return m.listener.Addr().String() }
+
+// DebugAddr is the address of the profiling endpoints, or "" when they are
+// off.
+func (m *Main) DebugAddr() string {
+	if m.debugListener == nil {
+		return ""
+	}
+	return m.debugListener.Addr().String()
+}
 
 // Close stops taking requests, lets in-flight ones finish (their commands
 // are still handled meanwhile), stops the handler and projector (committing
