@@ -105,10 +105,8 @@ func (c *wsConn) write() {
 			op.queued = false
 		}
 		c.mu.Unlock()
-		for _, m := range msgs {
-			if !c.send(m) {
-				return
-			}
+		if !c.sendAll(msgs) {
+			return
 		}
 		for _, op := range ops {
 			if !c.pull(op, &buf) || !c.sendOutbox() {
@@ -124,6 +122,11 @@ func (c *wsConn) sendOutbox() bool {
 	c.mu.Lock()
 	msgs := c.takeOutbox()
 	c.mu.Unlock()
+	return c.sendAll(msgs)
+}
+
+// sendAll sends msgs in order; false when the connection failed.
+func (c *wsConn) sendAll(msgs [][]byte) bool {
 	for _, m := range msgs {
 		if !c.send(m) {
 			return false
