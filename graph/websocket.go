@@ -314,9 +314,9 @@ func (c *wsConn) handle(m wsMessage) bool {
 			return false
 		}
 		c.mu.Lock()
-		old := c.ops[m.ID]
+		old, running := c.ops[m.ID], len(c.ops)
 		c.mu.Unlock()
-		if old == nil && c.opCount() >= c.maxOps() {
+		if old == nil && running >= c.maxOps() {
 			c.enqueue(frame("error", m.ID, errorsPayload(gqlerror.List{{Message: fmt.Sprintf("a connection may run at most %d operations at once", c.maxOps()),
 				Extensions: map[string]any{"code": "INVALID_INPUT"}}})))
 			return true
@@ -345,13 +345,6 @@ func (c *wsConn) handle(m wsMessage) bool {
 		c.protocolError(fmt.Sprintf("unexpected message type %q", m.Type))
 		return false
 	}
-}
-
-// opCount is how many operations the connection runs.
-func (c *wsConn) opCount() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.ops)
 }
 
 // maxOps caps a connection's operations in flight (subscriptions, and
