@@ -1,8 +1,9 @@
+//go:build linux
+
 package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,11 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // BenchmarkSubscribers connects N websocket subscribers (graphql-transport-ws)
@@ -78,8 +76,8 @@ func benchSubscribers(b *testing.B, subscribers, updates int) {
 		name string
 		fanoutResult
 	}{{"gateway", gw}, {"floor", floor}} {
-		b.Logf("%-7s %d subscribers × %d updates on %d cores: delivery p50 %.1f ms, p99 %.1f ms, max %.1f ms; %.1f KB per idle subscriber (RSS %d MB → %d MB); %.1f µs CPU per message",
-			r.name, subscribers, updates, runtime.NumCPU(), r.pct(0.5), r.pct(0.99), r.pct(1), r.kbPerSub, r.rssBefore>>20, r.rssIdle>>20, r.cpuPerMsg)
+		b.Logf("%-7s %d subscribers × %d updates on %d cores: delivery p50 %.1f ms, p99 %.1f ms, max %.1f ms; %.1f KB per idle subscriber (RSS %d MB → %d MB); %.1f µs CPU per message (clients: %.1f µs)",
+			r.name, subscribers, updates, runtime.NumCPU(), r.pct(0.5), r.pct(0.99), r.pct(1), r.kbPerSub, r.rssBefore>>20, r.rssIdle>>20, r.cpuPerMsg, r.clientCPUPerMsg)
 	}
 }
 
@@ -195,6 +193,7 @@ type fanoutResult struct {
 	latencies           []time.Duration // sorted
 	rssBefore, rssIdle  int64
 	kbPerSub, cpuPerMsg float64
+	clientCPUPerMsg     float64 // this process's: the clients'
 }
 
 // pct is the q-quantile of the latencies in milliseconds (1: the maximum).
@@ -205,109 +204,50 @@ func (r fanoutResult) pct(q float64) float64 {
 // runSubscribers connects n subscribers to t, waits for each one's first
 // state, lets them idle, then sends updates and times their arrival.
 //
-// The clients are lean on purpose (gorilla, a byte scan instead of JSON
-// decoding): they share this machine's cores with the server, and every
-// microsecond they spend is one the server does not get.
+// The clients are lean on purpose (epollSubscribers: raw sockets, one epoll
+// loop per core, a byte scan instead of JSON decoding): they share this
+// machine's cores with the server, and every microsecond they spend is one
+// the server does not get.
 func runSubscribers(b *testing.B, t fanoutTarget, n, updates int) fanoutResult {
-	var mu sync.Mutex
-	arrivals := map[int][]time.Time{} // version → arrival times
-	var conns []*websocket.Conn
-	var readers sync.WaitGroup
-	var ready atomic.Int64
 	r := fanoutResult{rssBefore: processRSS(b, t.pid)}
 	orderID := ""
 	if u, err := url.Parse(t.wsURL); err == nil {
 		orderID = u.Query().Get("order")
 	}
-	dialer := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, ReadBufferSize: 1024, WriteBufferSize: 1024, HandshakeTimeout: time.Minute}
-	dial := func() (*websocket.Conn, error) {
-		c, _, err := dialer.Dial(t.wsURL, nil)
-		if err != nil {
-			return nil, err
+	subs, err := dialEpollSubscribers(t.wsURL, orderID, n, updates+1)
+	if err != nil {
+		b.Fatalf("dial: %v", err)
+	}
+	defer subs.close()
+	failed := func() bool {
+		if err := subs.err(); err != nil {
+			b.Fatal(err)
 		}
-		sub, _ := json.Marshal(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
-			"query": `subscription($id: ID!) { orderUpdated(id: $id) { id version status itemCount } }`, "variables": map[string]any{"id": orderID}}})
-		for _, m := range [][]byte{[]byte(`{"type":"connection_init"}`), sub} {
-			if err := c.WriteMessage(websocket.TextMessage, m); err != nil {
-				c.Close()
-				return nil, err
-			}
-		}
-		return c, nil
+		return false
 	}
-	sem := make(chan struct{}, 100)
-	var dialErr atomic.Pointer[error]
-	var dials sync.WaitGroup
-	for range n {
-		sem <- struct{}{}
-		dials.Go(func() {
-			defer func() { <-sem }()
-			c, err := dial()
-			if err != nil {
-				dialErr.Store(&err)
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			readers.Go(func() {
-				for {
-					_, data, err := c.ReadMessage()
-					if err != nil {
-						return
-					}
-					now := time.Now()
-					v, ok := nextVersion(data)
-					if !ok {
-						continue
-					}
-					if v == 1 {
-						ready.Add(1)
-						continue
-					}
-					mu.Lock()
-					arrivals[v] = append(arrivals[v], now)
-					mu.Unlock()
-				}
-			})
-		})
-	}
-	dials.Wait()
-	if e := dialErr.Load(); e != nil {
-		b.Fatalf("dial: %v", *e)
-	}
-	waitUntil(b, 2*time.Minute, func() bool { return ready.Load() == int64(n) }, "all subscribers got the first state")
+	waitUntil(b, 2*time.Minute, func() bool { return failed() || subs.ready.Load() == int64(n) }, "all subscribers got the first state")
 	time.Sleep(2 * time.Second) // idle
 	r.rssIdle = processRSS(b, t.pid)
 	t.afterIdle()
-	cpuBefore := processCPU(b, t.pid)
+	cpuBefore, clientCPUBefore := processCPU(b, t.pid), processCPU(b, os.Getpid())
 
 	b.ResetTimer()
 	wait := t.during()
 	for u := range updates {
 		v := u + 2
 		start := t.update(v)
-		waitUntil(b, 30*time.Second, func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return len(arrivals[v]) == n
-		}, fmt.Sprintf("all %d subscribers got version %d", n, v))
-		mu.Lock()
-		for _, at := range arrivals[v] {
-			r.latencies = append(r.latencies, at.Sub(start))
-		}
-		mu.Unlock()
+		waitUntil(b, 30*time.Second, func() bool { return failed() || subs.delivered(v) == n },
+			fmt.Sprintf("all %d subscribers got version %d", n, v))
+		r.latencies = subs.latencies(r.latencies, v, start)
 	}
 	b.StopTimer()
 	wait()
 	cpu := processCPU(b, t.pid) - cpuBefore
+	r.clientCPUPerMsg = float64((processCPU(b, os.Getpid()) - clientCPUBefore).Microseconds()) / float64(n*updates)
+	failed()
 	slices.Sort(r.latencies)
 	r.kbPerSub = float64(r.rssIdle-r.rssBefore) / 1024 / float64(n)
 	r.cpuPerMsg = float64(cpu.Microseconds()) / float64(n*updates)
-	for _, c := range conns {
-		c.Close()
-	}
-	readers.Wait()
 	return r
 }
 
