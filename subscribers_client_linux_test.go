@@ -52,6 +52,7 @@ type epollConn struct {
 	fd      int    // a socket outside Go's network poller, non-blocking
 	pending []byte // an incomplete frame carried to the next read
 	closed  bool
+	last    int // the last version received
 }
 
 // dialEpollSubscribers connects n subscribers to wsURL, each subscribing
@@ -289,6 +290,11 @@ func (s *epollSubscribers) message(c *epollConn, msg []byte, now time.Time) {
 	if !ok {
 		return
 	}
+	if v <= c.last {
+		s.fail(fmt.Errorf("version %d after version %d on one connection", v, c.last))
+		return
+	}
+	c.last = v
 	if v == 1 {
 		s.ready.Add(1)
 		return
@@ -300,7 +306,7 @@ func (s *epollSubscribers) message(c *epollConn, msg []byte, now time.Time) {
 	if i := s.counts[v].Add(1) - 1; int(i) < len(s.arrivals[v]) {
 		s.arrivals[v][i] = now.Sub(s.base)
 	} else {
-		s.fail(fmt.Errorf("version %d arrived more than once on some connection", v))
+		s.fail(fmt.Errorf("version %d arrived more than %d times", v, len(s.arrivals[v])))
 	}
 }
 
