@@ -36,18 +36,23 @@ import (
 //
 //	go test -run '^$' -bench Subscribers -benchtime 1x .
 //
-// BENCH_SUBSCRIBERS=N runs one size; BENCH_CPUPROFILE=FILE and
-// BENCH_MEMPROFILE=FILE save the gateway's profiles.
+// BENCH_SUBSCRIBERS=N runs one size; BENCH_UPDATES=N applies N updates
+// (20); BENCH_CPUPROFILE=FILE and BENCH_MEMPROFILE=FILE save the gateway's
+// profiles.
 func BenchmarkSubscribers(b *testing.B) {
 	sizes := []int{1, 1000, 10000}
 	if s := os.Getenv("BENCH_SUBSCRIBERS"); s != "" { // e.g. BENCH_SUBSCRIBERS=3000
 		n, _ := strconv.Atoi(s)
 		sizes = []int{n}
 	}
+	updates := 20
+	if s := os.Getenv("BENCH_UPDATES"); s != "" { // more updates, steadier CPU figures
+		updates, _ = strconv.Atoi(s)
+	}
 	for _, n := range sizes {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			for range b.N {
-				benchSubscribers(b, n, 20)
+				benchSubscribers(b, n, updates)
 			}
 		})
 	}
@@ -93,6 +98,8 @@ type fanoutTarget struct {
 	afterIdle func()
 	// during runs while the updates go out (profiles); the run waits for it.
 	during func() (wait func())
+	// afterUpdates runs once every update has arrived (profiles).
+	afterUpdates func()
 }
 
 // fanoutGateway starts the gateway process with one order to watch.
@@ -104,7 +111,7 @@ func fanoutGateway(b *testing.B) fanoutTarget {
 	env := []string{"LISTEN_ADDR=" + httpAddr, "DATA_DIR=" + dataDir, "PARTITIONS=1", "LOG_LEVEL=warn",
 		"MONGODB_URI=", "KAFKA_BROKERS=", "SESSION_TIMEOUT=2s", "WS_PING_INTERVAL=60s", "GOGC=100"}
 	profile := os.Getenv("BENCH_CPUPROFILE")    // a file: the gateway's CPU profile of the first 5s of updates
-	memProfile := os.Getenv("BENCH_MEMPROFILE") // a file: its heap profile when idle (and FILE.txt, with runtime.MemStats)
+	memProfile := os.Getenv("BENCH_MEMPROFILE") // a file: its heap profile when idle (and FILE.txt, with runtime.MemStats), and FILE.after once the updates have arrived
 	debugAddr := ""
 	if profile != "" || memProfile != "" {
 		debugAddr = freeAddr(b)
@@ -131,6 +138,14 @@ func fanoutGateway(b *testing.B) fanoutTarget {
 				if err := fetchProfile("http://"+debugAddr+url, file); err != nil {
 					b.Errorf("heap profile: %v", err)
 				}
+			}
+		},
+		afterUpdates: func() {
+			if memProfile == "" {
+				return
+			}
+			if err := fetchProfile("http://"+debugAddr+"/debug/pprof/heap", memProfile+".after"); err != nil {
+				b.Errorf("heap profile: %v", err)
 			}
 		},
 		during: func() func() {
@@ -183,9 +198,10 @@ func fanoutFloor(b *testing.B) fanoutTarget {
 			resp.Body.Close()
 			return sent
 		},
-		stop:      func() { once.Do(stop) },
-		afterIdle: func() {},
-		during:    func() func() { return func() {} },
+		stop:         func() { once.Do(stop) },
+		afterIdle:    func() {},
+		during:       func() func() { return func() {} },
+		afterUpdates: func() {},
 	}
 }
 
@@ -242,6 +258,7 @@ func runSubscribers(b *testing.B, t fanoutTarget, n, updates int) fanoutResult {
 	}
 	b.StopTimer()
 	wait()
+	t.afterUpdates()
 	cpu := processCPU(b, t.pid) - cpuBefore
 	r.clientCPUPerMsg = float64((processCPU(b, os.Getpid()) - clientCPUBefore).Microseconds()) / float64(n*updates)
 	failed()
