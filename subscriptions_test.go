@@ -19,6 +19,7 @@ import (
 	"time"
 
 	coderws "github.com/coder/websocket"
+	"github.com/gorilla/websocket"
 )
 
 // The subscription tests talk to the gateway as a browser would: over a real
@@ -685,6 +686,74 @@ func TestSubscriptionLegacyProtocol(t *testing.T) {
 		t.Fatal("connection_terminate did not close the connection")
 	}
 	t.Logf("graphql-ws: ack, ka, data v1 then v2, periodic ka after %s, stop → complete, terminate → closed (%d)", kaAfter.Round(time.Millisecond), coderws.CloseStatus(c.readErr))
+}
+
+// TestWebsocketControlFrames: the server answers a websocket ping with a
+// pong carrying its payload, echoes the code of the client's close frame,
+// and (legacy protocol) sends connection_error before closing a connection
+// that breaks the protocol.
+func TestWebsocketControlFrames(t *testing.T) {
+	g := startGateway(t, testConfig(t))
+
+	t.Run("ping", func(t *testing.T) {
+		c := dialWS(t, g, wsDial{})
+		ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+		defer cancel()
+		for range 3 {
+			if err := c.conn.Ping(ctx); err != nil { // coder/websocket checks that the pong carries its payload
+				t.Fatalf("websocket ping: %v", err)
+			}
+		}
+	})
+
+	t.Run("close echo", func(t *testing.T) {
+		c, _, err := websocket.DefaultDialer.Dial(wsURL(g), http.Header{"Sec-WebSocket-Protocol": {protoTransportWS}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(eventWait))
+		if err := c.WriteMessage(websocket.TextMessage, []byte(`{"type":"connection_init"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, ack, err := c.ReadMessage(); err != nil || !bytes.Contains(ack, []byte("connection_ack")) {
+			t.Fatalf("want connection_ack, got %q, %v", ack, err)
+		}
+		if err := c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "bye"), time.Now().Add(eventWait)); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = c.ReadMessage()
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != 4000 {
+			t.Fatalf("after the client's close 4000, read %v; want the server's close frame with 4000", err)
+		}
+	})
+
+	t.Run("legacy connection_error", func(t *testing.T) {
+		for _, tc := range []struct {
+			name   string
+			noInit bool
+			send   wsMsg
+		}{
+			{"start before connection_init", true, wsMsg{Type: "start", ID: "1", Payload: json.RawMessage(`{"query":"subscription { ordersUpdated { id } }"}`)}},
+			{"an unknown message type", false, wsMsg{Type: "hello"}},
+		} {
+			c := dialWS(t, g, wsDial{proto: protoLegacyWS, noInit: tc.noInit})
+			ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+			err := c.send(ctx, tc.send)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := c.tryNext(eventWait, func(m wsMsg) bool { return m.Type == "connection_error" })
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if next, err := c.tryNext(eventWait, func(wsMsg) bool { return true }); err == nil || coderws.CloseStatus(c.readErr) != 4400 {
+				t.Fatalf("%s: after connection_error %s: %+v, %v (status %d); want a close with 4400", tc.name, m.Payload, next, err, coderws.CloseStatus(c.readErr))
+			}
+		}
+	})
 }
 
 // TestWebsocketProtocolErrors: close codes, the per-connection subscription

@@ -131,6 +131,9 @@ type pullStream interface {
 	// next returns the next state to send. When there is none, ended
 	// reports whether the subscription is over (the hub closed).
 	next() (d view.OrderDoc, ok, ended bool)
+	// buffered reports whether next has a state without going to the
+	// hub's buffer.
+	buffered() bool
 	// load puts d into the channel the resolver returned, for the
 	// executor to read and marshal at once.
 	load(d view.OrderDoc)
@@ -209,6 +212,8 @@ func (st *orderStream) next() (view.OrderDoc, bool, bool) {
 	}
 	return d, true, false
 }
+
+func (st *orderStream) buffered() bool { return st.first != nil || st.head < len(st.queue) }
 
 func (st *orderStream) load(d view.OrderDoc) {
 	select { // empty a value the executor left when its context ended

@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -69,17 +71,19 @@ const (
 // timeout, 4409 duplicate id, 4429 second init).
 //
 // It is built for many mostly idle subscribers. A connection has one
-// goroutine, its reader; a writer goroutine runs only while there is
-// something to send. Subscriptions have no goroutine: the hub wakes the
-// connection, whose writer pulls each update through the executor (so
+// goroutine, its reader. Subscriptions have no goroutine: the hub wakes the
+// connection, and its writer pulls each update through the executor (so
 // GraphQL selection, errors and the error presenter apply as usual) and
-// writes it. Keep-alives are timers, missed pongs and the init timeout are
-// socket read deadlines, and write buffers are pooled. Each message write
-// has a deadline, so a client that stops reading is dropped, not waited on.
+// writes it. The writer runs on a few shared fan-out workers, whose writes
+// never wait; a connection whose socket is full continues on a goroutine of
+// its own, each write within WriteTimeout, so a client that stops reading
+// is dropped, not waited on (websocket_write.go). Keep-alives are timers;
+// missed pongs and the init timeout are socket read deadlines.
 type Websocket struct {
 	opts     WebsocketOptions
 	upgrader websocket.Upgrader
 	shared   sharedResults
+	fan      *fanout
 
 	mu      sync.Mutex
 	conns   map[*wsConn]struct{}
@@ -94,7 +98,7 @@ func NewWebsocket(o WebsocketOptions) *Websocket {
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = defaultWriteTimeout
 	}
-	return &Websocket{opts: o, conns: map[*wsConn]struct{}{}, upgrader: websocket.Upgrader{
+	return &Websocket{opts: o, conns: map[*wsConn]struct{}{}, fan: newFanout(runtime.GOMAXPROCS(0)), upgrader: websocket.Upgrader{
 		ReadBufferSize:  256, // clients send small messages; a larger one takes more reads
 		WriteBufferSize: 4096,
 		WriteBufferPool: &writeBuffers,
@@ -134,8 +138,17 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	// which ends when Do returns, nor its headers, which it would hold for
 	// its whole life.
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &wsConn{t: t, ws: ws, exec: exec, ctx: ctx, cancel: cancel,
+	c := &wsConn{t: t, ws: ws, exec: exec, ctx: ctx, cancel: cancel, writeLock: make(chan struct{}, 1),
 		legacy: ws.Subprotocol() != protoTransportWS, ops: map[string]*wsOp{}}
+	c.raw = rawConn(ws.UnderlyingConn())
+	// Control frames go through the writer too (see websocket_write.go):
+	// a pong is queued, and the answer to the peer's close is the close
+	// frame the reader sends when it stops (readFailed echoes the code).
+	ws.SetPingHandler(func(data string) error {
+		c.enqueue(appendFrame(nil, websocket.PongMessage, []byte(data)))
+		return nil
+	})
+	ws.SetCloseHandler(func(int, string) error { return nil })
 	t.mu.Lock()
 	if t.closing {
 		t.mu.Unlock()
@@ -199,14 +212,18 @@ type wsConn struct {
 
 	initialised bool // reader only
 
-	writeMu sync.Mutex // one message write at a time
+	// write side; see websocket_write.go
+	raw       syscall.RawConn // the socket, for writes that must not wait; nil when it is not one (then no worker writes)
+	writeLock chan struct{}   // capacity 1: held for each write to the socket
+	partial   []byte          // guarded by writeLock: the rest of a frame partly written
 
 	mu          sync.Mutex
 	ops         map[string]*wsOp
 	outbox      [][]byte // whole messages, in order
 	outboxBytes int
 	ready       []*wsOp // subscriptions woken since the writer last looked
-	writing     bool    // a writer goroutine is running
+	spareReady  []*wsOp // an emptied ready list, for reuse
+	writing     bool    // a writer turn is running
 	closed      bool
 	keepAlive   *time.Timer
 }
@@ -256,11 +273,14 @@ func (c *wsConn) read() {
 // dropped network) nothing more to say.
 func (c *wsConn) readFailed(err error) {
 	var ne net.Error
+	var ce *websocket.CloseError
 	switch {
 	case errors.As(err, &ne) && ne.Timeout() && !c.initialised:
 		c.closeWith(closeInitTimeout, "Connection initialisation timeout")
 	case errors.As(err, &ne) && ne.Timeout():
 		c.closeWith(closeNoPong, fmt.Sprintf("no pong within %s", 2*c.t.opts.PingInterval))
+	case errors.As(err, &ce):
+		c.closeWith(ce.Code, "") // the peer closed: echo its code
 	case errors.Is(err, websocket.ErrReadLimit):
 		c.closeWith(websocket.CloseMessageTooBig, fmt.Sprintf("message larger than %d bytes", websocketReadLimit))
 	}
@@ -607,7 +627,7 @@ func (c *wsConn) closeWith(code int, reason string) {
 	c.t.mu.Lock()
 	delete(c.t.conns, c)
 	c.t.mu.Unlock()
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, closeReason(reason)), time.Now().Add(time.Second))
+	c.writeClose(code, reason)
 	_ = c.ws.Close()
 	c.cancel()
 	for _, op := range ops {

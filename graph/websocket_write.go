@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"time"
 
@@ -17,47 +18,83 @@ const maxPullsPerTurn = 64
 // slower than it sends requests; past it the connection is closed.
 const maxOutboxBytes = 8 << 20
 
-// enqueue queues whole messages for the connection's writer.
-func (c *wsConn) enqueue(msgs ...[]byte) {
+// Writing. Every frame the server sends goes out through the connection's
+// writer, one turn at a time (c.writing says a turn is running). A turn
+// sends the outbox (whole frames: acks, results, pongs, completes), then
+// pulls the woken subscriptions' updates.
+//
+// A turn normally runs on one of the transport's fan-out workers, which
+// never wait on a socket: a write the socket does not take whole hands the
+// rest of the turn to a goroutine of the connection's own (write), which
+// finishes the frame and goes on with blocking writes, each within the
+// write timeout. So a connection costs no goroutine while it is idle or
+// keeps up, and a client that does not read holds up only itself.
+//
+// writeLock (a channel, so that a close can give up waiting) is held for
+// each write to the socket. Besides the writer only writes that precede a
+// close take it (writeNow, writeClose). c.partial, guarded by it, is a
+// frame already partly on the wire; whoever writes next sends it first.
+// The websocket library writes nothing of its own, except close frames on
+// a protocol error it detects while reading, with no knowledge of a
+// partial frame; such a connection is closing anyway.
+
+// sendResult is how a write went.
+type sendResult uint8
+
+const (
+	sent      sendResult = iota
+	failed               // the socket failed and is closed; the reader frees the connection
+	handedOff            // a worker could not write without waiting: the connection's own goroutine goes on
+)
+
+// enqueue queues whole frames for the connection's writer.
+func (c *wsConn) enqueue(frames ...[]byte) {
 	c.mu.Lock()
-	ok := c.queueLocked(msgs)
+	ok := c.queueLocked(frames)
 	c.mu.Unlock()
 	if !ok {
-		c.closeWith(websocket.ClosePolicyViolation, "the client reads slower than it sends requests")
+		c.overflowed()
 	}
 }
 
-// enqueueFor queues an operation's messages unless it has stopped, in one
+// enqueueFor queues an operation's frames unless it has stopped, in one
 // step with that check, so nothing of it follows its complete. It reports
 // whether they were queued.
-func (c *wsConn) enqueueFor(op *wsOp, msgs ...[]byte) bool {
+func (c *wsConn) enqueueFor(op *wsOp, frames ...[]byte) bool {
 	c.mu.Lock()
 	if op.stopped {
 		c.mu.Unlock()
 		return false
 	}
-	ok := c.queueLocked(msgs)
+	ok := c.queueLocked(frames)
 	c.mu.Unlock()
 	if !ok {
-		c.closeWith(websocket.ClosePolicyViolation, "the client reads slower than it sends requests")
+		c.overflowed()
 	}
 	return ok
 }
 
+// overflowed closes a connection whose outbox is full, on a goroutine of
+// its own: the caller may be a fan-out worker, which must not wait for the
+// close frame.
+func (c *wsConn) overflowed() {
+	go c.closeWith(websocket.ClosePolicyViolation, "the client reads slower than it sends requests")
+}
+
 // queueLocked appends to the outbox and wakes the writer; c.mu is held. It
 // reports false when the outbox is over its bound (nothing is queued then).
-func (c *wsConn) queueLocked(msgs [][]byte) bool {
+func (c *wsConn) queueLocked(frames [][]byte) bool {
 	if c.closed {
 		return true
 	}
 	n := 0
-	for _, m := range msgs {
-		n += len(m)
+	for _, f := range frames {
+		n += len(f)
 	}
 	if c.outboxBytes+n > maxOutboxBytes {
 		return false
 	}
-	c.outbox = append(c.outbox, msgs...)
+	c.outbox = append(c.outbox, frames...)
 	c.outboxBytes += n
 	c.startWriter()
 	return true
@@ -65,38 +102,63 @@ func (c *wsConn) queueLocked(msgs [][]byte) bool {
 
 // takeOutbox empties the outbox; c.mu is held.
 func (c *wsConn) takeOutbox() [][]byte {
-	msgs := c.outbox
+	frames := c.outbox
 	c.outbox, c.outboxBytes = nil, 0
-	return msgs
+	return frames
 }
 
-// writeNow writes a message at once, bypassing the queue: for the one that
+// writeNow writes a frame at once, bypassing the queue: for the one that
 // must go out just before a close frame.
-func (c *wsConn) writeNow(msg []byte) { c.send(msg) }
+func (c *wsConn) writeNow(f []byte) { c.sendFrame(f, nil) }
 
-// startWriter starts the writer goroutine unless it runs; c.mu is held.
+// startWriter starts a writer turn unless one runs; c.mu is held.
 func (c *wsConn) startWriter() {
-	if !c.writing {
-		c.writing = true
-		go c.write()
+	if c.writing {
+		return
+	}
+	c.writing = true
+	if c.raw != nil && c.t.fan != nil {
+		c.t.fan.submit(c)
+		return
+	}
+	go c.write()
+}
+
+// write is a writer turn on a goroutine of the connection's own: it sends
+// what a worker left half-written, then goes on with blocking writes.
+func (c *wsConn) write() {
+	defer c.recoverWriter()
+	c.writeLock <- struct{}{}
+	ok := c.flushPartial(c.t.opts.WriteTimeout)
+	<-c.writeLock
+	if ok {
+		c.drain(nil)
 	}
 }
 
-// write sends the queued messages, then the woken subscriptions' updates,
-// until there is nothing left; the goroutine then ends.
-func (c *wsConn) write() {
-	defer func() {
-		if p := recover(); p != nil {
-			c.t.opts.Logger.Error("websocket writer panicked", "panic", p)
-			c.closeWith(closeInternalError, "internal error")
-		}
-	}()
-	var buf []byte
+func (c *wsConn) recoverWriter() {
+	if p := recover(); p != nil {
+		c.t.opts.Logger.Error("websocket writer panicked", "panic", p)
+		go c.closeWith(closeInternalError, "internal error")
+	}
+}
+
+// drain is the body of a writer turn: the queued frames, then the woken
+// subscriptions' updates, until there is nothing left (the turn then ends)
+// or the connection fails. With a worker (w not nil) it never waits on
+// the socket; what is left when a write would wait goes back to the front
+// of the queues, for the goroutine it hands the turn to.
+func (c *wsConn) drain(w *fanWorker) {
+	var done []*wsOp
 	for {
 		c.mu.Lock()
-		msgs, ops := c.takeOutbox(), c.ready
-		c.ready = nil
-		if c.closed || len(msgs)+len(ops) == 0 {
+		if done != nil && c.spareReady == nil { // reuse the last batch's array
+			clear(done)
+			c.spareReady = done[:0]
+		}
+		frames, ops := c.takeOutbox(), c.ready
+		c.ready, c.spareReady = c.spareReady, nil
+		if c.closed || len(frames)+len(ops) == 0 {
 			c.writing = false
 			c.mu.Unlock()
 			return
@@ -105,51 +167,104 @@ func (c *wsConn) write() {
 			op.queued = false
 		}
 		c.mu.Unlock()
-		if !c.sendAll(msgs) {
+		if i, r := c.sendFrames(frames, w); r != sent {
+			if r == handedOff {
+				c.handOff(frames[i:], ops)
+			}
 			return
 		}
-		for _, op := range ops {
-			if !c.pull(op, &buf) || !c.sendOutbox() {
+		for j, op := range ops {
+			r := c.pull(op, w)
+			if r == sent && j < len(ops)-1 {
+				// what was queued meanwhile (a pong, a keep-alive, a query's
+				// result) does not wait behind every subscription's updates
+				var rest [][]byte
+				c.mu.Lock()
+				rest = c.takeOutbox()
+				c.mu.Unlock()
+				var i int
+				if i, r = c.sendFrames(rest, w); r == handedOff {
+					c.handOff(rest[i:], ops[j+1:])
+					return
+				}
+			}
+			if r == handedOff {
+				c.handOff(nil, ops[j:]) // the current one too: it may have more
+			}
+			if r != sent {
 				return
 			}
 		}
+		done = ops
 	}
 }
 
-// sendOutbox sends what was queued meanwhile (a pong, a keep-alive, a
-// query's result), so it does not wait behind every subscription's updates.
-func (c *wsConn) sendOutbox() bool {
-	c.mu.Lock()
-	msgs := c.takeOutbox()
-	c.mu.Unlock()
-	return c.sendAll(msgs)
-}
-
-// sendAll sends msgs in order; false when the connection failed.
-func (c *wsConn) sendAll(msgs [][]byte) bool {
-	for _, m := range msgs {
-		if !c.send(m) {
-			return false
+// sendFrames sends frames in order. When one is not sent whole it returns
+// the index of the first that still is to be sent (the one not sent at
+// all, or the next after one whose rest is in c.partial).
+func (c *wsConn) sendFrames(frames [][]byte, w *fanWorker) (int, sendResult) {
+	for i, f := range frames {
+		if r := c.sendFrame(f, w); r != sent {
+			return i + 1, r
 		}
 	}
-	return true
+	return len(frames), sent
+}
+
+// handOff gives the rest of a worker's turn to a goroutine of the
+// connection's own: the frames not yet sent go back in front of the
+// outbox and the subscriptions not yet served in front of the ready list.
+// The goroutine starts with c.partial.
+func (c *wsConn) handOff(frames [][]byte, ops []*wsOp) {
+	c.mu.Lock()
+	if len(frames) > 0 {
+		for _, f := range frames {
+			c.outboxBytes += len(f)
+		}
+		c.outbox = append(frames[:len(frames):len(frames)], c.outbox...)
+	}
+	var front []*wsOp
+	for _, op := range ops {
+		if !op.queued && !op.stopped {
+			op.queued = true
+			front = append(front, op)
+		}
+	}
+	if len(front) > 0 {
+		c.ready = append(front, c.ready...)
+	}
+	c.mu.Unlock()
+	go c.write()
 }
 
 // pull sends a subscription's pending updates, each marshalled by the
 // executor for the subscription's selection (or shared with another
 // subscription that asked the same), and completes the subscription when
-// its stream has ended. It reports false when the connection failed.
-func (c *wsConn) pull(op *wsOp, buf *[]byte) bool {
-	for range maxPullsPerTurn {
-		if c.isStopped(op) {
-			return true
+// its stream has ended.
+//
+// It stops when the updates drained at its start are sent: an update
+// buffered after that has woken the subscription again (the turn cleared
+// its queued mark before pulling), so looking for one here would only cost
+// another trip to the hub's buffer.
+func (c *wsConn) pull(op *wsOp, w *fanWorker) sendResult {
+	if c.isStopped(op) {
+		return sent
+	}
+	var local []byte
+	buf := &local
+	if w != nil {
+		buf = &w.buf
+	}
+	for i := range maxPullsPerTurn {
+		if i > 0 && !op.stream.buffered() {
+			return sent
 		}
 		d, ok, ended := op.stream.next()
 		if !ok {
 			if ended {
 				c.finish(op)
 			}
-			return true
+			return sent
 		}
 		payload := c.t.shared.get(op.group, d.ID, d.Version)
 		if payload == nil {
@@ -157,43 +272,138 @@ func (c *wsConn) pull(op *wsOp, buf *[]byte) bool {
 			resp := op.respond(op.ctx)
 			if resp == nil { // the operation's context ended
 				c.finish(op)
-				return true
+				return sent
 			}
 			payload = responsePayload(resp)
 			c.t.shared.put(op.group, d.ID, d.Version, payload)
 		}
-		*buf = appendFrame((*buf)[:0], c.dataType(), op.idJSON, payload)
-		if !c.send(*buf) {
-			return false
+		*buf = appendMessageFrame((*buf)[:0], c.dataType(), op.idJSON, payload)
+		if r := c.sendFrame(*buf, w); r != sent {
+			return r
 		}
 	}
 	op.wake() // more may be waiting: come back after the others
-	return true
+	return sent
 }
 
-// send writes one message within the write timeout. A failed write closes
-// the socket; the reader then fails and frees the connection.
-func (c *wsConn) send(msg []byte) bool {
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
-	if err := c.ws.WriteMessage(websocket.TextMessage, msg); err != nil {
-		_ = c.ws.Close()
-		return false
+// sendFrame writes one frame. Without a worker it waits for the socket,
+// within the write timeout. With one it writes what the socket takes at
+// once; the rest goes to c.partial and the result is handedOff. A failed
+// write closes the socket; the reader then fails and frees the connection.
+func (c *wsConn) sendFrame(f []byte, w *fanWorker) sendResult {
+	if w == nil {
+		c.writeLock <- struct{}{}
+		defer func() { <-c.writeLock }()
+		if !c.flushPartial(c.t.opts.WriteTimeout) {
+			return failed
+		}
+		return c.writeBlocking(f, c.t.opts.WriteTimeout)
 	}
-	return true
+	select {
+	case c.writeLock <- struct{}{}:
+	default: // a write that precedes a close: this connection is closing
+		return failed
+	}
+	defer func() { <-c.writeLock }()
+	if c.partial != nil { // only a goroutine's turn leaves one, and it sends it first
+		_ = c.ws.Close()
+		return failed
+	}
+	n, err := w.tryWrite(c.raw, c.ws.UnderlyingConn(), f)
+	switch {
+	case err != nil:
+		_ = c.ws.Close()
+		return failed
+	case n == len(f):
+		return sent
+	}
+	c.partial = append([]byte(nil), f[n:]...)
+	return handedOff
 }
 
-// frame encodes one protocol message; payload is JSON or nil.
+// writeBlocking writes f within timeout; writeLock is held.
+func (c *wsConn) writeBlocking(f []byte, timeout time.Duration) sendResult {
+	nc := c.ws.UnderlyingConn()
+	_ = nc.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := nc.Write(f); err != nil {
+		_ = c.ws.Close()
+		return failed
+	}
+	return sent
+}
+
+// flushPartial sends the rest of a half-written frame; writeLock is held.
+func (c *wsConn) flushPartial(timeout time.Duration) bool {
+	if c.partial == nil {
+		return true
+	}
+	f := c.partial
+	c.partial = nil
+	return c.writeBlocking(f, timeout) == sent
+}
+
+// writeClose sends a close frame, waiting at most closeWait for the
+// socket (and for a write in progress); a client that does not read then
+// gets none.
+func (c *wsConn) writeClose(code int, reason string) {
+	t := time.NewTimer(closeWait)
+	defer t.Stop()
+	select {
+	case c.writeLock <- struct{}{}:
+	case <-t.C:
+		return
+	}
+	defer func() { <-c.writeLock }()
+	if c.flushPartial(closeWait) {
+		c.writeBlocking(appendFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, closeReason(reason))), closeWait)
+	}
+}
+
+const closeWait = time.Second
+
+// appendFrame appends an unmasked, final frame of the given opcode (the
+// server's frames are never masked or fragmented).
+func appendFrame(b []byte, opcode int, payload []byte) []byte {
+	return append(appendHeader(b, opcode, len(payload)), payload...)
+}
+
+func appendHeader(b []byte, opcode, n int) []byte {
+	b = append(b, 0x80|byte(opcode))
+	switch {
+	case n < 126:
+		return append(b, byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(b, 126), uint16(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
+	}
+}
+
+// frame encodes one protocol message as a websocket text frame; payload
+// is JSON or nil.
 func frame(typ, id string, payload []byte) []byte {
 	var idJSON []byte
 	if id != "" {
 		idJSON = jsonString(id)
 	}
-	return appendFrame(nil, typ, idJSON, payload)
+	return appendMessageFrame(nil, typ, idJSON, payload)
 }
 
-func appendFrame(b []byte, typ string, idJSON, payload []byte) []byte {
+// appendMessageFrame appends a text frame holding the message
+// {"type":typ,"id":idJSON,"payload":payload} (id and payload omitted when
+// nil), without building the message first.
+func appendMessageFrame(b []byte, typ string, idJSON, payload []byte) []byte {
+	n := len(`{"type":""}`) + len(typ)
+	if idJSON != nil {
+		n += len(`,"id":`) + len(idJSON)
+	}
+	if payload != nil {
+		n += len(`,"payload":`) + len(payload)
+	}
+	return appendMessage(appendHeader(b, websocket.TextMessage, n), typ, idJSON, payload)
+}
+
+func appendMessage(b []byte, typ string, idJSON, payload []byte) []byte {
 	b = append(b, `{"type":"`...)
 	b = append(b, typ...)
 	b = append(b, '"')
