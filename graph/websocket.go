@@ -216,6 +216,7 @@ type wsConn struct {
 	raw       syscall.RawConn // the socket, for writes that must not wait; nil when it is not one (then no worker writes)
 	writeLock chan struct{}   // capacity 1: held for each write to the socket
 	partial   []byte          // guarded by writeLock: the rest of a frame partly written
+	closeSent bool            // guarded by writeLock: the close frame is out (or was given up); nothing more goes
 
 	mu          sync.Mutex
 	ops         map[string]*wsOp

@@ -294,7 +294,7 @@ func (c *wsConn) sendFrame(f []byte, w *fanWorker) sendResult {
 	if w == nil {
 		c.writeLock <- struct{}{}
 		defer func() { <-c.writeLock }()
-		if !c.flushPartial(c.t.opts.WriteTimeout) {
+		if c.closeSent || !c.flushPartial(c.t.opts.WriteTimeout) {
 			return failed
 		}
 		return c.writeBlocking(f, c.t.opts.WriteTimeout)
@@ -305,6 +305,9 @@ func (c *wsConn) sendFrame(f []byte, w *fanWorker) sendResult {
 		return failed
 	}
 	defer func() { <-c.writeLock }()
+	if c.closeSent {
+		return failed
+	}
 	if c.partial != nil { // only a goroutine's turn leaves one, and it sends it first
 		_ = c.ws.Close()
 		return failed
@@ -354,6 +357,7 @@ func (c *wsConn) writeClose(code int, reason string) {
 		return
 	}
 	defer func() { <-c.writeLock }()
+	c.closeSent = true // nothing may follow the close frame
 	if c.flushPartial(closeWait) {
 		c.writeBlocking(appendFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, closeReason(reason))), closeWait)
 	}
