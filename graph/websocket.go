@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -127,10 +129,12 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		http.Error(w, "the server is shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	ws, err := t.upgrader.Upgrade(w, r, nil)
+	hw := &hijackWriter{ResponseWriter: w}
+	ws, err := t.upgrader.Upgrade(hw, r, nil)
 	if err != nil {
 		return
 	}
+	hw.conn.upgraded.Store(true)
 	ws.SetReadLimit(websocketReadLimit)
 	// The request's context ends when Do returns; the connection keeps its
 	// values (the operation trace) but not its cancellation.
@@ -140,7 +144,8 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &wsConn{t: t, ws: ws, exec: exec, ctx: ctx, cancel: cancel, writeLock: make(chan struct{}, 1),
 		legacy: ws.Subprotocol() != protoTransportWS, ops: map[string]*wsOp{}}
-	c.raw = rawConn(ws.UnderlyingConn())
+	c.nc = hw.conn.Conn
+	c.raw = rawConn(c.nc)
 	// Control frames go through the writer too (see websocket_write.go):
 	// a pong is queued, and the answer to the peer's close is the close
 	// frame the reader sends when it stops (readFailed echoes the code).
@@ -213,7 +218,8 @@ type wsConn struct {
 	initialised bool // reader only
 
 	// write side; see websocket_write.go
-	raw       syscall.RawConn // the socket, for writes that must not wait; nil when it is not one (then no worker writes)
+	nc        net.Conn        // the socket, for the writer's frames (ws writes nothing after the upgrade)
+	raw       syscall.RawConn // the same, for writes that must not wait; nil when it is not one (then no worker writes)
 	writeLock chan struct{}   // capacity 1: held for each write to the socket
 	partial   []byte          // guarded by writeLock: the rest of a frame partly written
 	closeSent bool            // guarded by writeLock: the close frame is out (or was given up); nothing more goes
@@ -270,8 +276,9 @@ func (c *wsConn) read() {
 }
 
 // readFailed closes the connection after a failed read with the code that
-// says why: the init timeout, missed pongs, or (for the peer's close or a
-// dropped network) nothing more to say.
+// says why: the init timeout, missed pongs, an oversized message, a frame
+// that breaks the websocket protocol, the peer's own close (echoed), or
+// (for a dropped network) nothing more to say.
 func (c *wsConn) readFailed(err error) {
 	var ne net.Error
 	var ce *websocket.CloseError
@@ -281,10 +288,62 @@ func (c *wsConn) readFailed(err error) {
 	case errors.As(err, &ne) && ne.Timeout():
 		c.closeWith(closeNoPong, fmt.Sprintf("no pong within %s", 2*c.t.opts.PingInterval))
 	case errors.As(err, &ce):
-		c.closeWith(ce.Code, "") // the peer closed: echo its code
+		c.closeWith(echoCode(ce.Code), "")
 	case errors.Is(err, websocket.ErrReadLimit):
 		c.closeWith(websocket.CloseMessageTooBig, fmt.Sprintf("message larger than %d bytes", websocketReadLimit))
+	case errors.As(err, &ne):
+		// the network failed: no one to tell
+	default: // the library found a frame that breaks the protocol; its own close frame was dropped (hijackedConn)
+		c.closeWith(websocket.CloseProtocolError, strings.TrimPrefix(err.Error(), "websocket: "))
 	}
+}
+
+// echoCode is the code of the close frame that answers the peer's: its own,
+// unless that may not be sent (1006 is what the library reports for a
+// connection that ended without a close frame).
+func echoCode(code int) int {
+	switch code {
+	case websocket.CloseAbnormalClosure, websocket.CloseTLSHandshake:
+		return websocket.CloseNormalClosure
+	}
+	return code
+}
+
+// hijackWriter hands the websocket library a connection whose writes are
+// dropped once the upgrade response is out. After that the library writes
+// only close frames of its own accord (on an oversized message or a
+// protocol error it reads), and those would go around the writer: into the
+// middle of a frame partly written, or holding the socket while a fan-out
+// worker waits for it. The reader sends the close frame instead
+// (readFailed), through the writer.
+type hijackWriter struct {
+	http.ResponseWriter
+	conn *hijackedConn
+}
+
+func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("websocket: the response cannot be hijacked")
+	}
+	nc, brw, err := h.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.conn = &hijackedConn{Conn: nc}
+	return w.conn, brw, nil
+}
+
+type hijackedConn struct {
+	net.Conn
+	upgraded atomic.Bool
+}
+
+func (h *hijackedConn) Write(p []byte) (int, error) {
+	if h.upgraded.Load() {
+		return len(p), nil
+	}
+	return h.Conn.Write(p)
 }
 
 // handle acts on one message and reports whether the connection goes on.
@@ -433,6 +492,7 @@ type wsOp struct {
 	live    bool // set up: the writer may pull
 	queued  bool // in conn.ready
 	stopped bool
+	halted  atomic.Bool // stopped, for the writer to check per update without conn.mu
 }
 
 var _ pullTarget = (*wsOp)(nil)
@@ -583,6 +643,7 @@ func (c *wsConn) stop(op *wsOp) bool {
 		return false
 	}
 	op.stopped = true
+	op.halted.Store(true)
 	if c.ops[op.id] == op {
 		delete(c.ops, op.id)
 	}

@@ -34,9 +34,8 @@ const maxOutboxBytes = 8 << 20
 // each write to the socket. Besides the writer only writes that precede a
 // close take it (writeNow, writeClose). c.partial, guarded by it, is a
 // frame already partly on the wire; whoever writes next sends it first.
-// The websocket library writes nothing of its own, except close frames on
-// a protocol error it detects while reading, with no knowledge of a
-// partial frame; such a connection is closing anyway.
+// The websocket library writes nothing after the upgrade (hijackWriter):
+// pongs and close frames go through here too.
 
 // sendResult is how a write went.
 type sendResult uint8
@@ -129,7 +128,7 @@ func (c *wsConn) startWriter() {
 func (c *wsConn) write() {
 	defer c.recoverWriter()
 	c.writeLock <- struct{}{}
-	ok := c.flushPartial(c.t.opts.WriteTimeout)
+	ok := c.flushPartial(time.Now().Add(c.t.opts.WriteTimeout))
 	<-c.writeLock
 	if ok {
 		c.drain(nil)
@@ -242,10 +241,12 @@ func (c *wsConn) handOff(frames [][]byte, ops []*wsOp) {
 // subscription that asked the same), and completes the subscription when
 // its stream has ended.
 //
-// It stops when the updates drained at its start are sent: an update
-// buffered after that has woken the subscription again (the turn cleared
-// its queued mark before pulling), so looking for one here would only cost
-// another trip to the hub's buffer.
+// Once it has been to the hub's buffer and sent what it found there, it
+// stops: an update buffered after that has woken the subscription again
+// (the turn cleared its queued mark before pulling), so looking for one
+// here would only cost another trip to the hub. Until then (it starts with
+// the first state, or with what an earlier turn left) it goes on, since
+// the wake-up for what waits in the hub may have been spent on that turn.
 func (c *wsConn) pull(op *wsOp, w *fanWorker) sendResult {
 	if c.isStopped(op) {
 		return sent
@@ -255,9 +256,16 @@ func (c *wsConn) pull(op *wsOp, w *fanWorker) sendResult {
 	if w != nil {
 		buf = &w.buf
 	}
-	for i := range maxPullsPerTurn {
-		if i > 0 && !op.stream.buffered() {
+	fromHub := false
+	for range maxPullsPerTurn {
+		if op.halted.Load() { // the client completed it meanwhile: nothing more of it
 			return sent
+		}
+		if fromHub && !op.stream.buffered() {
+			return sent
+		}
+		if !op.stream.buffered() {
+			fromHub = true // this next goes to the hub
 		}
 		d, ok, ended := op.stream.next()
 		if !ok {
@@ -294,10 +302,10 @@ func (c *wsConn) sendFrame(f []byte, w *fanWorker) sendResult {
 	if w == nil {
 		c.writeLock <- struct{}{}
 		defer func() { <-c.writeLock }()
-		if c.closeSent || !c.flushPartial(c.t.opts.WriteTimeout) {
+		if c.closeSent || !c.flushPartial(time.Now().Add(c.t.opts.WriteTimeout)) {
 			return failed
 		}
-		return c.writeBlocking(f, c.t.opts.WriteTimeout)
+		return c.writeBlocking(f, time.Now().Add(c.t.opts.WriteTimeout))
 	}
 	select {
 	case c.writeLock <- struct{}{}:
@@ -312,7 +320,7 @@ func (c *wsConn) sendFrame(f []byte, w *fanWorker) sendResult {
 		_ = c.ws.Close()
 		return failed
 	}
-	n, err := w.tryWrite(c.raw, c.ws.UnderlyingConn(), f)
+	n, err := w.tryWrite(c.raw, c.nc, f)
 	switch {
 	case err != nil:
 		_ = c.ws.Close()
@@ -324,11 +332,10 @@ func (c *wsConn) sendFrame(f []byte, w *fanWorker) sendResult {
 	return handedOff
 }
 
-// writeBlocking writes f within timeout; writeLock is held.
-func (c *wsConn) writeBlocking(f []byte, timeout time.Duration) sendResult {
-	nc := c.ws.UnderlyingConn()
-	_ = nc.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := nc.Write(f); err != nil {
+// writeBlocking writes f by deadline; writeLock is held.
+func (c *wsConn) writeBlocking(f []byte, deadline time.Time) sendResult {
+	_ = c.nc.SetWriteDeadline(deadline)
+	if _, err := c.nc.Write(f); err != nil {
 		_ = c.ws.Close()
 		return failed
 	}
@@ -336,19 +343,20 @@ func (c *wsConn) writeBlocking(f []byte, timeout time.Duration) sendResult {
 }
 
 // flushPartial sends the rest of a half-written frame; writeLock is held.
-func (c *wsConn) flushPartial(timeout time.Duration) bool {
+func (c *wsConn) flushPartial(deadline time.Time) bool {
 	if c.partial == nil {
 		return true
 	}
 	f := c.partial
 	c.partial = nil
-	return c.writeBlocking(f, timeout) == sent
+	return c.writeBlocking(f, deadline) == sent
 }
 
-// writeClose sends a close frame, waiting at most closeWait for the
-// socket (and for a write in progress); a client that does not read then
-// gets none.
+// writeClose sends a close frame, all within closeWait (waiting for a
+// write in progress, finishing a frame partly written, the close frame); a
+// client that does not read then gets none.
 func (c *wsConn) writeClose(code int, reason string) {
+	deadline := time.Now().Add(closeWait)
 	t := time.NewTimer(closeWait)
 	defer t.Stop()
 	select {
@@ -358,8 +366,8 @@ func (c *wsConn) writeClose(code int, reason string) {
 	}
 	defer func() { <-c.writeLock }()
 	c.closeSent = true // nothing may follow the close frame
-	if c.flushPartial(closeWait) {
-		c.writeBlocking(appendFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, closeReason(reason))), closeWait)
+	if c.flushPartial(deadline) {
+		c.writeBlocking(appendFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, closeReason(reason))), deadline)
 	}
 }
 

@@ -5,17 +5,23 @@ package graph
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
+	"github.com/ordergateway/gateway/live"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -103,7 +109,7 @@ func handOffPair(t *testing.T) (*wsConn, *websocket.Conn) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	c := &wsConn{t: tr, ws: ws, ctx: ctx, cancel: cancel, writeLock: make(chan struct{}, 1), ops: map[string]*wsOp{}, raw: rawConn(ws.UnderlyingConn())}
+	c := &wsConn{t: tr, ws: ws, ctx: ctx, cancel: cancel, writeLock: make(chan struct{}, 1), ops: map[string]*wsOp{}, nc: ws.UnderlyingConn(), raw: rawConn(ws.UnderlyingConn())}
 	if c.raw == nil {
 		t.Fatal("no raw socket: the fan-out workers would not write for this connection")
 	}
@@ -204,3 +210,185 @@ func (s *fakeStream) left() int {
 
 func (s *fakeStream) load(view.OrderDoc) { panic("every result is shared: nothing to execute") }
 func (s *fakeStream) close()             {}
+
+// A change published while a new subscription reads its snapshot (before
+// it is live, so its wake-up is dropped) goes out after the first state.
+func TestPullSendsWhatWaitedBehindTheFirstState(t *testing.T) {
+	c, client := handOffPair(t)
+	hub := live.NewHub()
+	group := c.t.shared.join("q")
+	st, op := hubStream(c, "s", group)
+	st.sub = hub.SubscribeOrder("o1", st.notify())
+	hub.Publish(view.Change{Order: view.OrderDoc{ID: "o1", Version: 2}}) // during the snapshot read
+	st.first = &view.OrderDoc{ID: "o1", Version: 1}
+	last := 1
+	st.fresh = func(d view.OrderDoc) bool {
+		if d.Version <= last {
+			return false
+		}
+		last = d.Version
+		return true
+	}
+	goLive(c, st, op, group)
+	if n := countMessages(client, 3); n != 2 {
+		t.Fatalf("got %d messages, want 2: the first state and version 2", n)
+	}
+}
+
+// A change offered while a turn works through more than maxPullsPerTurn
+// updates (its wake-up spent on that turn) goes out after them.
+func TestPullSendsWhatCameDuringALongTurn(t *testing.T) {
+	c, client := handOffPair(t)
+	hub := live.NewHub()
+	group := c.t.shared.join("q")
+	st, op := hubStream(c, "s", group)
+	st.sub = hub.SubscribeMatching(func(view.OrderDoc) bool { return true }, st.notify())
+	for i := range 100 {
+		id := fmt.Sprintf("o%d", i)
+		c.t.shared.put(group, id, 1, []byte(`{"data":1}`))
+		hub.Publish(view.Change{Order: view.OrderDoc{ID: id, Version: 1}})
+	}
+	c.t.shared.put(group, "late", 1, []byte(`{"data":1}`))
+	published := false
+	st.fresh = func(d view.OrderDoc) bool {
+		if d.ID == "o10" && !published {
+			published = true
+			hub.Publish(view.Change{Order: view.OrderDoc{ID: "late", Version: 1}})
+		}
+		return true
+	}
+	goLive(c, st, op, group)
+	if n := countMessages(client, 102); n != 101 {
+		t.Fatalf("got %d messages, want 101 (100, then the late change)", n)
+	}
+}
+
+// A subscription the client completes in the middle of a turn sends
+// nothing more.
+func TestPullStopsWithTheSubscription(t *testing.T) {
+	c, client := handOffPair(t)
+	hub := live.NewHub()
+	group := c.t.shared.join("q")
+	st, op := hubStream(c, "s", group)
+	st.sub = hub.SubscribeMatching(func(view.OrderDoc) bool { return true }, st.notify())
+	for i := range 50 {
+		id := fmt.Sprintf("o%d", i)
+		c.t.shared.put(group, id, 1, []byte(`{"data":1}`))
+		hub.Publish(view.Change{Order: view.OrderDoc{ID: id, Version: 1}})
+	}
+	st.fresh = func(d view.OrderDoc) bool {
+		if d.ID == "o5" {
+			c.stop(op) // the client's complete, handled by the reader meanwhile
+		}
+		return true
+	}
+	goLive(c, st, op, group)
+	if n := countMessages(client, 50); n > 6 {
+		t.Fatalf("%d messages after the subscription stopped at the 6th, want at most 6", n)
+	}
+}
+
+// hubStream is a subscription stream as the resolver makes it, whose
+// results are all shared (the test puts them), so no executor runs.
+func hubStream(c *wsConn, id string, group *resultGroup) (*orderStream, *wsOp) {
+	st := &orderStream{release: func() {}}
+	op := &wsOp{id: id, idJSON: jsonString(id), conn: c, cancel: func() {}, ctx: context.Background()}
+	op.respond = func(context.Context) *graphql.Response { <-st.out; return &graphql.Response{Data: []byte(`{"x":1}`)} }
+	st.target = op
+	return st, op
+}
+
+func goLive(c *wsConn, st *orderStream, op *wsOp, group *resultGroup) {
+	st.start(context.Background())
+	c.mu.Lock()
+	op.group, op.live = group, true
+	c.ops[op.id] = op
+	c.mu.Unlock()
+	op.wake() // as execute does, once
+}
+
+// countMessages reads until max messages or a second of silence.
+func countMessages(client *websocket.Conn, max int) int {
+	n := 0
+	for n < max {
+		_ = client.SetReadDeadline(time.Now().Add(time.Second))
+		if _, _, err := client.ReadMessage(); err != nil {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// The close frames a client gets: one, with the code that says why, and
+// never 1006 (which may not be sent).
+func TestCloseFrames(t *testing.T) {
+	tr := NewWebsocket(WebsocketOptions{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tr.Do(w, r, nil) }))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		name string
+		act  func(*websocket.Conn) error
+		want []string
+	}{
+		{"an oversized message", func(c *websocket.Conn) error {
+			return c.WriteMessage(websocket.TextMessage, make([]byte, websocketReadLimit+10))
+		}, []string{"close 1009"}},
+		{"a frame with a reserved bit set", func(c *websocket.Conn) error {
+			_, err := c.UnderlyingConn().Write([]byte{0xC1, 0x80, 0, 0, 0, 0}) // RSV1, text, masked, empty
+			return err
+		}, []string{"close 1002"}},
+		{"the client stops sending (half close)", func(c *websocket.Conn) error {
+			return c.UnderlyingConn().(*net.TCPConn).CloseWrite()
+		}, []string{"close 1000"}},
+		{"the client's close 4000", func(c *websocket.Conn) error {
+			return c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4000, ""), time.Now().Add(time.Second))
+		}, []string{"close 4000"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := websocket.Dialer{Subprotocols: []string{protoTransportWS}}
+			client, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			if err := tc.act(client); err != nil {
+				t.Fatal(err)
+			}
+			if got := rawFrames(t, client.UnderlyingConn()); !slices.Equal(got, tc.want) {
+				t.Fatalf("frames %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// rawFrames reads the socket to its end and names the frames on it.
+func rawFrames(t *testing.T, nc net.Conn) []string {
+	t.Helper()
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(nc)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("reading the socket: %v", err)
+	}
+	var out []string
+	for len(b) >= 2 {
+		op, n, h := b[0]&0x0f, int(b[1]&0x7f), 2
+		if n == 126 && len(b) >= 4 {
+			n, h = int(binary.BigEndian.Uint16(b[2:])), 4
+		}
+		if len(b) < h+n {
+			return append(out, "a truncated frame")
+		}
+		p := b[h : h+n]
+		switch {
+		case op == websocket.CloseMessage && n >= 2:
+			out = append(out, fmt.Sprintf("close %d", binary.BigEndian.Uint16(p)))
+		case op == websocket.CloseMessage:
+			out = append(out, "close")
+		default:
+			out = append(out, fmt.Sprintf("opcode %d", op))
+		}
+		b = b[h+n:]
+	}
+	return out
+}
