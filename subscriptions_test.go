@@ -643,6 +643,125 @@ func TestSubscriptionSSE(t *testing.T) {
 	t.Logf("SSE: event next v1 PENDING, then v2 CONFIRMED after confirmOrder")
 }
 
+// TestSSEStreams: the server-sent events transport beyond one subscription:
+// keep-alive comments, queries and mutations, errors, many streams of one
+// order (each gets every update; the hub lets go of them when they go).
+func TestSSEStreams(t *testing.T) {
+	g := startGateway(t, testConfig(t)) // WS_PING_INTERVAL 2s: SSE keep-alives too
+	o := g.mustMutate(t, "placeOrder", placeInput("cust-sse2", item("A", 1, "1")))
+	post := func(body string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, g.url+"/graphql", strings.NewReader(body))
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	readAllEvents := func(resp *http.Response) string {
+		t.Helper()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+
+	t.Run("query", func(t *testing.T) {
+		body, _ := json.Marshal(map[string]string{"query": fmt.Sprintf(`{ order(id: %q) { id version } }`, o.ID)})
+		resp := post(string(body))
+		got := readAllEvents(resp)
+		want := fmt.Sprintf(":\n\nevent: next\ndata: {\"data\":{\"order\":{\"id\":%q,\"version\":1}}}\n\nevent: complete\n\n", o.ID)
+		if resp.Header.Get("Content-Type") != "text/event-stream" || got != want {
+			t.Fatalf("content type %q, stream %q; want %q", resp.Header.Get("Content-Type"), got, want)
+		}
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		if resp := post(`{"query": `); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("a body that is not JSON: status %d, want 400", resp.StatusCode)
+		}
+		got := readAllEvents(post(`{"query": "subscription { orderUpdated(id: \"x\") { nope } }"}`))
+		if !strings.Contains(got, "event: next\ndata: {\"errors\":") || !strings.Contains(got, "nope") || !strings.HasSuffix(got, "event: complete\n\n") {
+			t.Fatalf("an invalid subscription: stream %q, want one next with its errors, then complete", got)
+		}
+	})
+
+	t.Run("keep-alive", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		resp := openSSE(t, ctx, g, fmt.Sprintf(`subscription { orderUpdated(id: %q) { version } }`, o.ID))
+		lines := make(chan string, 16)
+		go func() {
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		deadline := time.After(3 * testConfig(t).WSPingInterval)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatal("the stream ended")
+				}
+				if l == ": ping" {
+					return
+				}
+			case <-deadline:
+				t.Fatal("no keep-alive comment within three ping intervals")
+			}
+		}
+	})
+
+	t.Run("many streams", func(t *testing.T) {
+		waitForSubs(t, g, 0)
+		const n = 20
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		versions := make(chan int, 4*n)
+		for range n {
+			resp := openSSE(t, ctx, g, fmt.Sprintf(`subscription { orderUpdated(id: %q) { version status } }`, o.ID))
+			go func() {
+				sc := bufio.NewScanner(resp.Body)
+				for sc.Scan() {
+					if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+						var p struct {
+							Data struct{ OrderUpdated struct{ Version int } }
+						}
+						if json.Unmarshal([]byte(data), &p) == nil {
+							versions <- p.Data.OrderUpdated.Version
+						}
+					}
+				}
+			}()
+		}
+		count := func(v int) {
+			t.Helper()
+			for i := range n {
+				select {
+				case got := <-versions:
+					if got != v {
+						t.Fatalf("stream got version %d, want %d", got, v)
+					}
+				case <-time.After(eventWait):
+					t.Fatalf("%d of %d streams got version %d", i, n, v)
+				}
+			}
+		}
+		count(1)
+		g.mustMutate(t, "confirmOrder", map[string]any{"orderId": o.ID})
+		count(2)
+		waitForSubs(t, g, n)
+		cancel()
+		waitForSubs(t, g, 0) // the clients went away: their subscriptions are gone
+	})
+}
+
 // TestSubscriptionLegacyProtocol: the graphql-ws protocol of
 // subscriptions-transport-ws: ack, keep-alives, start → data, stop → complete.
 func TestSubscriptionLegacyProtocol(t *testing.T) {

@@ -35,7 +35,7 @@ func NewServer(r *Resolver, ws WebsocketOptions) *Server {
 	}
 	s := &Server{ws: NewWebsocket(ws), streams: map[net.Conn]int{}}
 	srv.AddTransport(s.ws)
-	srv.AddTransport(transport.SSE{KeepAlivePingInterval: ws.PingInterval}) // keeps idle streams open through proxies
+	srv.AddTransport(&SSE{KeepAlive: ws.PingInterval, shared: &s.ws.shared}) // keep-alives keep idle streams open through proxies
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})

@@ -392,3 +392,33 @@ func rawFrames(t *testing.T, nc net.Conn) []string {
 	}
 	return out
 }
+
+// An SSE stream pulls like a websocket: a result another subscription
+// already has is written as it is, and only a new one runs the executor
+// (once, then shared).
+func TestSSEPullSharesResults(t *testing.T) {
+	tr := &SSE{shared: &sharedResults{}}
+	group := tr.shared.join("q")
+	tr.shared.put(group, "o1", 1, []byte(`{"data":"shared"}`))
+	rec := httptest.NewRecorder()
+	st := &fakeStream{docs: []view.OrderDoc{{ID: "o1", Version: 1}, {ID: "o2", Version: 1}}}
+	s := &sseStream{w: rec, f: rec, ready: make(chan struct{}, 1), stream: &loadingStream{fakeStream: st}}
+	executions := 0
+	respond := func(context.Context) *graphql.Response {
+		executions++
+		return &graphql.Response{Data: []byte(`"executed"`)}
+	}
+	sent, ended, ok := tr.pull(s, group, respond, context.Background())
+	want := "event: next\ndata: {\"data\":\"shared\"}\n\nevent: next\ndata: {\"data\":\"executed\"}\n\n"
+	if !sent || ended || !ok || rec.Body.String() != want || executions != 1 {
+		t.Fatalf("pull: sent %v ended %v ok %v, %d executions, wrote %q; want one execution and %q", sent, ended, ok, executions, rec.Body.String(), want)
+	}
+	if got := tr.shared.get(group, "o2", 1); string(got) != `{"data":"executed"}` {
+		t.Fatalf("the executed result was not shared: %q", got)
+	}
+}
+
+// loadingStream is a fakeStream that lets the executor load a state.
+type loadingStream struct{ *fakeStream }
+
+func (loadingStream) load(view.OrderDoc) {}
