@@ -562,7 +562,13 @@ func TestSubscriptionOrdersUpdatedFilter(t *testing.T) {
 func openSSE(t *testing.T, ctx context.Context, g *gateway, query string) *http.Response {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"query": query})
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.url+"/graphql", bytes.NewReader(body))
+	return postSSE(t, ctx, g, string(body))
+}
+
+// postSSE posts body (any text, valid or not) asking for an event stream.
+func postSSE(t *testing.T, ctx context.Context, g *gateway, body string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.url+"/graphql", strings.NewReader(body))
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -649,18 +655,7 @@ func TestSubscriptionSSE(t *testing.T) {
 func TestSSEStreams(t *testing.T) {
 	g := startGateway(t, testConfig(t)) // WS_PING_INTERVAL 2s: SSE keep-alives too
 	o := g.mustMutate(t, "placeOrder", placeInput("cust-sse2", item("A", 1, "1")))
-	post := func(body string) *http.Response {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, g.url+"/graphql", strings.NewReader(body))
-		req.Header.Set("Accept", "text/event-stream")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { resp.Body.Close() })
-		return resp
-	}
+	post := func(body string) *http.Response { t.Helper(); return postSSE(t, context.Background(), g, body) }
 	readAllEvents := func(resp *http.Response) string {
 		t.Helper()
 		b, err := io.ReadAll(resp.Body)

@@ -243,11 +243,7 @@ func TestPullSendsWhatCameDuringALongTurn(t *testing.T) {
 	group := c.t.shared.join("q")
 	st, op := hubStream(c, "s", group)
 	st.sub = hub.SubscribeMatching(func(view.OrderDoc) bool { return true }, st.notify())
-	for i := range 100 {
-		id := fmt.Sprintf("o%d", i)
-		c.t.shared.put(group, id, 1, []byte(`{"data":1}`))
-		hub.Publish(view.Change{Order: view.OrderDoc{ID: id, Version: 1}})
-	}
+	publishShared(c, hub, group, 100)
 	c.t.shared.put(group, "late", 1, []byte(`{"data":1}`))
 	published := false
 	st.fresh = func(d view.OrderDoc) bool {
@@ -271,11 +267,7 @@ func TestPullStopsWithTheSubscription(t *testing.T) {
 	group := c.t.shared.join("q")
 	st, op := hubStream(c, "s", group)
 	st.sub = hub.SubscribeMatching(func(view.OrderDoc) bool { return true }, st.notify())
-	for i := range 50 {
-		id := fmt.Sprintf("o%d", i)
-		c.t.shared.put(group, id, 1, []byte(`{"data":1}`))
-		hub.Publish(view.Change{Order: view.OrderDoc{ID: id, Version: 1}})
-	}
+	publishShared(c, hub, group, 50)
 	st.fresh = func(d view.OrderDoc) bool {
 		if d.ID == "o5" {
 			c.stop(op) // the client's complete, handled by the reader meanwhile
@@ -285,6 +277,16 @@ func TestPullStopsWithTheSubscription(t *testing.T) {
 	goLive(c, st, op, group)
 	if n := countMessages(client, 50); n > 6 {
 		t.Fatalf("%d messages after the subscription stopped at the 6th, want at most 6", n)
+	}
+}
+
+// publishShared publishes orders o0…o(n-1) at version 1, each with a shared
+// result already in group.
+func publishShared(c *wsConn, hub *live.Hub, group *resultGroup, n int) {
+	for i := range n {
+		id := fmt.Sprintf("o%d", i)
+		c.t.shared.put(group, id, 1, []byte(`{"data":1}`))
+		hub.Publish(view.Change{Order: view.OrderDoc{ID: id, Version: 1}})
 	}
 }
 
