@@ -666,6 +666,11 @@ func TestSSEStreams(t *testing.T) {
 	}
 
 	t.Run("query", func(t *testing.T) {
+		waitFor(t, eventWait, "the order in the views", func() bool { // views follow the mutation (on real Kafka, visibly)
+			var out struct{ Order *Order }
+			r := g.do(t, `query($id: ID!) { order(id: $id) { id } }`, map[string]any{"id": o.ID})
+			return len(r.Errors) == 0 && json.Unmarshal(r.Data, &out) == nil && out.Order != nil
+		})
 		body, _ := json.Marshal(map[string]string{"query": fmt.Sprintf(`{ order(id: %q) { id version } }`, o.ID)})
 		resp := post(string(body))
 		got := readAllEvents(resp)
