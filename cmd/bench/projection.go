@@ -357,12 +357,39 @@ func (b *bench) queryScenario(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", k.name, err)
 		}
 	}
+	// The point lookups (order(id), its baseline raw FindOne, and the empty
+	// query) are timed in turn, one of each per round, so that a slower or
+	// faster stretch of the machine falls on all three alike and their ratio
+	// holds; the scans are timed one kind after the other.
+	interleaved := map[string]bool{"empty": true, "order": true, "rawFindOne": true}
+	until := time.Now().Add(b.o.queryBudget)
+	for i := 0; i < n && (i < 20 || time.Now().Before(until)); i++ {
+		for _, k := range kinds {
+			if !interleaved[k.name] {
+				continue
+			}
+			t := time.Now()
+			if err := k.f(); err != nil {
+				return fmt.Errorf("%s: %w", k.name, err)
+			}
+			if res[k.name] == nil {
+				res[k.name] = &samples{}
+			}
+			res[k.name].add(time.Since(t))
+		}
+	}
 	for _, k := range kinds {
+		name := k.name
+		if interleaved[name] {
+			// also in a loop of its own, as measured before: each path then
+			// runs with the caches its previous call left, a best case
+			name += "Alone"
+		}
 		s, err := measure(n, b.o.queryBudget, k.f)
 		if err != nil {
 			return fmt.Errorf("%s: %w", k.name, err)
 		}
-		res[k.name] = s
+		res[name] = s
 	}
 	scen := fmt.Sprintf("queries (%d orders, %d customers; n = %d/%d/%d HTTP order/orders/empty)", len(d.ids), projCustomers, res["order"].len(), res["orders"].len(), res["empty"].len())
 	e, o, p := res["empty"], res["order"], res["orders"]
@@ -374,7 +401,11 @@ func (b *bench) queryScenario(ctx context.Context) error {
 	b.add(row{scen, "orders(...) p99, HTTP", ms(p.pct(99)), "raw Find p99", ms(rq.pct(99)), ratio(float64(p.pct(99)), float64(rq.pct(99)))})
 	b.add(row{scen, "orders(...) p50, HTTP", ms(p.pct(50)), "raw CountDocuments + Find p50 (what the store does for totalCount + page)", ms(rc.pct(50)), ratio(float64(p.pct(50)), float64(rc.pct(50)))})
 	b.add(row{scen, "{ __typename } p50 / p99, HTTP", ms(e.pct(50)) + " / " + ms(e.pct(99)), "", "", ""})
+	oa, fa, ea := res["orderAlone"], res["rawFindOneAlone"], res["emptyAlone"]
+	floorAlone := fa.pct(50) + ea.pct(50)
+	b.add(row{scen, "order(id) p50, HTTP, each kind timed in a loop of its own (the three above are timed in turn)", ms(oa.pct(50)),
+		"raw FindOne p50 + HTTP { __typename } p50, likewise", ms(fa.pct(50)) + " + " + ms(ea.pct(50)) + " = " + ms(floorAlone), ratio(float64(oa.pct(50)), float64(floorAlone))})
 	r := float64(o.pct(50)) / float64(floor50)
-	b.target("order(id) p50 within 1.5x of raw FindOne + empty-query HTTP round trip", fmt.Sprintf("%s vs %s = %.2fx", ms(o.pct(50)), ms(floor50), r), r <= 1.5)
+	b.target("order(id) p50 within 1.5x of raw FindOne + empty-query HTTP round trip", fmt.Sprintf("%s vs %s = %.2fx timed in turn (%.2fx with each kind in a loop of its own)", ms(o.pct(50)), ms(floor50), r, float64(oa.pct(50))/float64(floorAlone)), r <= 1.5)
 	return nil
 }
