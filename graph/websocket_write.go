@@ -198,9 +198,8 @@ func (c *wsConn) drain(w *fanWorker) {
 	}
 }
 
-// sendFrames sends frames in order. When one is not sent whole it returns
-// the index of the first that still is to be sent (the one not sent at
-// all, or the next after one whose rest is in c.partial).
+// sendFrames sends frames in order. When one is handed off (its rest in
+// c.partial) it returns the index of the next, the first still to send.
 func (c *wsConn) sendFrames(frames [][]byte, w *fanWorker) (int, sendResult) {
 	for i, f := range frames {
 		if r := c.sendFrame(f, w); r != sent {
