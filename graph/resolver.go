@@ -1,8 +1,9 @@
 // Package graph is the GraphQL edge: resolvers translate GraphQL into
 // commands (mutations), view reads (queries) and hub subscriptions, one
 // error presenter turns domain errors into GraphQL errors, and the server
-// (NewServer) carries the transports, among them our own websocket
-// transport, built for many idle subscribers (websocket.go).
+// (NewServer) carries the transports, among them our own websocket and
+// server-sent events transports, built for many idle subscribers
+// (websocket.go, sse.go).
 package graph
 
 //go:generate go tool gqlgen generate
