@@ -96,7 +96,7 @@ func settings() []setting {
 			return nil
 		}},
 		{"ws-init-timeout", "WS_INIT_TIMEOUT", "10s", "how long a websocket may take to send connection_init", dur(func(c *Config) *time.Duration { return &c.WSInitTimeout })},
-		{"ws-ping-interval", "WS_PING_INTERVAL", "15s", "websocket keep-alive interval; a peer that misses two pongs is closed", dur(func(c *Config) *time.Duration { return &c.WSPingInterval })},
+		{"ws-ping-interval", "WS_PING_INTERVAL", "15s", "websocket keep-alive interval (a peer that misses two pongs is closed) and SSE keep-alive comment interval", dur(func(c *Config) *time.Duration { return &c.WSPingInterval })},
 		{"ws-write-timeout", "WS_WRITE_TIMEOUT", "10s", "how long a websocket write may wait for a client that does not read before it is disconnected", dur(func(c *Config) *time.Duration { return &c.WSWriteTimeout })},
 		{"max-subscriptions", "MAX_SUBSCRIPTIONS_PER_CONNECTION", "100", "subscriptions one websocket may hold at once", num(func(c *Config) *int { return &c.MaxSubscriptions }, 1, 100000)},
 		{"debug-addr", "DEBUG_ADDR", "", "address for Go's profiling endpoints (/debug/pprof/); empty turns them off", str(func(c *Config) *string { return &c.DebugAddr })},
