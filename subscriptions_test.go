@@ -757,8 +757,19 @@ func TestSSEStreams(t *testing.T) {
 		g.mustMutate(t, "confirmOrder", map[string]any{"orderId": o.ID})
 		count(2)
 		waitForSubs(t, g, n)
+		open, _ := settledGoroutines()
 		cancel()
 		waitForSubs(t, g, 0) // the clients went away: their subscriptions are gone
+		closed, _ := settledGoroutines()
+		// Per stream, in this one process: the client's connection (read and
+		// write loops) and its reader here, the server's connection and its
+		// background read. A goroutine per subscription or per keep-alive
+		// would make it 6 or more.
+		perStream := float64(open-closed) / n
+		t.Logf("%d SSE streams: %.1f goroutines each, client and server", n, perStream)
+		if perStream > 5.5 {
+			t.Errorf("%.1f goroutines per SSE stream, client and server; want at most 5 (%s)", perStream, goroutinesByCreator())
+		}
 	})
 }
 
