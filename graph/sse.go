@@ -148,15 +148,9 @@ func (t *SSE) pull(s *sseStream, group *resultGroup, respond graphql.ResponseHan
 		if !more {
 			return sent, over, true
 		}
-		payload := t.shared.get(group, d.ID, d.Version)
-		if payload == nil {
-			s.stream.load(d)
-			resp := respond(ctx)
-			if resp == nil { // the operation's context ended
-				return sent, false, false
-			}
-			payload = responsePayload(resp)
-			t.shared.put(group, d.ID, d.Version, payload)
+		payload := t.shared.result(group, d, s.stream, respond, ctx)
+		if payload == nil { // the operation's context ended
+			return sent, false, false
 		}
 		if !s.next(payload) {
 			return sent, false, false

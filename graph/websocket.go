@@ -487,12 +487,14 @@ type wsOp struct {
 
 	// guarded by conn.mu; stream and group, once live, are read by the
 	// writer without it
-	stream  pullStream // a pulled subscription; nil for a query or mutation
-	group   *resultGroup
-	live    bool // set up: the writer may pull
-	queued  bool // in conn.ready
-	stopped bool
-	halted  atomic.Bool // stopped, for the writer to check per update without conn.mu
+	stream pullStream // a pulled subscription; nil for a query or mutation
+	group  *resultGroup
+	live   bool // set up: the writer may pull
+	queued bool // in conn.ready
+	// stopped is set under conn.mu, so checks under it see it in step with
+	// the rest; it is atomic so the writer can check it per update without
+	// the lock.
+	stopped atomic.Bool
 }
 
 var _ pullTarget = (*wsOp)(nil)
@@ -501,7 +503,7 @@ var _ pullTarget = (*wsOp)(nil)
 // attached after the operation stopped is closed at once.
 func (op *wsOp) attach(s pullStream) {
 	op.conn.mu.Lock()
-	stopped := op.stopped
+	stopped := op.stopped.Load()
 	op.stream = s
 	op.conn.mu.Unlock()
 	if stopped {
@@ -514,7 +516,7 @@ func (op *wsOp) wake() {
 	c := op.conn
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if op.stopped || c.closed {
+	if op.stopped.Load() || c.closed {
 		return
 	}
 	if !op.live { // start wakes it once it is
@@ -588,7 +590,7 @@ func (c *wsConn) execute(ctx context.Context, op *wsOp, payload json.RawMessage,
 	}
 	group := c.t.shared.join(shareKey(params.Query, params.OperationName, rc.Variables))
 	c.mu.Lock()
-	if op.stopped {
+	if op.stopped.Load() {
 		c.mu.Unlock()
 		c.t.shared.leave(group)
 		return
@@ -638,12 +640,11 @@ func (c *wsConn) finish(op *wsOp) {
 // call stopped it (false if it had already stopped).
 func (c *wsConn) stop(op *wsOp) bool {
 	c.mu.Lock()
-	if op.stopped {
+	if op.stopped.Load() {
 		c.mu.Unlock()
 		return false
 	}
-	op.stopped = true
-	op.halted.Store(true)
+	op.stopped.Store(true)
 	if c.ops[op.id] == op {
 		delete(c.ops, op.id)
 	}
@@ -660,7 +661,7 @@ func (c *wsConn) stop(op *wsOp) bool {
 func (c *wsConn) isStopped(op *wsOp) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return op.stopped || c.closed
+	return op.stopped.Load() || c.closed
 }
 
 func (c *wsConn) dataType() string {

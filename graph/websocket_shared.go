@@ -1,9 +1,13 @@
 package graph
 
 import (
+	"context"
 	"encoding/json"
 	"sync"
 	"sync/atomic"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/ordergateway/gateway/view"
 )
 
 // sharedResults lets subscriptions that ask the same thing share each
@@ -96,6 +100,24 @@ func (s *sharedResults) get(g *resultGroup, orderID string, version int) []byte 
 		return r.payload
 	}
 	return nil
+}
+
+// result is the encoded result of d for a subscription of group: the
+// shared one if another subscription already has it, else the executor's
+// (stream loads d, respond marshals it), which is then shared. It is nil
+// when the operation's context has ended.
+func (s *sharedResults) result(g *resultGroup, d view.OrderDoc, stream pullStream, respond graphql.ResponseHandler, ctx context.Context) []byte {
+	if payload := s.get(g, d.ID, d.Version); payload != nil {
+		return payload
+	}
+	stream.load(d)
+	resp := respond(ctx)
+	if resp == nil {
+		return nil
+	}
+	payload := responsePayload(resp)
+	s.put(g, d.ID, d.Version, payload)
+	return payload
 }
 
 // put records the result for the order at version, replacing an older

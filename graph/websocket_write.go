@@ -61,7 +61,7 @@ func (c *wsConn) enqueue(frames ...[]byte) {
 // whether they were queued.
 func (c *wsConn) enqueueFor(op *wsOp, frames ...[]byte) bool {
 	c.mu.Lock()
-	if op.stopped {
+	if op.stopped.Load() {
 		c.mu.Unlock()
 		return false
 	}
@@ -223,7 +223,7 @@ func (c *wsConn) handOff(frames [][]byte, ops []*wsOp) {
 	}
 	var front []*wsOp
 	for _, op := range ops {
-		if !op.queued && !op.stopped {
+		if !op.queued && !op.stopped.Load() {
 			op.queued = true
 			front = append(front, op)
 		}
@@ -257,7 +257,7 @@ func (c *wsConn) pull(op *wsOp, w *fanWorker) sendResult {
 	}
 	fromHub := false
 	for range maxPullsPerTurn {
-		if op.halted.Load() { // the client completed it meanwhile: nothing more of it
+		if op.stopped.Load() { // the client completed it meanwhile: nothing more of it
 			return sent
 		}
 		if fromHub && !op.stream.buffered() {
@@ -273,16 +273,10 @@ func (c *wsConn) pull(op *wsOp, w *fanWorker) sendResult {
 			}
 			return sent
 		}
-		payload := c.t.shared.get(op.group, d.ID, d.Version)
-		if payload == nil {
-			op.stream.load(d)
-			resp := op.respond(op.ctx)
-			if resp == nil { // the operation's context ended
-				c.finish(op)
-				return sent
-			}
-			payload = responsePayload(resp)
-			c.t.shared.put(op.group, d.ID, d.Version, payload)
+		payload := c.t.shared.result(op.group, d, op.stream, op.respond, op.ctx)
+		if payload == nil { // the operation's context ended
+			c.finish(op)
+			return sent
 		}
 		*buf = appendMessageFrame((*buf)[:0], c.dataType(), op.idJSON, payload)
 		if r := c.sendFrame(*buf, w); r != sent {
