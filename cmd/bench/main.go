@@ -356,6 +356,7 @@ type bench struct {
 	failed  int
 	proj    *projData // the projected data set, shared by projection and queries
 	raw     *rawResults
+	rawCQRS *rawResults // the raw floor with a raw read model (rawProjector)
 }
 
 // startCPUProfile starts the -cpuprofile profile of the throughput load and

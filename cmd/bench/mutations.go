@@ -18,12 +18,19 @@ import (
 
 // rawResults are the raw floor's figures, compared with the gateway's.
 type rawResults struct {
-	hop, pair   *samples // sequential, one client
-	tput        float64  // hops/s at the throughput concurrency
+	hop, pair   *samples      // sequential, one client
+	hopCPU      time.Duration // process CPU per sequential hop
+	hopWall     time.Duration // wall time per sequential hop (mean)
+	tput        float64       // hops/s at the throughput concurrency
 	tputErrs    int64
 	tputLat     *samples
 	tputElapsed time.Duration
 	tputCores   float64
+	tputHops    int64 // hops answered in the throughput load
+
+	// With a raw projector (rawProjector) only.
+	tputProjected int64 // events of the throughput load in the read model when it stopped
+	projFailed    int64 // events whose write failed
 }
 
 // loadResult is what a closed-loop load run achieved.
@@ -84,44 +91,92 @@ func timed(f func() error) (time.Duration, error) {
 }
 
 // rawMutations measures the raw floor: sequential hops (latency) and
-// closed-loop hops at the throughput concurrency.
+// closed-loop hops at the throughput concurrency; then the same again on
+// fresh topics with a raw projector keeping a read model (rawProjector).
 func (b *bench) rawMutations(ctx context.Context) error {
-	prefix := b.env.name("raw")
-	if err := ensureTopics(b.env.brokers, prefix); err != nil {
+	res, err := b.rawHops(ctx, b.env.name("raw"), false)
+	if err != nil {
 		return err
+	}
+	b.raw = res
+	if b.rawCQRS, err = b.rawHops(ctx, b.env.name("rawcqrs"), true); err != nil {
+		return fmt.Errorf("raw floor with a read model: %w", err)
+	}
+	return nil
+}
+
+// rawHops runs the raw floor's hops on fresh topics named prefix, with a
+// raw projector writing the events to the store (database prefix) if
+// withProjector.
+func (b *bench) rawHops(ctx context.Context, prefix string, withProjector bool) (*rawResults, error) {
+	if err := ensureTopics(b.env.brokers, prefix); err != nil {
+		return nil, err
 	}
 	srv, err := startRawServer(b.env.brokers, prefix, b.env.logger)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer srv.Close()
+	var proj *rawProjector
+	if withProjector {
+		if proj, err = startRawProjector(ctx, b.env.brokers, prefix, b.env.mongoURI, prefix, b.env.logger); err != nil {
+			return nil, err
+		}
+		defer proj.Close()
+	}
 	cl, err := newRawClient(b.env.brokers, prefix)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cl.Close()
 	res := &rawResults{hop: &samples{}, pair: &samples{}}
+	hops := int64(0)
 	// Warm up: every partition's transactional producer, connections.
 	for range b.o.warmPairs * 3 {
 		if err := cl.hop(ctx, randID("ord_")); err != nil {
-			return fmt.Errorf("raw warm-up: %w", err)
+			return nil, fmt.Errorf("raw warm-up: %w", err)
+		}
+		hops++
+	}
+	if proj != nil {
+		// The projector's first batch waits for the store's indexes and
+		// connections; the measured hops should not.
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := proj.waitFor(wctx, hops)
+		cancel()
+		if err != nil {
+			return nil, err
 		}
 	}
 	if b.o.scenarios["latency"] {
+		cpu0, t0 := cpuTime(), time.Now()
 		for range b.o.latencyPairs {
 			key := randID("ord_")
 			t0 := time.Now()
 			if err := cl.hop(ctx, key); err != nil {
-				return err
+				return nil, err
 			}
 			t1 := time.Now()
 			if err := cl.hop(ctx, key); err != nil {
-				return err
+				return nil, err
 			}
 			t2 := time.Now()
 			res.hop.add(t1.Sub(t0))
 			res.hop.add(t2.Sub(t1))
 			res.pair.add(t2.Sub(t0))
+		}
+		hops += int64(2 * b.o.latencyPairs)
+		res.hopCPU = (cpuTime() - cpu0) / time.Duration(2*b.o.latencyPairs)
+		res.hopWall = time.Since(t0) / time.Duration(2*b.o.latencyPairs)
+		if proj != nil {
+			// Caught up before the throughput load, like the gateway's
+			// projector between its phases.
+			wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			err := proj.waitFor(wctx, hops)
+			cancel()
+			if err != nil {
+				return nil, err
+			}
 		}
 	}
 	if b.o.scenarios["throughput"] {
@@ -140,12 +195,18 @@ func (b *bench) rawMutations(ctx context.Context) error {
 		res.tputLat = &r.lat
 		res.tputElapsed = r.elapsed
 		res.tputCores = r.cores()
+		res.tputHops = r.ok.Load()
+		if proj != nil {
+			res.tputProjected = proj.written.Load() + proj.failed.Load() - hops
+		}
 		for _, e := range r.firstErrs {
 			b.note("raw floor throughput error: %s", e)
 		}
 	}
-	b.raw = res
-	return nil
+	if proj != nil {
+		res.projFailed = proj.failed.Load()
+	}
+	return res, nil
 }
 
 // gatewayMutations measures placeOrder+confirmOrder over HTTP, sequentially
@@ -175,6 +236,7 @@ func (b *bench) gatewayMutations(ctx context.Context) error {
 
 	if b.o.scenarios["latency"] {
 		var place, confirm, mut, pair samples
+		cpu0, tl0 := cpuTime(), time.Now()
 		for i := range b.o.latencyPairs {
 			t0 := time.Now()
 			id, v, err := c.placeOrder(ctx, "c-lat-"+strconv.Itoa(i%10), randID("lat"))
@@ -192,6 +254,8 @@ func (b *bench) gatewayMutations(ctx context.Context) error {
 			mut.add(t2.Sub(t1))
 			pair.add(t2.Sub(t0))
 		}
+		mutCPU := (cpuTime() - cpu0) / time.Duration(2*b.o.latencyPairs)
+		mutWall := time.Since(tl0) / time.Duration(2*b.o.latencyPairs)
 		for _, p := range []float64{50, 99} {
 			ps := "p" + strconv.Itoa(int(p))
 			b.add(row{"mutation latency, 1 client", "single mutation " + ps + " (placeOrder and confirmOrder pooled, HTTP)", ms(mut.pct(p)),
@@ -202,6 +266,8 @@ func (b *bench) gatewayMutations(ctx context.Context) error {
 			b.add(row{"mutation latency, 1 client", "placeOrder→confirmOrder pair " + ps, ms(pair.pct(p)),
 				"raw two-hop pair " + ps, ms(raw.pair.pct(p)), ratio(float64(pair.pct(p)), float64(raw.pair.pct(p)))})
 		}
+		b.add(row{"mutation latency, 1 client", "process CPU per sequential mutation (cores busy: CPU / wall time)", fmt.Sprintf("%s (%.2f cores)", ms(mutCPU), float64(mutCPU)/float64(mutWall)),
+			"process CPU per sequential raw hop (cores busy)", fmt.Sprintf("%s (%.2f cores)", ms(raw.hopCPU), float64(raw.hopCPU)/float64(max(raw.hopWall, 1))), ratio(float64(mutCPU), float64(raw.hopCPU))})
 		b.add(row{"mutation latency, 1 client", "placeOrder p50 / p99", ms(place.pct(50)) + " / " + ms(place.pct(99)), "", "", ""})
 		b.add(row{"mutation latency, 1 client", "confirmOrder p50 / p99", ms(confirm.pct(50)) + " / " + ms(confirm.pct(99)), "", "", ""})
 		alone, err := graphqlAloneLatency(ctx, b.o.latencyPairs)
@@ -214,6 +280,20 @@ func (b *bench) gatewayMutations(ctx context.Context) error {
 			lb := raw.hop.pct(50) + alone.pct(50)
 			b.add(row{"mutation latency, 1 client", "lower bound for a GraphQL-over-HTTP gateway p50: raw hop p50 + GraphQL server alone p50", ms(lb),
 				"raw hop p50", ms(raw.hop.pct(50)), ratio(float64(lb), float64(raw.hop.pct(50)))})
+			if rc := b.rawCQRS; rc != nil && rc.hop.len() > 0 {
+				for _, p := range []float64{50, 99} {
+					ps := "p" + strconv.Itoa(int(p))
+					b.add(row{"mutation latency, 1 client", "raw floor with a read model: raw hop " + ps + " while a raw projector upserts each event's order document into the store (" + strconv.FormatInt(rc.projFailed, 10) + " writes failed)", ms(rc.hop.pct(p)),
+						"raw hop " + ps, ms(raw.hop.pct(p)), ratio(float64(rc.hop.pct(p)), float64(raw.hop.pct(p)))})
+				}
+				b.add(row{"mutation latency, 1 client", "process CPU per raw hop with the read model (cores busy)", fmt.Sprintf("%s (%.2f cores)", ms(rc.hopCPU), float64(rc.hopCPU)/float64(max(rc.hopWall, 1))),
+					"process CPU per raw hop (cores busy)", ms(raw.hopCPU), ratio(float64(rc.hopCPU), float64(raw.hopCPU))})
+				for _, p := range []float64{50, 99} {
+					ps := "p" + strconv.Itoa(int(p))
+					b.add(row{"mutation latency, 1 client", "single mutation " + ps + " (as above)", ms(mut.pct(p)),
+						"raw floor with a read model " + ps, ms(rc.hop.pct(p)), ratio(float64(mut.pct(p)), float64(rc.hop.pct(p)))})
+				}
+			}
 			r50, r99 := float64(mut.pct(50))/float64(raw.hop.pct(50)), float64(mut.pct(99))/float64(raw.hop.pct(99))
 			b.target("mutation p50 within 1.5x of raw floor p50 (single mutation vs single hop)", fmt.Sprintf("%s vs %s = %.2fx (the lower bound above is %.2fx)", ms(mut.pct(50)), ms(raw.hop.pct(50)), r50, float64(lb)/float64(raw.hop.pct(50))), r50 <= 1.5)
 			b.target("mutation p99 within 3x of raw floor p99", fmt.Sprintf("%s vs %s = %.2fx", ms(mut.pct(99)), ms(raw.hop.pct(99)), r99), r99 <= 3)
@@ -239,6 +319,13 @@ func (b *bench) gatewayMutations(ctx context.Context) error {
 		}
 		b.add(row{"mutation throughput, " + conc + " clients", "mutation latency under load p50 / p99", ms(r.lat.pct(50)) + " / " + ms(r.lat.pct(99)),
 			"raw hop under load p50 / p99", ms(rawLat.pct(50)) + " / " + ms(rawLat.pct(99)), ratio(float64(r.lat.pct(50)), float64(rawLat.pct(50)))})
+		if rc := b.rawCQRS; rc != nil && rc.tputHops > 0 {
+			b.add(row{"mutation throughput, " + conc + " clients", fmt.Sprintf("raw floor with a read model: raw hops/s (errors; events of the load in the read model when it stopped; writes failed)"),
+				fmt.Sprintf("%s (%d errors; %d of %d; %d)", rate(rc.tput, "/s"), rc.tputErrs, rc.tputProjected, rc.tputHops, rc.projFailed),
+				"raw hops/s", rate(raw.tput, "/s"), ratio(rc.tput, raw.tput)})
+			b.add(row{"mutation throughput, " + conc + " clients", "mutations/s (as above)", rate(tput, "/s"),
+				"raw floor with a read model, hops/s", rate(rc.tput, "/s"), ratio(tput, rc.tput)})
+		}
 		b.add(row{"mutation throughput, " + conc + " clients", "process CPU during the load (of " + strconv.Itoa(runtime.NumCPU()) + ")", fmt.Sprintf("%.2f cores", r.cores()),
 			"process CPU during the raw load", fmt.Sprintf("%.2f cores", raw.tputCores), ratio(r.cores(), raw.tputCores)})
 		for _, e := range r.firstErrs {

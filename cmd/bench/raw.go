@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -38,75 +37,88 @@ func randID(prefix string) string {
 
 // rawServer mirrors command.Handler without the domain.
 type rawServer struct {
-	brokers  []string
-	topics   kafka.Topics
-	groupID  string
+	brokers []string
+	topics  kafka.Topics
+	groupID string
+	logger  *slog.Logger
+	group   *rawGroup
+}
+
+func startRawServer(brokers []string, prefix string, logger *slog.Logger) (*rawServer, error) {
+	s := &rawServer{brokers: brokers, topics: kafka.NewTopics(prefix), groupID: prefix + ".raw-server", logger: logger}
+	g, err := startRawGroup(brokers, "bench-raw-server", s.groupID, s.topics.Commands, s.ConsumeClaim, logger)
+	if err != nil {
+		return nil, fmt.Errorf("raw server: %w", err)
+	}
+	s.group = g
+	return s, nil
+}
+
+func (s *rawServer) Close() { s.group.Close() }
+
+// rawGroup is a consumer group member on one topic whose claims claim
+// serves, consuming session after session until closed.
+type rawGroup struct {
 	client   sarama.Client
 	group    sarama.ConsumerGroup
+	claim    func(sarama.ConsumerGroupSession, sarama.ConsumerGroupClaim) error
 	sessions atomic.Int64
-	logger   *slog.Logger
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
 
-func startRawServer(brokers []string, prefix string, logger *slog.Logger) (*rawServer, error) {
-	sc := kafka.Config("bench-raw-server", fetchWait)
+// startRawGroup joins groupID on topic and returns once the member has its
+// first session (or after 60 s with an error).
+func startRawGroup(brokers []string, clientID, groupID, topic string, claim func(sarama.ConsumerGroupSession, sarama.ConsumerGroupClaim) error, logger *slog.Logger) (*rawGroup, error) {
+	sc := kafka.Config(clientID, fetchWait)
 	sc.Consumer.Offsets.AutoCommit.Enable = false
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
 	sc.Consumer.Group.Session.Timeout = sessionTimeout
 	sc.Consumer.Group.Heartbeat.Interval = sessionTimeout / 3
 	client, err := sarama.NewClient(brokers, sc)
 	if err != nil {
-		return nil, fmt.Errorf("raw server: %w", err)
+		return nil, err
 	}
-	s := &rawServer{brokers: brokers, topics: kafka.NewTopics(prefix), groupID: prefix + ".raw-server", client: client, logger: logger, done: make(chan struct{})}
-	if s.group, err = sarama.NewConsumerGroupFromClient(s.groupID, client); err != nil {
+	g := &rawGroup{client: client, claim: claim, done: make(chan struct{})}
+	if g.group, err = sarama.NewConsumerGroupFromClient(groupID, client); err != nil {
 		client.Close()
-		return nil, fmt.Errorf("raw server group: %w", err)
+		return nil, fmt.Errorf("group %s: %w", groupID, err)
 	}
 	go func() {
-		for err := range s.group.Errors() {
-			logger.Warn("raw server", "err", err)
+		for err := range g.group.Errors() {
+			logger.Warn("raw group", "group", groupID, "err", err)
 		}
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+	g.cancel = cancel
 	go func() {
-		defer close(s.done)
-		for ctx.Err() == nil {
-			err := s.group.Consume(ctx, []string{s.topics.Commands}, s)
-			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
-				return
-			}
-			if err != nil {
-				logger.Warn("raw server session ended", "err", err)
-				select {
-				case <-ctx.Done():
-				case <-time.After(time.Second):
-				}
-			}
-		}
+		defer close(g.done)
+		var loop kafka.GroupLoop
+		_ = loop.Run(ctx, g.group, []string{topic}, g, logger)
 	}()
 	deadline := time.Now().Add(60 * time.Second)
-	for s.sessions.Load() == 0 {
+	for g.sessions.Load() == 0 {
 		if time.Now().After(deadline) {
-			s.Close()
-			return nil, errors.New("raw server did not join its group within 60s")
+			g.Close()
+			return nil, fmt.Errorf("group %s did not get a session within 60s", groupID)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return s, nil
+	return g, nil
 }
 
-func (s *rawServer) Close() {
-	s.cancel()
-	s.group.Close()
-	<-s.done
-	s.client.Close()
+func (g *rawGroup) Close() {
+	g.cancel()
+	g.group.Close()
+	<-g.done
+	g.client.Close()
 }
 
-func (s *rawServer) Setup(sarama.ConsumerGroupSession) error   { s.sessions.Add(1); return nil }
-func (s *rawServer) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+func (g *rawGroup) Setup(sarama.ConsumerGroupSession) error   { g.sessions.Add(1); return nil }
+func (g *rawGroup) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+func (g *rawGroup) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	return g.claim(sess, claim)
+}
 
 func (s *rawServer) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	p := claim.Partition()

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/view"
+)
+
+// rawProjector is the raw floor's read side: a consumer group on the raw
+// events topic that, per fetched batch of up to 500 events, upserts one
+// order document per event into the store (one unordered BulkWrite of
+// ReplaceOne upserts by _id, the projection scenario's baseline) and then
+// commits the batch's offset. It is the least a CQRS read model costs on
+// this broker and store: no decoding, no domain, no version guard, no
+// customer summaries, no views topic. Running it beside the raw hops shows
+// what the floor becomes once every command also has to reach a view.
+type rawProjector struct {
+	group   *rawGroup
+	client  *mongo.Client
+	coll    *mongo.Collection
+	doc     view.OrderDoc // the shape written for every event, _id set per event
+	written atomic.Int64
+	failed  atomic.Int64
+	logger  *slog.Logger
+}
+
+// startRawProjector projects the raw events topic of prefix into
+// database's orders collection (created with the view indexes).
+func startRawProjector(ctx context.Context, brokers []string, prefix, uri, database string, logger *slog.Logger) (*rawProjector, error) {
+	s, err := view.Open(uri, database)
+	if err != nil {
+		return nil, err
+	}
+	err = s.EnsureIndexes(ctx)
+	s.Close(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	c, err := mongo.Connect(options.Client().ApplyURI(uri).SetServerSelectionTimeout(3 * time.Second))
+	if err != nil {
+		return nil, err
+	}
+	_, docs := projEvents(1)
+	p := &rawProjector{client: c, coll: c.Database(database).Collection("orders"), doc: docs[0], logger: logger}
+	topics := kafka.NewTopics(prefix)
+	if p.group, err = startRawGroup(brokers, "bench-raw-projector", prefix+".raw-projector", topics.Events, p.consumeClaim, logger); err != nil {
+		c.Disconnect(context.Background())
+		return nil, fmt.Errorf("raw projector: %w", err)
+	}
+	return p, nil
+}
+
+func (p *rawProjector) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	ctx := sess.Context()
+	for {
+		batch, ok := kafka.NextBatch(ctx, claim.Messages(), 500)
+		if !ok {
+			return nil
+		}
+		models := make([]mongo.WriteModel, len(batch))
+		for i, m := range batch {
+			d := p.doc
+			d.ID = string(m.Key)
+			models[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: d.ID}}).SetReplacement(d).SetUpsert(true)
+		}
+		if _, err := p.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+			// The floor does not retry: a failure is counted and shown.
+			p.failed.Add(int64(len(batch)))
+			p.logger.Warn("raw projector: write failed", "err", err)
+		} else {
+			p.written.Add(int64(len(batch)))
+		}
+		sess.MarkMessage(batch[len(batch)-1], "")
+		sess.Commit()
+	}
+}
+
+// waitFor waits until n events have been written (or failed) or ctx ends.
+func (p *rawProjector) waitFor(ctx context.Context, n int64) error {
+	for p.written.Load()+p.failed.Load() < n {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("raw projector wrote %d of %d events: %w", p.written.Load(), n, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (p *rawProjector) Close() {
+	p.group.Close()
+	p.client.Disconnect(context.Background())
+}
