@@ -97,3 +97,72 @@ func TestStaleCacheIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
 		t.Fatalf("stored view after the zombie's batch: %+v %v", stored, err)
 	}
 }
+
+// The customer summaries an instance wrote are trusted on the next write.
+// If another instance changed one meanwhile, the guard must refuse the
+// write from the stale summary, and the retry must read the store, so that
+// the summary ends with every order of both instances.
+func TestStaleSummaryIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
+	m, err := embedded.StartMongo(t.TempDir(), "127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	store, err := view.Open(m.URI(), fmt.Sprintf("projtest_%d", time.Now().UnixNano()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	t.Cleanup(func() { _ = store.Close(context.Background()) })
+	if err := store.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := &Projector{cfg: Config{Topics: kafka.NewTopics("projtest")}, store: store}
+	b := &Projector{cfg: Config{Topics: kafka.NewTopics("projtest")}, store: store}
+	order := func(id string, version int, status domain.Status) view.OrderDoc {
+		return view.OrderDoc{ID: id, CustomerID: "c1", Status: string(status), Version: version, Currency: "EUR", Total: 100}
+	}
+
+	if err := a.putCustomers(ctx, []view.OrderDoc{order("o1", 1, domain.StatusPending)}); err != nil {
+		t.Fatalf("a, o1: %v", err)
+	}
+	if _, ok := a.summaries.get("c1"); !ok {
+		t.Fatal("a did not keep the summary it wrote")
+	}
+	// Another instance adds o2: a's cached summary is now stale.
+	if err := b.putCustomers(ctx, []view.OrderDoc{order("o2", 1, domain.StatusPending)}); err != nil {
+		t.Fatalf("b, o2: %v", err)
+	}
+	// a confirms o1 starting from its stale summary: refused, then retried
+	// from the store.
+	if err := a.putCustomers(ctx, []view.OrderDoc{order("o1", 2, domain.StatusConfirmed)}); err != nil {
+		t.Fatalf("a, o1 confirmed: %v", err)
+	}
+	c, err := store.Customer(ctx, "c1")
+	if err != nil || c == nil {
+		t.Fatalf("summary: %+v %v", c, err)
+	}
+	if !c.Includes("o1", 2) || !c.Includes("o2", 1) || c.OrderCount != 2 || c.Rev != 3 {
+		t.Fatalf("summary after the stale write: %d orders, rev %d, %+v; want o1 v2 and o2 v1", c.OrderCount, c.Rev, c.Orders)
+	}
+	// a's cache now holds what it wrote on the retry, which the store has.
+	cached, ok := a.summaries.get("c1")
+	if !ok || cached.Rev != 3 {
+		t.Fatalf("a's cached summary after the retry: %+v %v", cached, ok)
+	}
+}
+
+// The summary cache holds at most max order entries; past that it starts
+// over.
+func TestSummaryCacheBound(t *testing.T) {
+	c := summaryCache{max: 3}
+	c.put([]view.CustomerDoc{{ID: "c1", Orders: make(view.CustomerOrders, 2)}, {ID: "c2", Orders: make(view.CustomerOrders, 2)}})
+	if _, ok := c.get("c1"); ok || c.entries != 2 {
+		t.Fatalf("over max: c1 kept (%v) or %d entries, want it dropped and 2", ok, c.entries)
+	}
+	c.put([]view.CustomerDoc{{ID: "c2", Orders: make(view.CustomerOrders, 3)}})
+	if d, ok := c.get("c2"); !ok || len(d.Orders) != 3 || c.entries != 3 {
+		t.Fatalf("replacing c2: %v, %d entries, want 3", ok, c.entries)
+	}
+}

@@ -9,6 +9,7 @@
 package projector
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,7 +54,10 @@ type Projector struct {
 	// queueCustomers). The revision guard alone is not enough on FerretDB,
 	// whose conditional replace is not atomic (it reads, then writes), so two
 	// partitions updating one customer could lose a change.
-	customers   customerQueue
+	customers customerQueue
+	// summaries are the customer summaries this instance wrote last, so a
+	// summary write does not first read what this instance itself wrote.
+	summaries   summaryCache
 	closeOnce   sync.Once
 	closeErr    error
 	sessions    atomic.Int64
@@ -105,7 +109,7 @@ func New(cfg Config, store *view.Store) (*Projector, error) {
 			cfg.Logger.Warn("projector", "err", err)
 		}
 	}()
-	return &Projector{cfg: cfg, store: store, client: client, group: group, producer: producer}, nil
+	return &Projector{cfg: cfg, store: store, client: client, group: group, producer: producer, summaries: summaryCache{max: summaryCacheEntries}}, nil
 }
 
 // Run projects until ctx ends or Close is called.
@@ -146,6 +150,10 @@ func (p *Projector) Setup(sarama.ConsumerGroupSession) error {
 
 // Cleanup is part of sarama.ConsumerGroupHandler.
 func (p *Projector) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// summaryCacheEntries bounds the summary cache: order entries in all
+// (about 100 bytes each).
+const summaryCacheEntries = 200_000
 
 // maxPendingSummaries is how many batches of one partition may wait for
 // their customer summaries while later batches are projected.
@@ -476,7 +484,11 @@ func (p *Projector) flushCustomers() {
 }
 
 // putCustomers applies docs to their customers' stored summaries and writes
-// the summaries that changed.
+// the summaries that changed. The first attempt starts from the summaries
+// this instance wrote last (p.summaries) and reads only the others; if one
+// of those was changed meanwhile by another instance, its write's guard
+// refuses it (ErrConflict), and the second attempt reads every summary from
+// the store. Apply makes the re-application harmless.
 func (p *Projector) putCustomers(ctx context.Context, docs []view.OrderDoc) error {
 	byCustomer := map[string][]view.OrderDoc{}
 	var customers []string
@@ -486,9 +498,41 @@ func (p *Projector) putCustomers(ctx context.Context, docs []view.OrderDoc) erro
 		}
 		byCustomer[d.CustomerID] = append(byCustomer[d.CustomerID], d)
 	}
-	stored, err := p.store.CustomersByID(ctx, customers)
+	for attempt := 1; ; attempt++ {
+		trusted := attempt == 1
+		written, err := p.writeCustomers(ctx, customers, byCustomer, trusted)
+		if err == nil {
+			p.summaries.put(written)
+			return nil
+		}
+		p.summaries.clear()
+		if !trusted || !errors.Is(err, view.ErrConflict) {
+			return err
+		}
+	}
+}
+
+// writeCustomers is one attempt of putCustomers; with trusted, the cached
+// summaries stand in for the stored ones. It returns the summaries written.
+func (p *Projector) writeCustomers(ctx context.Context, customers []string, byCustomer map[string][]view.OrderDoc, trusted bool) ([]view.CustomerDoc, error) {
+	read := customers
+	cached := map[string]view.CustomerDoc{}
+	if trusted {
+		read = make([]string, 0, len(customers))
+		for _, cid := range customers {
+			if c, ok := p.summaries.get(cid); ok {
+				cached[cid] = c
+			} else {
+				read = append(read, cid)
+			}
+		}
+	}
+	stored, err := p.store.CustomersByID(ctx, read)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	for cid, c := range cached {
+		stored[cid] = c
 	}
 	var writes []view.CustomerWrite
 	for _, cid := range customers {
@@ -497,6 +541,9 @@ func (p *Projector) putCustomers(ctx context.Context, docs []view.OrderDoc) erro
 			c = view.CustomerDoc{ID: cid}
 		}
 		prev := c.Rev
+		// Apply may change a cached summary's Orders in place: harmless,
+		// since putCustomers replaces the cached summary on success and
+		// clears the cache on failure.
 		moved := false
 		for _, d := range byCustomer[cid] {
 			moved = c.Apply(d) || moved
@@ -505,8 +552,47 @@ func (p *Projector) putCustomers(ctx context.Context, docs []view.OrderDoc) erro
 			writes = append(writes, view.CustomerWrite{Doc: c, Prev: prev})
 		}
 	}
-	return p.store.PutCustomers(ctx, writes)
+	if err := p.store.PutCustomers(ctx, writes); err != nil {
+		return nil, err
+	}
+	written := make([]view.CustomerDoc, len(writes))
+	for i, w := range writes {
+		written[i] = w.Doc
+	}
+	return written, nil
 }
+
+// summaryCache holds the customer summaries this instance wrote last, up to
+// max order entries in all; when full it starts over (a miss only costs a
+// read). Only flushCustomers, which runs one at a time, uses it.
+type summaryCache struct {
+	max     int
+	entries int
+	docs    map[string]view.CustomerDoc
+}
+
+func (c *summaryCache) get(id string) (view.CustomerDoc, bool) {
+	d, ok := c.docs[id]
+	return d, ok
+}
+
+func (c *summaryCache) put(docs []view.CustomerDoc) {
+	if c.docs == nil {
+		c.docs = map[string]view.CustomerDoc{}
+	}
+	for _, d := range docs {
+		if old, ok := c.docs[d.ID]; ok {
+			c.entries -= len(old.Orders)
+		}
+		if c.entries+len(d.Orders) > cmp.Or(c.max, summaryCacheEntries) {
+			c.docs, c.entries = map[string]view.CustomerDoc{}, 0
+		}
+		c.docs[d.ID] = d
+		c.entries += len(d.Orders)
+	}
+}
+
+func (c *summaryCache) clear() { c.docs, c.entries = nil, 0 }
 
 // publish sends the current view of each order in the batch to the views
 // topic. A redelivered document is harmless: readers keep the highest version.
