@@ -320,8 +320,8 @@ func (b *bench) gatewayMutations(ctx context.Context) error {
 		b.add(row{"mutation throughput, " + conc + " clients", "mutation latency under load p50 / p99", ms(r.lat.pct(50)) + " / " + ms(r.lat.pct(99)),
 			"raw hop under load p50 / p99", ms(rawLat.pct(50)) + " / " + ms(rawLat.pct(99)), ratio(float64(r.lat.pct(50)), float64(rawLat.pct(50)))})
 		if rc := b.rawCQRS; rc != nil && rc.tputHops > 0 {
-			b.add(row{"mutation throughput, " + conc + " clients", fmt.Sprintf("raw floor with a read model: raw hops/s (errors; events of the load in the read model when it stopped; writes failed)"),
-				fmt.Sprintf("%s (%d errors; %d of %d; %d)", rate(rc.tput, "/s"), rc.tputErrs, rc.tputProjected, rc.tputHops, rc.projFailed),
+			b.add(row{"mutation throughput, " + conc + " clients", "raw floor with a read model: raw hops/s (errors; events of the load in the read model when it stopped, i.e. written per second of the load; writes failed)",
+				fmt.Sprintf("%s (%d errors; %d of %d, %s; %d)", rate(rc.tput, "/s"), rc.tputErrs, rc.tputProjected, rc.tputHops, rate(float64(rc.tputProjected)/rc.tputElapsed.Seconds(), "/s"), rc.projFailed),
 				"raw hops/s", rate(raw.tput, "/s"), ratio(rc.tput, raw.tput)})
 			b.add(row{"mutation throughput, " + conc + " clients", "mutations/s (as above)", rate(tput, "/s"),
 				"raw floor with a read model, hops/s", rate(rc.tput, "/s"), ratio(tput, rc.tput)})
