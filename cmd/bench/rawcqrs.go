@@ -89,9 +89,14 @@ func (p *rawProjector) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 				models[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: d.ID}}).SetReplacement(d).SetUpsert(true)
 			}
 			if _, err := p.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
-				// The floor does not retry: a failure is counted and shown.
-				p.failed.Add(int64(n))
-				p.logger.Warn("raw projector: write failed", "err", err)
+				if ctx.Err() != nil {
+					return nil // closed with a backlog: not a failure
+				}
+				// The floor does not retry: a failure is counted and shown
+				// (the first one logged).
+				if p.failed.Add(int64(n)) == int64(n) {
+					p.logger.Warn("raw projector: write failed", "err", err)
+				}
 			} else {
 				p.written.Add(int64(n))
 			}
