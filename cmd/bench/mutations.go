@@ -280,6 +280,7 @@ func (b *bench) gatewayMutations(ctx context.Context) error {
 			lb := raw.hop.pct(50) + alone.pct(50)
 			b.add(row{"mutation latency, 1 client", "lower bound for a GraphQL-over-HTTP gateway p50: raw hop p50 + GraphQL server alone p50", ms(lb),
 				"raw hop p50", ms(raw.hop.pct(50)), ratio(float64(lb), float64(raw.hop.pct(50)))})
+			bound := fmt.Sprintf("the lower bound above is %.2fx", float64(lb)/float64(raw.hop.pct(50)))
 			if rc := b.rawCQRS; rc != nil && rc.hop.len() > 0 {
 				for _, p := range []float64{50, 99} {
 					ps := "p" + strconv.Itoa(int(p))
@@ -288,6 +289,10 @@ func (b *bench) gatewayMutations(ctx context.Context) error {
 				}
 				b.add(row{"mutation latency, 1 client", "process CPU per raw hop with the read model (cores busy)", fmt.Sprintf("%s (%.2f cores)", ms(rc.hopCPU), float64(rc.hopCPU)/float64(max(rc.hopWall, 1))),
 					"process CPU per raw hop (cores busy)", ms(raw.hopCPU), ratio(float64(rc.hopCPU), float64(raw.hopCPU))})
+				lbm := rc.hop.pct(50) + alone.pct(50)
+				b.add(row{"mutation latency, 1 client", "lower bound for a GraphQL-over-HTTP gateway that keeps a read model p50: raw floor with a read model p50 + GraphQL server alone p50", ms(lbm),
+					"raw hop p50", ms(raw.hop.pct(50)), ratio(float64(lbm), float64(raw.hop.pct(50)))})
+				bound = fmt.Sprintf("lower bounds: %.2fx without a read model, %.2fx with the least read model on this store", float64(lb)/float64(raw.hop.pct(50)), float64(lbm)/float64(raw.hop.pct(50)))
 				for _, p := range []float64{50, 99} {
 					ps := "p" + strconv.Itoa(int(p))
 					b.add(row{"mutation latency, 1 client", "single mutation " + ps + " (as above)", ms(mut.pct(p)),
@@ -295,7 +300,7 @@ func (b *bench) gatewayMutations(ctx context.Context) error {
 				}
 			}
 			r50, r99 := float64(mut.pct(50))/float64(raw.hop.pct(50)), float64(mut.pct(99))/float64(raw.hop.pct(99))
-			b.target("mutation p50 within 1.5x of raw floor p50 (single mutation vs single hop)", fmt.Sprintf("%s vs %s = %.2fx (the lower bound above is %.2fx)", ms(mut.pct(50)), ms(raw.hop.pct(50)), r50, float64(lb)/float64(raw.hop.pct(50))), r50 <= 1.5)
+			b.target("mutation p50 within 1.5x of raw floor p50 (single mutation vs single hop)", fmt.Sprintf("%s vs %s = %.2fx (%s)", ms(mut.pct(50)), ms(raw.hop.pct(50)), r50, bound), r50 <= 1.5)
 			b.target("mutation p99 within 3x of raw floor p99", fmt.Sprintf("%s vs %s = %.2fx", ms(mut.pct(99)), ms(raw.hop.pct(99)), r99), r99 <= 3)
 		}
 	}
