@@ -162,10 +162,16 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// synchronous(normal): in WAL mode a commit no longer waits for an
+	// fsync of the log (checkpoints still sync), which made a replace of an
+	// order view 1.8x faster here (0.95 to 0.54 ms; cmd/bench's projection
+	// rows). A killed process loses nothing; an OS crash or power cut may
+	// lose the last commits. That matches the embedded broker, which does not
+	// fsync either, and the views are derived from the events topic.
 	db, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: addr},
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/",
+		SQLiteURL: "file:" + abs + "/?_pragma=synchronous(normal)",
 		Logger:    logger,
 	})
 	if err != nil {
@@ -185,6 +191,12 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 	}()
 	return m, nil
 }
+
+// IndexIDs adds the _id lookup index (see idindex.go) to every collection
+// that lacks it now, instead of within the half second the background pass
+// takes. Benchmarks call it after creating collections, so that what they
+// time does not include scans of a collection not yet indexed.
+func (m *Mongo) IndexIDs(ctx context.Context) error { return m.indexer.indexAll(ctx) }
 
 // URI is the mongodb:// connection string of the store.
 func (m *Mongo) URI() string { return m.db.MongoDBURI() }

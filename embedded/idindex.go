@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // the driver FerretDB itself uses, registered as "sqlite"
@@ -38,6 +39,7 @@ const idIndexInterval = 500 * time.Millisecond
 type idIndexer struct {
 	dir    string
 	logger *slog.Logger
+	mu     sync.Mutex // one pass at a time: run's and IndexIDs'
 	// seen is each file's modification stamp when all its collections were
 	// last found indexed; an unchanged file is not opened again.
 	seen map[string]string
@@ -62,6 +64,8 @@ func (x *idIndexer) run(ctx context.Context) {
 // indexAll adds the index where it is missing. It returns the first error
 // and goes on with the other files.
 func (x *idIndexer) indexAll(ctx context.Context) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	files, err := filepath.Glob(filepath.Join(x.dir, "*.sqlite"))
 	if err != nil {
 		return err

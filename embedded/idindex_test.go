@@ -129,3 +129,34 @@ func TestStoreIndexesIDLookups(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// IndexIDs indexes a new collection at once, without waiting for the
+// background pass.
+func TestIndexIDsIndexesNewCollectionsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	m, err := StartMongo(dir, "127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	client, err := mongo.Connect(options.Client().ApplyURI(m.URI()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+	// The background pass runs every idIndexInterval; right after it has
+	// run, a new collection waits for the next one.
+	for _, db := range []string{"first", "second"} {
+		if _, err := client.Database(db).Collection("orders").InsertOne(ctx, bson.D{{Key: "_id", Value: "o1"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.IndexIDs(ctx); err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(dir, db+".sqlite")
+		if plan := idLookupPlan(t, file, tableOf(t, file, "orders")); !strings.Contains(plan, idIndexSuffix) {
+			t.Fatalf("%s: no _id lookup index right after IndexIDs; plan: %s", db, plan)
+		}
+	}
+}
