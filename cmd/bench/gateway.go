@@ -102,6 +102,9 @@ func startGatewayOpts(ctx context.Context, e *env, prefix, database string, with
 	if err := store.EnsureIndexes(ctx); err != nil {
 		return nil, fmt.Errorf("ensure indexes: %w", err)
 	}
+	if err := e.indexIDs(ctx); err != nil {
+		return nil, err
+	}
 	if g.bus, err = command.NewBus(command.BusConfig{Brokers: e.brokers, Topics: topics, Timeout: commandTimeout, FetchWait: fetchWait, Logger: logger}); err != nil {
 		return nil, err
 	}

@@ -119,7 +119,7 @@ func (b *bench) rawHops(ctx context.Context, prefix string, withProjector bool) 
 	defer srv.Close()
 	var proj *rawProjector
 	if withProjector {
-		if proj, err = startRawProjector(ctx, b.env.brokers, prefix, b.env.mongoURI, prefix, b.env.logger); err != nil {
+		if proj, err = startRawProjector(ctx, b.env, prefix); err != nil {
 			return nil, err
 		}
 		defer proj.Close()
@@ -232,6 +232,10 @@ func (b *bench) gatewayMutations(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
+	}
+	// The warm-up created the customers collection.
+	if err := b.env.indexIDs(ctx); err != nil {
+		return err
 	}
 
 	if b.o.scenarios["latency"] {

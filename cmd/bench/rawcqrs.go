@@ -18,7 +18,7 @@ import (
 
 // rawProjector is the raw floor's read side: a consumer group on the raw
 // events topic that, per fetched batch of up to 500 events, upserts one
-// order document per event into the store (unordered BulkWrites of
+// order document per order of the batch into the store (unordered BulkWrites of
 // ReplaceOne upserts by _id, the projection scenario's baseline, in chunks
 // of 16 on FerretDB as the gateway's view store sends them there: a FerretDB
 // update command holds a connection per replace of an existing document,
@@ -37,15 +37,19 @@ type rawProjector struct {
 	logger  *slog.Logger
 }
 
-// startRawProjector projects the raw events topic of prefix into
-// database's orders collection (created with the view indexes).
-func startRawProjector(ctx context.Context, brokers []string, prefix, uri, database string, logger *slog.Logger) (*rawProjector, error) {
+// startRawProjector projects the raw events topic of prefix into the
+// database prefix's orders collection (created with the view indexes).
+func startRawProjector(ctx context.Context, e *env, prefix string) (*rawProjector, error) {
+	brokers, uri, database, logger := e.brokers, e.mongoURI, prefix, e.logger
 	s, err := view.Open(uri, database)
 	if err != nil {
 		return nil, err
 	}
 	err = s.EnsureIndexes(ctx)
 	s.Close(context.Background())
+	if err == nil {
+		err = e.indexIDs(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -79,13 +83,24 @@ func (p *rawProjector) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 		if !ok {
 			return nil
 		}
-		var last *sarama.ConsumerMessage
-		for len(batch) > 0 {
-			n := min(len(batch), p.chunk)
+		// One write per order of the batch, as the gateway's projector folds
+		// an order's events (the raw events carry no state to fold: the
+		// document is the same for every event).
+		seen := make(map[string]bool, len(batch))
+		var keys []string
+		for _, m := range batch {
+			if k := string(m.Key); !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+		var failed bool
+		for len(keys) > 0 {
+			n := min(len(keys), p.chunk)
 			models := make([]mongo.WriteModel, n)
-			for i, m := range batch[:n] {
+			for i, k := range keys[:n] {
 				d := p.doc
-				d.ID = string(m.Key)
+				d.ID = k
 				models[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: d.ID}}).SetReplacement(d).SetUpsert(true)
 			}
 			if _, err := p.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
@@ -94,16 +109,20 @@ func (p *rawProjector) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 				}
 				// The floor does not retry: a failure is counted and shown
 				// (the first one logged).
-				if p.failed.Add(int64(n)) == int64(n) {
+				if !failed && p.failed.Load() == 0 {
 					p.logger.Warn("raw projector: write failed", "err", err)
 				}
-			} else {
-				p.written.Add(int64(n))
+				failed = true
 			}
-			last = batch[n-1]
-			batch = batch[n:]
+			keys = keys[n:]
 		}
-		sess.MarkMessage(last, "")
+		// Counted in events, as the hops are.
+		if failed {
+			p.failed.Add(int64(len(batch)))
+		} else {
+			p.written.Add(int64(len(batch)))
+		}
+		sess.MarkMessage(batch[len(batch)-1], "")
 		sess.Commit()
 	}
 }
