@@ -28,6 +28,7 @@ type Config struct {
 	StartupTimeout     time.Duration
 	ShutdownTimeout    time.Duration
 	FetchWait          time.Duration
+	ProjectorLinger    time.Duration
 	SessionTimeout     time.Duration
 	EmbeddedKafkaPort  int
 	EmbeddedMongoAddr  string
@@ -61,6 +62,16 @@ func settings() []setting {
 			return nil
 		}
 	}
+	durOrZero := func(dst func(*Config) *time.Duration) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return fmt.Errorf("%q is not a duration such as 2ms, or 0", v)
+			}
+			*dst(c) = d
+			return nil
+		}
+	}
 	num := func(dst func(*Config) *int, min, max int) func(*Config, string) error {
 		return func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
@@ -88,6 +99,7 @@ func settings() []setting {
 		{"startup-timeout", "STARTUP_TIMEOUT", "60s", "how long to retry an unreachable broker or store at start", dur(func(c *Config) *time.Duration { return &c.StartupTimeout })},
 		{"shutdown-timeout", "SHUTDOWN_TIMEOUT", "15s", "how long to wait for in-flight requests at shutdown", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 		{"fetch-wait", "FETCH_WAIT", "20ms", "longest a consumer fetch waits at the broker for new records", dur(func(c *Config) *time.Duration { return &c.FetchWait })},
+		{"projector-linger", "PROJECTOR_LINGER", "2ms", "how long the projector waits after an event for more before it writes the views (an order's events in one batch become one write; 0: no wait)", durOrZero(func(c *Config) *time.Duration { return &c.ProjectorLinger })},
 		{"session-timeout", "SESSION_TIMEOUT", "10s", "consumer group session timeout (how fast a dead instance's partitions move)", dur(func(c *Config) *time.Duration { return &c.SessionTimeout })},
 		{"embedded-kafka-port", "EMBEDDED_KAFKA_PORT", "0", "port of the embedded broker on 127.0.0.1 (0: any free port)", num(func(c *Config) *int { return &c.EmbeddedKafkaPort }, 0, 65535)},
 		{"embedded-mongodb-addr", "EMBEDDED_MONGODB_ADDR", "127.0.0.1:0", "address of the embedded store", str(func(c *Config) *string { return &c.EmbeddedMongoAddr })},

@@ -57,7 +57,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		Partitions: 6, ReplicationFactor: -1,
 		CommandTimeout: 5 * time.Second, ConsistencyTimeout: 3 * time.Second,
 		StartupTimeout: 60 * time.Second, ShutdownTimeout: 15 * time.Second,
-		FetchWait: 20 * time.Millisecond, SessionTimeout: 10 * time.Second,
+		FetchWait: 20 * time.Millisecond, ProjectorLinger: 2 * time.Millisecond, SessionTimeout: 10 * time.Second,
 		EmbeddedKafkaPort: 0, EmbeddedMongoAddr: "127.0.0.1:0", LogLevel: slog.LevelInfo,
 		AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"}, WSInitTimeout: 10 * time.Second,
 		WSPingInterval: 15 * time.Second, WSWriteTimeout: 10 * time.Second, MaxSubscriptions: 100,
@@ -84,7 +84,7 @@ func TestParseConfigEnv(t *testing.T) {
 		"MONGODB_URI": "mongodb://m:27017", "MONGODB_DATABASE": "db1", "TOPIC_PREFIX": "tp",
 		"PARTITIONS": "12", "REPLICATION_FACTOR": "3", "COMMAND_TIMEOUT": "250ms",
 		"CONSISTENCY_TIMEOUT": "1s", "STARTUP_TIMEOUT": "2m", "SHUTDOWN_TIMEOUT": "7s",
-		"FETCH_WAIT": "5ms", "SESSION_TIMEOUT": "45s", "EMBEDDED_KAFKA_PORT": "9092",
+		"FETCH_WAIT": "5ms", "PROJECTOR_LINGER": "0s", "SESSION_TIMEOUT": "45s", "EMBEDDED_KAFKA_PORT": "9092",
 		"EMBEDDED_MONGODB_ADDR": "0.0.0.0:27017", "LOG_LEVEL": "debug",
 		"ALLOWED_ORIGINS": "app.example.com, *.example.org", "WS_INIT_TIMEOUT": "3s",
 		"WS_PING_INTERVAL": "20s", "MAX_SUBSCRIPTIONS_PER_CONNECTION": "7",
@@ -96,7 +96,7 @@ func TestParseConfigEnv(t *testing.T) {
 		MongoURI: "mongodb://m:27017", MongoDatabase: "db1", TopicPrefix: "tp",
 		Partitions: 12, ReplicationFactor: 3, CommandTimeout: 250 * time.Millisecond,
 		ConsistencyTimeout: time.Second, StartupTimeout: 2 * time.Minute, ShutdownTimeout: 7 * time.Second,
-		FetchWait: 5 * time.Millisecond, SessionTimeout: 45 * time.Second, EmbeddedKafkaPort: 9092,
+		FetchWait: 5 * time.Millisecond, ProjectorLinger: 0, SessionTimeout: 45 * time.Second, EmbeddedKafkaPort: 9092,
 		EmbeddedMongoAddr: "0.0.0.0:27017", LogLevel: slog.LevelDebug,
 		AllowedOrigins: []string{"app.example.com", "*.example.org"}, WSInitTimeout: 3 * time.Second,
 		WSPingInterval: 20 * time.Second, MaxSubscriptions: 7, DebugAddr: "127.0.0.1:6060", WSWriteTimeout: 4 * time.Second,
@@ -150,6 +150,8 @@ func TestParseConfigErrors(t *testing.T) {
 	mustFail(t, nil, map[string]string{"COMMAND_TIMEOUT": "5"}, "COMMAND_TIMEOUT", `"5"`)
 	mustFail(t, nil, map[string]string{"CONSISTENCY_TIMEOUT": "-1s"}, "CONSISTENCY_TIMEOUT", `"-1s"`)
 	mustFail(t, nil, map[string]string{"FETCH_WAIT": "0s"}, "FETCH_WAIT", `"0s"`)
+	mustFail(t, nil, map[string]string{"PROJECTOR_LINGER": "-1ms"}, "PROJECTOR_LINGER", `"-1ms"`)
+	mustFail(t, nil, map[string]string{"PROJECTOR_LINGER": "soon"}, "PROJECTOR_LINGER", `"soon"`)
 	mustFail(t, nil, map[string]string{"PARTITIONS": "0"}, "PARTITIONS", `"0"`)
 	mustFail(t, nil, map[string]string{"PARTITIONS": "six"}, "PARTITIONS", `"six"`)
 	mustFail(t, nil, map[string]string{"REPLICATION_FACTOR": "-2"}, "REPLICATION_FACTOR", `"-2"`)

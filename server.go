@@ -131,7 +131,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	if m.projector, err = projector.New(projector.Config{Brokers: m.brokers, Topics: topics, Group: c.TopicPrefix + ".projector",
-		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger}, store); err != nil {
+		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Linger: c.ProjectorLinger, Logger: m.Logger}, store); err != nil {
 		return err
 	}
 	if m.feed, err = live.NewFeed(live.FeedConfig{Brokers: m.brokers, Topics: topics, FetchWait: c.FetchWait, Logger: m.Logger}); err != nil {

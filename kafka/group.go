@@ -78,3 +78,30 @@ func NextBatch(ctx context.Context, msgs <-chan *sarama.ConsumerMessage, max int
 	}
 	return batch, true
 }
+
+// NextBatchWithin is NextBatch that, after the first message, also waits up
+// to linger for more, up to max in all: fewer, larger batches for a consumer
+// whose cost is per batch rather than per message. With linger 0 it is
+// NextBatch.
+func NextBatchWithin(ctx context.Context, msgs <-chan *sarama.ConsumerMessage, max int, linger time.Duration) (batch []*sarama.ConsumerMessage, ok bool) {
+	batch, ok = NextBatch(ctx, msgs, max)
+	if !ok || linger <= 0 || len(batch) >= max {
+		return batch, ok
+	}
+	t := time.NewTimer(linger)
+	defer t.Stop()
+	for len(batch) < max {
+		select {
+		case m, open := <-msgs:
+			if !open {
+				return batch, true
+			}
+			batch = append(batch, m)
+		case <-t.C:
+			return batch, true
+		case <-ctx.Done():
+			return batch, true
+		}
+	}
+	return batch, true
+}

@@ -34,7 +34,11 @@ type Config struct {
 	FetchWait      time.Duration
 	SessionTimeout time.Duration
 	BatchSize      int
-	Logger         *slog.Logger
+	// Linger is how long a batch waits, after its first event, for more:
+	// events of one order in one batch are folded into one write of its
+	// view and one of its customer's summary.
+	Linger time.Duration
+	Logger *slog.Logger
 	// OnProgress, if set, is called after each batch is written, with the
 	// orders it touched. Read-your-writes waits are woken by it.
 	OnProgress func(orderIDs []string)
@@ -197,7 +201,7 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 		<-finished
 	}()
 	for {
-		batch, ok := kafka.NextBatch(ctx, claim.Messages(), p.cfg.BatchSize)
+		batch, ok := kafka.NextBatchWithin(ctx, claim.Messages(), p.cfg.BatchSize, p.cfg.Linger)
 		if !ok {
 			return nil
 		}

@@ -25,8 +25,12 @@ import (
 
 // Settings shared by every component the benchmark starts; they are the
 // server's defaults (see config.go).
-// fetchWait is set by -fetch-wait (default: the server's FETCH_WAIT).
-var fetchWait = 20 * time.Millisecond
+// fetchWait is set by -fetch-wait (default: the server's FETCH_WAIT),
+// projectorLinger by -projector-linger (default: PROJECTOR_LINGER).
+var (
+	fetchWait       = 20 * time.Millisecond
+	projectorLinger = 2 * time.Millisecond
+)
 
 const (
 	sessionTimeout     = 10 * time.Second
@@ -114,7 +118,7 @@ func startGatewayOpts(ctx context.Context, e *env, prefix, database string, with
 	}
 	if withProjector {
 		if g.projector, err = projector.New(projector.Config{Brokers: e.brokers, Topics: topics, Group: prefix + ".projector",
-			FetchWait: fetchWait, SessionTimeout: sessionTimeout, Logger: logger}, store); err != nil {
+			FetchWait: fetchWait, SessionTimeout: sessionTimeout, Linger: projectorLinger, Logger: logger}, store); err != nil {
 			return nil, err
 		}
 	}

@@ -75,6 +75,7 @@ func run() int {
 	fs.IntVar(&o.orders, "orders", 100000, "orders whose snapshots the restore scenario writes and restores")
 	fs.StringVar(&scen, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", ")+" (memory is measured with throughput)")
 	fs.BoolVar(&o.short, "short", false, "everything small (whole run under a minute)")
+	fs.DurationVar(&projectorLinger, "projector-linger", projectorLinger, "how long the projector's batches wait for more events after their first (the server's PROJECTOR_LINGER)")
 	fs.DurationVar(&fetchWait, "fetch-wait", fetchWait, "how long every consumer's fetch may wait for data, gateway and raw alike (the server's FETCH_WAIT)")
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace of the whole run to this file (go tool trace; large: use with one short scenario)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the gateway's throughput load to this file (of the whole run if the throughput scenario is not selected)")

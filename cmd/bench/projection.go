@@ -121,7 +121,7 @@ func (b *bench) projection(ctx context.Context) error {
 		closeOnce sync.Once
 	)
 	p, err := projector.New(projector.Config{Brokers: b.env.brokers, Topics: topics, Group: name + ".projector",
-		FetchWait: fetchWait, SessionTimeout: sessionTimeout, Logger: b.env.logger,
+		FetchWait: fetchWait, SessionTimeout: sessionTimeout, Linger: projectorLinger, Logger: b.env.logger,
 		OnProgress: func(ids []string) {
 			mu.Lock()
 			if firstAt.IsZero() {
