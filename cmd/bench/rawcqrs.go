@@ -17,7 +17,8 @@ import (
 )
 
 // rawProjector is the raw floor's read side: a consumer group on the raw
-// events topic that, per fetched batch of up to 500 events, upserts one
+// events topic that, per batch of up to 500 events (lingering as the
+// gateway's projector does, -projector-linger), upserts one
 // order document per order of the batch into the store (unordered BulkWrites of
 // ReplaceOne upserts by _id, the projection scenario's baseline, in chunks
 // of 16 on FerretDB as the gateway's view store sends them there: a FerretDB
@@ -79,7 +80,7 @@ func startRawProjector(ctx context.Context, e *env, prefix string) (*rawProjecto
 func (p *rawProjector) consumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
 	for {
-		batch, ok := kafka.NextBatch(ctx, claim.Messages(), 500)
+		batch, ok := kafka.NextBatchWithin(ctx, claim.Messages(), 500, projectorLinger)
 		if !ok {
 			return nil
 		}
