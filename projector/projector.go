@@ -1,7 +1,9 @@
 // Package projector turns the events topic into the MongoDB views: one order
 // document per order and one summary per customer. It is a consumer group
 // of its own, reads read_committed, writes each order at most once per batch
-// (all of the batch's events for it folded first), guards every write by
+// (all of the batch's events for it folded first; a batch waits Config.Linger
+// for more events so that an order's quick succession of changes folds),
+// guards every write by
 // version so that replays change nothing, and commits offsets only after the
 // writes. After each batch's order writes it publishes the order documents to
 // the views topic, which feeds live subscriptions, and then updates the
