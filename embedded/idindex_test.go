@@ -46,19 +46,27 @@ func tableOf(t *testing.T, file, collection string) string {
 	return table
 }
 
-func TestStoreIndexesIDLookups(t *testing.T) {
-	dir := t.TempDir()
+// startStore starts an embedded store in a fresh directory and connects to
+// it; both end with the test.
+func startStore(t *testing.T) (m *Mongo, dir string, client *mongo.Client) {
+	t.Helper()
+	dir = t.TempDir()
 	m, err := StartMongo(dir, "127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
-	ctx := context.Background()
-	client, err := mongo.Connect(options.Client().ApplyURI(m.URI()))
+	t.Cleanup(m.Close)
+	client, err = mongo.Connect(options.Client().ApplyURI(m.URI()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer client.Disconnect(ctx)
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	return m, dir, client
+}
+
+func TestStoreIndexesIDLookups(t *testing.T) {
+	_, dir, client := startStore(t)
+	ctx := context.Background()
 
 	coll := client.Database("idx").Collection("orders")
 	var docs []any
@@ -133,18 +141,8 @@ func TestStoreIndexesIDLookups(t *testing.T) {
 // IndexIDs indexes a new collection at once, without waiting for the
 // background pass.
 func TestIndexIDsIndexesNewCollectionsAtOnce(t *testing.T) {
-	dir := t.TempDir()
-	m, err := StartMongo(dir, "127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, dir, client := startStore(t)
 	ctx := context.Background()
-	client, err := mongo.Connect(options.Client().ApplyURI(m.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Disconnect(ctx)
 	// The background pass runs every idIndexInterval; right after it has
 	// run, a new collection waits for the next one.
 	for _, db := range []string{"first", "second"} {

@@ -15,13 +15,10 @@ import (
 	"github.com/ordergateway/gateway/view"
 )
 
-// A claim's cache of the views it wrote is trusted on a batch's first
-// attempt. If another instance took the partition meanwhile (this claim is
-// a zombie) the cached view is stale: the write's version guard must refuse
-// it, and the retry, which reads the store, must not move the view back.
-// Runs against the embedded store (FerretDB, where the guard is a read then
-// a replace by _id).
-func TestStaleCacheIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
+// embeddedStore opens the views in a fresh embedded store; the context ends
+// with the test or after 30 s.
+func embeddedStore(t *testing.T) (*view.Store, context.Context) {
+	t.Helper()
 	m, err := embedded.StartMongo(t.TempDir(), "127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -31,12 +28,23 @@ func TestStaleCacheIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	t.Cleanup(func() { _ = store.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
 	if err := store.EnsureIndexes(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return store, ctx
+}
+
+// A claim's cache of the views it wrote is trusted on a batch's first
+// attempt. If another instance took the partition meanwhile (this claim is
+// a zombie) the cached view is stale: the write's version guard must refuse
+// it, and the retry, which reads the store, must not move the view back.
+// Runs against the embedded store (FerretDB, where the guard is a read then
+// a replace by _id).
+func TestStaleCacheIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
+	store, ctx := embeddedStore(t)
 	p := &Projector{cfg: Config{Topics: kafka.NewTopics("projtest")}, store: store}
 
 	// The order's history: placed (v1), an item added (v2), confirmed (v3).
@@ -103,21 +111,7 @@ func TestStaleCacheIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
 // write from the stale summary, and the retry must read the store, so that
 // the summary ends with every order of both instances.
 func TestStaleSummaryIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
-	m, err := embedded.StartMongo(t.TempDir(), "127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	store, err := view.Open(m.URI(), fmt.Sprintf("projtest_%d", time.Now().UnixNano()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	t.Cleanup(func() { _ = store.Close(context.Background()) })
-	if err := store.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
+	store, ctx := embeddedStore(t)
 	a := &Projector{cfg: Config{Topics: kafka.NewTopics("projtest")}, store: store}
 	b := &Projector{cfg: Config{Topics: kafka.NewTopics("projtest")}, store: store}
 	order := func(id string, version int, status domain.Status) view.OrderDoc {

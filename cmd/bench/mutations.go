@@ -141,10 +141,7 @@ func (b *bench) rawHops(ctx context.Context, prefix string, withProjector bool) 
 	if proj != nil {
 		// The projector's first batch waits for the store's indexes and
 		// connections; the measured hops should not.
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := proj.waitFor(wctx, hops)
-		cancel()
-		if err != nil {
+		if err := proj.waitFor(ctx, hops, 30*time.Second); err != nil {
 			return nil, err
 		}
 	}
@@ -171,10 +168,7 @@ func (b *bench) rawHops(ctx context.Context, prefix string, withProjector bool) 
 		if proj != nil {
 			// Caught up before the throughput load, like the gateway's
 			// projector between its phases.
-			wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-			err := proj.waitFor(wctx, hops)
-			cancel()
-			if err != nil {
+			if err := proj.waitFor(ctx, hops, 60*time.Second); err != nil {
 				return nil, err
 			}
 		}

@@ -128,8 +128,11 @@ func (p *rawProjector) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	}
 }
 
-// waitFor waits until n events have been written (or failed) or ctx ends.
-func (p *rawProjector) waitFor(ctx context.Context, n int64) error {
+// waitFor waits until n events have been written (or failed), for at most
+// timeout.
+func (p *rawProjector) waitFor(ctx context.Context, n int64, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	for p.written.Load()+p.failed.Load() < n {
 		select {
 		case <-ctx.Done():
