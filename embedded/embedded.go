@@ -165,9 +165,11 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 	// synchronous(normal): in WAL mode a commit no longer waits for an
 	// fsync of the log (checkpoints still sync), which made a replace of an
 	// order view 1.8x faster here (0.95 to 0.54 ms; cmd/bench's projection
-	// rows). A killed process loses nothing; an OS crash or power cut may
-	// lose the last commits. That matches the embedded broker, which does not
-	// fsync either, and the views are derived from the events topic.
+	// rows). A killed process loses nothing. An OS crash or power cut may
+	// lose the last commits, as it may lose the embedded broker's last
+	// records and committed offsets (it does not fsync either); the views and
+	// the projector's offsets can then reach disk in either order, and views
+	// left behind their offsets have to be rebuilt (README, "Limits").
 	db, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: addr},
 		Handler:   "sqlite",

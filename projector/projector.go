@@ -219,6 +219,9 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 				p.lastErr.Store(nil)
 				break
 			}
+			if ctx.Err() != nil {
+				return nil // the session ended (a rebalance, a shutdown): not the store's fault
+			}
 			p.noteError("projector: batch not written; retrying", claim.Partition(), batch[0].Offset, backoff, err)
 			select {
 			case <-ctx.Done():
@@ -570,7 +573,10 @@ func (p *Projector) writeCustomers(ctx context.Context, customers []string, byCu
 
 // summaryCache holds the customer summaries this instance wrote last, up to
 // max order entries in all; when full it starts over (a miss only costs a
-// read). Only flushCustomers, which runs one at a time, uses it.
+// read). Only flushCustomers, which runs one at a time, uses it. It relies
+// on a summary's revision only growing: views dropped for a rebuild while
+// the instance runs could bring a summary back to a cached revision with
+// other orders, so stop the instances to rebuild.
 type summaryCache struct {
 	max     int
 	entries int

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,24 +19,28 @@ import (
 
 // rawProjector is the raw floor's read side: a consumer group on the raw
 // events topic that, per batch of up to 500 events (lingering as the
-// gateway's projector does, -projector-linger), upserts one
-// order document per order of the batch into the store (unordered BulkWrites of
-// ReplaceOne upserts by _id, the projection scenario's baseline, in chunks
-// of 16 on FerretDB as the gateway's view store sends them there: a FerretDB
-// update command holds a connection per replace of an existing document,
-// and 500 at once wait on each other) and then commits the batch's offset. It is the least a CQRS read model costs on
-// this broker and store: no decoding, no domain, no version guard, no
-// customer summaries, no views topic. Running it beside the raw hops shows
-// what the floor becomes once every command also has to reach a view.
+// gateway's projector does, -projector-linger), upserts one order document
+// per order of the batch into the store, then commits the batch's offset.
+// The upserts are unordered BulkWrites of ReplaceOne by _id, the projection
+// scenario's baseline. On FerretDB they go as the gateway's view store sends
+// them there: in chunks of 16 (an update command holds a connection per
+// replace of an existing document, and 500 at once wait on each other) and
+// one write at a time. It is the least a CQRS read model costs on this
+// broker and store: no decoding, no domain, no version guard, no customer
+// summaries, no views topic. Running it beside the raw hops shows what the
+// floor becomes once every command also has to reach a view.
 type rawProjector struct {
-	group   *rawGroup
-	client  *mongo.Client
-	coll    *mongo.Collection
-	doc     view.OrderDoc // the shape written for every event, _id set per event
-	chunk   int           // replaces per BulkWrite
-	written atomic.Int64
-	failed  atomic.Int64
-	logger  *slog.Logger
+	group  *rawGroup
+	client *mongo.Client
+	coll   *mongo.Collection
+	doc    view.OrderDoc // the shape written for every event, _id set per event
+	chunk  int           // replaces per BulkWrite
+	// oneWriter is held around each BulkWrite on FerretDB, which the view
+	// store also writes to one write at a time (view/store.go writeTurn).
+	oneWriter *sync.Mutex
+	written   atomic.Int64
+	failed    atomic.Int64
+	logger    *slog.Logger
 }
 
 // startRawProjector projects the raw events topic of prefix into the
@@ -64,11 +69,12 @@ func startRawProjector(ctx context.Context, e *env, prefix string) (*rawProjecto
 		c.Disconnect(context.Background())
 		return nil, err
 	}
+	var oneWriter *sync.Mutex
 	if _, ok := info["ferretdbVersion"]; ok {
-		chunk = 16
+		chunk, oneWriter = 16, &sync.Mutex{}
 	}
 	_, docs := projEvents(1)
-	p := &rawProjector{client: c, coll: c.Database(database).Collection("orders"), doc: docs[0], chunk: chunk, logger: logger}
+	p := &rawProjector{client: c, coll: c.Database(database).Collection("orders"), doc: docs[0], chunk: chunk, oneWriter: oneWriter, logger: logger}
 	topics := kafka.NewTopics(prefix)
 	if p.group, err = startRawGroup(brokers, "bench-raw-projector", prefix+".raw-projector", topics.Events, p.consumeClaim, logger); err != nil {
 		c.Disconnect(context.Background())
@@ -85,15 +91,18 @@ func (p *rawProjector) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 			return nil
 		}
 		// One write per order of the batch, as the gateway's projector folds
-		// an order's events (the raw events carry no state to fold: the
-		// document is the same for every event).
-		seen := make(map[string]bool, len(batch))
+		// an order's events. The raw events carry no state to fold; the
+		// document's version is its last event's offset, so that every write
+		// changes the stored document (a replacement equal to it is not
+		// written at all, by FerretDB or MongoDB).
+		last := make(map[string]int64, len(batch))
 		var keys []string
 		for _, m := range batch {
-			if k := string(m.Key); !seen[k] {
-				seen[k] = true
+			k := string(m.Key)
+			if _, ok := last[k]; !ok {
 				keys = append(keys, k)
 			}
+			last[k] = m.Offset
 		}
 		var failed bool
 		for len(keys) > 0 {
@@ -101,10 +110,17 @@ func (p *rawProjector) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 			models := make([]mongo.WriteModel, n)
 			for i, k := range keys[:n] {
 				d := p.doc
-				d.ID = k
+				d.ID, d.Version = k, int(last[k])+1
 				models[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: d.ID}}).SetReplacement(d).SetUpsert(true)
 			}
-			if _, err := p.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+			if p.oneWriter != nil {
+				p.oneWriter.Lock()
+			}
+			_, err := p.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+			if p.oneWriter != nil {
+				p.oneWriter.Unlock()
+			}
+			if err != nil {
 				if ctx.Err() != nil {
 					return nil // closed with a backlog: not a failure
 				}
