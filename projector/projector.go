@@ -3,9 +3,8 @@
 // of its own, reads read_committed, writes each order at most once per batch
 // (all of the batch's events for it folded first; a batch waits Config.Linger
 // for more events so that an order's quick succession of changes folds),
-// guards every write by
-// version so that replays change nothing, and commits offsets only after the
-// writes. After each batch's order writes it publishes the order documents to
+// guards every write by version so that replays change nothing, and commits
+// offsets only after the writes. After each batch's order writes it publishes the order documents to
 // the views topic, which feeds live subscriptions, and then updates the
 // customer summaries behind them (see ConsumeClaim).
 package projector
