@@ -52,26 +52,21 @@ func settings() []setting {
 	str := func(dst func(*Config) *string) func(*Config, string) error {
 		return func(c *Config, v string) error { *dst(c) = v; return nil }
 	}
-	dur := func(dst func(*Config) *time.Duration) func(*Config, string) error {
+	// duration parses a positive duration, or also 0 if zeroOK.
+	duration := func(dst func(*Config) *time.Duration, zeroOK bool) func(*Config, string) error {
 		return func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
+			switch {
+			case zeroOK && (err != nil || d < 0):
+				return fmt.Errorf("%q is not a duration such as 2ms, or 0", v)
+			case !zeroOK && (err != nil || d <= 0):
 				return fmt.Errorf("%q is not a positive duration such as 5s or 250ms", v)
 			}
 			*dst(c) = d
 			return nil
 		}
 	}
-	durOrZero := func(dst func(*Config) *time.Duration) func(*Config, string) error {
-		return func(c *Config, v string) error {
-			d, err := time.ParseDuration(v)
-			if err != nil || d < 0 {
-				return fmt.Errorf("%q is not a duration such as 2ms, or 0", v)
-			}
-			*dst(c) = d
-			return nil
-		}
-	}
+	dur := func(dst func(*Config) *time.Duration) func(*Config, string) error { return duration(dst, false) }
 	num := func(dst func(*Config) *int, min, max int) func(*Config, string) error {
 		return func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
@@ -99,7 +94,7 @@ func settings() []setting {
 		{"startup-timeout", "STARTUP_TIMEOUT", "60s", "how long to retry an unreachable broker or store at start", dur(func(c *Config) *time.Duration { return &c.StartupTimeout })},
 		{"shutdown-timeout", "SHUTDOWN_TIMEOUT", "15s", "how long to wait for in-flight requests at shutdown", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 		{"fetch-wait", "FETCH_WAIT", "20ms", "longest a consumer fetch waits at the broker for new records", dur(func(c *Config) *time.Duration { return &c.FetchWait })},
-		{"projector-linger", "PROJECTOR_LINGER", "2ms", "how long the projector waits after an event for more before it writes the views (an order's events in one batch become one write; 0: no wait)", durOrZero(func(c *Config) *time.Duration { return &c.ProjectorLinger })},
+		{"projector-linger", "PROJECTOR_LINGER", "2ms", "how long the projector waits after an event for more before it writes the views (an order's events in one batch become one write; 0: no wait)", duration(func(c *Config) *time.Duration { return &c.ProjectorLinger }, true)},
 		{"session-timeout", "SESSION_TIMEOUT", "10s", "consumer group session timeout (how fast a dead instance's partitions move)", dur(func(c *Config) *time.Duration { return &c.SessionTimeout })},
 		{"embedded-kafka-port", "EMBEDDED_KAFKA_PORT", "0", "port of the embedded broker on 127.0.0.1 (0: any free port)", num(func(c *Config) *int { return &c.EmbeddedKafkaPort }, 0, 65535)},
 		{"embedded-mongodb-addr", "EMBEDDED_MONGODB_ADDR", "127.0.0.1:0", "address of the embedded store", str(func(c *Config) *string { return &c.EmbeddedMongoAddr })},

@@ -228,36 +228,20 @@ type rawWriteMode int
 const (
 	rawInsert  rawWriteMode = iota // InsertMany, batches of 500
 	rawUpsert                      // BulkWrite of ReplaceOne upserts by _id, batches of 500
-	rawReplace                     // BulkWrite of ReplaceOne by _id over existing documents, chunks of storeReplaceChunk
+	rawReplace                     // BulkWrite of ReplaceOne by _id over existing documents, chunks of replaceChunk
 )
 
 // rawWrite writes docs into database's orders collection (with the view
 // indexes) and returns the time.
 func rawWrite(ctx context.Context, e *env, database string, docs []view.OrderDoc, mode rawWriteMode) (time.Duration, error) {
-	uri := e.mongoURI
-	s, err := view.Open(uri, database)
-	if err != nil {
-		return 0, err
-	}
-	err = s.EnsureIndexes(ctx)
-	s.Close(context.Background())
-	if err == nil {
-		err = e.indexIDs(ctx)
-	}
-	if err != nil {
-		return 0, err
-	}
-	c, err := mongo.Connect(options.Client().ApplyURI(uri).SetServerSelectionTimeout(3 * time.Second))
+	c, coll, ferret, err := openRawOrders(ctx, e, database)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Disconnect(context.Background())
-	coll := c.Database(database).Collection("orders")
 	batchSize := 500
 	if mode == rawReplace {
-		if batchSize, err = storeReplaceChunk(ctx, c.Database(database)); err != nil {
-			return 0, err
-		}
+		batchSize = replaceChunk(ferret)
 	}
 	start := time.Now()
 	for i := 0; i < len(docs); i += batchSize {
@@ -284,19 +268,43 @@ func rawWrite(ctx context.Context, e *env, database string, docs []view.OrderDoc
 	return time.Since(start), nil
 }
 
-// storeReplaceChunk is how many replaces of existing documents one bulk
-// write carries: 16 on FerretDB, as the view store sends them there (an
-// update command holds a connection per replace of an existing document,
-// and hundreds at once wait on each other), 500 elsewhere.
-func storeReplaceChunk(ctx context.Context, db *mongo.Database) (int, error) {
+// openRawOrders creates database's orders collection with the view indexes
+// (and the embedded store's _id lookup index), connects a raw client to it
+// and reports whether the store is FerretDB. The caller disconnects c.
+func openRawOrders(ctx context.Context, e *env, database string) (c *mongo.Client, coll *mongo.Collection, ferret bool, err error) {
+	s, err := view.Open(e.mongoURI, database)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	err = s.EnsureIndexes(ctx)
+	s.Close(context.Background())
+	if err == nil {
+		err = e.indexIDs(ctx)
+	}
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if c, err = mongo.Connect(options.Client().ApplyURI(e.mongoURI).SetServerSelectionTimeout(3 * time.Second)); err != nil {
+		return nil, nil, false, err
+	}
 	var info bson.M
-	if err := db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
-		return 0, err
+	if err := c.Database(database).RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		c.Disconnect(context.Background())
+		return nil, nil, false, err
 	}
-	if _, ok := info["ferretdbVersion"]; ok {
-		return 16, nil
+	_, ferret = info["ferretdbVersion"]
+	return c, c.Database(database).Collection("orders"), ferret, nil
+}
+
+// replaceChunk is how many replaces of existing documents one bulk write
+// carries: 16 on FerretDB, as the view store sends them there (an update
+// command holds a connection per replace of an existing document, and
+// hundreds at once wait on each other), 500 elsewhere.
+func replaceChunk(ferret bool) int {
+	if ferret {
+		return 16
 	}
-	return 500, nil
+	return 500
 }
 
 // queryScenario serves order(id) and an orders page from the projected data

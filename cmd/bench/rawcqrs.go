@@ -46,37 +46,18 @@ type rawProjector struct {
 // startRawProjector projects the raw events topic of prefix into the
 // database prefix's orders collection (created with the view indexes).
 func startRawProjector(ctx context.Context, e *env, prefix string) (*rawProjector, error) {
-	brokers, uri, database, logger := e.brokers, e.mongoURI, prefix, e.logger
-	s, err := view.Open(uri, database)
+	c, coll, ferret, err := openRawOrders(ctx, e, prefix)
 	if err != nil {
-		return nil, err
-	}
-	err = s.EnsureIndexes(ctx)
-	s.Close(context.Background())
-	if err == nil {
-		err = e.indexIDs(ctx)
-	}
-	if err != nil {
-		return nil, err
-	}
-	c, err := mongo.Connect(options.Client().ApplyURI(uri).SetServerSelectionTimeout(3 * time.Second))
-	if err != nil {
-		return nil, err
-	}
-	chunk := 500
-	var info bson.M
-	if err := c.Database(database).RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
-		c.Disconnect(context.Background())
 		return nil, err
 	}
 	var oneWriter *sync.Mutex
-	if _, ok := info["ferretdbVersion"]; ok {
-		chunk, oneWriter = 16, &sync.Mutex{}
+	if ferret {
+		oneWriter = &sync.Mutex{}
 	}
 	_, docs := projEvents(1)
-	p := &rawProjector{client: c, coll: c.Database(database).Collection("orders"), doc: docs[0], chunk: chunk, oneWriter: oneWriter, logger: logger}
+	p := &rawProjector{client: c, coll: coll, doc: docs[0], chunk: replaceChunk(ferret), oneWriter: oneWriter, logger: e.logger}
 	topics := kafka.NewTopics(prefix)
-	if p.group, err = startRawGroup(brokers, "bench-raw-projector", prefix+".raw-projector", topics.Events, p.consumeClaim, logger); err != nil {
+	if p.group, err = startRawGroup(e.brokers, "bench-raw-projector", prefix+".raw-projector", topics.Events, p.consumeClaim, e.logger); err != nil {
 		c.Disconnect(context.Background())
 		return nil, fmt.Errorf("raw projector: %w", err)
 	}
