@@ -162,6 +162,7 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	logger = slog.New(&lazyAttrs{next: logger.Handler()})
 	// synchronous(normal): in WAL mode a commit no longer waits for an
 	// fsync of the log (checkpoints still sync), which made a replace of an
 	// order view 1.8x faster here (0.95 to 0.54 ms; cmd/bench's projection
