@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/ordergateway/gateway/view"
+)
+
+// cpuFloor is the least process CPU a mutation of the throughput load
+// needs on this machine, broker and store, summed from parts that any
+// GraphQL gateway doing CQRS over Kafka with the gateway's read model
+// must do, each measured alone in this run:
+//   - hop: the raw floor's hop under the throughput load (process CPU per
+//     hop: clients, broker, server);
+//   - graphql: the GraphQL server alone over HTTP under the same load
+//     (process CPU per mutation: load generator and server, commands
+//     decided in memory);
+//   - store: the read model's writes, at their cheapest. A placeOrder and
+//     its confirmOrder change one order view and one customer summary; at
+//     best both events fold into one insert of the order view (in bulk)
+//     and one replace of the customer's existing summary (in chunks, no
+//     version guard read), written by one writer, as SQLite allows. Half
+//     of that pair's CPU is charged to each mutation.
+//
+// The process CPU the load generator spends is counted in hop and graphql,
+// as it is in the gateway's own figure. Dividing the machine's cores by
+// the sum bounds the mutations per second any such gateway can sustain
+// here with a read model that keeps up.
+type cpuFloor struct {
+	hop, graphql           time.Duration
+	orderInsert, summaryRe time.Duration // per document written
+	summaryChunk           int           // replaces per bulk write, the cheaper measured
+}
+
+func (f cpuFloor) store() time.Duration { return (f.orderInsert + f.summaryRe) / 2 }
+func (f cpuFloor) total() time.Duration { return f.hop + f.graphql + f.store() }
+
+// maxRate is the mutations per second that cores allow at the floor's CPU.
+func (f cpuFloor) maxRate(cores int) float64 {
+	if f.total() <= 0 {
+		return 0
+	}
+	return float64(cores) / f.total().Seconds()
+}
+
+// measureCPUFloor measures the graphql and store parts; hop comes from the
+// raw floor's throughput run. Nothing else of the bench may run meanwhile:
+// process CPU is what is measured.
+func (b *bench) measureCPUFloor(ctx context.Context) (cpuFloor, error) {
+	var f cpuFloor
+	if b.raw != nil && b.raw.tputHops > 0 {
+		f.hop = time.Duration(b.raw.tputCores * float64(b.raw.tputElapsed) / float64(b.raw.tputHops))
+	}
+
+	url, stop, err := graphqlAlone()
+	if err != nil {
+		return f, err
+	}
+	c := newGQL(url, b.o.concurrency)
+	r, _ := httpLoad(ctx, c, b.o.concurrency, min(b.o.duration, 5*time.Second), "floor")
+	c.close()
+	stop()
+	if r.errs.Load() > 0 || r.ok.Load() == 0 {
+		return f, fmt.Errorf("GraphQL server alone under load: %d ok, %d errors %v", r.ok.Load(), r.errs.Load(), r.firstErrs)
+	}
+	f.graphql = r.cpu / time.Duration(r.ok.Load())
+
+	f.orderInsert, f.summaryRe, f.summaryChunk, err = b.storeFloor(ctx)
+	return f, err
+}
+
+// storeFloor times, on a fresh database of the store, one writer inserting
+// order views in bulk (500 per InsertMany) and replacing existing customer
+// summaries (10 orders each, one more per replace) by _id in bulk writes of
+// 16 and of 64; it returns the process CPU per insert and per replace, the
+// cheaper replace chunk, and that chunk.
+func (b *bench) storeFloor(ctx context.Context) (insert, replace time.Duration, chunk int, err error) {
+	name := b.env.name("floor")
+	client, orders, _, err := openRawOrders(ctx, b.env, name)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer client.Disconnect(context.Background())
+	customers := client.Database(name).Collection("customers")
+
+	n, nCustomers, perCustomer, replaces := 4000, 640, 10, 2048
+	if b.o.short {
+		n, nCustomers, replaces = 1000, 64, 512
+	}
+	_, docs := projEvents(n + nCustomers*(perCustomer+1) + 2*replaces)
+	next := 0
+	take := func() view.OrderDoc { d := docs[next]; next++; return d }
+
+	// The summaries, and the collection's _id lookup index, before timing.
+	summaries := make([]view.CustomerDoc, nCustomers)
+	seed := make([]any, nCustomers)
+	for i := range summaries {
+		s := view.CustomerDoc{ID: fmt.Sprintf("floor-c-%04d", i)}
+		for range perCustomer {
+			d := take()
+			d.CustomerID = s.ID
+			s.Apply(d)
+		}
+		summaries[i], seed[i] = s, s
+	}
+	if _, err := customers.InsertMany(ctx, seed); err != nil {
+		return 0, 0, 0, fmt.Errorf("store floor: seed summaries: %w", err)
+	}
+	if err := b.env.indexIDs(ctx); err != nil {
+		return 0, 0, 0, err
+	}
+
+	cpu0 := cpuTime()
+	for i := 0; i < n; i += 500 {
+		batch := make([]any, 0, 500)
+		for range min(500, n-i) {
+			batch = append(batch, take())
+		}
+		if _, err := orders.InsertMany(ctx, batch); err != nil {
+			return 0, 0, 0, fmt.Errorf("store floor: insert order views: %w", err)
+		}
+	}
+	insert = (cpuTime() - cpu0) / time.Duration(n)
+
+	for _, size := range []int{16, 64} {
+		cpu0 := cpuTime()
+		for i := 0; i < replaces; i += size {
+			models := make([]mongo.WriteModel, 0, size)
+			for j := i; j < min(i+size, replaces); j++ {
+				s := &summaries[j%nCustomers]
+				d := take()
+				d.CustomerID = s.ID
+				s.Apply(d)
+				models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: s.ID}}).SetReplacement(*s))
+			}
+			res, err := customers.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+			if err != nil {
+				return 0, 0, 0, fmt.Errorf("store floor: replace summaries (%d per write): %w", size, err)
+			}
+			if res.ModifiedCount != int64(len(models)) {
+				return 0, 0, 0, fmt.Errorf("store floor: %d of %d summary replaces changed a document", res.ModifiedCount, len(models))
+			}
+		}
+		per := (cpuTime() - cpu0) / time.Duration(replaces)
+		if replace == 0 || per < replace {
+			replace, chunk = per, size
+		}
+	}
+	return insert, replace, chunk, nil
+}
+
+// addCPUFloorRows prints the floor next to the gateway's own CPU per
+// mutation and rate, and returns the target note for the ≥5,000/s line.
+func (b *bench) addCPUFloorRows(scen string, f cpuFloor, gatewayCPU time.Duration, gatewayRate float64) string {
+	cores := runtime.NumCPU()
+	b.add(row{scen, fmt.Sprintf("least CPU per mutation (raw hop %s + GraphQL server alone %s + read-model writes %s: per placeOrder+confirmOrder, one order view insert in bulk %s and one customer summary replace in chunks of %d %s, halved; each measured alone under load)",
+		ms(f.hop), ms(f.graphql), ms(f.store()), ms(f.orderInsert), f.summaryChunk, ms(f.summaryRe)),
+		ms(f.total()), "gateway CPU per mutation under the load", ms(gatewayCPU), ratio(float64(gatewayCPU), float64(f.total()))})
+	b.add(row{scen, fmt.Sprintf("most mutations/s %d cores allow at that CPU, with a read model that keeps up", cores), rate(f.maxRate(cores), "/s"),
+		"gateway mutations/s", rate(gatewayRate, "/s"), ratio(gatewayRate, f.maxRate(cores))})
+	if f.hop == 0 {
+		return ""
+	}
+	if most := f.maxRate(cores); most < 5000 {
+		return fmt.Sprintf("; out of reach here: at the least CPU a mutation needs (%s) %d cores allow %s", ms(f.total()), cores, rate(most, "/s"))
+	}
+	return ""
+}
