@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -20,15 +21,17 @@ import (
 // rawProjector is the raw floor's read side: a consumer group on the raw
 // events topic that, per batch of up to 500 events (lingering as the
 // gateway's projector does, -projector-linger), upserts one order document
-// per order of the batch into the store, then commits the batch's offset.
-// The upserts are unordered BulkWrites of ReplaceOne by _id, the projection
-// scenario's baseline. On FerretDB they go as the gateway's view store sends
-// them there: in chunks of 16 (an update command holds a connection per
-// replace of an existing document, and 500 at once wait on each other) and
-// one write at a time. It is the least a CQRS read model costs on this
-// broker and store: no decoding, no domain, no version guard, no customer
-// summaries, no views topic. Running it beside the raw hops shows what the
-// floor becomes once every command also has to reach a view.
+// per order of the batch into the store and then one customer summary per
+// customer of the batch (the gateway's two views), then commits the batch's
+// offset. The upserts are unordered BulkWrites of ReplaceOne by _id, the
+// projection scenario's baseline. On FerretDB they go as the gateway's view
+// store sends them there: in chunks of 16 (an update command holds a
+// connection per replace of an existing document, and 500 at once wait on
+// each other) and one write at a time. It is the least the gateway's read
+// model costs on this broker and store: no decoding, no domain, no version
+// guard, no views topic, summaries kept in memory and written in the same
+// pass. Running it beside the raw hops shows what the floor becomes once
+// every command also has to reach the views.
 type rawProjector struct {
 	group  *rawGroup
 	client *mongo.Client
@@ -41,6 +44,22 @@ type rawProjector struct {
 	written   atomic.Int64
 	failed    atomic.Int64
 	logger    *slog.Logger
+
+	// The customer summaries, kept in memory, and their collection. A
+	// raw event names no customer: rawCustomer derives one from its key.
+	customers *mongo.Collection
+	sumMu     sync.Mutex // one summary writer for all partitions, as the gateway has
+	summaries map[string]*view.CustomerDoc
+}
+
+// rawCustomers is how many customers the raw orders belong to (the
+// throughput load's count: 64 workers with 10 customers each).
+const rawCustomers = 640
+
+func rawCustomer(key string) string {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return fmt.Sprintf("raw-c-%03d", h.Sum32()%rawCustomers)
 }
 
 // startRawProjector projects the raw events topic of prefix into the
@@ -55,7 +74,8 @@ func startRawProjector(ctx context.Context, e *env, prefix string) (*rawProjecto
 		oneWriter = &sync.Mutex{}
 	}
 	_, docs := projEvents(1)
-	p := &rawProjector{client: c, coll: coll, doc: docs[0], chunk: replaceChunk(ferret), oneWriter: oneWriter, logger: e.logger}
+	p := &rawProjector{client: c, coll: coll, doc: docs[0], chunk: replaceChunk(ferret), oneWriter: oneWriter, logger: e.logger,
+		customers: c.Database(prefix).Collection("customers"), summaries: map[string]*view.CustomerDoc{}}
 	topics := kafka.NewTopics(prefix)
 	if p.group, err = startRawGroup(e.brokers, "bench-raw-projector", prefix+".raw-projector", topics.Events, p.consumeClaim, e.logger); err != nil {
 		c.Disconnect(context.Background())
@@ -85,34 +105,28 @@ func (p *rawProjector) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 			}
 			last[k] = m.Offset
 		}
-		var failed bool
-		for len(keys) > 0 {
-			n := min(len(keys), p.chunk)
-			models := make([]mongo.WriteModel, n)
-			for i, k := range keys[:n] {
-				d := p.doc
-				d.ID, d.Version = k, int(last[k])+1
-				models[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: d.ID}}).SetReplacement(d).SetUpsert(true)
+		orders := make([]mongo.WriteModel, len(keys))
+		docs := make([]view.OrderDoc, len(keys))
+		for i, k := range keys {
+			d := p.doc
+			d.ID, d.Version, d.CustomerID = k, int(last[k])+1, rawCustomer(k)
+			docs[i] = d
+			orders[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: d.ID}}).SetReplacement(d).SetUpsert(true)
+		}
+		err := p.upsert(ctx, p.coll, orders)
+		if err == nil {
+			err = p.writeSummaries(ctx, docs)
+		}
+		failed := err != nil
+		if failed {
+			if ctx.Err() != nil {
+				return nil // closed with a backlog: not a failure
 			}
-			if p.oneWriter != nil {
-				p.oneWriter.Lock()
+			// The floor does not retry: a failure is counted and shown (the
+			// first one logged).
+			if p.failed.Load() == 0 {
+				p.logger.Warn("raw projector: write failed", "err", err)
 			}
-			_, err := p.coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-			if p.oneWriter != nil {
-				p.oneWriter.Unlock()
-			}
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil // closed with a backlog: not a failure
-				}
-				// The floor does not retry: a failure is counted and shown
-				// (the first one logged).
-				if !failed && p.failed.Load() == 0 {
-					p.logger.Warn("raw projector: write failed", "err", err)
-				}
-				failed = true
-			}
-			keys = keys[n:]
 		}
 		// Counted in events, as the hops are.
 		if failed {
@@ -123,6 +137,53 @@ func (p *rawProjector) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 		sess.MarkMessage(batch[len(batch)-1], "")
 		sess.Commit()
 	}
+}
+
+// upsert sends models in chunks of p.chunk, one writer at a time on
+// FerretDB; it goes on after a failed chunk and returns the first error.
+func (p *rawProjector) upsert(ctx context.Context, coll *mongo.Collection, models []mongo.WriteModel) error {
+	var first error
+	for len(models) > 0 {
+		n := min(len(models), p.chunk)
+		if p.oneWriter != nil {
+			p.oneWriter.Lock()
+		}
+		_, err := coll.BulkWrite(ctx, models[:n], options.BulkWrite().SetOrdered(false))
+		if p.oneWriter != nil {
+			p.oneWriter.Unlock()
+		}
+		if first == nil {
+			first = err
+		}
+		models = models[n:]
+	}
+	return first
+}
+
+// writeSummaries applies a batch's order documents to their customers'
+// summaries and upserts the summaries that changed, one customer write
+// for all of the batch's orders of that customer.
+func (p *rawProjector) writeSummaries(ctx context.Context, docs []view.OrderDoc) error {
+	p.sumMu.Lock()
+	defer p.sumMu.Unlock()
+	var changed []string
+	seen := map[string]bool{}
+	for _, d := range docs {
+		s := p.summaries[d.CustomerID]
+		if s == nil {
+			s = &view.CustomerDoc{ID: d.CustomerID}
+			p.summaries[d.CustomerID] = s
+		}
+		if s.Apply(d) && !seen[d.CustomerID] {
+			seen[d.CustomerID] = true
+			changed = append(changed, d.CustomerID)
+		}
+	}
+	models := make([]mongo.WriteModel, len(changed))
+	for i, cid := range changed {
+		models[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: cid}}).SetReplacement(*p.summaries[cid]).SetUpsert(true)
+	}
+	return p.upsert(ctx, p.customers, models)
 }
 
 // waitFor waits until n events have been written (or failed), for at most
