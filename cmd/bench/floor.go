@@ -29,8 +29,10 @@ import (
 //     version guard read), written by one writer, as SQLite allows. Half
 //     of that pair's CPU is charged to each mutation.
 //
-// The process CPU the load generator spends is counted in hop and graphql,
-// as it is in the gateway's own figure. Dividing the machine's cores by
+// It is measured on the embedded stack only, where the broker and the store
+// run in this process and their CPU is the process's. The process CPU the
+// load generator spends is counted in hop and graphql, as it is in the
+// gateway's own figure. Dividing the machine's cores by
 // the sum bounds the mutations per second any such gateway can sustain
 // here with a read model that keeps up.
 type cpuFloor struct {
