@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/embedded"
 	"github.com/ordergateway/gateway/kafka"
 )
 
@@ -158,6 +162,27 @@ func TestEmbeddedDataSurvivesRestart(t *testing.T) {
 	}
 	if s := g2.mustMutate(t, "shipOrder", map[string]any{"orderId": o.ID, "trackingNumber": "T"}); s.Version != 3 {
 		t.Fatalf("ship after restart: version %d, want 3", s.Version)
+	}
+}
+
+// TestEmbeddedDataFolderIsLocked: a second gateway on the data folder of a
+// running embedded stack refuses to start, saying why, and the first one
+// keeps working.
+func TestEmbeddedDataFolderIsLocked(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.KafkaBrokers, cfg.MongoURI = nil, "" // embedded, under cfg.DataDir
+	g := startGateway(t, cfg)
+
+	second := &Main{Config: cfg, Logger: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := second.Run(ctx)
+	second.Close()
+	if !errors.Is(err, embedded.ErrDataDirInUse) || !strings.Contains(err.Error(), cfg.DataDir) {
+		t.Fatalf("second gateway on %s: err = %v, want ErrDataDirInUse naming the folder", cfg.DataDir, err)
+	}
+	if o := g.mustMutate(t, "placeOrder", placeInput("cust-locked", item("A", 1, "1.00"))); o.Version != 1 {
+		t.Fatalf("first gateway after the refused start: version %d", o.Version)
 	}
 }
 

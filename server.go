@@ -67,6 +67,7 @@ type Main struct {
 
 	kafka         *embedded.Kafka
 	mongo         *embedded.Mongo
+	dataLock      *embedded.DirLock // held while the embedded broker or store runs
 	brokers       []string
 	mongoURI      string
 	store         *view.Store
@@ -94,6 +95,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	c := m.Config
 	m.brokers, m.mongoURI = c.KafkaBrokers, c.MongoURI
+	if len(m.brokers) == 0 || m.mongoURI == "" {
+		l, err := embedded.LockDir(c.DataDir)
+		if err != nil {
+			return err
+		}
+		m.dataLock = l
+	}
 	if len(m.brokers) == 0 {
 		k, err := embedded.StartKafka(filepath.Join(c.DataDir, "kafka"), c.EmbeddedKafkaPort)
 		if err != nil {
@@ -114,7 +122,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.prepareKafka(ctx, topics); err != nil {
 		return err
 	}
-	store, err := view.Open(m.mongoURI, c.MongoDatabase)
+	var storeOpts []view.Option
+	if m.mongo != nil {
+		// The embedded store is this process's alone (the data folder is
+		// locked), so guarded writes need not read the guard back first.
+		storeOpts = append(storeOpts, view.SoleWriter())
+	}
+	store, err := view.Open(m.mongoURI, c.MongoDatabase, storeOpts...)
 	if err != nil {
 		return err
 	}
@@ -367,6 +381,7 @@ func (m *Main) Close() error {
 	if m.kafka != nil {
 		m.kafka.Close()
 	}
+	errs = append(errs, m.dataLock.Close())
 	return errors.Join(errs...)
 }
 
