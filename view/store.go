@@ -32,15 +32,16 @@ type Store struct {
 	flavor atomic.Int32
 	// turn lets one write at a time reach FerretDB (see ferretBulkMax).
 	turn writeTurn
-	// soleWriter: this process is the database's only writer (SoleWriter).
+	// soleWriter: this Store is the database's only writer (SoleWriter).
 	soleWriter bool
 }
 
 // Option configures a Store.
 type Option func(*Store)
 
-// SoleWriter says that this process is the only one writing the store's
-// database, as with the embedded store. A guarded write on FerretDB then
+// SoleWriter says that this Store is the only writer of its database (one
+// gateway process, one projector), as with the embedded store, whose data
+// folder the process locks. A guarded write on FerretDB then
 // trusts its Prev instead of first reading the stored guard by _id (a third
 // of the projector's store commands under load): the guard is kept by the
 // writer's own sequencing, since the projector writes each order from one
