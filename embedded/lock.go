@@ -45,8 +45,8 @@ func LockDir(dir string) (*DirLock, error) {
 		}
 		f.Close()
 		if errors.Is(err, errLocked) {
-			return nil, fmt.Errorf("%w: %s is used%s; give each gateway its own DATA_DIR, or run several against shared Kafka and MongoDB (KAFKA_BROKERS, MONGODB_URI): %w",
-				ErrDataDirInUse, dir, holder, err)
+			return nil, fmt.Errorf("%w: %s is used%s; give each gateway its own DATA_DIR, or run several against shared Kafka and MongoDB (KAFKA_BROKERS, MONGODB_URI)",
+				ErrDataDirInUse, dir, holder)
 		}
 		return nil, fmt.Errorf("data folder lock %s: %w", path, err)
 	}
