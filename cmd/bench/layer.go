@@ -55,11 +55,34 @@ func (m *memCommands) Send(_ context.Context, cmd domain.Command, key string) (c
 	return r, nil
 }
 
+// rawHopCommands decides commands in memory (memCommands) and then puts
+// each through one raw hop keyed by its order (rawClient.hop): behind the
+// GraphQL server, the least a gateway that sends its commands through
+// Kafka does per mutation.
+type rawHopCommands struct {
+	mem *memCommands
+	cl  *rawClient
+}
+
+func (r rawHopCommands) Send(ctx context.Context, cmd domain.Command, key string) (command.Reply, error) {
+	rep, err := r.mem.Send(ctx, cmd, key)
+	if err == nil {
+		err = r.cl.hop(ctx, rep.OrderID)
+	}
+	return rep, err
+}
+
 // graphqlAlone serves the gateway's GraphQL server (the same transports and
 // extensions as the gateway) over loopback HTTP, with memCommands for the
 // bus and nothing else; stop shuts it down.
 func graphqlAlone() (url string, stop func(), err error) {
-	srv := graph.NewServer(&graph.Resolver{Commands: &memCommands{orders: map[string]domain.Order{}}}, graph.WebsocketOptions{})
+	return graphqlServer(&memCommands{orders: map[string]domain.Order{}})
+}
+
+// graphqlServer serves the gateway's GraphQL server over loopback HTTP with
+// cmds for the bus and no views.
+func graphqlServer(cmds graph.Commands) (url string, stop func(), err error) {
+	srv := graph.NewServer(&graph.Resolver{Commands: cmds}, graph.WebsocketOptions{})
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
