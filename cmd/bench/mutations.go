@@ -18,11 +18,11 @@ import (
 
 // rawResults are the raw floor's figures, compared with the gateway's.
 type rawResults struct {
-	hop, pair   *samples      // sequential, one client
+	hop, pair *samples // sequential, one client
 	// Single mutations over HTTP through the GraphQL server, each decided in
 	// memory and put through a raw hop (rawHopCommands), sequential (while
 	// the raw read model writes, if there is one).
-	gqlHop *samples
+	gqlHop      *samples
 	hopCPU      time.Duration // process CPU per sequential hop
 	hopWall     time.Duration // wall time per sequential hop (mean)
 	tput        float64       // hops/s at the throughput concurrency
