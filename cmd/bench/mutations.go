@@ -18,11 +18,7 @@ import (
 
 // rawResults are the raw floor's figures, compared with the gateway's.
 type rawResults struct {
-	hop, pair *samples // sequential, one client
-	// Single mutations over HTTP through the GraphQL server, each decided in
-	// memory and put through a raw hop (rawHopCommands), sequential (while
-	// the raw read model writes, if there is one).
-	gqlHop      *samples
+	hop, pair   *samples      // sequential, one client
 	hopCPU      time.Duration // process CPU per sequential hop
 	hopWall     time.Duration // wall time per sequential hop (mean)
 	tput        float64       // hops/s at the throughput concurrency
@@ -35,6 +31,11 @@ type rawResults struct {
 	// With a raw projector (rawProjector) only.
 	tputProjected int64 // events of the throughput load in the read model when it stopped
 	projFailed    int64 // events whose write failed
+
+	// Single mutations over HTTP through the GraphQL server, each decided in
+	// memory and put through a raw hop (rawHopCommands), sequential (while
+	// the raw read model writes, if there is one).
+	gqlHop *samples
 }
 
 // loadResult is what a closed-loop load run achieved.
