@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -174,4 +178,140 @@ func (b *bench) addCPUFloorRows(scen string, f cpuFloor, gatewayCPU time.Duratio
 		return fmt.Sprintf("; out of reach here: at the least CPU a mutation needs (%s) %d cores allow %s", ms(f.total()), cores, rate(most, "/s"))
 	}
 	return ""
+}
+
+// targetRate is the throughput target, mutations/s.
+const targetRate = 5000
+
+// rateResult is what the least gateway did under an offered load.
+type rateResult struct {
+	offered  float64 // mutations/s offered
+	answered float64 // mutations/s answered
+	errs     int64
+	dropped  int     // orders not offered: 512 already in flight
+	written  float64 // events/s the read model wrote during the load
+	caughtUp float64 // share of the load's events in the read model when it stopped
+}
+
+// leastGatewayAtRate offers rate mutations/s for dur (open loop: an order
+// every 2/rate s, placeOrder and then confirmOrder when answered, at most
+// 512 orders in flight) to the least GraphQL gateway with the read model:
+// the gateway's GraphQL server with rawHopCommands, on fresh raw topics,
+// with the raw read model writing the views. A gateway that sustains rate
+// must answer it and its read model must keep up with it.
+func (b *bench) leastGatewayAtRate(ctx context.Context, rate int, dur time.Duration) (rateResult, error) {
+	res := rateResult{offered: float64(rate)}
+	prefix := b.env.name("leastrate")
+	if err := ensureTopics(b.env.brokers, prefix); err != nil {
+		return res, err
+	}
+	srv, err := startRawServer(b.env.brokers, prefix, b.env.logger)
+	if err != nil {
+		return res, err
+	}
+	defer srv.Close()
+	proj, err := startRawProjector(ctx, b.env, prefix)
+	if err != nil {
+		return res, err
+	}
+	defer proj.Close()
+	cl, err := newRawClient(b.env.brokers, prefix)
+	if err != nil {
+		return res, err
+	}
+	defer cl.Close()
+	url, stop, err := graphqlServer(rawHopCommands{mem: &memCommands{orders: map[string]domain.Order{}}, cl: cl})
+	if err != nil {
+		return res, err
+	}
+	defer stop()
+	c := newGQL(url, 512)
+	defer c.close()
+
+	// Warm up every partition, the read model's collections and their
+	// _id lookup index.
+	warm := int64(0)
+	for i := range b.o.warmPairs * 3 {
+		id, v, err := c.placeOrder(ctx, "c-rate-warm", randID("ratewarm"+strconv.Itoa(i)))
+		if err == nil {
+			_, err = c.confirmOrder(ctx, id, v)
+		}
+		if err != nil {
+			return res, fmt.Errorf("warm-up: %w", err)
+		}
+		warm += 2
+	}
+	if err := proj.waitFor(ctx, warm, 30*time.Second); err != nil {
+		return res, err
+	}
+	if err := b.env.indexIDs(ctx); err != nil {
+		return res, err
+	}
+
+	var (
+		answered, errs atomic.Int64
+		wg             sync.WaitGroup
+	)
+	sem := make(chan struct{}, 512)
+	interval := 2 * time.Second / time.Duration(rate)
+	w0 := proj.written.Load() + proj.failed.Load()
+	start := time.Now()
+	for i := 0; ; i++ {
+		next := start.Add(time.Duration(i) * interval)
+		if next.Sub(start) >= dur || ctx.Err() != nil {
+			break
+		}
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			res.dropped++
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			id, v, err := c.placeOrder(ctx, fmt.Sprintf("c-rate-%d", i%640), fmt.Sprintf("rate-%d", i))
+			if err == nil {
+				answered.Add(1)
+				_, err = c.confirmOrder(ctx, id, v)
+			}
+			if err != nil {
+				errs.Add(1)
+				return
+			}
+			answered.Add(1)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	written := proj.written.Load() + proj.failed.Load() - w0
+	res.answered = float64(answered.Load()) / elapsed.Seconds()
+	res.errs = errs.Load()
+	res.written = float64(written) / elapsed.Seconds()
+	if n := answered.Load(); n > 0 {
+		res.caughtUp = float64(written) / float64(n)
+	}
+	return res, nil
+}
+
+// keepsUp reports whether the least gateway sustained the offered rate:
+// answered it and kept its read model within 5% of it, with no errors.
+func (r rateResult) keepsUp() bool {
+	return r.errs == 0 && r.dropped == 0 && r.answered >= 0.95*r.offered && r.caughtUp >= 0.95
+}
+
+// addAtRateRow prints what the least gateway did offered the target rate
+// and returns the note for the ≥5,000/s target line.
+func (b *bench) addAtRateRow(scen string, r rateResult, dur time.Duration) string {
+	b.add(row{scen, fmt.Sprintf("the least GraphQL gateway with the read model, offered %d mutations/s for %s (open loop, at most 512 orders in flight): answered (errors, orders dropped); events/s its read model wrote (share of the answered mutations' events in it when the load stopped)", targetRate, dur),
+		fmt.Sprintf("%s (%d errors, %d dropped); %s (%.0f%%)", rate(r.answered, "/s"), r.errs, r.dropped, rate(r.written, "events/s"), 100*r.caughtUp),
+		"offered", rate(r.offered, "/s"), ratio(r.answered, r.offered)})
+	if r.keepsUp() {
+		return fmt.Sprintf("; the least gateway with the read model kept up with %d /s", targetRate)
+	}
+	return fmt.Sprintf("; the least gateway with the read model, offered %d /s, answered %s and its read model wrote %s (%.0f%%)", targetRate, rate(r.answered, "/s"), rate(r.written, "events/s"), 100*r.caughtUp)
 }

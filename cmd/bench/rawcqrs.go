@@ -20,18 +20,19 @@ import (
 
 // rawProjector is the raw floor's read side: a consumer group on the raw
 // events topic that, per batch of up to 500 events (lingering as the
-// gateway's projector does, -projector-linger), upserts one order document
+// gateway's projector does, -projector-linger), writes one order document
 // per order of the batch into the store and then one customer summary per
 // customer of the batch (the gateway's two views), then commits the batch's
-// offset. The upserts are unordered BulkWrites of ReplaceOne by _id, the
-// projection scenario's baseline. On FerretDB they go as the gateway's view
-// store sends them there: in chunks of 16 (an update command holds a
+// offset. Documents it has not written before go in one unordered
+// InsertMany per collection; the others are replaced by _id in unordered
+// BulkWrites, on FerretDB in chunks of 16 (an update command holds a
 // connection per replace of an existing document, and 500 at once wait on
-// each other) and one write at a time. It is the least the gateway's read
-// model costs on this broker and store: no decoding, no domain, no version
-// guard, no views topic, summaries kept in memory and written in the same
-// pass. Running it beside the raw hops shows what the floor becomes once
-// every command also has to reach the views.
+// each other), as the view store sends them there. On FerretDB one write
+// goes at a time. It is the least the gateway's read model costs on this
+// broker and store: no decoding, no domain, no version guard, no views
+// topic, summaries kept in memory and written in the same pass. Running it
+// beside the raw hops shows what the floor becomes once every command also
+// has to reach the views.
 type rawProjector struct {
 	group  *rawGroup
 	client *mongo.Client
@@ -50,6 +51,8 @@ type rawProjector struct {
 	customers *mongo.Collection
 	sumMu     sync.Mutex // one summary writer for all partitions, as the gateway has
 	summaries map[string]*view.CustomerDoc
+	stored    map[string]bool // summaries written at least once (under sumMu)
+	known     sync.Map        // order ids written at least once
 }
 
 // rawCustomers is how many customers the raw orders belong to (the
@@ -75,7 +78,7 @@ func startRawProjector(ctx context.Context, e *env, prefix string) (*rawProjecto
 	}
 	_, docs := projEvents(1)
 	p := &rawProjector{client: c, coll: coll, doc: docs[0], chunk: replaceChunk(ferret), oneWriter: oneWriter, logger: e.logger,
-		customers: c.Database(prefix).Collection("customers"), summaries: map[string]*view.CustomerDoc{}}
+		customers: c.Database(prefix).Collection("customers"), summaries: map[string]*view.CustomerDoc{}, stored: map[string]bool{}}
 	topics := kafka.NewTopics(prefix)
 	if p.group, err = startRawGroup(e.brokers, "bench-raw-projector", prefix+".raw-projector", topics.Events, p.consumeClaim, e.logger); err != nil {
 		c.Disconnect(context.Background())
@@ -105,16 +108,26 @@ func (p *rawProjector) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 			}
 			last[k] = m.Offset
 		}
-		orders := make([]mongo.WriteModel, len(keys))
+		var (
+			inserts  []any
+			replaces []mongo.WriteModel
+		)
 		docs := make([]view.OrderDoc, len(keys))
 		for i, k := range keys {
 			d := p.doc
 			d.ID, d.Version, d.CustomerID = k, int(last[k])+1, rawCustomer(k)
 			docs[i] = d
-			orders[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: d.ID}}).SetReplacement(d).SetUpsert(true)
+			if _, seen := p.known.Load(k); seen {
+				replaces = append(replaces, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: d.ID}}).SetReplacement(d))
+			} else {
+				inserts = append(inserts, d)
+			}
 		}
-		err := p.upsert(ctx, p.coll, orders)
+		err := p.write(ctx, p.coll, inserts, replaces)
 		if err == nil {
+			for _, k := range keys {
+				p.known.Store(k, true)
+			}
 			err = p.writeSummaries(ctx, docs)
 		}
 		failed := err != nil
@@ -139,10 +152,20 @@ func (p *rawProjector) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	}
 }
 
-// upsert sends models in chunks of p.chunk, one writer at a time on
-// FerretDB; it goes on after a failed chunk and returns the first error.
-func (p *rawProjector) upsert(ctx context.Context, coll *mongo.Collection, models []mongo.WriteModel) error {
+// write inserts docs in one InsertMany and sends the replaces in chunks of
+// p.chunk, one writer at a time on FerretDB; it goes on after a failed
+// write and returns the first error.
+func (p *rawProjector) write(ctx context.Context, coll *mongo.Collection, docs []any, models []mongo.WriteModel) error {
 	var first error
+	if len(docs) > 0 {
+		if p.oneWriter != nil {
+			p.oneWriter.Lock()
+		}
+		_, first = coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+		if p.oneWriter != nil {
+			p.oneWriter.Unlock()
+		}
+	}
 	for len(models) > 0 {
 		n := min(len(models), p.chunk)
 		if p.oneWriter != nil {
@@ -161,8 +184,9 @@ func (p *rawProjector) upsert(ctx context.Context, coll *mongo.Collection, model
 }
 
 // writeSummaries applies a batch's order documents to their customers'
-// summaries and upserts the summaries that changed, one customer write
-// for all of the batch's orders of that customer.
+// summaries and writes the summaries that changed (inserting those not
+// written before), one customer write for all of the batch's orders of
+// that customer.
 func (p *rawProjector) writeSummaries(ctx context.Context, docs []view.OrderDoc) error {
 	p.sumMu.Lock()
 	defer p.sumMu.Unlock()
@@ -179,11 +203,24 @@ func (p *rawProjector) writeSummaries(ctx context.Context, docs []view.OrderDoc)
 			changed = append(changed, d.CustomerID)
 		}
 	}
-	models := make([]mongo.WriteModel, len(changed))
-	for i, cid := range changed {
-		models[i] = mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: cid}}).SetReplacement(*p.summaries[cid]).SetUpsert(true)
+	var (
+		inserts  []any
+		replaces []mongo.WriteModel
+	)
+	for _, cid := range changed {
+		if p.stored[cid] {
+			replaces = append(replaces, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: cid}}).SetReplacement(*p.summaries[cid]))
+		} else {
+			inserts = append(inserts, *p.summaries[cid])
+		}
 	}
-	return p.upsert(ctx, p.customers, models)
+	if err := p.write(ctx, p.customers, inserts, replaces); err != nil {
+		return err
+	}
+	for _, cid := range changed {
+		p.stored[cid] = true
+	}
+	return nil
 }
 
 // waitFor waits until n events have been written (or failed), for at most
