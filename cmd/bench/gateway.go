@@ -98,7 +98,7 @@ func startGatewayOpts(ctx context.Context, e *env, prefix, database string, with
 			g.Close()
 		}
 	}()
-	store, err := view.Open(e.mongoURI, database, e.storeOptions()...)
+	store, err := view.Open(e.mongoURI, database)
 	if err != nil {
 		return nil, err
 	}
