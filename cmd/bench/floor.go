@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -248,46 +247,21 @@ func (b *bench) leastGatewayAtRate(ctx context.Context, rate int, dur time.Durat
 		return res, err
 	}
 
-	var (
-		answered, errs atomic.Int64
-		wg             sync.WaitGroup
-	)
-	sem := make(chan struct{}, 512)
-	interval := 2 * time.Second / time.Duration(rate)
+	var answered, errs atomic.Int64
 	w0 := proj.written.Load() + proj.failed.Load()
-	start := time.Now()
-	for i := 0; ; i++ {
-		next := start.Add(time.Duration(i) * interval)
-		if next.Sub(start) >= dur || ctx.Err() != nil {
-			break
-		}
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
-		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			res.dropped++
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			id, v, err := c.placeOrder(ctx, fmt.Sprintf("c-rate-%d", i%640), fmt.Sprintf("rate-%d", i))
-			if err == nil {
-				answered.Add(1)
-				_, err = c.confirmOrder(ctx, id, v)
-			}
-			if err != nil {
-				errs.Add(1)
-				return
-			}
+	elapsed, dropped := offerOrders(ctx, rate, dur, 512, func(i int) {
+		id, v, err := c.placeOrder(ctx, fmt.Sprintf("c-rate-%d", i%640), fmt.Sprintf("rate-%d", i))
+		if err == nil {
 			answered.Add(1)
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
+			_, err = c.confirmOrder(ctx, id, v)
+		}
+		if err != nil {
+			errs.Add(1)
+			return
+		}
+		answered.Add(1)
+	})
+	res.dropped = dropped
 	written := proj.written.Load() + proj.failed.Load() - w0
 	res.answered = float64(answered.Load()) / elapsed.Seconds()
 	res.errs = errs.Load()

@@ -103,57 +103,33 @@ func (b *bench) lag(ctx context.Context) error {
 		answers  []answered
 		errs     atomic.Int64
 		firstErr atomic.Pointer[string]
-		dropped  int
-		lwg      sync.WaitGroup
 	)
 	fail := func(err error) {
 		errs.Add(1)
 		s := err.Error()
 		firstErr.CompareAndSwap(nil, &s)
 	}
-	sem := make(chan struct{}, 512)
-	interval := 2 * time.Second / time.Duration(b.o.lagRate) // one order = two mutations
-	start := time.Now()
-	for i := 0; ; i++ {
-		next := start.Add(time.Duration(i) * interval)
-		if next.Sub(start) >= b.o.lagDuration || ctx.Err() != nil {
-			break
+	start := time.Now() // the timeline's origin
+	offeredFor, dropped := offerOrders(ctx, b.o.lagRate, b.o.lagDuration, 512, func(i int) {
+		id, v, err := c.placeOrder(ctx, fmt.Sprintf("c-lag-%d", i%50), fmt.Sprintf("lag-%d", i))
+		if err != nil {
+			fail(err)
+			return
 		}
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
+		t := time.Now()
+		amu.Lock()
+		answers = append(answers, answered{id, v, t})
+		amu.Unlock()
+		v2, err := c.confirmOrder(ctx, id, v)
+		if err != nil {
+			fail(err)
+			return
 		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			dropped++
-			continue
-		}
-		lwg.Add(1)
-		go func() {
-			defer lwg.Done()
-			defer func() { <-sem }()
-			id, v, err := c.placeOrder(ctx, fmt.Sprintf("c-lag-%d", i%50), fmt.Sprintf("lag-%d", i))
-			if err != nil {
-				fail(err)
-				return
-			}
-			t := time.Now()
-			amu.Lock()
-			answers = append(answers, answered{id, v, t})
-			amu.Unlock()
-			v2, err := c.confirmOrder(ctx, id, v)
-			if err != nil {
-				fail(err)
-				return
-			}
-			t = time.Now()
-			amu.Lock()
-			answers = append(answers, answered{id, v2, t})
-			amu.Unlock()
-		}()
-	}
-	lwg.Wait()
-	offeredFor := time.Since(start)
+		t = time.Now()
+		amu.Lock()
+		answers = append(answers, answered{id, v2, t})
+		amu.Unlock()
+	})
 
 	firstAt := func(a answered) (time.Time, bool) {
 		mu.Lock()

@@ -86,6 +86,41 @@ func runLoad(ctx context.Context, conc int, dur time.Duration, step func(ctx con
 	return r
 }
 
+// offerOrders starts one order every 2/rate s (rate mutations/s, an order
+// being two) for dur, each running order(i) in a goroutine of its own, with
+// at most inFlight running at once; an order due while inFlight are running
+// is not started. It returns when every started order has finished, with
+// the time from the first start and the number of orders not started.
+func offerOrders(ctx context.Context, rate int, dur time.Duration, inFlight int, order func(i int)) (elapsed time.Duration, dropped int) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, inFlight)
+	interval := 2 * time.Second / time.Duration(rate)
+	start := time.Now()
+	for i := 0; ; i++ {
+		next := start.Add(time.Duration(i) * interval)
+		if next.Sub(start) >= dur || ctx.Err() != nil {
+			break
+		}
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			dropped++
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			order(i)
+		}()
+	}
+	wg.Wait()
+	return time.Since(start), dropped
+}
+
 // cores is the average number of CPUs the process used during the run.
 func (r *loadResult) cores() float64 { return r.cpu.Seconds() / r.elapsed.Seconds() }
 
