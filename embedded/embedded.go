@@ -24,16 +24,31 @@ import (
 // Kafka is an embedded single-node Kafka-protocol broker.
 type Kafka struct {
 	cluster *kfake.Cluster
-	running string // marker file present while the broker runs
+	running string         // marker file present while the broker runs
+	commits *commitJournal // see commits.go
 }
 
 // StartKafka starts a broker on 127.0.0.1:port (0 picks a free port) that
 // keeps its logs, offsets and transactions under dir. A dir holding an
-// earlier broker's state resumes it; if that broker did not close cleanly
-// (the process was killed), transactions it left open are aborted first.
+// earlier broker's state resumes it. If that broker did not close cleanly
+// (the process was killed), the commits it had begun are finished first (see
+// commits.go), and the transactions it left open are then aborted.
 func StartKafka(dir string, port int) (*Kafka, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded kafka: %w", err)
+	}
+	running := filepath.Join(dir, "gateway-running")
+	_, err := os.Stat(running)
+	unclean := err == nil
+	journal := filepath.Join(dir, commitJournalName)
+	if unclean {
+		pending, err := readCommitJournal(journal)
+		if err == nil {
+			_, err = finishCommits(dir, pending)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("embedded kafka in %s: recovering from an unclean stop: %w", dir, err)
+		}
 	}
 	c, err := kfake.NewCluster(
 		kfake.Ports(port),
@@ -44,15 +59,20 @@ func StartKafka(dir string, port int) (*Kafka, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded kafka in %s: %w", dir, err)
 	}
-	k := &Kafka{cluster: c, running: filepath.Join(dir, "gateway-running")}
-	if _, err := os.Stat(k.running); err == nil {
+	k := &Kafka{cluster: c, running: running}
+	if unclean {
 		if err := abortDanglingTransactions(c.ListenAddrs()); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("embedded kafka in %s: recovering from an unclean stop: %w", dir, err)
 		}
 	}
-	if err := os.WriteFile(k.running, nil, 0o644); err != nil {
+	if k.commits, err = openCommitJournal(journal); err != nil {
 		c.Close()
+		return nil, fmt.Errorf("embedded kafka in %s: %w", dir, err)
+	}
+	k.commits.watch(c)
+	if err := os.WriteFile(k.running, nil, 0o644); err != nil {
+		k.Close()
 		return nil, fmt.Errorf("embedded kafka: %w", err)
 	}
 	return k, nil
@@ -136,6 +156,7 @@ func (k *Kafka) Addr() string { return k.cluster.ListenAddrs()[0] }
 // Close stops the broker and flushes its state to disk.
 func (k *Kafka) Close() {
 	k.cluster.Close()
+	_ = k.commits.Close()
 	_ = os.Remove(k.running)
 }
 
