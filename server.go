@@ -109,6 +109,9 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		m.kafka = k
 		m.brokers = []string{k.Addr()}
+		if n := k.FinishedCommits(); n > 0 {
+			m.Logger.Warn("embedded kafka: finished transaction commits cut short by the unclean stop", "partitions", n)
+		}
 	}
 	if m.mongoURI == "" {
 		mg, err := embedded.StartMongo(filepath.Join(c.DataDir, "mongodb"), c.EmbeddedMongoAddr, m.ferretLogger())

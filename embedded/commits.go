@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,17 +19,25 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// The embedded broker (kfake) commits a transaction by writing a commit
-// marker to each of its partitions in turn. A process killed in the middle
-// leaves some partitions committed and the others open, and kfake, loading
-// its files again, aborts whatever is open: the transaction ends half
-// committed (for the gateway, an event kept without its order's snapshot, or
-// the reverse, so an acknowledged mutation's event is lost or written twice).
-// Apache Kafka records the decision to commit before it writes any marker
-// and finishes the commit on recovery. The commit journal does the same from
-// outside kfake: it records a producer's commit before kfake writes the
-// markers, and, after an unclean stop, finishCommits writes the markers that
-// are missing before kfake loads its files.
+// Recovery of the embedded broker (kfake) after a kill, in two parts; the
+// gateway's symptom of either is an event kept without its order's snapshot,
+// or the reverse, so an acknowledged mutation's event is lost or written
+// twice.
+//
+// kfake commits a transaction by writing a commit marker to each of its
+// partitions in turn. A process killed in the middle leaves some partitions
+// committed and the others open, and kfake, loading its files again, aborts
+// whatever is open: the transaction ends half committed. Apache Kafka records
+// the decision to commit before it writes any marker and finishes the commit
+// on recovery. The commit journal does the same from outside kfake: it
+// records a producer's commit before kfake writes the markers, and, after an
+// unclean stop, recoverUncleanStop writes the markers that are missing
+// before kfake loads its files.
+//
+// kfake also writes each batch and its index entry in two writes, and loads
+// a batch whose entry is missing as outside any transaction, so a kill
+// between the two makes an open transaction's record visible.
+// recoverUncleanStop writes the missing entries.
 
 // commitJournalName is the journal's file in the broker's folder.
 const commitJournalName = "gateway-commits"
@@ -187,21 +196,28 @@ func readCommitJournal(path string) ([]pendingCommit, error) {
 // before it are not searched for a committing producer's records.
 const transactionWindow = 15 * time.Minute
 
-// finishCommits writes the commit markers that the commits in pending did
-// not get to write before the broker in dir stopped. It must run before
-// kfake loads dir. On each partition, a pending producer whose last batch is
-// one of its transactional records of the same epoch, with no marker after
-// it, gets a commit marker; the other partitions already have theirs. It
-// returns how many markers it wrote. Running it twice writes nothing more.
-func finishCommits(dir string, pending []pendingCommit) (int, error) {
-	if len(pending) == 0 {
-		return 0, nil
-	}
+// recoverUncleanStop prepares the folder dir of a broker that did not stop
+// cleanly for kfake to load, and must run before kfake loads it. In each
+// partition's newest segment it:
+//
+//   - gives every batch its index entry. kfake writes a batch, then its index
+//     entry, in two writes; a kill between them leaves a batch without an
+//     entry, which kfake then loads as not transactional, so an uncommitted
+//     transaction's records become visible (a snapshot without its event, in
+//     the gateway), and every later entry is off by one;
+//   - writes the commit markers that the commits in pending did not get to
+//     write: a pending producer whose last batch on the partition is one of
+//     its transactional records of the same epoch, with no marker after it,
+//     gets one; the other partitions already have theirs.
+//
+// It returns on how many partitions it finished a commit. Running it twice
+// changes nothing more.
+func recoverUncleanStop(dir string, pending []pendingCommit) (int, error) {
 	byID := map[int64]pendingCommit{}
-	oldest := pending[0].since
+	var oldest time.Time
 	for _, p := range pending {
 		byID[p.producerID] = p
-		if p.since.Before(oldest) {
+		if oldest.IsZero() || p.since.Before(oldest) {
 			oldest = p.since
 		}
 	}
@@ -211,23 +227,23 @@ func finishCommits(dir string, pending []pendingCommit) (int, error) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("finish commits: %w", err)
+		return 0, fmt.Errorf("recover partitions: %w", err)
 	}
-	written := 0
+	finished := 0
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue
 		}
-		n, err := finishPartitionCommits(filepath.Join(root, e.Name()), byID, oldest.Add(-transactionWindow))
-		written += n
+		n, err := recoverPartition(filepath.Join(root, e.Name()), byID, oldest.Add(-transactionWindow))
+		finished += n
 		if err != nil {
-			return written, fmt.Errorf("finish commits in %s: %w", e.Name(), err)
+			return finished, fmt.Errorf("recover partition %s: %w", e.Name(), err)
 		}
 	}
-	return written, nil
+	return finished, nil
 }
 
-// batchHead is what finishCommits reads of a record batch.
+// batchHead is what recovery reads of a record batch.
 type batchHead struct {
 	firstOffset     int64
 	lastOffsetDelta int32
@@ -243,32 +259,59 @@ const (
 	attrControl       = 0x20
 )
 
-// segment is one parsed segment file of a kfake partition folder.
-type segment struct {
-	base     int64
-	batches  []batchHead
-	valid    int64 // bytes of whole, intact batches
-	modified time.Time
+// transactionalData is what kfake's index flags as inTx when it writes a
+// batch: a transactional batch that is not a marker.
+func (b batchHead) transactionalData() bool {
+	return b.attributes&attrTransactional != 0 && b.attributes&attrControl == 0
 }
 
-// finishPartitionCommits does finishCommits' work in one partition folder.
-// Segments are searched newest first, until every pending producer's last
-// batch is found or the segments are older than since.
-func finishPartitionCommits(pdir string, pending map[int64]pendingCommit, since time.Time) (int, error) {
+// segment is one parsed segment file of a kfake partition folder.
+type segment struct {
+	base       int64
+	batches    []batchHead
+	valid      int64 // bytes of whole, intact batches
+	size       int64
+	idxEntries int64
+	modified   time.Time
+}
+
+// recoverPartition does recoverUncleanStop's work in one partition folder
+// and reports whether it finished a commit there.
+func recoverPartition(pdir string, pending map[int64]pendingCommit, since time.Time) (int, error) {
 	bases, err := segmentBases(pdir)
 	if err != nil || len(bases) == 0 {
 		return 0, err
 	}
-	var active *segment
-	last := map[int64]batchHead{} // pending producer → its last batch here
-	for i := len(bases) - 1; i >= 0; i-- {
-		seg, err := readSegment(pdir, bases[i])
-		if err != nil {
+	newest, err := readSegment(pdir, bases[len(bases)-1])
+	if err != nil {
+		return 0, err
+	}
+	var open []pendingCommit
+	if len(pending) > 0 {
+		if open, err = openCommits(pdir, bases, newest, pending, since); err != nil {
 			return 0, err
 		}
-		if active == nil {
-			active = seg
-		}
+	}
+	if len(open) == 0 && newest.valid == newest.size && newest.idxEntries == int64(len(newest.batches)) {
+		return 0, nil
+	}
+	if err := repairTail(pdir, newest, open); err != nil {
+		return 0, err
+	}
+	if len(open) > 0 {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+// openCommits returns the pending producers whose last batch in the
+// partition is an unfinished transaction's record. Segments are searched
+// newest first, until every pending producer's last batch is found or the
+// segments are older than since.
+func openCommits(pdir string, bases []int64, newest *segment, pending map[int64]pendingCommit, since time.Time) ([]pendingCommit, error) {
+	last := map[int64]batchHead{} // pending producer → its last batch here
+	seg := newest
+	for i := len(bases) - 1; ; {
 		inSeg := map[int64]batchHead{}
 		for _, b := range seg.batches {
 			if _, ok := pending[b.producerID]; ok {
@@ -280,22 +323,23 @@ func finishPartitionCommits(pdir string, pending map[int64]pendingCommit, since 
 				last[id] = b
 			}
 		}
-		if len(last) == len(pending) || seg.modified.Before(since) {
+		i--
+		if i < 0 || len(last) == len(pending) || seg.modified.Before(since) {
 			break
+		}
+		var err error
+		if seg, err = readSegment(pdir, bases[i]); err != nil {
+			return nil, err
 		}
 	}
 	var open []pendingCommit
 	for id, b := range last {
-		p := pending[id]
-		if b.attributes&attrControl == 0 && b.attributes&attrTransactional != 0 && b.producerEpoch == p.epoch {
+		if p := pending[id]; b.transactionalData() && b.producerEpoch == p.epoch {
 			open = append(open, p)
 		}
 	}
-	if len(open) == 0 {
-		return 0, nil
-	}
-	slices.SortFunc(open, func(a, b pendingCommit) int { return int(a.producerID - b.producerID) })
-	return len(open), appendCommitMarkers(pdir, active, open)
+	slices.SortFunc(open, func(a, b pendingCommit) int { return cmp.Compare(a.producerID, b.producerID) })
+	return open, nil
 }
 
 // segmentBases lists a partition folder's segment files by base offset.
@@ -330,7 +374,10 @@ func readSegment(pdir string, base int64) (*segment, error) {
 	if err != nil {
 		return nil, err
 	}
-	seg := &segment{base: base, modified: info.ModTime()}
+	seg := &segment{base: base, size: int64(len(raw)), modified: info.ModTime()}
+	if idx, err := os.Stat(filepath.Join(pdir, fmt.Sprintf("%d.idx", base))); err == nil {
+		seg.idxEntries = idx.Size() / indexEntrySize
+	}
 	pos := 0
 	for pos+12 <= len(raw) {
 		length := int(int32(binary.BigEndian.Uint32(raw[pos+8 : pos+12])))
@@ -379,11 +426,11 @@ func indexEntry(leaderEpoch int32, timestamp int64, inTx bool) []byte {
 	return b
 }
 
-// appendCommitMarkers appends a commit marker for each producer in open to
-// the partition's newest segment and its index. It first cuts a torn batch
-// off the segment and makes the index hold exactly one entry per batch, as
-// kfake would on load, so that the markers' entries line up with them.
-func appendCommitMarkers(pdir string, seg *segment, open []pendingCommit) error {
+// repairTail cuts a torn batch off the partition's newest segment and makes
+// its index hold exactly one entry per batch (kfake itself would cut the
+// torn batch and extra entries on load, but not add missing entries), then
+// appends a commit marker, with its entry, for each producer in open.
+func repairTail(pdir string, seg *segment, open []pendingCommit) error {
 	dat, err := os.OpenFile(filepath.Join(pdir, fmt.Sprintf("%d.dat", seg.base)), os.O_WRONLY, 0)
 	if err != nil {
 		return err
@@ -411,8 +458,7 @@ func appendCommitMarkers(pdir string, seg *segment, open []pendingCommit) error 
 	}
 	var tail []byte
 	for _, b := range seg.batches[entries:] { // batches whose entry was not written
-		inTx := b.attributes&attrTransactional != 0 && b.attributes&attrControl == 0
-		tail = append(tail, indexEntry(b.leaderEpoch, b.maxTimestamp, inTx)...)
+		tail = append(tail, indexEntry(b.leaderEpoch, b.maxTimestamp, b.transactionalData())...)
 	}
 	next, leaderEpoch := seg.base, int32(0)
 	if n := len(seg.batches); n > 0 {
@@ -427,8 +473,10 @@ func appendCommitMarkers(pdir string, seg *segment, open []pendingCommit) error 
 		tail = append(tail, indexEntry(leaderEpoch, now, false)...)
 		next++
 	}
-	if _, err := dat.WriteAt(markers, seg.valid); err != nil {
-		return err
+	if len(markers) > 0 {
+		if _, err := dat.WriteAt(markers, seg.valid); err != nil {
+			return err
+		}
 	}
 	if _, err := idx.Seek(0, io.SeekEnd); err != nil {
 		return err

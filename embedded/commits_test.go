@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -75,34 +76,76 @@ func TestHalfWrittenCommitIsFinishedAfterAKill(t *testing.T) {
 func TestUncommittedTransactionIsAbortedAfterAKill(t *testing.T) {
 	k, dir := startTestKafka(t)
 	createTopic(t, k.Addr(), "t", 2)
-	cfg := kafka.Config("test", 20*time.Millisecond)
-	cfg.Producer.Transaction.ID = "test-txn"
-	cfg.Producer.Return.Successes = true
-	cfg.Producer.Partitioner = sarama.NewManualPartitioner
-	producer, err := sarama.NewSyncProducer([]string{k.Addr()}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	inTxn := func(values ...string) {
-		if err := producer.BeginTxn(); err != nil {
-			t.Fatal(err)
-		}
-		for p, v := range values {
-			if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: "t", Partition: int32(p), Value: sarama.StringEncoder(v)}); err != nil {
-				t.Fatalf("produce %s: %v", v, err)
-			}
-		}
-	}
-	inTxn("committed-0", "committed-1")
+	producer := saramaTxnProducer(t, k.Addr())
+	inSaramaTxn(t, producer, "committed-0", "committed-1")
 	if err := producer.CommitTxn(); err != nil {
 		t.Fatal(err)
 	}
-	inTxn("open-0", "open-1")
+	inSaramaTxn(t, producer, "open-0", "open-1")
 
 	got := committedValues(t, copyDir(t, dir), "t", 2)
 	if !slices.Equal(got[0], []string{"committed-0"}) || !slices.Equal(got[1], []string{"committed-1"}) {
 		t.Errorf("after the kill, committed records are %v, want only the first transaction's", got)
+	}
+}
+
+// TestRecordWithoutItsIndexEntryStaysUncommittedAfterAKill: kfake writes a
+// batch and then its index entry; a kill between the two leaves the last
+// batch without an entry, which kfake alone would load as outside any
+// transaction, making an uncommitted record visible.
+func TestRecordWithoutItsIndexEntryStaysUncommittedAfterAKill(t *testing.T) {
+	k, dir := startTestKafka(t)
+	createTopic(t, k.Addr(), "t", 1)
+	producer := saramaTxnProducer(t, k.Addr())
+	inSaramaTxn(t, producer, "committed")
+	if err := producer.CommitTxn(); err != nil {
+		t.Fatal(err)
+	}
+	inSaramaTxn(t, producer, "open")
+
+	killed := copyDir(t, dir)
+	pdir := filepath.Join(killed, "partitions", "t-0")
+	bases, err := segmentBases(pdir)
+	if err != nil || len(bases) == 0 {
+		t.Fatalf("segments of t-0: %v %v", bases, err)
+	}
+	idx := filepath.Join(pdir, fmt.Sprintf("%d.idx", bases[len(bases)-1]))
+	info, err := os.Stat(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(idx, info.Size()-indexEntrySize); err != nil { // the open record's entry
+		t.Fatal(err)
+	}
+	if got := committedValues(t, killed, "t", 1); !slices.Equal(got[0], []string{"committed"}) {
+		t.Errorf("after the kill, committed records are %v, want [committed]", got[0])
+	}
+}
+
+func saramaTxnProducer(t *testing.T, addr string) sarama.SyncProducer {
+	t.Helper()
+	cfg := kafka.Config("test", 20*time.Millisecond)
+	cfg.Producer.Transaction.ID = "test-txn"
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Partitioner = sarama.NewManualPartitioner
+	producer, err := sarama.NewSyncProducer([]string{addr}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { producer.Close() })
+	return producer
+}
+
+// inSaramaTxn begins a transaction and sends values[i] to partition i of t.
+func inSaramaTxn(t *testing.T, producer sarama.SyncProducer, values ...string) {
+	t.Helper()
+	if err := producer.BeginTxn(); err != nil {
+		t.Fatal(err)
+	}
+	for p, v := range values {
+		if _, _, err := producer.SendMessage(&sarama.ProducerMessage{Topic: "t", Partition: int32(p), Value: sarama.StringEncoder(v)}); err != nil {
+			t.Fatalf("produce %s: %v", v, err)
+		}
 	}
 }
 

@@ -26,6 +26,9 @@ type Kafka struct {
 	cluster *kfake.Cluster
 	running string         // marker file present while the broker runs
 	commits *commitJournal // see commits.go
+	// finished counts the commit markers written at start to finish
+	// commits an unclean stop cut short.
+	finished int
 }
 
 // StartKafka starts a broker on 127.0.0.1:port (0 picks a free port) that
@@ -41,10 +44,11 @@ func StartKafka(dir string, port int) (*Kafka, error) {
 	_, err := os.Stat(running)
 	unclean := err == nil
 	journal := filepath.Join(dir, commitJournalName)
+	finished := 0
 	if unclean {
 		pending, err := readCommitJournal(journal)
 		if err == nil {
-			_, err = finishCommits(dir, pending)
+			finished, err = recoverUncleanStop(dir, pending)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("embedded kafka in %s: recovering from an unclean stop: %w", dir, err)
@@ -59,7 +63,7 @@ func StartKafka(dir string, port int) (*Kafka, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded kafka in %s: %w", dir, err)
 	}
-	k := &Kafka{cluster: c, running: running}
+	k := &Kafka{cluster: c, running: running, finished: finished}
 	if unclean {
 		if err := abortDanglingTransactions(c.ListenAddrs()); err != nil {
 			c.Close()
@@ -150,6 +154,10 @@ func abortDanglingTransactions(addrs []string) error {
 	return nil
 }
 
+// FinishedCommits is the number of partitions on which StartKafka finished a
+// commit that an unclean stop had cut short (0 after a clean stop).
+func (k *Kafka) FinishedCommits() int { return k.finished }
+
 // Addr is the broker's host:port.
 func (k *Kafka) Addr() string { return k.cluster.ListenAddrs()[0] }
 
@@ -192,12 +200,24 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 	// records and committed offsets (it does not fsync either); the views and
 	// the projector's offsets can then reach disk in either order, and views
 	// left behind their offsets have to be rebuilt (README, "Limits").
-	db, err := ferretdb.New(&ferretdb.Config{
+	//
+	// busy_timeout comes first because the pragmas run in order and
+	// synchronous reads the schema: FerretDB's own busy_timeout, added after
+	// ours, would come too late for it. Once, after a kill, opening the store
+	// still failed with SQLITE_BUSY (1 restart in about 100), so a start that
+	// meets it is retried.
+	cfg := &ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: addr},
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/?_pragma=synchronous(normal)",
+		SQLiteURL: "file:" + abs + "/?_pragma=busy_timeout(10000)&_pragma=synchronous(normal)",
 		Logger:    logger,
-	})
+	}
+	db, err := ferretdb.New(cfg)
+	for attempt := 1; err != nil && strings.Contains(err.Error(), "SQLITE_BUSY") && attempt < 10; attempt++ {
+		logger.Warn("embedded mongodb: the store is busy; retrying", "attempt", attempt, "err", err)
+		time.Sleep(500 * time.Millisecond)
+		db, err = ferretdb.New(cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("embedded mongodb in %s: %w", dir, err)
 	}
