@@ -125,7 +125,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.prepareKafka(ctx, topics); err != nil {
 		return err
 	}
-	store, err := view.Open(m.mongoURI, c.MongoDatabase)
+	var storeOpts []view.Option
+	if m.mongo != nil {
+		// The embedded store is this process's alone (the data folder is
+		// locked), so guarded writes need not read the guard back first.
+		storeOpts = append(storeOpts, view.SoleWriter())
+	}
+	store, err := view.Open(m.mongoURI, c.MongoDatabase, storeOpts...)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,8 @@ var ErrDataDirInUse = errors.New("data folder in use")
 
 // DirLock is held on a data folder while this process runs its embedded
 // broker and store there. Two processes on one folder would each run a
-// broker and a store on the same files.
+// broker and a store on the same files; the store also relies on this
+// process being its only writer (view.SoleWriter).
 type DirLock struct {
 	f *os.File
 }

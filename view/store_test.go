@@ -262,3 +262,56 @@ func TestWriteTurnWaitEndsWithContext(t *testing.T) {
 	}
 	turn.release()
 }
+
+// A SoleWriter store on FerretDB trusts a write's Prev instead of reading
+// the stored guard: a stale Prev is written (another process's change would
+// be overwritten, which is why only a sole writer may say so), a missing
+// document still conflicts, and the MongoDB path keeps its guard in the
+// filter.
+func TestSoleWriterTrustsPrev(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t)
+	for _, tc := range []struct {
+		name       string
+		flavor     int32
+		soleWriter bool
+		staleWins  bool
+	}{
+		{"ferret", flavorFerret, false, false},
+		{"ferret sole writer", flavorFerret, true, true},
+		{"mongo sole writer", flavorMongo, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := s.Drop(ctx); err != nil {
+				t.Fatal(err)
+			}
+			s.flavor.Store(tc.flavor)
+			s.soleWriter = tc.soleWriter
+			defer func() { s.soleWriter = false }()
+			if err := s.PutOrders(ctx, []OrderWrite{{Doc: testOrder("a", 1)}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.PutOrders(ctx, []OrderWrite{{Doc: testOrder("a", 2), Prev: 1}}); err != nil {
+				t.Fatalf("write with the right Prev: %v", err)
+			}
+			err := s.PutOrders(ctx, []OrderWrite{{Doc: testOrder("a", 4), Prev: 3}})
+			got, gerr := s.OrdersByID(ctx, []string{"a"})
+			if gerr != nil {
+				t.Fatal(gerr)
+			}
+			if tc.staleWins {
+				if err != nil || got["a"].Version != 4 {
+					t.Fatalf("stale Prev on a sole writer: err = %v, stored a@%d; want nil, a@4 (no guard read)", err, got["a"].Version)
+				}
+			} else if !errors.Is(err, ErrConflict) || got["a"].Version != 2 {
+				t.Fatalf("stale Prev: err = %v, stored a@%d; want ErrConflict, a@2", err, got["a"].Version)
+			}
+			if err := s.PutCustomers(ctx, []CustomerWrite{{Doc: CustomerDoc{ID: "gone", Rev: 2}, Prev: 1}}); !errors.Is(err, ErrConflict) {
+				t.Fatalf("replace of a missing summary: err = %v, want ErrConflict", err)
+			}
+			if cs, err := s.CustomersByID(ctx, []string{"gone"}); err != nil || len(cs) != 0 {
+				t.Fatalf("replace of a missing summary created %+v (%v)", cs, err)
+			}
+		})
+	}
+}

@@ -98,7 +98,7 @@ func startGatewayOpts(ctx context.Context, e *env, prefix, database string, with
 			g.Close()
 		}
 	}()
-	store, err := view.Open(e.mongoURI, database)
+	store, err := view.Open(e.mongoURI, database, e.storeOptions()...)
 	if err != nil {
 		return nil, err
 	}

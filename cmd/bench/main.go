@@ -39,6 +39,7 @@ import (
 
 	"github.com/ordergateway/gateway/embedded"
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/view"
 )
 
 type opts struct {
@@ -301,6 +302,15 @@ func (e *env) indexIDs(ctx context.Context) error {
 	}
 	if err := e.mongoEmbed.IndexIDs(ctx); err != nil {
 		return fmt.Errorf("embedded store: _id lookup index: %w", err)
+	}
+	return nil
+}
+
+// storeOptions are the view store options the server would use: on the
+// embedded store, which only this process writes, view.SoleWriter.
+func (e *env) storeOptions() []view.Option {
+	if e.embeddedMong {
+		return []view.Option{view.SoleWriter()}
 	}
 	return nil
 }

@@ -102,7 +102,7 @@ func (b *bench) projection(ctx context.Context) error {
 
 	// The projector, as the gateway runs it (the gateway's group name, so the
 	// queries scenario's gateway resumes after these events).
-	store, err := view.Open(b.env.mongoURI, name)
+	store, err := view.Open(b.env.mongoURI, name, b.env.storeOptions()...)
 	if err != nil {
 		return err
 	}
