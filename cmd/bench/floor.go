@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -190,6 +191,12 @@ type rateResult struct {
 	dropped  int     // orders not offered: 512 already in flight
 	written  float64 // events/s the read model wrote during the load
 	caughtUp float64 // share of the load's events in the read model when it stopped
+
+	// With trackLag: the time from each mutation's response to its event's
+	// write by the read model, and how many were not written within the
+	// drain time after the load.
+	lags    *samples
+	missing int
 }
 
 // leastGatewayAtRate offers rate mutations/s for dur (open loop: an order
@@ -197,10 +204,12 @@ type rateResult struct {
 // 512 orders in flight) to the least GraphQL gateway with the read model:
 // the gateway's GraphQL server with rawHopCommands, on fresh raw topics,
 // with the raw read model writing the views. A gateway that sustains rate
-// must answer it and its read model must keep up with it.
-func (b *bench) leastGatewayAtRate(ctx context.Context, rate int, dur time.Duration) (rateResult, error) {
+// must answer it and its read model must keep up with it. With trackLag it
+// also measures the lag from each mutation's response to the read model's
+// write of its event, waiting up to b.o.lagDrain after the load for them.
+func (b *bench) leastGatewayAtRate(ctx context.Context, rate int, dur time.Duration, trackLag bool) (rateResult, error) {
 	res := rateResult{offered: float64(rate)}
-	prefix := b.env.name("leastrate")
+	prefix := b.env.name("leastrate" + strconv.Itoa(len(b.env.prefixes))) // fresh topics and database per call
 	if err := ensureTopics(b.env.brokers, prefix); err != nil {
 		return res, err
 	}
@@ -214,6 +223,9 @@ func (b *bench) leastGatewayAtRate(ctx context.Context, rate int, dur time.Durat
 		return res, err
 	}
 	defer proj.Close()
+	if trackLag {
+		proj.track = &writeTimes{at: map[string][]time.Time{}}
+	}
 	cl, err := newRawClient(b.env.brokers, prefix)
 	if err != nil {
 		return res, err
@@ -247,19 +259,37 @@ func (b *bench) leastGatewayAtRate(ctx context.Context, rate int, dur time.Durat
 		return res, err
 	}
 
-	var answered, errs atomic.Int64
+	type answer struct {
+		id string
+		n  int // the order's n-th event
+		at time.Time
+	}
+	var (
+		answered, errs atomic.Int64
+		amu            sync.Mutex
+		answers        []answer
+	)
+	answer1 := func(id string, n int) {
+		answered.Add(1)
+		if trackLag {
+			t := time.Now()
+			amu.Lock()
+			answers = append(answers, answer{id, n, t})
+			amu.Unlock()
+		}
+	}
 	w0 := proj.written.Load() + proj.failed.Load()
 	elapsed, dropped := offerOrders(ctx, rate, dur, 512, func(i int) {
 		id, v, err := c.placeOrder(ctx, fmt.Sprintf("c-rate-%d", i%640), fmt.Sprintf("rate-%d", i))
 		if err == nil {
-			answered.Add(1)
+			answer1(id, 1)
 			_, err = c.confirmOrder(ctx, id, v)
 		}
 		if err != nil {
 			errs.Add(1)
 			return
 		}
-		answered.Add(1)
+		answer1(id, 2)
 	})
 	res.dropped = dropped
 	written := proj.written.Load() + proj.failed.Load() - w0
@@ -268,6 +298,27 @@ func (b *bench) leastGatewayAtRate(ctx context.Context, rate int, dur time.Durat
 	res.written = float64(written) / elapsed.Seconds()
 	if n := answered.Load(); n > 0 {
 		res.caughtUp = float64(written) / float64(n)
+	}
+	if trackLag {
+		drainUntil := time.Now().Add(b.o.lagDrain)
+		for {
+			res.missing = 0
+			for _, a := range answers {
+				if _, ok := proj.track.of(a.id, a.n); !ok {
+					res.missing++
+				}
+			}
+			if res.missing == 0 || time.Now().After(drainUntil) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		res.lags = &samples{}
+		for _, a := range answers {
+			if at, ok := proj.track.of(a.id, a.n); ok {
+				res.lags.add(max(0, at.Sub(a.at)))
+			}
+		}
 	}
 	return res, nil
 }

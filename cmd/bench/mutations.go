@@ -434,7 +434,7 @@ func (b *bench) gatewayMutations(ctx context.Context) error {
 		} else if r.ok.Load() > 0 {
 			floorNote = b.addCPUFloorRows("mutation throughput, "+conc+" clients", floor, r.cpu/time.Duration(r.ok.Load()), tput)
 			dur := min(b.o.duration, 10*time.Second)
-			if at, err := b.leastGatewayAtRate(ctx, targetRate, dur); err != nil {
+			if at, err := b.leastGatewayAtRate(ctx, targetRate, dur, false); err != nil {
 				b.note("the least gateway at %d mutations/s not measured: %v", targetRate, err)
 			} else {
 				floorNote += b.addAtRateRow("mutation throughput, "+conc+" clients", at, dur)

@@ -53,6 +53,27 @@ type rawProjector struct {
 	summaries map[string]*view.CustomerDoc
 	stored    map[string]bool // summaries written at least once (under sumMu)
 	known     sync.Map        // order ids written at least once
+
+	// track, when set, records when each event was written (for lag).
+	track *writeTimes
+}
+
+// writeTimes records, per order, when the raw read model finished writing
+// each of its events: at[id][n-1] is when the order's n-th event was in
+// both views.
+type writeTimes struct {
+	mu sync.Mutex
+	at map[string][]time.Time
+}
+
+// of returns when order id's n-th event was written.
+func (w *writeTimes) of(id string, n int) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ts := w.at[id]; len(ts) >= n {
+		return ts[n-1], true
+	}
+	return time.Time{}, false
 }
 
 // rawCustomers is how many customers the raw orders belong to (the
@@ -140,6 +161,14 @@ func (p *rawProjector) consumeClaim(sess sarama.ConsumerGroupSession, claim sara
 			if p.failed.Load() == 0 {
 				p.logger.Warn("raw projector: write failed", "err", err)
 			}
+		}
+		if !failed && p.track != nil {
+			now := time.Now()
+			p.track.mu.Lock()
+			for _, m := range batch {
+				p.track.at[string(m.Key)] = append(p.track.at[string(m.Key)], now)
+			}
+			p.track.mu.Unlock()
 		}
 		// Counted in events, as the hops are.
 		if failed {
