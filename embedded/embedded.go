@@ -26,16 +26,17 @@ type Kafka struct {
 	cluster *kfake.Cluster
 	running string         // marker file present while the broker runs
 	commits *commitJournal // see commits.go
-	// finished counts the commit markers written at start to finish
-	// commits an unclean stop cut short.
+	// finished counts the partitions on which a commit that an unclean
+	// stop cut short was finished at start.
 	finished int
 }
 
 // StartKafka starts a broker on 127.0.0.1:port (0 picks a free port) that
 // keeps its logs, offsets and transactions under dir. A dir holding an
 // earlier broker's state resumes it. If that broker did not close cleanly
-// (the process was killed), the commits it had begun are finished first (see
-// commits.go), and the transactions it left open are then aborted.
+// (the process was killed), its files are repaired first (see commits.go:
+// index entries a kill kept kfake from writing, commits it cut short), and
+// the transactions it left open are then aborted.
 func StartKafka(dir string, port int) (*Kafka, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded kafka: %w", err)
@@ -202,10 +203,10 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 	// left behind their offsets have to be rebuilt (README, "Limits").
 	//
 	// busy_timeout comes first because the pragmas run in order and
-	// synchronous reads the schema: FerretDB's own busy_timeout, added after
-	// ours, would come too late for it. Once, after a kill, opening the store
-	// still failed with SQLITE_BUSY (1 restart in about 100), so a start that
-	// meets it is retried.
+	// synchronous may already touch the database: FerretDB's own
+	// busy_timeout, added after ours, would come too late for it. Once, after
+	// a kill, opening the store failed with SQLITE_BUSY (1 restart in about
+	// 100, before this order), so a start that meets it is also retried.
 	cfg := &ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: addr},
 		Handler:   "sqlite",
