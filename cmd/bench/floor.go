@@ -218,14 +218,11 @@ func (b *bench) leastGatewayAtRate(ctx context.Context, rate int, dur time.Durat
 		return res, err
 	}
 	defer srv.Close()
-	proj, err := startRawProjector(ctx, b.env, prefix)
+	proj, err := startRawProjector(ctx, b.env, prefix, trackLag)
 	if err != nil {
 		return res, err
 	}
 	defer proj.Close()
-	if trackLag {
-		proj.track = &writeTimes{at: map[string][]time.Time{}}
-	}
 	cl, err := newRawClient(b.env.brokers, prefix)
 	if err != nil {
 		return res, err

@@ -159,7 +159,7 @@ func (b *bench) rawHops(ctx context.Context, prefix string, withProjector bool) 
 	defer srv.Close()
 	var proj *rawProjector
 	if withProjector {
-		if proj, err = startRawProjector(ctx, b.env, prefix); err != nil {
+		if proj, err = startRawProjector(ctx, b.env, prefix, false); err != nil {
 			return nil, err
 		}
 		defer proj.Close()

@@ -88,7 +88,8 @@ func rawCustomer(key string) string {
 
 // startRawProjector projects the raw events topic of prefix into the
 // database prefix's orders collection (created with the view indexes).
-func startRawProjector(ctx context.Context, e *env, prefix string) (*rawProjector, error) {
+// With trackWrites it records when each event was written (rawProjector.track).
+func startRawProjector(ctx context.Context, e *env, prefix string, trackWrites bool) (*rawProjector, error) {
 	c, coll, ferret, err := openRawOrders(ctx, e, prefix)
 	if err != nil {
 		return nil, err
@@ -100,6 +101,9 @@ func startRawProjector(ctx context.Context, e *env, prefix string) (*rawProjecto
 	_, docs := projEvents(1)
 	p := &rawProjector{client: c, coll: coll, doc: docs[0], chunk: replaceChunk(ferret), oneWriter: oneWriter, logger: e.logger,
 		customers: c.Database(prefix).Collection("customers"), summaries: map[string]*view.CustomerDoc{}, stored: map[string]bool{}}
+	if trackWrites {
+		p.track = &writeTimes{at: map[string][]time.Time{}}
+	}
 	topics := kafka.NewTopics(prefix)
 	if p.group, err = startRawGroup(e.brokers, "bench-raw-projector", prefix+".raw-projector", topics.Events, p.consumeClaim, e.logger); err != nil {
 		c.Disconnect(context.Background())
