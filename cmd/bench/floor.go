@@ -266,7 +266,7 @@ func (b *bench) leastGatewayAtRate(ctx context.Context, rate int, dur time.Durat
 		amu            sync.Mutex
 		answers        []answer
 	)
-	answer1 := func(id string, n int) {
+	recordAnswer := func(id string, n int) {
 		answered.Add(1)
 		if trackLag {
 			t := time.Now()
@@ -279,14 +279,14 @@ func (b *bench) leastGatewayAtRate(ctx context.Context, rate int, dur time.Durat
 	elapsed, dropped := offerOrders(ctx, rate, dur, 512, func(i int) {
 		id, v, err := c.placeOrder(ctx, fmt.Sprintf("c-rate-%d", i%640), fmt.Sprintf("rate-%d", i))
 		if err == nil {
-			answer1(id, 1)
+			recordAnswer(id, 1)
 			_, err = c.confirmOrder(ctx, id, v)
 		}
 		if err != nil {
 			errs.Add(1)
 			return
 		}
-		answer1(id, 2)
+		recordAnswer(id, 2)
 	})
 	res.dropped = dropped
 	written := proj.written.Load() + proj.failed.Load() - w0
@@ -297,19 +297,10 @@ func (b *bench) leastGatewayAtRate(ctx context.Context, rate int, dur time.Durat
 		res.caughtUp = float64(written) / float64(n)
 	}
 	if trackLag {
-		drainUntil := time.Now().Add(b.o.lagDrain)
-		for {
-			res.missing = 0
-			for _, a := range answers {
-				if _, ok := proj.track.of(a.id, a.n); !ok {
-					res.missing++
-				}
-			}
-			if res.missing == 0 || time.Now().After(drainUntil) || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		res.missing = drain(ctx, b.o.lagDrain, len(answers), func(i int) bool {
+			_, ok := proj.track.of(answers[i].id, answers[i].n)
+			return ok
+		})
 		res.lags = &samples{}
 		for _, a := range answers {
 			if at, ok := proj.track.of(a.id, a.n); ok {

@@ -143,20 +143,10 @@ func (b *bench) lag(ctx context.Context) error {
 		return best, !best.IsZero()
 	}
 	// Let the projector finish (up to lagDrain).
-	drainUntil := time.Now().Add(b.o.lagDrain)
-	missing := 0
-	for {
-		missing = 0
-		for _, a := range answers {
-			if _, ok := firstAt(a); !ok {
-				missing++
-			}
-		}
-		if missing == 0 || time.Now().After(drainUntil) || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	missing := drain(ctx, b.o.lagDrain, len(answers), func(i int) bool {
+		_, ok := firstAt(answers[i])
+		return ok
+	})
 	// A mutation whose view never arrived counts as a lag longer than any
 	// measured (shown as "> drain"), so the percentiles are not flattered.
 	const never = time.Duration(1 << 62)
@@ -233,4 +223,23 @@ func (b *bench) lag(ctx context.Context) error {
 	b.target(fmt.Sprintf("projection lag p99 < 250 ms at %d mutations/s offered", b.o.lagRate),
 		fmt.Sprintf("p99 %s, %s answered, %d missing, %d errors, %d dropped%s", show(lags.pct(99)), rate(achieved, "/s"), missing, errs.Load(), dropped, floorNote), met)
 	return nil
+}
+
+// drain waits up to d, polling every 100 ms, until arrived(i) holds for
+// each of the n answered mutations, and returns how many it did not hold
+// for when it stopped.
+func drain(ctx context.Context, d time.Duration, n int, arrived func(i int) bool) int {
+	until := time.Now().Add(d)
+	for {
+		missing := 0
+		for i := range n {
+			if !arrived(i) {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(until) || ctx.Err() != nil {
+			return missing
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
