@@ -163,11 +163,16 @@ func (b *Bus) readReplies() {
 // Business-rule rejections come back in Reply.Error with a nil error. The
 // error is a *TimeoutError when no outcome arrives within the timeout, a
 // domain.Error with code UNAVAILABLE when the broker cannot be reached, and
-// INVALID_INPUT when the command fails validation (nothing is sent then).
+// INVALID_INPUT when the command or the idempotency key fails validation, or
+// LIMIT_EXCEEDED when the broker refuses the command for its size (nothing
+// is handled then).
 func (b *Bus) Send(ctx context.Context, cmd domain.Command, idempotencyKey string) (Reply, error) {
 	if p, ok := cmd.(domain.PlaceOrder); ok && p.OrderID == "" {
 		p.OrderID = PlaceOrderID(p.CustomerID, idempotencyKey)
 		cmd = p
+	}
+	if err := domain.CheckIdempotencyKey(idempotencyKey); err != nil {
+		return Reply{Error: err.(*domain.Error)}, nil
 	}
 	if err := domain.Validate(cmd); err != nil {
 		return Reply{OrderID: cmd.TargetOrderID(), Error: err.(*domain.Error)}, nil
@@ -212,8 +217,12 @@ func (b *Bus) Send(ctx context.Context, cmd domain.Command, idempotencyKey strin
 	}()
 	select {
 	case err := <-sent:
+		if kafka.IsTooLarge(err) {
+			return Reply{OrderID: env.OrderID, Error: domain.Errorf(domain.CodeLimitExceeded, "the command is larger than the broker accepts")}, nil
+		}
 		if err != nil {
-			return Reply{}, unavailable("send command %s: %v", env.CommandID, err)
+			b.cfg.Logger.Warn("command bus: command not sent", "command_id", env.CommandID, "err", err)
+			return Reply{}, unavailable("the command could not be sent to the broker; it was not handled and can be retried")
 		}
 	case <-ctx.Done():
 		return Reply{}, b.ctxErr(ctx, env.CommandID)

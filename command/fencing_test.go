@@ -49,7 +49,7 @@ func TestZombieHandlerIsFenced(t *testing.T) {
 		t.Fatalf("zombie producer: %v", err)
 	}
 	defer func() { _ = zombie.Close() }() // fails for a fenced producer; that is fine
-	zombieMsgs, _, dead := h1.decideBatch(0, map[string]*orderState{}, []*sarama.ConsumerMessage{cmdA})
+	zombieMsgs, _, dead, _ := h1.decideBatch(0, map[string]*orderState{}, []*sarama.ConsumerMessage{cmdA})
 	if dead != 0 {
 		t.Fatalf("zombie batch: %d commands dead-lettered", dead)
 	}
@@ -99,7 +99,7 @@ func TestZombieHandlerIsFenced(t *testing.T) {
 	}
 	defer func() { _ = owner.Close() }()
 	t.Logf("owner: transactional producer initialised in %v", time.Since(t0).Round(time.Millisecond))
-	ownerMsgs, _, _ := h2.decideBatch(0, map[string]*orderState{}, []*sarama.ConsumerMessage{cmdB})
+	ownerMsgs, _, _, _ := h2.decideBatch(0, map[string]*orderState{}, []*sarama.ConsumerMessage{cmdB})
 	if err := owner.runTxn(ownerMsgs, cmdB, meta); err != nil {
 		t.Fatalf("owner's transaction (order %s, offset %d): %v", idB, cmdB.Offset, err)
 	}
@@ -154,7 +154,7 @@ func TestZombieHandlerIsFenced(t *testing.T) {
 	}
 
 	// The owner is still the owner: its next batch commits.
-	ownerMsgs, _, _ = h2.decideBatch(0, map[string]*orderState{}, []*sarama.ConsumerMessage{cmdC})
+	ownerMsgs, _, _, _ = h2.decideBatch(0, map[string]*orderState{}, []*sarama.ConsumerMessage{cmdC})
 	if err := owner.runTxn(ownerMsgs, cmdC, meta); err != nil {
 		t.Fatalf("owner's second transaction, after the zombie's attempts: %v", err)
 	}
@@ -259,12 +259,12 @@ func TestRestoreReadsCommittedSnapshots(t *testing.T) {
 	}
 
 	// Committed: X placed (version 1).
-	msgs, states, _ := h1.decideBatch(0, map[string]*orderState{}, []*sarama.ConsumerMessage{msg(0, placeOrder(idX))})
+	msgs, states, _, _ := h1.decideBatch(0, map[string]*orderState{}, []*sarama.ConsumerMessage{msg(0, placeOrder(idX))})
 	if err := p1.runTxn(msgs, nil, nil); err != nil {
 		t.Fatalf("commit X: %v", err)
 	}
 	// Aborted: X confirmed (version 2) and Y placed.
-	msgs, _, _ = h1.decideBatch(0, states, []*sarama.ConsumerMessage{msg(1, domain.ConfirmOrder{OrderID: idX}), msg(2, placeOrder(idY))})
+	msgs, _, _, _ = h1.decideBatch(0, states, []*sarama.ConsumerMessage{msg(1, domain.ConfirmOrder{OrderID: idX}), msg(2, placeOrder(idY))})
 	if err := p1.BeginTxn(); err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestRestoreReadsCommittedSnapshots(t *testing.T) {
 	}
 	t.Logf("aborted transaction (X at version 2, Y placed) was physically in the log: %v", inLog)
 	// Left open, then fenced: Z placed.
-	msgs, _, _ = h1.decideBatch(0, states, []*sarama.ConsumerMessage{msg(3, placeOrder(idZ))})
+	msgs, _, _, _ = h1.decideBatch(0, states, []*sarama.ConsumerMessage{msg(3, placeOrder(idZ))})
 	if err := p1.BeginTxn(); err != nil {
 		t.Fatal(err)
 	}

@@ -20,8 +20,20 @@ import (
 
 // MaxRecordedOutcomes bounds the idempotency outcomes kept per order; a key
 // older than the newest MaxRecordedOutcomes commands of its order is
-// forgotten and a retry with it is handled as a new command.
+// forgotten and a retry with it is handled as a new command. Fewer are kept
+// when they would make the order's snapshot larger than MaxSnapshotBytes.
 const MaxRecordedOutcomes = 1000
+
+// MaxSnapshotBytes bounds an order's encoded snapshot, well below the 1 MB
+// a Kafka message may have by default. The input limits keep an order itself
+// under about 200 KB; the oldest idempotency outcomes are forgotten when
+// more would not fit. A command that would still make a larger snapshot is
+// refused with LIMIT_EXCEEDED.
+const MaxSnapshotBytes = 512 << 10
+
+// errSnapshotTooLarge refuses a command whose order's snapshot would be
+// over MaxSnapshotBytes even with a single idempotency outcome.
+var errSnapshotTooLarge = fmt.Errorf("the order's snapshot would be larger than %d bytes", MaxSnapshotBytes)
 
 // markerPrefix starts the keys of the restore markers written to the
 // snapshots topic; no order id can start with it (ids have no control
@@ -332,12 +344,44 @@ func (h *Handler) restore(ctx context.Context, prod *txnProducer, p int32) (map[
 }
 
 // commitBatch decides every command of batch and commits the outcome in one
-// transaction, retrying a failed transaction a few times. states changes
-// only after a commit.
+// transaction. states changes only after a commit. When the records are
+// refused for what they are (too large for the broker; see refused), the
+// commands are committed one at a time, and the one whose records are
+// refused is set aside: it goes to the dead-letter topic and its mutation is
+// answered, so one request can never stop a partition. Other failures are
+// retried a few times and then returned (the session restarts).
 func (h *Handler) commitBatch(ctx context.Context, prod *txnProducer, p int32, meta *sarama.ConsumerGroupMetadata, states map[string]*orderState, batch []*sarama.ConsumerMessage) error {
+	err := h.tryBatch(ctx, prod, p, meta, states, batch)
+	if !refused(err) {
+		return err
+	}
+	if len(batch) > 1 {
+		h.cfg.Logger.Warn("command handler: batch refused; committing its commands one at a time", "partition", p, "first_offset", batch[0].Offset, "commands", len(batch), "err", err)
+		for i := range batch {
+			if err := h.commitBatch(ctx, prod, p, meta, states, batch[i:i+1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return h.setAside(ctx, prod, p, meta, batch[0], err)
+}
+
+// refused reports whether a batch failed for what its records are, so that
+// committing it again can never succeed.
+func refused(err error) bool {
+	return errors.Is(err, errSnapshotTooLarge) || kafka.IsRefused(err)
+}
+
+// tryBatch decides batch and commits it in one transaction, retrying a
+// failed transaction a few times unless it is fenced or refused.
+func (h *Handler) tryBatch(ctx context.Context, prod *txnProducer, p int32, meta *sarama.ConsumerGroupMetadata, states map[string]*orderState, batch []*sarama.ConsumerMessage) error {
 	var err error
 	for attempt := 1; attempt <= 5; attempt++ {
-		msgs, changed, dead := h.decideBatch(p, states, batch)
+		msgs, changed, dead, derr := h.decideBatch(p, states, batch)
+		if derr != nil {
+			return derr
+		}
 		msgs, replies := splitReplies(msgs, h.cfg.Topics.Replies)
 		if err = prod.runTxn(msgs, batch[len(batch)-1], meta); err == nil {
 			for id, s := range changed {
@@ -347,7 +391,7 @@ func (h *Handler) commitBatch(ctx context.Context, prod *txnProducer, p int32, m
 			h.sendReplies(replies)
 			return nil
 		}
-		if prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
+		if prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 || refused(err) {
 			return err
 		}
 		h.cfg.Logger.Warn("command handler: transaction failed; retrying", "partition", p, "attempt", attempt, "err", err)
@@ -358,6 +402,49 @@ func (h *Handler) commitBatch(ctx context.Context, prod *txnProducer, p int32, m
 		}
 	}
 	return err
+}
+
+// setAside commits command m as handled without handling it: its copy goes
+// to the dead-letter topic with why (in the transaction, with the consumer
+// offset) and its mutation is answered with LIMIT_EXCEEDED when its records
+// were too large, INTERNAL_SERVER_ERROR otherwise. The order's state does
+// not change and no outcome is recorded, so a retry meets the same answer.
+// If even the dead-letter copy is refused, it goes without its value (the
+// headers name the command's topic, partition and offset).
+func (h *Handler) setAside(ctx context.Context, prod *txnProducer, p int32, meta *sarama.ConsumerGroupMetadata, m *sarama.ConsumerMessage, why error) error {
+	log := h.cfg.Logger.With("partition", p, "offset", m.Offset)
+	answer := domain.Errorf(domain.CodeInternal, "the command could not be processed and was set aside")
+	if errors.Is(why, errSnapshotTooLarge) || kafka.IsTooLarge(why) {
+		answer = domain.Errorf(domain.CodeLimitExceeded, "the order would be larger than the broker accepts; the command was not applied")
+	}
+	dead := kafka.DeadLetter(h.cfg.Topics.DeadLetter, m, why)
+	err := prod.runTxn([]*sarama.ProducerMessage{dead}, m, meta)
+	if refused(err) {
+		log.Warn("command handler: dead-letter copy refused; setting it aside without its value", "err", err)
+		dead.Value = nil
+		err = prod.runTxn([]*sarama.ProducerMessage{dead}, m, meta)
+	}
+	if err != nil {
+		return fmt.Errorf("set aside the command at offset %d: %w", m.Offset, err)
+	}
+	log.Error("command handler: command set aside in the dead-letter topic", "code", answer.Code, "err", why)
+	h.deadLetters.Add(1)
+	if msg := h.replyMessage(m, Reply{CommandID: kafka.Header(m, HeaderCommandID), OrderID: string(m.Key), Error: answer}); msg != nil {
+		h.sendReplies([]*sarama.ProducerMessage{msg})
+	}
+	return nil
+}
+
+// replyMessage addresses r to the bus that sent command m, or returns nil
+// when m names no reply destination.
+func (h *Handler) replyMessage(m *sarama.ConsumerMessage, r Reply) *sarama.ProducerMessage {
+	replyTo := kafka.Header(m, HeaderReplyTo)
+	if replyTo == "" {
+		return nil
+	}
+	replyPart, _ := strconv.Atoi(kafka.Header(m, HeaderReplyPartition))
+	v, _ := json.Marshal(r)
+	return &sarama.ProducerMessage{Topic: h.cfg.Topics.Replies, Partition: int32(replyPart), Key: sarama.StringEncoder(replyTo), Value: sarama.ByteEncoder(v)}
 }
 
 // splitReplies separates the replies from the records of the transaction.
@@ -390,22 +477,19 @@ func (h *Handler) sendReplies(replies []*sarama.ProducerMessage) {
 }
 
 // decideBatch turns commands into the messages of one transaction and the
-// order states they lead to. It does not modify states.
-func (h *Handler) decideBatch(p int32, states map[string]*orderState, batch []*sarama.ConsumerMessage) ([]*sarama.ProducerMessage, map[string]*orderState, int64) {
+// order states they lead to. It does not modify states. It fails with
+// errSnapshotTooLarge when an order's snapshot would be too large.
+func (h *Handler) decideBatch(p int32, states map[string]*orderState, batch []*sarama.ConsumerMessage) ([]*sarama.ProducerMessage, map[string]*orderState, int64, error) {
 	var (
 		msgs    []*sarama.ProducerMessage
 		changed = map[string]*orderState{}
 		dead    int64
 	)
 	for _, m := range batch {
-		replyTo := kafka.Header(m, HeaderReplyTo)
-		replyPart, _ := strconv.Atoi(kafka.Header(m, HeaderReplyPartition))
 		reply := func(r Reply) {
-			if replyTo == "" {
-				return
+			if msg := h.replyMessage(m, r); msg != nil {
+				msgs = append(msgs, msg)
 			}
-			v, _ := json.Marshal(r)
-			msgs = append(msgs, &sarama.ProducerMessage{Topic: h.cfg.Topics.Replies, Partition: int32(replyPart), Key: sarama.StringEncoder(replyTo), Value: sarama.ByteEncoder(v)})
 		}
 		env, cmd, err := decodeCommand(m)
 		if err == nil && env.OrderID != string(m.Key) {
@@ -429,7 +513,7 @@ func (h *Handler) decideBatch(p int32, states map[string]*orderState, batch []*s
 			h.cfg.Logger.Error("command handler: dead-lettering command", "partition", m.Partition, "offset", m.Offset, "err", err)
 			msgs = append(msgs, kafka.DeadLetter(h.cfg.Topics.DeadLetter, m, err))
 			reply(Reply{CommandID: kafka.Header(m, HeaderCommandID), OrderID: string(m.Key),
-				Error: domain.Errorf(domain.CodeInternal, "the command could not be processed and was set aside: %v", err)})
+				Error: domain.Errorf(domain.CodeInternal, "the command could not be processed and was set aside")})
 			continue
 		}
 		for _, e := range events {
@@ -445,10 +529,34 @@ func (h *Handler) decideBatch(p int32, states map[string]*orderState, batch []*s
 		}
 	}
 	for id, s := range changed {
-		v, _ := json.Marshal(s)
+		v, err := encodeSnapshot(s)
+		if err != nil {
+			return nil, nil, 0, err
+		}
 		msgs = append(msgs, &sarama.ProducerMessage{Topic: h.cfg.Topics.Snapshots, Partition: p, Key: sarama.StringEncoder(id), Value: sarama.ByteEncoder(v)})
 	}
-	return msgs, changed, dead
+	return msgs, changed, dead, nil
+}
+
+// encodeSnapshot encodes s, first forgetting its oldest idempotency
+// outcomes (in s too, so memory and snapshot agree) if the snapshot would
+// otherwise be over MaxSnapshotBytes. The newest outcome is always kept; if
+// that is still too large, it returns errSnapshotTooLarge.
+func encodeSnapshot(s *orderState) ([]byte, error) {
+	v, err := json.Marshal(s)
+	if err != nil || len(v) <= MaxSnapshotBytes {
+		return v, err
+	}
+	excess, drop := len(v)-MaxSnapshotBytes, 0
+	for ; excess > 0 && drop < len(s.Outcomes)-1; drop++ {
+		o, _ := json.Marshal(s.Outcomes[drop])
+		excess -= len(o) + 1 // and its comma
+	}
+	s.Outcomes = append([]outcome(nil), s.Outcomes[drop:]...)
+	if v, err = json.Marshal(s); err == nil && len(v) > MaxSnapshotBytes {
+		err = errSnapshotTooLarge
+	}
+	return v, err
 }
 
 // handle decides one command against state and updates state. The error is
@@ -461,12 +569,18 @@ func (h *Handler) handle(state *orderState, env envelope, cmd domain.Command) (r
 		}
 	}()
 	r = Reply{CommandID: env.CommandID, OrderID: env.OrderID}
+	if err := domain.CheckIdempotencyKey(env.IdempotencyKey); err != nil {
+		// The gateway refuses such keys before sending; a command from
+		// elsewhere is refused here, without recording its outcome.
+		r.Version, r.Error = state.Order.Version, err.(*domain.Error)
+		return r, nil, nil
+	}
 	hash := env.payloadHash()
 	if prev := state.find(env.IdempotencyKey); prev != nil {
 		if prev.Hash != hash {
 			r.Version = state.Order.Version
 			r.Error = domain.Errorf(domain.CodeIdempotencyKeyReused,
-				"idempotency key %q was already used with a different request on order %q", env.IdempotencyKey, env.OrderID)
+				"the idempotency key was already used with a different request on order %q", env.OrderID)
 			return r, nil, nil
 		}
 		r.Version, r.Error, r.Replayed = prev.Version, prev.Error, true

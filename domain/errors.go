@@ -17,6 +17,10 @@ const (
 	CodeInvalidTransition    Code = "INVALID_TRANSITION"
 	CodeVersionConflict      Code = "VERSION_CONFLICT"
 	CodeIdempotencyKeyReused Code = "IDEMPOTENCY_KEY_REUSED"
+	// CodeLimitExceeded: the request is within every field limit, but what
+	// it would make (a message on the broker, the order's snapshot) is over
+	// a size limit. Retrying the same request fails the same way.
+	CodeLimitExceeded Code = "LIMIT_EXCEEDED"
 )
 
 // System codes: returned to clients as top-level GraphQL errors.
@@ -69,7 +73,7 @@ func ErrorCode(err error) Code {
 // rather than a system failure.
 func IsUserError(code Code) bool {
 	switch code {
-	case CodeInvalidInput, CodeNotFound, CodeInvalidTransition, CodeVersionConflict, CodeIdempotencyKeyReused:
+	case CodeInvalidInput, CodeNotFound, CodeInvalidTransition, CodeVersionConflict, CodeIdempotencyKeyReused, CodeLimitExceeded:
 		return true
 	}
 	return false

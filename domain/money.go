@@ -54,32 +54,36 @@ func CurrencyDigits(code string) (int, bool) {
 }
 
 // ParseMinor parses a non-negative decimal string such as "19.99" into minor
-// units of currency. It rejects signs other than none, exponents, more
-// fraction digits than the currency allows, and amounts above
-// MaxUnitPriceMinor. The returned error message names what was wrong.
+// units of currency. It rejects strings longer than MaxDecimalLength bytes,
+// signs, exponents, more fraction digits than the currency allows, and
+// amounts above MaxUnitPriceMinor. The returned error message names what was
+// wrong and quotes at most the first 40 bytes of s.
 func ParseMinor(s, currency string) (int64, error) {
 	digits, ok := CurrencyDigits(currency)
 	if !ok {
-		return 0, errors.New("unknown currency " + strconv.Quote(currency))
+		return 0, errors.New("unknown currency " + quote(currency))
 	}
 	if s == "" {
 		return 0, errors.New("amount is empty")
 	}
+	if len(s) > MaxDecimalLength {
+		return 0, errors.New("amount is longer than " + strconv.Itoa(MaxDecimalLength) + " characters")
+	}
 	if strings.HasPrefix(s, "-") {
-		return 0, errors.New("amount must not be negative, got " + strconv.Quote(s))
+		return 0, errors.New("amount must not be negative, got " + quote(s))
 	}
 	whole, frac, hasDot := strings.Cut(s, ".")
 	if whole == "" || (hasDot && frac == "") || !allDigits(whole) || !allDigits(frac) {
-		return 0, errors.New("amount must be a decimal number like \"19.99\", got " + strconv.Quote(s))
+		return 0, errors.New("amount must be a decimal number like \"19.99\", got " + quote(s))
 	}
 	if len(frac) > digits {
-		return 0, errors.New("amount " + strconv.Quote(s) + " has more than " + strconv.Itoa(digits) + " decimals, the most " + currency + " allows")
+		return 0, errors.New("amount " + quote(s) + " has more than " + strconv.Itoa(digits) + " decimals, the most " + currency + " allows")
 	}
 	whole = strings.TrimLeft(whole, "0")
 	// More than 13 whole digits always exceeds MaxUnitPriceMinor (1e12), and
 	// 15 could overflow int64 once scaled by 10^4 (CLF, UYW) and wrap negative.
 	if len(whole) > 13 {
-		return 0, errors.New("amount " + strconv.Quote(s) + " is too large")
+		return 0, errors.New("amount " + quote(s) + " is too large")
 	}
 	var v int64
 	for _, r := range whole {
@@ -92,7 +96,7 @@ func ParseMinor(s, currency string) (int64, error) {
 		}
 	}
 	if v > MaxUnitPriceMinor {
-		return 0, errors.New("amount " + strconv.Quote(s) + " is too large")
+		return 0, errors.New("amount " + quote(s) + " is too large")
 	}
 	return v, nil
 }

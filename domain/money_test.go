@@ -24,7 +24,9 @@ func TestParseMinor(t *testing.T) {
 		{"007.05", "USD", 705, ""},
 		{"10000000000", "USD", MaxUnitPriceMinor, ""},
 		{"10000000000.00", "USD", MaxUnitPriceMinor, ""},
-		{"000000000000000000010000000000.00", "USD", MaxUnitPriceMinor, ""},
+		{"00000000000000000010000000000.00", "USD", MaxUnitPriceMinor, ""}, // 32 characters: the longest allowed
+		{"000000000000000000010000000000.00", "USD", 0, "longer than 32 characters"},
+		{strings.Repeat("0", 5000) + "1", "USD", 0, "longer than 32 characters"},
 		{"10000000000.01", "USD", 0, "too large"},
 		{"99999999999999", "USD", 0, "too large"},
 		{"999999999999999999999999", "USD", 0, "too large"},
@@ -138,7 +140,7 @@ func TestCurrencyDigits(t *testing.T) {
 		}
 	}
 	for code, d := range currencyDigits {
-		if len(code) != currencyCodeLength || !isUpperASCII(code) || d < 0 || d > maxFractionDigits {
+		if len(code) != 3 || !isUpperASCII(code) || d < 0 || d > maxFractionDigits {
 			t.Errorf("currency table entry %q -> %d is malformed", code, d)
 		}
 	}

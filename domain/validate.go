@@ -7,18 +7,43 @@ import (
 	"unicode/utf8"
 )
 
-// Input limits. They keep documents, messages and totals bounded.
+// Input limits. They keep commands, events, snapshots, view documents and
+// messages bounded: README's Limits table lists them. Lengths in bytes are
+// checked before anything else is done with a value; lengths in characters
+// count Unicode code points.
 const (
-	MaxItems           = 100
-	MaxQuantity        = 10000
-	MaxIDLength        = 100
-	MaxSKULength       = 64
-	MaxTextLength      = 200
-	MaxReasonLength    = 500
-	MaxTrackingLength  = 100
-	maxFractionDigits  = 4 // the most any ISO 4217 currency has
-	currencyCodeLength = 3
+	MaxItems                = 100   // items of an order
+	MaxQuantity             = 10000 // quantity of an item
+	MaxIDLength             = 100   // bytes of an order or customer id
+	MaxIdempotencyKeyLength = 128   // bytes of an idempotency key
+	MaxSKULength            = 64    // characters of a SKU
+	MaxTextLength           = 200   // characters of an item name or an address line
+	MaxReasonLength         = 500   // characters of a cancellation reason
+	MaxTrackingLength       = 100   // characters of a tracking number
+	MaxDecimalLength        = 32    // bytes of a decimal amount such as "19.99"
+	maxFractionDigits       = 4     // the most any ISO 4217 currency has
+	maxEchoed               = 40    // bytes of a client's value quoted in a message
 )
+
+// CheckIdempotencyKey checks a client's idempotency key: at most
+// MaxIdempotencyKeyLength bytes of UTF-8 without control characters. The
+// empty key is allowed (the gateway then picks one). It returns an
+// INVALID_INPUT *Error naming input.idempotencyKey, or nil.
+func CheckIdempotencyKey(key string) error {
+	p := path("input", "idempotencyKey")
+	if len(key) > MaxIdempotencyKeyLength {
+		return invalid(p, "idempotencyKey is longer than %d bytes", MaxIdempotencyKeyLength)
+	}
+	if !utf8.ValidString(key) {
+		return invalid(p, "idempotencyKey is not valid UTF-8")
+	}
+	for _, r := range key {
+		if unicode.IsControl(r) {
+			return invalid(p, "idempotencyKey must not contain control characters")
+		}
+	}
+	return nil
+}
 
 // Validate checks what can be checked about cmd without the order's state:
 // required fields, lengths, ranges and formats. It returns an *Error with
@@ -66,7 +91,7 @@ func validatePlaceOrder(c PlaceOrder) error {
 		return err
 	}
 	if _, ok := CurrencyDigits(c.Currency); !ok {
-		return invalid(path("input", "currencyCode"), "currency code %q is not an ISO 4217 code", c.Currency)
+		return invalid(path("input", "currencyCode"), "currency code %s is not an ISO 4217 code", quote(c.Currency))
 	}
 	if len(c.Items) == 0 {
 		return invalid(path("input", "items"), "an order needs at least one item")
@@ -110,7 +135,7 @@ func validateItem(it ItemInput, currency string, p []string) (Item, error) {
 	price, err := ParseMinor(it.UnitPrice, priceCurrency)
 	if err != nil {
 		if currency == "" {
-			return Item{}, invalid(append(p, "unitPrice"), "unit price %q is not a non-negative decimal amount with at most %d decimals", it.UnitPrice, maxFractionDigits)
+			return Item{}, invalid(append(p, "unitPrice"), "unit price %s is not a non-negative decimal amount of at most %d characters with at most %d decimals", quote(it.UnitPrice), MaxDecimalLength, maxFractionDigits)
 		}
 		return Item{}, invalid(append(p, "unitPrice"), "unit price: %s", err.Error())
 	}
@@ -131,7 +156,7 @@ func validateAddress(a Address, p []string) error {
 		}
 	}
 	if len(a.Country) != 2 || !isUpperASCII(a.Country) {
-		return invalid(append(p, "country"), "country must be an ISO 3166-1 alpha-2 code such as \"DE\", got %q", a.Country)
+		return invalid(append(p, "country"), "country must be an ISO 3166-1 alpha-2 code such as \"DE\", got %s", quote(a.Country))
 	}
 	return nil
 }
@@ -184,6 +209,19 @@ func isUpperASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// quote quotes a client's value for a message, cut to maxEchoed bytes (at a
+// character boundary, marked with "…"): messages never echo unbounded input.
+func quote(s string) string {
+	if len(s) <= maxEchoed {
+		return strconv.Quote(s)
+	}
+	cut := maxEchoed
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "…"
 }
 
 // path builds a fresh field path; callers append to it without aliasing.

@@ -888,6 +888,12 @@ input AddressInput {
   country: String!
 }
 
+"""
+Field limits (README, Limits): ids and idempotency keys at most 100 and 128
+bytes, sku 64 characters, names and address lines 200, reason 500, tracking
+number 100, decimal amounts 32 bytes, at most 100 items of quantity 1–10,000.
+A value over its limit is refused with INVALID_INPUT naming the field.
+"""
 input PlaceOrderInput {
   orderId: ID
   customerId: ID!
@@ -943,6 +949,8 @@ enum UserErrorCode {
   INVALID_TRANSITION
   VERSION_CONFLICT
   IDEMPOTENCY_KEY_REUSED
+  "The request is within every field limit, but what it would make is over a size limit (see README, Limits); retrying it fails the same way."
+  LIMIT_EXCEEDED
 }
 
 type UserError {

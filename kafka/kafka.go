@@ -142,8 +142,12 @@ const (
 	HeaderDLOffset    = "dlq-source-offset"
 )
 
-// DeadLetter builds the dead-letter copy of msg with the reason in headers.
-// The original key, value and headers are kept.
+// maxDeadLetterReason bounds the dlq-error header: reasons can quote what
+// they failed on.
+const maxDeadLetterReason = 1024
+
+// DeadLetter builds the dead-letter copy of msg with the reason in headers
+// (cut to 1 KiB). The original key, value and headers are kept.
 func DeadLetter(topic string, msg *sarama.ConsumerMessage, reason error) *sarama.ProducerMessage {
 	headers := make([]sarama.RecordHeader, 0, len(msg.Headers)+4)
 	for _, h := range msg.Headers {
@@ -151,8 +155,12 @@ func DeadLetter(topic string, msg *sarama.ConsumerMessage, reason error) *sarama
 			headers = append(headers, *h)
 		}
 	}
+	why := reason.Error()
+	if len(why) > maxDeadLetterReason {
+		why = strings.ToValidUTF8(why[:maxDeadLetterReason], "") + "…"
+	}
 	headers = append(headers,
-		sarama.RecordHeader{Key: []byte(HeaderDLError), Value: []byte(reason.Error())},
+		sarama.RecordHeader{Key: []byte(HeaderDLError), Value: []byte(why)},
 		sarama.RecordHeader{Key: []byte(HeaderDLTopic), Value: []byte(msg.Topic)},
 		sarama.RecordHeader{Key: []byte(HeaderDLPartition), Value: []byte(strconv.Itoa(int(msg.Partition)))},
 		sarama.RecordHeader{Key: []byte(HeaderDLOffset), Value: []byte(strconv.FormatInt(msg.Offset, 10))},
@@ -175,6 +183,27 @@ func Header(msg *sarama.ConsumerMessage, key string) string {
 		}
 	}
 	return ""
+}
+
+// IsTooLarge reports whether err is a refusal for size: a record over the
+// producer's Producer.MaxMessageBytes (sarama refuses it before sending) or
+// over the topic's max.message.bytes (the broker's MESSAGE_TOO_LARGE or
+// RECORD_LIST_TOO_LARGE). Sending the same records again fails the same way.
+func IsTooLarge(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ce sarama.ConfigurationError
+	return errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrMessageSetSizeTooLarge) ||
+		(errors.As(err, &ce) && strings.Contains(string(ce), "MaxMessageBytes"))
+}
+
+// IsRefused reports whether the broker (or the client, before sending)
+// refused records for what they are, so that sending them again can never
+// succeed: IsTooLarge, or an invalid record, timestamp or format.
+func IsRefused(err error) bool {
+	return IsTooLarge(err) || errors.Is(err, sarama.ErrInvalidRecord) || errors.Is(err, sarama.ErrInvalidTimestamp) ||
+		errors.Is(err, sarama.ErrUnsupportedForMessageFormat) || errors.Is(err, sarama.ErrUnsupportedCompressionType)
 }
 
 // IsUnavailable reports whether err means the broker cannot be reached (as

@@ -141,6 +141,10 @@ type PageInfo struct {
 	EndCursor       *string `json:"endCursor,omitempty"`
 }
 
+// Field limits (README, Limits): ids and idempotency keys at most 100 and 128
+// bytes, sku 64 characters, names and address lines 200, reason 500, tracking
+// number 100, decimal amounts 32 bytes, at most 100 items of quantity 1–10,000.
+// A value over its limit is refused with INVALID_INPUT naming the field.
 type PlaceOrderInput struct {
 	OrderID         *string           `json:"orderId,omitempty"`
 	CustomerID      string            `json:"customerId"`
@@ -257,6 +261,8 @@ const (
 	UserErrorCodeInvalidTransition    UserErrorCode = "INVALID_TRANSITION"
 	UserErrorCodeVersionConflict      UserErrorCode = "VERSION_CONFLICT"
 	UserErrorCodeIdempotencyKeyReused UserErrorCode = "IDEMPOTENCY_KEY_REUSED"
+	// The request is within every field limit, but what it would make is over a size limit (see README, Limits); retrying it fails the same way.
+	UserErrorCodeLimitExceeded UserErrorCode = "LIMIT_EXCEEDED"
 )
 
 var AllUserErrorCode = []UserErrorCode{
@@ -265,11 +271,12 @@ var AllUserErrorCode = []UserErrorCode{
 	UserErrorCodeInvalidTransition,
 	UserErrorCodeVersionConflict,
 	UserErrorCodeIdempotencyKeyReused,
+	UserErrorCodeLimitExceeded,
 }
 
 func (e UserErrorCode) IsValid() bool {
 	switch e {
-	case UserErrorCodeInvalidInput, UserErrorCodeNotFound, UserErrorCodeInvalidTransition, UserErrorCodeVersionConflict, UserErrorCodeIdempotencyKeyReused:
+	case UserErrorCodeInvalidInput, UserErrorCodeNotFound, UserErrorCodeInvalidTransition, UserErrorCodeVersionConflict, UserErrorCodeIdempotencyKeyReused, UserErrorCodeLimitExceeded:
 		return true
 	}
 	return false

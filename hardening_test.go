@@ -1,0 +1,201 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/ordergateway/gateway/kafka"
+)
+
+// maxMessageLength bounds what a refusal may say: it names the field and the
+// limit, never the offending value in full.
+const maxMessageLength = 300
+
+// TestOversizedInputIsRefused: values over their limits (a 300 KB
+// idempotency key, a unit price padded with thousands of zeros, a 300 KB
+// currency code or country) are refused by the gateway with INVALID_INPUT
+// naming the field, in a short message that does not echo the value.
+func TestOversizedInputIsRefused(t *testing.T) {
+	g := startGateway(t, testConfig(t))
+	huge := strings.Repeat("k", 300<<10)
+	cases := []struct {
+		name  string
+		input map[string]any
+		field string
+	}{
+		{"idempotency key", withKey(placeInput("c-big", item("A", 1, "1")), huge), "input.idempotencyKey"},
+		{"padded unit price", placeInput("c-big", item("A", 1, strings.Repeat("0", 5000)+"1")), "input.items.0.unitPrice"},
+		{"currency", func() map[string]any {
+			in := placeInput("c-big", item("A", 1, "1"))
+			in["currencyCode"] = huge
+			return in
+		}(), "input.currencyCode"},
+		{"country", func() map[string]any {
+			in := placeInput("c-big", item("A", 1, "1"))
+			in["shippingAddress"] = map[string]any{"name": "N", "line1": "L", "city": "C", "postalCode": "P", "country": huge}
+			return in
+		}(), "input.shippingAddress.country"},
+		{"customer id", placeInput(huge, item("A", 1, "1")), "input.customerId"},
+		{"item name", placeInput("c-big", map[string]any{"sku": "A", "name": huge, "quantity": 1, "unitPrice": "1"}), "input.items.0.name"},
+	}
+	for _, c := range cases {
+		p := g.mutate(t, "placeOrder", c.input)
+		if len(p.UserErrors) != 1 || p.UserErrors[0].Code != "INVALID_INPUT" || strings.Join(p.UserErrors[0].Field, ".") != c.field {
+			t.Errorf("%s: userErrors %.300v, want one INVALID_INPUT on %s", c.name, p.UserErrors, c.field)
+			continue
+		}
+		if msg := p.UserErrors[0].Message; len(msg) > maxMessageLength {
+			t.Errorf("%s: the message is %d bytes long: %.100s…", c.name, len(msg), msg)
+		}
+		t.Logf("%s: %s", c.name, p.UserErrors[0].Message)
+	}
+	// A key at the limit is fine, and a retry with it is recognised.
+	atLimit := strings.Repeat("é", 64) // 128 bytes
+	first := g.mustMutate(t, "placeOrder", withKey(placeInput("c-big", item("A", 1, "1")), atLimit))
+	again := g.mustMutate(t, "placeOrder", withKey(placeInput("c-big", item("A", 1, "1")), atLimit))
+	if again.ID != first.ID || again.Version != 1 {
+		t.Errorf("retry with a 128-byte key: order %s at version %d, want %s at 1", again.ID, again.Version, first.ID)
+	}
+	reused := g.mutate(t, "placeOrder", withKey(placeInput("c-big", item("B", 1, "1")), atLimit))
+	if len(reused.UserErrors) != 1 || reused.UserErrors[0].Code != "IDEMPOTENCY_KEY_REUSED" || strings.Contains(reused.UserErrors[0].Message, atLimit) {
+		t.Errorf("reused key: %+v, want IDEMPOTENCY_KEY_REUSED without the key", reused.UserErrors)
+	}
+}
+
+func withKey(input map[string]any, key string) map[string]any {
+	input["idempotencyKey"] = key
+	return input
+}
+
+// TestOversizedCommandsDoNotStopAPartition reproduces the partition wedge of
+// issue 15: commands written straight to the commands topic (past the
+// gateway's checks) with 300 KB idempotency keys, one placeOrder and three
+// confirmOrder on one order, used to make its snapshot larger than the
+// broker's message limit: every transaction of the partition failed, for
+// good and across restarts. The handler refuses such keys itself; mutations
+// on the same partition keep being answered, also after a restart.
+func TestOversizedCommandsDoNotStopAPartition(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Partitions = 1 // every order on the partition of the oversized commands
+	g := startGateway(t, cfg)
+	topics := kafka.NewTopics(cfg.TopicPrefix)
+	const orderID = "ord_wedge"
+	raw := func(typ, key string, data map[string]any) *sarama.ProducerMessage {
+		d, _ := json.Marshal(data)
+		v, _ := json.Marshal(map[string]any{"commandId": "cmd_" + key[:8] + typ, "type": typ, "orderId": orderID, "idempotencyKey": key, "data": json.RawMessage(d)})
+		return &sarama.ProducerMessage{Topic: topics.Commands, Key: sarama.StringEncoder(orderID), Value: sarama.ByteEncoder(v)}
+	}
+	var poison []*sarama.ProducerMessage
+	poison = append(poison, raw("PlaceOrder", "a"+strings.Repeat("x", 300<<10), map[string]any{
+		"orderId": orderID, "customerId": "c-wedge", "currencyCode": "EUR",
+		"items": []map[string]any{{"sku": "A", "name": "A", "quantity": 1, "unitPrice": "1"}}}))
+	for _, k := range []string{"b", "c", "d"} {
+		poison = append(poison, raw("ConfirmOrder", k+strings.Repeat("y", 300<<10), map[string]any{"orderId": orderID}))
+	}
+	sc := kafka.Config("test-wedge", 20*time.Millisecond)
+	sc.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(testBrokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := prod.SendMessages(poison); err != nil {
+		t.Fatalf("write the oversized commands: %v", err)
+	}
+	flowing := func(g *gateway, when string) {
+		t.Helper()
+		t0 := time.Now()
+		o := g.mustMutate(t, "placeOrder", placeInput("c-after", item("A", 1, "1")))
+		c := g.mustMutate(t, "confirmOrder", map[string]any{"orderId": o.ID})
+		t.Logf("%s: placeOrder and confirmOrder answered in %v", when, time.Since(t0).Round(time.Millisecond))
+		if c.Status != "CONFIRMED" {
+			t.Fatalf("%s: order %s is %s", when, o.ID, c.Status)
+		}
+	}
+	flowing(g, "after the oversized commands")
+	if o := g.orderAt(t, orderID, ""); o != nil {
+		t.Errorf("the placeOrder with a 300 KB key was applied: %+v", o.Status)
+	}
+	g.stop()
+	flowing(startGateway(t, cfg), "after a restart")
+}
+
+// TestCommandRefusedByTheBrokerIsSetAside: a command within every field
+// limit whose event the broker refuses for its size (the events topic is
+// created with max.message.bytes of 4 KB) is answered LIMIT_EXCEEDED and
+// set aside in the dead-letter topic; the commands committed with it and
+// after it are handled.
+func TestCommandRefusedByTheBrokerIsSetAside(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Partitions = 1
+	topics := kafka.NewTopics(cfg.TopicPrefix)
+	admin := newAdmin(t)
+	small := "4096"
+	if err := admin.CreateTopic(topics.Events, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: map[string]*string{"max.message.bytes": &small}}, false); err != nil {
+		t.Fatalf("create %s: %v", topics.Events, err)
+	}
+	admin.Close()
+	g := startGateway(t, cfg)
+
+	var bigItems []map[string]any
+	for i := range 30 {
+		bigItems = append(bigItems, map[string]any{"sku": "S" + string(rune('a'+i%26)) + string(rune('a'+i/26)), "name": strings.Repeat("n", 200), "quantity": 1, "unitPrice": "1"})
+	}
+	// The big order and small ones at once, so that some share its batch.
+	type result struct {
+		big bool
+		p   Payload
+	}
+	results := make(chan result, 7)
+	for i := range 7 {
+		go func() {
+			in := placeInput("c-small", item("A", 1, "1"))
+			if i == 3 {
+				in = placeInput("c-big", bigItems...)
+			}
+			results <- result{i == 3, g.mutate(t, "placeOrder", in)}
+		}()
+	}
+	for range 7 {
+		r := <-results
+		switch {
+		case r.big && (len(r.p.UserErrors) != 1 || r.p.UserErrors[0].Code != "LIMIT_EXCEEDED" || r.p.Order != nil):
+			t.Errorf("the big order: %+v, want LIMIT_EXCEEDED and no order", r.p.UserErrors)
+		case r.big:
+			t.Logf("the big order: %s: %s", r.p.UserErrors[0].Code, r.p.UserErrors[0].Message)
+		case len(r.p.UserErrors) > 0 || r.p.Order == nil:
+			t.Errorf("a small order: %+v", r.p.UserErrors)
+		}
+	}
+	o := g.mustMutate(t, "placeOrder", placeInput("c-small", item("B", 1, "1")))
+	g.mustMutate(t, "confirmOrder", map[string]any{"orderId": o.ID})
+
+	dead := readTopic(t, topics.DeadLetter, time.Second)
+	if len(dead) != 1 {
+		t.Fatalf("dead-letter topic holds %d records, want 1", len(dead))
+	}
+	if why := kafka.Header(dead[0], kafka.HeaderDLError); !strings.Contains(why, "too large") && !strings.Contains(why, "MaxMessageBytes") {
+		t.Errorf("dead letter's reason: %q", why)
+	} else {
+		t.Logf("dead letter: the command's %d bytes, reason %q", len(dead[0].Value), why)
+	}
+	if len(dead[0].Value) == 0 || kafka.Header(dead[0], kafka.HeaderDLTopic) != topics.Commands {
+		t.Errorf("dead letter lacks the command: %d bytes from %s", len(dead[0].Value), kafka.Header(dead[0], kafka.HeaderDLTopic))
+	}
+	resp, err := http.Get(g.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `order_gateway_dead_letters_total{source="commands"} 1`; !strings.Contains(string(metrics), want) {
+		t.Errorf("/metrics lacks %q:\n%s", want, metrics)
+	}
+}
