@@ -120,6 +120,20 @@ func NewBus(cfg BusConfig) (*Bus, error) {
 // InstanceID identifies this bus as a reply destination.
 func (b *Bus) InstanceID() string { return b.instanceID }
 
+// Deliver hands r to the Send waiting for it and reports whether one was.
+// The handler of this process calls it for the commands this bus sent;
+// replies from other instances arrive through the replies topic.
+func (b *Bus) Deliver(r Reply) bool {
+	b.mu.Lock()
+	ch := b.pending[r.CommandID]
+	delete(b.pending, r.CommandID)
+	b.mu.Unlock()
+	if ch != nil {
+		ch <- r // buffered: one reply per command
+	}
+	return ch != nil
+}
+
 func (b *Bus) readReplies() {
 	defer close(b.done)
 	errs := b.replies.Errors()
@@ -139,13 +153,7 @@ func (b *Bus) readReplies() {
 				b.cfg.Logger.Error("undecodable reply", "offset", m.Offset, "err", err)
 				continue
 			}
-			b.mu.Lock()
-			ch := b.pending[r.CommandID]
-			delete(b.pending, r.CommandID)
-			b.mu.Unlock()
-			if ch != nil {
-				ch <- r
-			}
+			b.Deliver(r)
 		case err, ok := <-errs:
 			if !ok {
 				errs = nil

@@ -3,12 +3,10 @@ package command
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,234 +16,173 @@ import (
 	"github.com/ordergateway/gateway/kafka"
 )
 
-// TestZombieHandlerIsFenced: two handler instances that both believe they own
-// a partition. The zombie began its transaction first; the owner then
-// created its transactional producer (same transactional id, so its
-// InitProducerID bumps the epoch) and committed. The zombie cannot commit,
-// neither by finishing its open transaction nor by the retries commitBatch
-// makes; its records are invisible to read_committed readers, the group's
-// committed offset is the owner's, and the owner keeps committing after the
-// zombie's retries (the zombie did not fence it back).
+// TestZombieHandlerIsFenced: an instance that lost its group membership
+// without knowing it (a zombie: paused past its session timeout, say) is
+// still committing a batch for partition 0, which another member now owns.
+// Its transaction carries its old generation and member id in the offset
+// commit; the group coordinator refuses them (KIP-447), so the zombie's
+// transaction aborts and its records stay invisible. The owner handles
+// every command exactly once, the group's committed offset is the owner's,
+// and the zombie's session code gives up without retrying.
 func TestZombieHandlerIsFenced(t *testing.T) {
 	topics := fenceTestTopics(t, "zombie")
 	group := topics.Commands + ".group"
-	const replyTo = "gw_fencetest"
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 
-	// Three commands on the commands topic (partition 0): A is the zombie's
-	// batch, B and C are the owner's first and second batch.
+	// 1. The zombie-to-be joins the group alone (generation 1), owns
+	// partition 0, and leaves: its membership ends, as a zombie's expires.
+	h1 := fenceTestHandler(t, topics, group)
+	zombieMeta := joinGroup(t, ctx, h1)
+	t.Logf("zombie: joined as %s in generation %d, then left", zombieMeta.MemberID, zombieMeta.GenerationID)
+
+	// 2. Commands A, B, C arrive. The zombie begins its transaction for A
+	// and writes A's event.
 	idA, idB, idC := newID("ord_zombieA_"), newID("ord_ownerB_"), newID("ord_ownerC_")
 	cmds := fenceProduceCommands(t, topics,
-		placeOrderMsg(t, topics, idA, replyTo), placeOrderMsg(t, topics, idB, replyTo), placeOrderMsg(t, topics, idC, replyTo))
-	cmdA, cmdB, cmdC := cmds[0], cmds[1], cmds[2]
-
-	h1 := fenceTestHandler(t, topics, group) // the zombie's instance
-	h2 := fenceTestHandler(t, topics, group) // the new owner's instance
-	meta := sarama.NewConsumerGroupMetadata(group)
-
-	// 1. The zombie begins its transaction and writes the events of its batch.
-	zombie, err := h1.newTxnProducer(0)
+		placeOrderMsg(t, topics, idA, ""), placeOrderMsg(t, topics, idB, ""), placeOrderMsg(t, topics, idC, ""))
+	cmdA, cmdC := cmds[0], cmds[2]
+	zombie, err := h1.newTxnProducer()
 	if err != nil {
 		t.Fatalf("zombie producer: %v", err)
 	}
-	defer func() { _ = zombie.Close() }() // fails for a fenced producer; that is fine
-	zombieMsgs, _, dead, _ := h1.decideBatch(0, map[string]*orderState{}, []*sarama.ConsumerMessage{cmdA})
-	if dead != 0 {
-		t.Fatalf("zombie batch: %d commands dead-lettered", dead)
-	}
-	var zombieEvents, zombieRest []*sarama.ProducerMessage
-	for _, m := range zombieMsgs {
-		if m.Topic == topics.Events {
-			zombieEvents = append(zombieEvents, m)
-		} else {
-			zombieRest = append(zombieRest, m)
-		}
-	}
-	if len(zombieEvents) != 1 || len(zombieRest) != 2 {
-		t.Fatalf("zombie batch: %d events and %d other messages, want 1 event, a snapshot and a reply", len(zombieEvents), len(zombieRest))
+	defer func() { _ = zombie.Close() }()
+	zd, err := h1.decideBatch(partitionStates{}, []*sarama.ConsumerMessage{cmdA})
+	if err != nil || zd.dead != 0 || len(zd.records) != 2 {
+		t.Fatalf("zombie batch: %d records, %d dead, %v; want an event and a snapshot", len(zd.records), zd.dead, err)
 	}
 	if err := zombie.BeginTxn(); err != nil {
 		t.Fatalf("zombie BeginTxn: %v", err)
 	}
-	// The zombie writes its event now and the rest of its batch (snapshot,
-	// reply) after it was fenced, like a handler fenced in mid-batch. Under
-	// the race detector it writes the whole batch now: a produce failing
-	// with PRODUCER_FENCED trips a data race inside sarama (v1.61.1,
-	// transactionManager.publishTxnPartitions reads lastError without
-	// statusLock while maybeTransitionToErrorState writes it).
-	sendAfterFence := zombieRest
-	if raceEnabled() {
-		zombieEvents, sendAfterFence = zombieMsgs, nil
-		t.Logf("race detector on: the zombie writes its whole batch before it is fenced")
+	for _, m := range zd.records {
+		if m.Topic == topics.Events {
+			zombie.Input() <- m
+		}
 	}
-	for _, m := range zombieEvents {
-		zombie.Input() <- m
-	}
-	// Wait until the zombie's event is physically in the log, so that what
-	// follows fences a transaction that really has written records.
-	zombieWritten := waitForKey(t, topics.Events, sarama.ReadUncommitted, idA, 5*time.Second)
-	if sendAfterFence == nil {
-		zombieWritten = waitForKey(t, topics.Snapshots, sarama.ReadUncommitted, idA, 5*time.Second) &&
-			waitForKey(t, topics.Replies, sarama.ReadUncommitted, replyTo, 5*time.Second) && zombieWritten
-	}
-	t.Logf("zombie: transaction open, %d records written to the log (visible to read_uncommitted): %v", len(zombieEvents), zombieWritten)
+	t.Logf("zombie: transaction open, A's event in the log: %v", waitForKey(t, topics.Events, sarama.ReadUncommitted, idA, 5*time.Second))
 
-	// 2. The owner creates its producer for the same partition (this fences
-	// the zombie) and commits its batch with the consumer offset.
-	t0 := time.Now()
-	owner, err := h2.newTxnProducer(0)
-	if err != nil {
-		t.Fatalf("owner producer: %v", err)
-	}
-	defer func() { _ = owner.Close() }()
-	t.Logf("owner: transactional producer initialised in %v", time.Since(t0).Round(time.Millisecond))
-	ownerMsgs, _, _, _ := h2.decideBatch(0, map[string]*orderState{}, []*sarama.ConsumerMessage{cmdB})
-	if err := owner.runTxn(ownerMsgs, cmdB, meta); err != nil {
-		t.Fatalf("owner's transaction (order %s, offset %d): %v", idB, cmdB.Offset, err)
-	}
-	t.Logf("owner: committed order %s and offset %d", idB, cmdB.Offset+1)
+	// 3. The owner joins (generation 2) and handles A, B and C.
+	h2 := fenceTestHandler(t, topics, group)
+	runCtx, stopOwner := context.WithCancel(ctx)
+	ownerDone := make(chan struct{})
+	go func() { defer close(ownerDone); _ = h2.Run(runCtx) }()
+	defer func() { stopOwner(); <-ownerDone }()
+	waitForCommitted(t, ctx, group, topics.Commands, cmdC.Offset+1)
+	t.Logf("owner: committed A, B and C (offset %d)", cmdC.Offset+1)
 
-	// 3. The zombie finishes its batch as runTxn would: the rest of its
-	// messages, its consumer offset, commit. The commit must fail.
-	for _, m := range sendAfterFence {
-		zombie.Input() <- m
+	// 4. The zombie finishes its batch as a session would: the rest of its
+	// records, its offset with its old group metadata, commit. It must fail.
+	for _, m := range zd.records {
+		if m.Topic != topics.Events {
+			zombie.Input() <- m
+		}
 	}
-	addErr := zombie.AddMessageToTxnWithGroupMetadata(cmdA, meta, nil)
+	addErr := zombie.AddMessageToTxnWithGroupMetadata(cmdA, zombieMeta, nil)
 	commitErr := zombie.CommitTxn()
-	status := zombie.TxnStatus()
-	zombie.mu.Lock()
-	produceErr := zombie.lastErr
-	zombie.mu.Unlock()
-	t.Logf("zombie: AddMessageToTxn error: %v", addErr)
-	t.Logf("zombie: CommitTxn error: %v", commitErr)
-	t.Logf("zombie: last produce error: %v; transaction status: %s", produceErr, status)
+	t.Logf("zombie: AddMessageToTxn: %v; CommitTxn: %v; status %s", addErr, commitErr, zombie.TxnStatus())
 	if commitErr == nil {
-		t.Fatalf("the zombie committed its transaction after the owner fenced it")
+		t.Fatalf("the zombie committed its transaction with generation %d", zombieMeta.GenerationID)
 	}
-	fenced := func(err error) bool {
-		return errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch)
+	if !kafka.IsFencedByGroup(commitErr) {
+		t.Errorf("the zombie's commit failed, but not for its group generation: %v", commitErr)
 	}
-	t.Logf("zombie: commit error is ErrProducerFenced: %v, ErrInvalidProducerEpoch: %v (sarama prints code 90, PRODUCER_FENCED, as \"Unknown error\")",
-		errors.Is(commitErr, sarama.ErrProducerFenced), errors.Is(commitErr, sarama.ErrInvalidProducerEpoch))
-	if status&sarama.ProducerTxnFlagFatalError == 0 && !fenced(commitErr) && !fenced(addErr) && !fenced(produceErr) {
-		t.Errorf("the zombie's commit failed, but not for being fenced: commit %v, add offsets %v, produce %v, status %s",
-			commitErr, addErr, produceErr, status)
+	if zombie.TxnStatus()&sarama.ProducerTxnFlagAbortableError != 0 {
+		_ = zombie.AbortTxn()
 	}
-
-	// The handler's own recovery path: runTxn aborts an abortable failure and
-	// commitBatch retries. None of that may let the zombie commit, nor fence
-	// the owner back (a producer that re-initialises its epoch would).
-	if status&sarama.ProducerTxnFlagAbortableError != 0 {
-		t.Logf("zombie: the failure is abortable; AbortTxn: %v; status now %s", zombie.AbortTxn(), zombie.TxnStatus())
+	// The session's own path gives up at once instead of retrying.
+	zs := &session{h: h1, ctx: ctx, log: h1.cfg.Logger, prod: zombie, meta: zombieMeta, states: partitionStates{}}
+	t0 := time.Now()
+	retryErr := zs.commit([]*sarama.ConsumerMessage{cmdA})
+	t.Logf("zombie: session commit: %v after %v", retryErr, time.Since(t0).Round(time.Millisecond))
+	if retryErr == nil || !kafka.IsFencedByGroup(retryErr) {
+		t.Errorf("the zombie's session commit: %v, want a refusal for its generation", retryErr)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	zombieStates := map[string]*orderState{}
-	retryErr := h1.commitBatch(ctx, zombie, 0, meta, zombieStates, []*sarama.ConsumerMessage{cmdA})
-	t.Logf("zombie: commitBatch (with its retries): %v; status %s", retryErr, zombie.TxnStatus())
-	if retryErr == nil {
-		t.Fatalf("the zombie committed order %s through commitBatch's retries", idA)
-	}
-	if len(zombieStates) != 0 {
-		t.Errorf("a failed commitBatch changed the zombie's states: %v", zombieStates)
-	}
-	if zombie.TxnStatus()&sarama.ProducerTxnFlagFatalError == 0 {
-		t.Errorf("after being fenced the zombie's producer is not in a fatal state (%s): commitBatch would keep retrying and ConsumeClaim would not stop", zombie.TxnStatus())
+	if len(zs.states) != 0 {
+		t.Errorf("a failed commit changed the zombie's states: %v", zs.states)
 	}
 
-	// The owner is still the owner: its next batch commits.
-	ownerMsgs, _, _, _ = h2.decideBatch(0, map[string]*orderState{}, []*sarama.ConsumerMessage{cmdC})
-	if err := owner.runTxn(ownerMsgs, cmdC, meta); err != nil {
-		t.Fatalf("owner's second transaction, after the zombie's attempts: %v", err)
-	}
+	// 5. The owner keeps committing: D.
+	idD := newID("ord_ownerD_")
+	cmdD := fenceProduceCommands(t, topics, placeOrderMsg(t, topics, idD, ""))[0]
+	waitForCommitted(t, ctx, group, topics.Commands, cmdD.Offset+1)
 
-	// 4. read_committed readers see the owner's records and none of the zombie's.
-	// The topics are read concurrently: each read ends only after a second
-	// of quiet.
-	read := map[string][]*sarama.ConsumerMessage{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, topic := range []string{topics.Events, topics.Snapshots, topics.Replies, "uncommitted"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var ms []*sarama.ConsumerMessage
-			if topic == "uncommitted" {
-				ms = readPartition0(t, topics.Events, sarama.ReadUncommitted, time.Second)
-			} else {
-				ms = readPartition0(t, topic, sarama.ReadCommitted, time.Second)
+	// 6. read_committed readers see each order's records once, none of the
+	// zombie's.
+	for _, topic := range []string{topics.Events, topics.Snapshots} {
+		byOrder := ordersOf(t, topics, topic, readPartition0(t, topic, sarama.ReadCommitted, time.Second))
+		t.Logf("%s, read_committed: by order %v", topic, byOrder)
+		for _, id := range []string{idA, idB, idC, idD} {
+			if byOrder[id] != 1 {
+				t.Errorf("%s: read_committed reader sees %d records of order %s, want 1", topic, byOrder[id], id)
 			}
-			mu.Lock()
-			read[topic] = ms
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	for _, topic := range []string{topics.Events, topics.Snapshots, topics.Replies} {
-		committed := read[topic]
-		byOrder := ordersOf(t, topics, topic, committed)
-		t.Logf("%s, read_committed: %d records, by order %v", topic, len(committed), byOrder)
-		if byOrder[idA] != 0 {
-			t.Errorf("%s: read_committed reader sees %d records of the zombie's order %s", topic, byOrder[idA], idA)
-		}
-		if byOrder[idB] != 1 || byOrder[idC] != 1 {
-			t.Errorf("%s: read_committed reader sees %d records of order %s and %d of %s, want 1 each", topic, byOrder[idB], idB, byOrder[idC], idC)
 		}
 	}
-	uncommitted := read["uncommitted"]
-	raw := ordersOf(t, topics, topics.Events, uncommitted)
-	t.Logf("%s, read_uncommitted: %d records, by order %v (the zombie's aborted event is physically in the log: %v)",
-		topics.Events, len(uncommitted), raw, raw[idA] > 0)
+	raw := ordersOf(t, topics, topics.Events, readPartition0(t, topics.Events, sarama.ReadUncommitted, time.Second))
+	t.Logf("%s, read_uncommitted: by order %v (the zombie's aborted event of A is in the log: %v)", topics.Events, raw, raw[idA] > 1)
+	t.Logf("checked on the %s broker in %v", testKafka, time.Since(start).Round(time.Millisecond))
+}
 
-	// 5. The group's committed offset is the owner's.
+// joinGroup runs h until it has joined its group, returns its session's
+// group metadata and leaves the group.
+func joinGroup(t *testing.T, ctx context.Context, h *Handler) *sarama.ConsumerGroupMetadata {
+	t.Helper()
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = h.Run(runCtx) }()
+	var meta *sarama.ConsumerGroupMetadata
+	for meta == nil {
+		if s := h.sess.Load(); s != nil {
+			meta = s.meta
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("handler did not join its group")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := h.Close(); err != nil {
+		t.Logf("leave the group: %v", err)
+	}
+	<-done
+	return meta
+}
+
+// waitForCommitted waits until group's committed offset of partition 0 of
+// topic is at least want.
+func waitForCommitted(t *testing.T, ctx context.Context, group, topic string, want int64) {
+	t.Helper()
 	admin, err := sarama.NewClusterAdmin(testBrokers, kafka.Config("test-admin", 20*time.Millisecond))
 	if err != nil {
 		t.Fatalf("admin: %v", err)
 	}
 	defer admin.Close()
-	offs, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topics.Commands: {0}})
-	if err != nil {
-		t.Fatalf("list offsets of group %s: %v", group, err)
+	for {
+		offs, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: {0}})
+		if err == nil {
+			if b := offs.GetBlock(topic, 0); b != nil && b.Err == sarama.ErrNoError && b.Offset >= want {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("group %s did not commit offset %d of %s/0", group, want, topic)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	blk := offs.GetBlock(topics.Commands, 0)
-	if blk == nil || blk.Err != sarama.ErrNoError {
-		t.Fatalf("committed offset of %s/0: %+v", topics.Commands, blk)
-	}
-	t.Logf("group %s: committed offset of %s/0 is %d (zombie would have committed %d, owner %d)",
-		group, topics.Commands, blk.Offset, cmdA.Offset+1, cmdC.Offset+1)
-	if blk.Offset != cmdC.Offset+1 {
-		t.Errorf("committed offset of %s/0 is %d, want the owner's %d", topics.Commands, blk.Offset, cmdC.Offset+1)
-	}
-
-	// A later owner restores the owner's orders and not the zombie's.
-	h3 := fenceTestHandler(t, topics, group)
-	next, err := h3.newTxnProducer(0)
-	if err != nil {
-		t.Fatalf("next owner producer: %v", err)
-	}
-	defer func() { _ = next.Close() }()
-	states, err := h3.restore(ctx, next, 0)
-	if err != nil {
-		t.Fatalf("restore: %v", err)
-	}
-	if states[idA] != nil || states[idB] == nil || states[idC] == nil {
-		t.Errorf("restored orders: %v; want %s and %s, not %s", keys(states), idB, idC, idA)
-	}
-	t.Logf("checked on the %s broker in %v: zombie's commit failed (%v); committed topics hold only the owner's orders; restore returned %v",
-		testKafka, time.Since(start).Round(time.Millisecond), commitErr, keys(states))
 }
 
 // TestRestoreReadsCommittedSnapshots: restore returns the snapshots of
 // committed transactions, and neither those of an aborted transaction nor
-// those of a transaction left open by a producer the restorer fences.
+// those of a transaction left open by a producer that died (restore waits
+// for the broker to abort it after its transaction timeout).
 func TestRestoreReadsCommittedSnapshots(t *testing.T) {
 	topics := fenceTestTopics(t, "restore")
 	group := topics.Commands + ".group"
-	h1 := fenceTestHandler(t, topics, group)
-	p1, err := h1.newTxnProducer(0)
+	h1 := fenceTestHandlerConfig(t, topics, group, func(c *HandlerConfig) { c.TransactionTimeout = 2 * time.Second })
+	p1, err := h1.newTxnProducer()
 	if err != nil {
 		t.Fatalf("producer: %v", err)
 	}
@@ -257,18 +194,26 @@ func TestRestoreReadsCommittedSnapshots(t *testing.T) {
 		return &sarama.ConsumerMessage{Topic: topics.Commands, Partition: 0, Offset: offset, Key: []byte(cmd.TargetOrderID()),
 			Value: encoded(t, m.Value), Headers: consumerHeaders(m.Headers)}
 	}
+	decide := func(states partitionStates, batch ...*sarama.ConsumerMessage) decided {
+		d, err := h1.decideBatch(states, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
 
 	// Committed: X placed (version 1).
-	msgs, states, _, _ := h1.decideBatch(0, map[string]*orderState{}, []*sarama.ConsumerMessage{msg(0, placeOrder(idX))})
-	if err := p1.runTxn(msgs, nil, nil); err != nil {
+	d := decide(partitionStates{}, msg(0, placeOrder(idX)))
+	if err := p1.runTxn(d.records, nil, nil); err != nil {
 		t.Fatalf("commit X: %v", err)
 	}
+	states := partitionStates{0: d.changed[0]}
 	// Aborted: X confirmed (version 2) and Y placed.
-	msgs, _, _, _ = h1.decideBatch(0, states, []*sarama.ConsumerMessage{msg(1, domain.ConfirmOrder{OrderID: idX}), msg(2, placeOrder(idY))})
+	d = decide(states, msg(1, domain.ConfirmOrder{OrderID: idX}), msg(2, placeOrder(idY)))
 	if err := p1.BeginTxn(); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range msgs {
+	for _, m := range d.records {
 		p1.Input() <- m
 	}
 	inLog := waitForKey(t, topics.Snapshots, sarama.ReadUncommitted, idY, 5*time.Second)
@@ -276,12 +221,12 @@ func TestRestoreReadsCommittedSnapshots(t *testing.T) {
 		t.Fatalf("abort: %v", err)
 	}
 	t.Logf("aborted transaction (X at version 2, Y placed) was physically in the log: %v", inLog)
-	// Left open, then fenced: Z placed.
-	msgs, _, _, _ = h1.decideBatch(0, states, []*sarama.ConsumerMessage{msg(3, placeOrder(idZ))})
+	// Left open by a producer that then went silent: Z placed.
+	d = decide(states, msg(3, placeOrder(idZ)))
 	if err := p1.BeginTxn(); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range msgs {
+	for _, m := range d.records {
 		p1.Input() <- m
 	}
 	inLog = waitForKey(t, topics.Snapshots, sarama.ReadUncommitted, idZ, 5*time.Second)
@@ -289,19 +234,20 @@ func TestRestoreReadsCommittedSnapshots(t *testing.T) {
 
 	// A second handler takes the partition over and restores it.
 	h2 := fenceTestHandler(t, topics, group)
-	p2, err := h2.newTxnProducer(0)
+	p2, err := h2.newTxnProducer()
 	if err != nil {
 		t.Fatalf("second producer: %v", err)
 	}
 	defer func() { _ = p2.Close() }()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	t0 := time.Now()
-	restored, err := h2.restore(ctx, p2, 0)
+	all, err := h2.restore(ctx, p2, []int32{0})
 	if err != nil {
 		t.Fatalf("restore: %v", err)
 	}
-	t.Logf("restore took %v and returned %v", time.Since(t0).Round(time.Millisecond), keys(restored))
+	restored := all[0]
+	t.Logf("restore took %v (the open transaction's timeout is 2 s) and returned %v", time.Since(t0).Round(time.Millisecond), keys(restored))
 	x := restored[idX]
 	if x == nil || x.Order.Version != 1 || x.Order.Status != domain.StatusPending || len(x.Outcomes) != 1 {
 		t.Errorf("restored X: %+v; want version 1, pending, one outcome", x)
@@ -310,16 +256,16 @@ func TestRestoreReadsCommittedSnapshots(t *testing.T) {
 		t.Errorf("restore returned Y, written only in an aborted transaction: %+v", restored[idY])
 	}
 	if restored[idZ] != nil {
-		t.Errorf("restore returned Z, written only in a fenced open transaction: %+v", restored[idZ])
+		t.Errorf("restore returned Z, written only in a transaction left open: %+v", restored[idZ])
 	}
 	if len(restored) != 1 {
 		t.Errorf("restore returned %d orders, want 1", len(restored))
 	}
-	// The fenced producer cannot commit Z any more.
+	// The silent producer cannot commit Z any more.
 	if err := p1.CommitTxn(); err == nil {
-		t.Errorf("the fenced producer committed its open transaction")
+		t.Errorf("the producer committed its transaction after its timeout")
 	} else {
-		t.Logf("fenced producer's CommitTxn: %v (status %s)", err, p1.TxnStatus())
+		t.Logf("the silent producer's CommitTxn: %v (status %s)", err, p1.TxnStatus())
 	}
 	t.Logf("checked on the %s broker", testKafka)
 }
@@ -339,14 +285,20 @@ func fenceTestTopics(t *testing.T, prefix string) kafka.Topics {
 	return topics
 }
 
-// fenceTestHandler is a handler that is never Run: the tests drive its
-// producer, restore and batches directly.
+// fenceTestHandler is a handler for the tests to run or to drive (its
+// producer, restore and batches) directly.
 func fenceTestHandler(t *testing.T, topics kafka.Topics, group string) *Handler {
+	return fenceTestHandlerConfig(t, topics, group, func(*HandlerConfig) {})
+}
+
+func fenceTestHandlerConfig(t *testing.T, topics kafka.Topics, group string, change func(*HandlerConfig)) *Handler {
 	t.Helper()
-	h, err := NewHandler(HandlerConfig{
-		Brokers: testBrokers, Topics: topics, Group: group, FetchWait: 20 * time.Millisecond,
+	cfg := HandlerConfig{
+		Brokers: testBrokers, Topics: topics, Group: group, FetchWait: 20 * time.Millisecond, SessionTimeout: 6 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	}
+	change(&cfg)
+	h, err := NewHandler(cfg)
 	if err != nil {
 		t.Fatalf("handler: %v", err)
 	}

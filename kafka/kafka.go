@@ -206,6 +206,15 @@ func IsRefused(err error) bool {
 		errors.Is(err, sarama.ErrUnsupportedForMessageFormat) || errors.Is(err, sarama.ErrUnsupportedCompressionType)
 }
 
+// IsFencedByGroup reports whether a transactional offset commit was refused
+// because the member's consumer group generation is over (KIP-447): the
+// partitions may have another owner now, so the transaction must not be
+// committed, nor retried in this generation.
+func IsFencedByGroup(err error) bool {
+	return errors.Is(err, sarama.ErrIllegalGeneration) || errors.Is(err, sarama.ErrUnknownMemberId) ||
+		errors.Is(err, sarama.ErrFencedInstancedId) || errors.Is(err, sarama.ErrRebalanceInProgress)
+}
+
 // IsUnavailable reports whether err means the broker cannot be reached (as
 // opposed to a request the broker rejected).
 func IsUnavailable(err error) bool {

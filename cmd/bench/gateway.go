@@ -113,7 +113,7 @@ func startGatewayOpts(ctx context.Context, e *env, prefix, database string, with
 		return nil, err
 	}
 	if g.handler, err = command.NewHandler(command.HandlerConfig{Brokers: e.brokers, Topics: topics, Group: prefix + ".command-handler",
-		FetchWait: fetchWait, SessionTimeout: sessionTimeout, Logger: logger}); err != nil {
+		FetchWait: fetchWait, SessionTimeout: sessionTimeout, Logger: logger, Local: g.bus}); err != nil {
 		return nil, err
 	}
 	if withProjector {

@@ -1,0 +1,341 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	mrand "math/rand/v2"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// client is one simulated frontend: it sends GraphQL requests over HTTP,
+// one at a time, as fast as answers come.
+type client struct {
+	http *http.Client
+	url  string
+	id   int
+}
+
+// gqlResult is what the driver reads of a GraphQL answer.
+type gqlResult struct {
+	Data   json.RawMessage `json:"data"`
+	Errors []struct {
+		Message    string         `json:"message"`
+		Extensions map[string]any `json:"extensions"`
+	} `json:"errors"`
+}
+
+// post sends one request; a transport error, a non-200 status or a GraphQL
+// error is returned as an error whose text starts with a stable code.
+func (c *client) post(ctx context.Context, query string, vars map[string]any, out any) error {
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("TRANSPORT: %v", err)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("TRANSPORT: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP_%d: %.200s", resp.StatusCode, raw)
+	}
+	var r gqlResult
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return fmt.Errorf("NOT_JSON: %.200s", raw)
+	}
+	if len(r.Errors) > 0 {
+		code, _ := r.Errors[0].Extensions["code"].(string)
+		return fmt.Errorf("%s: %.200s", code, r.Errors[0].Message)
+	}
+	if out != nil {
+		if err := json.Unmarshal(r.Data, out); err != nil {
+			return fmt.Errorf("BAD_DATA: %v", err)
+		}
+	}
+	return nil
+}
+
+type payload struct {
+	Order *struct {
+		ID      string `json:"id"`
+		Status  string `json:"status"`
+		Version int    `json:"version"`
+	} `json:"order"`
+	Version          *int    `json:"version"`
+	ConsistencyToken *string `json:"consistencyToken"`
+	UserErrors       []struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"userErrors"`
+}
+
+const (
+	placeMutation   = `mutation($in: PlaceOrderInput!) { m: placeOrder(input: $in) { order { id status version } version consistencyToken userErrors { code message } } }`
+	confirmMutation = `mutation($in: ConfirmOrderInput!) { m: confirmOrder(input: $in) { order { id status version } version consistencyToken userErrors { code message } } }`
+	orderQuery      = `query($id: ID!, $t: String) { order(id: $id, consistencyToken: $t) { id status version total { amount currencyCode } items { sku quantity } } }`
+	ordersQuery     = `query($c: ID!) { orders(filter: {customerId: $c}, first: 10) { edges { node { id status version } } pageInfo { hasNextPage } } }`
+)
+
+func randomKey() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// mutate runs a mutation and turns userErrors into errors.
+func (c *client) mutate(ctx context.Context, query string, input map[string]any) (payload, error) {
+	var out struct{ M payload }
+	if err := c.post(ctx, query, map[string]any{"in": input}, &out); err != nil {
+		return payload{}, err
+	}
+	if len(out.M.UserErrors) > 0 {
+		return out.M, fmt.Errorf("%s: %s", out.M.UserErrors[0].Code, out.M.UserErrors[0].Message)
+	}
+	if out.M.Order == nil {
+		return out.M, fmt.Errorf("NO_ORDER: the payload has no order")
+	}
+	return out.M, nil
+}
+
+func (c *client) customer() string { return fmt.Sprintf("load-c%d", c.id%50) }
+
+func (c *client) place(ctx context.Context) (payload, error) {
+	return c.mutate(ctx, placeMutation, map[string]any{
+		"customerId": c.customer(), "currencyCode": "EUR", "idempotencyKey": randomKey(),
+		"items": []map[string]any{{"sku": "TEA", "name": "Green tea", "quantity": 2, "unitPrice": "4.50"}, {"sku": "CUP", "name": "Cup", "quantity": 1, "unitPrice": "12.00"}},
+	})
+}
+
+func (c *client) confirm(ctx context.Context, orderID string, version int) (payload, error) {
+	return c.mutate(ctx, confirmMutation, map[string]any{"orderId": orderID, "expectedVersion": version, "idempotencyKey": randomKey()})
+}
+
+// recorder collects what one load run measured; safe for concurrent use.
+type recorder struct {
+	mu     sync.Mutex
+	lat    map[string][]time.Duration // by operation
+	errs   map[string]int             // by first word (the code)
+	sample map[string]string          // one message per code
+	orders atomic.Int64               // orders completed as the scenario counts them
+	muts   atomic.Int64               // mutations answered without error
+}
+
+func newRecorder() *recorder {
+	return &recorder{lat: map[string][]time.Duration{}, errs: map[string]int{}, sample: map[string]string{}}
+}
+
+// time runs op, records its latency under name, and its error, if any.
+func (r *recorder) time(name string, op func() error) error {
+	t0 := time.Now()
+	err := op()
+	d := time.Since(t0)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		code, _, _ := strings.Cut(err.Error(), ":")
+		r.errs[name+" "+code]++
+		if _, ok := r.sample[code]; !ok {
+			r.sample[code] = err.Error()
+		}
+		return err
+	}
+	r.lat[name] = append(r.lat[name], d)
+	if strings.HasSuffix(name, "Order") && name != "order" {
+		r.muts.Add(1)
+	}
+	return nil
+}
+
+func (r *recorder) errorCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, v := range r.errs {
+		n += v
+	}
+	return n
+}
+
+// percentile returns the p-th percentile (nearest rank) of sorted d.
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(float64(len(d))*p/100)) - 1
+	return d[max(0, min(i, len(d)-1))]
+}
+
+// opStats is one operation's latency summary.
+type opStats struct {
+	name               string
+	n                  int
+	p50, p90, p99, max time.Duration
+}
+
+func (r *recorder) stats() []opStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []opStats
+	for name, d := range r.lat {
+		d = slices.Clone(d)
+		slices.Sort(d)
+		out = append(out, opStats{name: name, n: len(d), p50: percentile(d, 50), p90: percentile(d, 90), p99: percentile(d, 99), max: d[len(d)-1]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// mutationLatencies merges the latencies of every mutation.
+func (r *recorder) mutationStats() opStats {
+	r.mu.Lock()
+	var all []time.Duration
+	for name, d := range r.lat {
+		if name != "order" && name != "orders" {
+			all = append(all, d...)
+		}
+	}
+	r.mu.Unlock()
+	slices.Sort(all)
+	if len(all) == 0 {
+		return opStats{name: "mutations"}
+	}
+	return opStats{name: "mutations", n: len(all), p50: percentile(all, 50), p90: percentile(all, 90), p99: percentile(all, 99), max: all[len(all)-1]}
+}
+
+// scenarios: what each client does in a loop.
+var scenarios = map[string]func(ctx context.Context, c *client, r *recorder, ids *idPool){
+	// place: one new order per iteration.
+	"place": func(ctx context.Context, c *client, r *recorder, ids *idPool) {
+		var p payload
+		if r.time("placeOrder", func() (err error) { p, err = c.place(ctx); return }) == nil {
+			r.orders.Add(1)
+			ids.add(p.Order.ID)
+		}
+	},
+	// place-confirm: place an order, then confirm it (what issue 16 measures).
+	"place-confirm": func(ctx context.Context, c *client, r *recorder, ids *idPool) {
+		var p payload
+		if r.time("placeOrder", func() (err error) { p, err = c.place(ctx); return }) != nil {
+			return
+		}
+		if r.time("confirmOrder", func() (err error) { _, err = c.confirm(ctx, p.Order.ID, p.Order.Version); return }) == nil {
+			r.orders.Add(1)
+			ids.add(p.Order.ID)
+		}
+	},
+	// query: read an existing order by id (no consistency token).
+	"query": func(ctx context.Context, c *client, r *recorder, ids *idPool) {
+		id := ids.pick()
+		var out struct{ Order *struct{ ID string } }
+		if r.time("order", func() error { return c.post(ctx, orderQuery, map[string]any{"id": id}, &out) }) == nil && out.Order == nil {
+			r.time("order", func() error { return fmt.Errorf("NOT_FOUND: order %s is not in the views", id) })
+		}
+	},
+	// mixed: what a checkout page does: place, read it back with its
+	// token, confirm, list the customer's orders.
+	"mixed": func(ctx context.Context, c *client, r *recorder, ids *idPool) {
+		var p payload
+		if r.time("placeOrder", func() (err error) { p, err = c.place(ctx); return }) != nil {
+			return
+		}
+		r.time("order", func() error {
+			return c.post(ctx, orderQuery, map[string]any{"id": p.Order.ID, "t": p.ConsistencyToken}, nil)
+		})
+		if r.time("confirmOrder", func() (err error) { _, err = c.confirm(ctx, p.Order.ID, p.Order.Version); return }) == nil {
+			r.orders.Add(1)
+			ids.add(p.Order.ID)
+		}
+		r.time("orders", func() error { return c.post(ctx, ordersQuery, map[string]any{"c": c.customer()}, nil) })
+	},
+}
+
+// idPool holds ids of orders that exist, for the query scenario.
+type idPool struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (p *idPool) add(id string) {
+	p.mu.Lock()
+	if len(p.ids) < 100_000 {
+		p.ids = append(p.ids, id)
+	}
+	p.mu.Unlock()
+}
+
+func (p *idPool) pick() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.ids) == 0 {
+		return "ord_none"
+	}
+	return p.ids[mrand.IntN(len(p.ids))]
+}
+
+func (p *idPool) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.ids)
+}
+
+// drive runs n clients of scenario against url for warmup+d and returns
+// what was recorded after the warm-up, and the measured window. start and
+// end are called as the measured window opens and closes.
+func drive(ctx context.Context, url, scenario string, n int, warmup, d time.Duration, ids *idPool, start, end func()) (*recorder, time.Duration) {
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n + 4, MaxIdleConns: n + 4, IdleConnTimeout: time.Minute}}
+	defer hc.CloseIdleConnections()
+	step := scenarios[scenario]
+	var (
+		cur       atomic.Pointer[recorder]
+		wg        sync.WaitGroup
+		stop      atomic.Bool
+		measureAt = time.Now().Add(warmup)
+	)
+	cur.Store(newRecorder())
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &client{http: hc, url: url, id: i}
+			for !stop.Load() && ctx.Err() == nil {
+				step(ctx, c, cur.Load(), ids)
+			}
+		}()
+	}
+	select {
+	case <-time.After(time.Until(measureAt)):
+	case <-ctx.Done():
+	}
+	rec := newRecorder()
+	cur.Store(rec)
+	start()
+	t0 := time.Now()
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+	cur.Store(newRecorder()) // what finishes after the window is not counted
+	took := time.Since(t0)
+	end()
+	stop.Store(true)
+	wg.Wait()
+	return rec, took
+}

@@ -1,0 +1,389 @@
+package command
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/kafka"
+)
+
+// restoreTimeout bounds how long a session waits to read one partition's
+// snapshots up to its restore marker.
+const restoreTimeout = 2 * time.Minute
+
+// session is one consumer group generation of a Handler: the partitions it
+// was assigned and their orders' states, the transactional producer, and
+// the committer, one goroutine that takes the commands of all the
+// session's partitions as they come, in batches, and commits each batch in
+// one transaction. While a transaction is being committed the next batch
+// gathers, so under load a transaction carries many commands and the
+// broker's cost per command falls.
+type session struct {
+	h      *Handler
+	ctx    context.Context
+	log    *slog.Logger
+	prod   *txnProducer // nil when the session has no partitions
+	meta   *sarama.ConsumerGroupMetadata
+	states partitionStates
+	inbox  chan *sarama.ConsumerMessage
+	done   chan struct{} // closed when the committer stopped
+	err    error         // why it stopped, if it failed; read after done
+	once   sync.Once
+}
+
+// startSession creates the session's transactional producer, restores its
+// partitions and starts its committer.
+func (h *Handler) startSession(gs sarama.ConsumerGroupSession) (*session, error) {
+	parts := gs.Claims()[h.cfg.Topics.Commands]
+	s := &session{h: h, ctx: gs.Context(), log: h.cfg.Logger.With("generation", gs.GenerationID()),
+		meta:  sarama.NewConsumerGroupMetadataFromSession(gs, h.cfg.Group, nil),
+		inbox: make(chan *sarama.ConsumerMessage, h.cfg.BatchSize), done: make(chan struct{})}
+	if len(parts) == 0 {
+		close(s.done)
+		return s, nil
+	}
+	prod, err := h.newTxnProducer()
+	if err != nil {
+		return nil, fmt.Errorf("transactional producer: %w", err)
+	}
+	s.prod = prod
+	t0 := time.Now()
+	if s.states, err = h.restore(s.ctx, prod, parts); err != nil {
+		_ = prod.Close()
+		return nil, err
+	}
+	n := 0
+	for _, orders := range s.states {
+		n += len(orders)
+	}
+	s.log.Debug("command handler: partitions restored", "partitions", parts, "orders", n, "took", time.Since(t0))
+	go s.run()
+	return s, nil
+}
+
+// close waits for the committer to finish the batch it is committing and
+// closes the producer. Later calls do nothing.
+func (s *session) close() {
+	s.once.Do(func() {
+		<-s.done
+		if s.prod != nil {
+			_ = s.prod.Close()
+		}
+	})
+}
+
+// run is the committer: it commits batch after batch until the session
+// ends. A batch it cannot commit ends the session (Run rejoins, and the
+// partitions restart from their committed offsets).
+func (s *session) run() {
+	defer close(s.done)
+	for {
+		batch, ok := kafka.NextBatch(s.ctx, s.inbox, s.h.cfg.BatchSize)
+		if !ok {
+			return
+		}
+		if err := s.commit(batch); err != nil {
+			if s.ctx.Err() != nil {
+				return // the session ended under it; the next one takes over
+			}
+			s.err = err
+			s.log.Error("command handler: batch not committed; rejoining", "err", err, "commands", len(batch))
+			s.h.loop.Restart()
+			return
+		}
+	}
+}
+
+// commit decides batch and commits it in one transaction. The states change
+// only after the commit. When the records are refused for what they are
+// (too large for the broker; see refused), the commands are committed one
+// at a time, and the one whose records are refused is set aside: it goes to
+// the dead-letter topic and its mutation is answered, so one request can
+// never stop a partition. Other failures are retried a few times and then
+// returned.
+func (s *session) commit(batch []*sarama.ConsumerMessage) error {
+	err := s.tryBatch(batch)
+	if !refused(err) {
+		return err
+	}
+	if len(batch) > 1 {
+		s.log.Warn("command handler: batch refused; committing its commands one at a time", "commands", len(batch), "err", err)
+		for i := range batch {
+			if err := s.commit(batch[i : i+1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return s.setAside(batch[0], err)
+}
+
+// refused reports whether a batch failed for what its records are, so that
+// committing it again can never succeed.
+func refused(err error) bool {
+	return errors.Is(err, errSnapshotTooLarge) || kafka.IsRefused(err)
+}
+
+// tryBatch decides batch and commits it in one transaction, retrying a
+// failed transaction a few times unless it is fenced or refused.
+func (s *session) tryBatch(batch []*sarama.ConsumerMessage) error {
+	var err error
+	for attempt := 1; attempt <= 5; attempt++ {
+		d, derr := s.h.decideBatch(s.states, batch)
+		if derr != nil {
+			return derr
+		}
+		if err = s.prod.runTxn(d.records, lastOfEachPartition(batch), s.meta); err == nil {
+			for p, orders := range d.changed {
+				if s.states[p] == nil {
+					s.states[p] = map[string]*orderState{}
+				}
+				for id, st := range orders {
+					s.states[p][id] = st
+				}
+			}
+			s.h.deadLetters.Add(d.dead)
+			s.h.deliver(d.replies)
+			return nil
+		}
+		if s.prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 || refused(err) || kafka.IsFencedByGroup(err) || s.ctx.Err() != nil {
+			return err
+		}
+		s.log.Warn("command handler: transaction failed; retrying", "attempt", attempt, "err", err)
+		select {
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+// lastOfEachPartition is the last command of each partition in batch: the
+// offsets the transaction commits.
+func lastOfEachPartition(batch []*sarama.ConsumerMessage) []*sarama.ConsumerMessage {
+	last := map[int32]int{}
+	var out []*sarama.ConsumerMessage
+	for _, m := range batch {
+		if i, ok := last[m.Partition]; ok {
+			out[i] = m
+			continue
+		}
+		last[m.Partition] = len(out)
+		out = append(out, m)
+	}
+	return out
+}
+
+// setAside commits command m as handled without handling it: its copy goes
+// to the dead-letter topic with why (in the transaction, with the consumer
+// offset) and its mutation is answered with LIMIT_EXCEEDED when its records
+// were too large, INTERNAL_SERVER_ERROR otherwise. The order's state does
+// not change and no outcome is recorded, so a retry meets the same answer.
+// If even the dead-letter copy is refused, it goes without its value (the
+// headers name the command's topic, partition and offset).
+func (s *session) setAside(m *sarama.ConsumerMessage, why error) error {
+	log := s.log.With("partition", m.Partition, "offset", m.Offset)
+	answer := domain.Errorf(domain.CodeInternal, "the command could not be processed and was set aside")
+	if errors.Is(why, errSnapshotTooLarge) || kafka.IsTooLarge(why) {
+		answer = domain.Errorf(domain.CodeLimitExceeded, "the order would be larger than the broker accepts; the command was not applied")
+	}
+	dead := kafka.DeadLetter(s.h.cfg.Topics.DeadLetter, m, why)
+	last := []*sarama.ConsumerMessage{m}
+	err := s.prod.runTxn([]*sarama.ProducerMessage{dead}, last, s.meta)
+	if refused(err) {
+		log.Warn("command handler: dead-letter copy refused; setting it aside without its value", "err", err)
+		dead.Value = nil
+		err = s.prod.runTxn([]*sarama.ProducerMessage{dead}, last, s.meta)
+	}
+	if err != nil {
+		return fmt.Errorf("set aside the command at offset %d of partition %d: %w", m.Offset, m.Partition, err)
+	}
+	log.Error("command handler: command set aside in the dead-letter topic", "code", answer.Code, "err", why)
+	s.h.deadLetters.Add(1)
+	if a, ok := replyTo(m, Reply{CommandID: kafka.Header(m, HeaderCommandID), OrderID: string(m.Key), Error: answer}); ok {
+		s.h.deliver([]addressedReply{a})
+	}
+	return nil
+}
+
+// txnProducer wraps a transactional producer and collects its errors.
+type txnProducer struct {
+	sarama.AsyncProducer
+	mu      sync.Mutex
+	lastErr error
+	done    chan struct{}
+}
+
+// newTxnProducer creates the instance's transactional producer. Creating it
+// aborts a transaction the instance's previous producer left open.
+func (h *Handler) newTxnProducer() (*txnProducer, error) {
+	sc := kafka.Config("order-gateway-handler", h.cfg.FetchWait)
+	sc.Producer.Transaction.ID = h.txnID
+	sc.Producer.Transaction.Timeout = h.cfg.TransactionTimeout
+	// A transaction begun while the broker still writes the previous one's
+	// markers is refused with CONCURRENT_TRANSACTIONS and retried: sarama's
+	// 100 ms (20 ms for AddPartitionsToTxn) would stall the next batch, and
+	// the markers take a few milliseconds. The backoff doubles from 2 ms.
+	sc.Producer.Transaction.Retry.Max = 50
+	sc.Producer.Transaction.Retry.BackoffFunc = func(retries, _ int) time.Duration {
+		return min(2*time.Millisecond<<min(retries, 7), 250*time.Millisecond)
+	}
+	// A transaction's records are handed over in one go: a short flush
+	// delay sends them in one AddPartitionsToTxn and one Produce request
+	// instead of one of each for the first record and more for the rest.
+	sc.Producer.Flush.Frequency = 250 * time.Microsecond
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	sc.Producer.Return.Successes = false
+	ap, err := sarama.NewAsyncProducer(h.cfg.Brokers, sc)
+	if err != nil {
+		return nil, err
+	}
+	tp := &txnProducer{AsyncProducer: ap, done: make(chan struct{})}
+	go func() {
+		defer close(tp.done)
+		for e := range ap.Errors() {
+			tp.mu.Lock()
+			tp.lastErr = e.Err
+			tp.mu.Unlock()
+		}
+	}()
+	return tp, nil
+}
+
+func (tp *txnProducer) Close() error {
+	if tp.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
+		_ = tp.AbortTxn()
+	}
+	err := tp.AsyncProducer.Close()
+	<-tp.done
+	return err
+}
+
+// runTxn writes msgs and the consumer offsets after each of lasts in one
+// transaction. On failure the transaction is aborted.
+func (tp *txnProducer) runTxn(msgs []*sarama.ProducerMessage, lasts []*sarama.ConsumerMessage, meta *sarama.ConsumerGroupMetadata) error {
+	if err := tp.BeginTxn(); err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	for _, m := range msgs {
+		tp.Input() <- m
+	}
+	var err error
+	for _, last := range lasts {
+		if err = tp.AddMessageToTxnWithGroupMetadata(last, meta, nil); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = tp.CommitTxn()
+	}
+	if err != nil {
+		if tp.TxnStatus()&sarama.ProducerTxnFlagAbortableError != 0 {
+			_ = tp.AbortTxn()
+		}
+		tp.mu.Lock()
+		if tp.lastErr != nil {
+			err = fmt.Errorf("%w (last produce error: %v)", err, tp.lastErr)
+			tp.lastErr = nil
+		}
+		tp.mu.Unlock()
+		if errors.Is(err, sarama.ErrProducerFenced) {
+			return fmt.Errorf("commit transaction: fenced: a newer producer with this transactional id took over (%w)", err)
+		}
+		return fmt.Errorf("commit transaction: %w", err)
+	}
+	return nil
+}
+
+// restore writes a marker to each of the partitions' snapshots in one
+// transaction and reads every partition up to its marker: every snapshot
+// committed before is then known. A transaction that another producer (a
+// previous owner) left open on a partition holds its reading up until that
+// transaction ends (at most the transaction timeout after its producer
+// died).
+func (h *Handler) restore(ctx context.Context, prod *txnProducer, parts []int32) (partitionStates, error) {
+	markers := make(map[int32]string, len(parts))
+	msgs := make([]*sarama.ProducerMessage, 0, len(parts))
+	for _, p := range parts {
+		markers[p] = markerPrefix + newID("")
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: h.cfg.Topics.Snapshots, Partition: p, Key: sarama.StringEncoder(markers[p])})
+	}
+	if err := prod.runTxn(msgs, nil, nil); err != nil {
+		return nil, fmt.Errorf("write restore markers: %w", err)
+	}
+	var (
+		mu     sync.Mutex
+		states = partitionStates{}
+		errs   []error
+		wg     sync.WaitGroup
+	)
+	for _, p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			orders, err := h.restorePartition(ctx, p, markers[p])
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			states[p] = orders
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return states, nil
+}
+
+// restorePartition reads the snapshots of partition p up to marker.
+func (h *Handler) restorePartition(ctx context.Context, p int32, marker string) (map[string]*orderState, error) {
+	pc, err := h.consumer.ConsumePartition(h.cfg.Topics.Snapshots, p, sarama.OffsetOldest)
+	if err != nil {
+		return nil, fmt.Errorf("read snapshots of partition %d: %w", p, err)
+	}
+	defer pc.Close()
+	states := map[string]*orderState{}
+	timeout := time.NewTimer(restoreTimeout)
+	defer timeout.Stop()
+	for {
+		select {
+		case m, ok := <-pc.Messages():
+			if !ok {
+				return nil, fmt.Errorf("read snapshots of partition %d: the consumer closed", p)
+			}
+			key := string(m.Key)
+			switch {
+			case key == marker:
+				return states, nil
+			case strings.HasPrefix(key, markerPrefix):
+			case m.Value == nil:
+				delete(states, key)
+			default:
+				var s orderState
+				if err := json.Unmarshal(m.Value, &s); err != nil {
+					return nil, fmt.Errorf("snapshot of order %q at offset %d of partition %d: %w", key, m.Offset, p, err)
+				}
+				states[key] = &s
+			}
+		case err := <-pc.Errors():
+			return nil, fmt.Errorf("read snapshots of partition %d: %w", p, err)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-timeout.C:
+			return nil, fmt.Errorf("restore of partition %d did not reach its marker within %s", p, restoreTimeout)
+		}
+	}
+}
