@@ -1,7 +1,9 @@
 // Package embedded starts the zero-setup dependencies: a Kafka-protocol broker
 // (kfake) and a MongoDB-wire store (FerretDB on SQLite), both on loopback and
 // both persisted under a data folder. They serve `go run .` and the tests;
-// production points the gateway at real Kafka and MongoDB instead.
+// production points the gateway at real Kafka and MongoDB instead, or runs
+// the same store in process over a PostgreSQL database
+// (StartMongoPostgreSQL).
 package embedded
 
 import (
@@ -12,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -169,14 +172,27 @@ func (k *Kafka) Close() {
 	_ = os.Remove(k.running)
 }
 
-// Mongo is an embedded MongoDB-wire store: FerretDB on SQLite, with an index
-// added to every collection so that lookups by _id do not scan it (see
-// idindex.go).
+// Mongo is an embedded MongoDB-wire store: FerretDB on SQLite (StartMongo)
+// or on PostgreSQL (StartMongoPostgreSQL), with an index added to every
+// collection so that lookups by _id do not scan it (see idindex.go and
+// pgcatalog.go).
 type Mongo struct {
-	db      *ferretdb.FerretDB
+	uri     string
 	cancel  context.CancelFunc
 	done    chan struct{}
-	indexer *idIndexer // see idindex.go
+	indexer idIndexing
+	// closeExtra, if set, is called after FerretDB and the indexer stopped.
+	closeExtra func()
+	// reloads counts a store on PostgreSQL's restarts of FerretDB (see
+	// pgcatalog.go).
+	reloads atomic.Int64
+}
+
+// idIndexing adds the _id lookup index to the store's collections: run in
+// the background until its context ends, indexAll at once.
+type idIndexing interface {
+	run(ctx context.Context)
+	indexAll(ctx context.Context) error
 }
 
 // StartMongo starts FerretDB on addr (e.g. "127.0.0.1:0") storing one SQLite
@@ -223,7 +239,7 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 		return nil, fmt.Errorf("embedded mongodb in %s: %w", dir, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Mongo{db: db, cancel: cancel, done: make(chan struct{}), indexer: &idIndexer{dir: abs, logger: logger, seen: map[string]string{}}}
+	m := &Mongo{uri: db.MongoDBURI(), cancel: cancel, done: make(chan struct{}), indexer: &idIndexer{dir: abs, logger: logger, seen: map[string]string{}}}
 	indexed := make(chan struct{})
 	go func() {
 		defer close(indexed)
@@ -244,12 +260,16 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 func (m *Mongo) IndexIDs(ctx context.Context) error { return m.indexer.indexAll(ctx) }
 
 // URI is the mongodb:// connection string of the store.
-func (m *Mongo) URI() string { return m.db.MongoDBURI() }
+func (m *Mongo) URI() string { return m.uri }
 
-// Close stops the store and waits until its files are closed.
+// Close stops the store and waits until its files (or its connections to
+// PostgreSQL) are closed.
 func (m *Mongo) Close() {
 	m.cancel()
 	<-m.done
+	if m.closeExtra != nil {
+		m.closeExtra()
+	}
 }
 
 // ErrNotStarted is returned by helpers asked for a dependency that was not

@@ -1,0 +1,241 @@
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// StartMongoPostgreSQL starts FerretDB on addr (e.g. "127.0.0.1:0") with its
+// PostgreSQL backend over pgURL (postgres://user:password@host:port/database)
+// instead of SQLite files. Its contract:
+//
+//   - The documents live in that PostgreSQL database, one schema per MongoDB
+//     database. Nothing is kept on local disk, and no folder needs locking.
+//   - shared names the databases the store serves, which other processes
+//     may use at the same time (several gateways), so writers must not
+//     assume they are the only one (the gateway does not use
+//     view.SoleWriter here). FerretDB caches which collections and indexes
+//     exist; the store compares that cache with PostgreSQL every
+//     pgCatalogInterval and, when another process has created or dropped
+//     one, replaces FerretDB with a new instance, which loads it afresh (see
+//     pgcatalog.go). The clients' connections are cut then (commands under
+//     way fail; the driver reconnects), and until then, for about a second,
+//     reads of a collection the cache lacks find nothing and writes to it
+//     fail. With no shared database (tests: many databases, one store), any
+//     database is served from the cache as first loaded, and only this
+//     process may create or drop collections in them.
+//   - Clients connect to addr, which stays the same across those
+//     replacements (frontend.go).
+//   - Every collection of the shared databases (of every FerretDB database
+//     in pgURL's if none is named) gets an index for the lookups by _id,
+//     which FerretDB's own _id index cannot serve (see pgcatalog.go), within
+//     pgCatalogInterval of its creation (IndexIDs: at once).
+//   - FerretDB's connections plan each statement for its values
+//     (plan_cache_mode=force_custom_plan, unless pgURL sets plan_cache_mode),
+//     since a plan made for any value cannot use that index.
+//   - It does not wait for PostgreSQL: while the server is down or refuses
+//     the credentials, the store's commands fail (the caller retries them).
+//     Only a URL that cannot be parsed fails the start.
+//   - The password in pgURL is never logged, nor put in an error.
+func StartMongoPostgreSQL(pgURL, addr string, logger *slog.Logger, shared ...string) (*Mongo, error) {
+	ferretURL, err := postgresURL(pgURL)
+	if err != nil {
+		return nil, err
+	}
+	where := "embedded mongodb on postgresql " + RedactURL(pgURL)
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = slog.New(&lazyAttrs{next: logger.Handler()})
+	pcfg, err := pgxpool.ParseConfig(pgURL) // its errors hide the password
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	pcfg.MaxConns = 2 // the catalog watcher's own pool, beside FerretDB's
+	pcfg.ConnConfig.RuntimeParams["application_name"] = "order-gateway"
+	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	cfg := &ferretdb.Config{
+		Listener:      ferretdb.ListenerConfig{TCP: "127.0.0.1:0"}, // behind the front (frontend.go)
+		Handler:       "postgresql",
+		PostgreSQLURL: ferretURL,
+		Logger:        logger,
+	}
+	db, backend, err := startFerretDB(cfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%s: %s", where, redactIn(err.Error(), pgURL))
+	}
+	front, err := listenFront(addr, backend)
+	if err != nil {
+		pool.Close()
+		runCtx, stop := context.WithCancel(context.Background())
+		stop()
+		_ = db.Run(runCtx) // closes its listener and backend
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	uri := "mongodb://" + front.addr() + "/"
+	watch := &pgCatalog{pool: pool, uri: uri, logger: logger, shared: shared}
+	if err := watch.connect(); err != nil {
+		front.close()
+		pool.Close()
+		runCtx, stop := context.WithCancel(context.Background())
+		stop()
+		_ = db.Run(runCtx)
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	reload := make(chan chan struct{}, 1)
+	watch.reload = func() <-chan struct{} {
+		done := make(chan struct{})
+		reload <- done // the watcher waits for done before it asks again
+		return done
+	}
+	m := &Mongo{uri: uri, cancel: cancel, done: make(chan struct{}), indexer: watch, closeExtra: func() {
+		watch.disconnect()
+		pool.Close()
+	}}
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		watch.run(ctx)
+	}()
+	go front.serve()
+	go func() {
+		defer close(m.done)
+		var running sync.WaitGroup // FerretDB instances still stopping
+		defer running.Wait()
+		defer func() { <-watched }()
+		for {
+			runCtx, stop := context.WithCancel(context.Background())
+			running.Add(1)
+			go func(db *ferretdb.FerretDB) {
+				defer running.Done()
+				_ = db.Run(runCtx)
+			}(db)
+			var done chan struct{}
+			select {
+			case <-ctx.Done():
+				front.close() // first, so that FerretDB has no connections to wait for
+				stop()
+				return
+			case done = <-reload:
+			}
+			next, backend, err := startFerretDB(cfg)
+			for backoff := 100 * time.Millisecond; err != nil; backoff = min(2*backoff, 5*time.Second) {
+				logger.Error("embedded mongodb: restarting the store failed; retrying", "err", redactIn(err.Error(), pgURL))
+				select {
+				case <-ctx.Done():
+					front.close()
+					stop()
+					close(done)
+					return
+				case <-time.After(backoff):
+				}
+				next, backend, err = startFerretDB(cfg)
+			}
+			front.switchTo(backend) // drops the connections to the old one
+			stop()
+			db = next
+			m.reloads.Add(1)
+			close(done)
+		}
+	}()
+	return m, nil
+}
+
+// startFerretDB creates a FerretDB (not yet running) and returns its
+// host:port.
+func startFerretDB(cfg *ferretdb.Config) (*ferretdb.FerretDB, string, error) {
+	db, err := ferretdb.New(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	u, err := url.Parse(db.MongoDBURI())
+	if err != nil {
+		return nil, "", err
+	}
+	return db, u.Host, nil
+}
+
+// Reloads is how many times a store on PostgreSQL restarted FerretDB to
+// reload its catalog (see StartMongoPostgreSQL).
+func (m *Mongo) Reloads() int64 { return m.reloads.Load() }
+
+// postgresURL checks pgURL and returns the URL FerretDB gets: pgURL with
+// plan_cache_mode=force_custom_plan unless it sets plan_cache_mode.
+func postgresURL(pgURL string) (string, error) {
+	u, err := url.Parse(pgURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return "", fmt.Errorf("embedded mongodb on postgresql: %q is not a postgres://host:port/database URL", RedactURL(pgURL))
+	}
+	q := u.Query()
+	if !q.Has("plan_cache_mode") {
+		q.Set("plan_cache_mode", "force_custom_plan")
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// RedactURL hides the password of a connection URL (postgres://,
+// mongodb://), in its user information or its password parameter, so that
+// it can be logged.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// Not parseable: drop everything before the host, if there are
+		// credentials.
+		if at := strings.LastIndex(raw, "@"); at >= 0 {
+			if scheme := strings.Index(raw, "://"); scheme >= 0 && scheme < at {
+				return raw[:scheme+3] + "xxxxx" + raw[at:]
+			}
+			return "xxxxx" + raw[at:]
+		}
+		return raw
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// redactIn removes pgURL's password from msg.
+func redactIn(msg, pgURL string) string {
+	u, err := url.Parse(pgURL)
+	if err != nil {
+		return msg
+	}
+	var pws []string
+	if u.User != nil {
+		if pw, has := u.User.Password(); has {
+			pws = append(pws, pw)
+		}
+	}
+	pws = append(pws, u.Query()["password"]...)
+	for _, pw := range pws {
+		if pw == "" {
+			continue
+		}
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		if esc := url.QueryEscape(pw); esc != pw {
+			msg = strings.ReplaceAll(msg, esc, "xxxxx")
+		}
+	}
+	return msg
+}
