@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ordergateway/gateway/embedded"
 )
 
 // Config is everything the gateway can be told, by flag or environment
@@ -19,6 +22,7 @@ type Config struct {
 	DataDir            string
 	KafkaBrokers       []string // empty: start the embedded broker
 	MongoURI           string   // empty: start the embedded store
+	StorePostgreSQLURL string   // the embedded store on PostgreSQL instead of SQLite (needs MongoURI empty)
 	MongoDatabase      string
 	TopicPrefix        string
 	Partitions         int
@@ -85,6 +89,15 @@ func settings() []setting {
 			return nil
 		}},
 		{"mongodb-uri", "MONGODB_URI", "", "MongoDB connection string; empty starts the embedded store", str(func(c *Config) *string { return &c.MongoURI })},
+		{"store-postgresql-url", "STORE_POSTGRESQL_URL", "", "PostgreSQL URL (postgres://user:password@host:5432/db) for the embedded store to keep the views in instead of SQLite under DATA_DIR; gateways may share it; not with MONGODB_URI", func(c *Config, v string) error {
+			if v != "" {
+				if u, err := url.Parse(v); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+					return fmt.Errorf("%q is not a postgres://user:password@host:port/database URL", embedded.RedactURL(v))
+				}
+			}
+			c.StorePostgreSQLURL = v
+			return nil
+		}},
 		{"mongodb-database", "MONGODB_DATABASE", "orders", "MongoDB database for the views", str(func(c *Config) *string { return &c.MongoDatabase })},
 		{"topic-prefix", "TOPIC_PREFIX", "orders", "prefix of the topic and consumer group names", str(func(c *Config) *string { return &c.TopicPrefix })},
 		{"partitions", "PARTITIONS", "6", "partitions of each topic created at start", num(func(c *Config) *int { return &c.Partitions }, 1, 10000)},
@@ -150,12 +163,24 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 			return c, fmt.Errorf("%s: %v", from, err)
 		}
 	}
+	if err := c.check(); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// check reports settings that contradict each other, in one line.
+func (c Config) check() error {
+	if c.MongoURI != "" && c.StorePostgreSQLURL != "" {
+		return errors.New("MONGODB_URI (--mongodb-uri) and STORE_POSTGRESQL_URL (--store-postgresql-url) are both set: the views go to MongoDB or to the embedded store on PostgreSQL, set only one")
+	}
+	return nil
 }
 
 func usage(out io.Writer, ss []setting) {
 	fmt.Fprintln(out, "order-gateway: a GraphQL gateway for orders, CQRS over Kafka and MongoDB.")
-	fmt.Fprintln(out, "With no KAFKA_BROKERS or MONGODB_URI it starts embedded ones under DATA_DIR.")
+	fmt.Fprintln(out, "With no KAFKA_BROKERS or MONGODB_URI it starts embedded ones under DATA_DIR")
+	fmt.Fprintln(out, "(the store on PostgreSQL instead with STORE_POSTGRESQL_URL).")
 	fmt.Fprintln(out, "\nSettings (flag, environment variable, default):")
 	for _, s := range ss {
 		fmt.Fprintf(out, "  --%-22s %-22s %-12q %s\n", s.flag, s.env, s.def, s.help)

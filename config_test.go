@@ -89,6 +89,7 @@ func TestParseConfigEnv(t *testing.T) {
 		"ALLOWED_ORIGINS": "app.example.com, *.example.org", "WS_INIT_TIMEOUT": "3s",
 		"WS_PING_INTERVAL": "20s", "MAX_SUBSCRIPTIONS_PER_CONNECTION": "7",
 		"DEBUG_ADDR": "127.0.0.1:6060", "WS_WRITE_TIMEOUT": "4s",
+		"STORE_POSTGRESQL_URL": "", // not with MONGODB_URI: see TestParseConfigStorePostgreSQL
 	}
 	c := mustParse(t, nil, env)
 	want := Config{
@@ -169,6 +170,52 @@ func TestParseConfigErrors(t *testing.T) {
 	// Errors are not flag.ErrHelp.
 	if err := mustFail(t, []string{"--bogus"}, nil); errors.Is(err, flag.ErrHelp) {
 		t.Errorf("unknown flag: want an error other than flag.ErrHelp, got %v", err)
+	}
+}
+
+func TestParseConfigStorePostgreSQL(t *testing.T) {
+	const pg = "postgres://gw:s3cret@db:5432/ferretdb?sslmode=disable"
+	if c := mustParse(t, nil, map[string]string{"STORE_POSTGRESQL_URL": pg}); c.StorePostgreSQLURL != pg || c.MongoURI != "" {
+		t.Errorf("STORE_POSTGRESQL_URL: want %q and no MongoDB URI, got %q and %q", pg, c.StorePostgreSQLURL, c.MongoURI)
+	}
+	if c := mustParse(t, []string{"--store-postgresql-url=postgresql://db/x"}, map[string]string{"STORE_POSTGRESQL_URL": pg}); c.StorePostgreSQLURL != "postgresql://db/x" {
+		t.Errorf("--store-postgresql-url over STORE_POSTGRESQL_URL: got %q", c.StorePostgreSQLURL)
+	}
+	// With MONGODB_URI: one line naming both, whichever way each is set.
+	for _, args := range [][]string{nil, {"--mongodb-uri=mongodb://m:27017"}} {
+		env := map[string]string{"STORE_POSTGRESQL_URL": pg}
+		if args == nil {
+			env["MONGODB_URI"] = "mongodb://m:27017"
+		}
+		if err := mustFail(t, args, env, "MONGODB_URI", "STORE_POSTGRESQL_URL"); strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("the error shows the password: %v", err)
+		}
+	}
+	// A flag that empties MONGODB_URI leaves the store on PostgreSQL.
+	if c := mustParse(t, []string{"--mongodb-uri="}, map[string]string{"STORE_POSTGRESQL_URL": pg, "MONGODB_URI": "mongodb://m:27017"}); c.StorePostgreSQLURL != pg || c.MongoURI != "" {
+		t.Errorf("--mongodb-uri= with both variables: got %q and %q", c.StorePostgreSQLURL, c.MongoURI)
+	}
+	// Not a PostgreSQL URL: named, without its password.
+	for _, bad := range []string{"mongodb://gw:s3cret@db/x", "db:5432", "postgres://gw:s3cret@/x"} {
+		if err := mustFail(t, nil, map[string]string{"STORE_POSTGRESQL_URL": bad}, "STORE_POSTGRESQL_URL"); strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("STORE_POSTGRESQL_URL=%q: the error shows the password: %v", bad, err)
+		}
+	}
+	mustFail(t, []string{"--store-postgresql-url=mysql://db/x"}, nil, "--store-postgresql-url", "mysql://db/x")
+}
+
+// redact hides passwords of both kinds of URL the gateway logs.
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"mongodb://u:p@m:27017/":                      "mongodb://u:xxxxx@m:27017/",
+		"mongodb://127.0.0.1:27017/":                  "mongodb://127.0.0.1:27017/",
+		"postgres://gw:s3cret@db:5432/ferretdb":       "postgres://gw:xxxxx@db:5432/ferretdb",
+		"postgres://db:5432/ferretdb?password=s3cret": "postgres://db:5432/ferretdb?password=xxxxx",
+		"postgresql://gw@db/ferretdb?sslmode=require": "postgresql://gw@db/ferretdb?sslmode=require",
+	} {
+		if got := redact(in); got != want {
+			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

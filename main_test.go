@@ -22,13 +22,25 @@ import (
 // The tests talk to real protocol servers: by default an embedded broker and
 // store shared by the whole test binary (each test gets its own topic prefix
 // and database); with KAFKA_BROKERS and/or MONGODB_URI set, external ones.
+// With STORE_POSTGRESQL_URL (and no MONGODB_URI), the shared store is the
+// embedded store on that PostgreSQL database instead of SQLite.
 var (
 	testBrokers  []string
 	testMongoURI string
 	testKafka    string // "embedded" or "external", for the test log
+	// testPostgreSQLURL is STORE_POSTGRESQL_URL ("" without it). TestMain
+	// unsets the variable, so that the gateway processes the tests start
+	// (with MONGODB_URI, or their own SQLite store) do not read it.
+	testPostgreSQLURL string
 )
 
 func TestMain(m *testing.M) {
+	testPostgreSQLURL = os.Getenv("STORE_POSTGRESQL_URL")
+	os.Unsetenv("STORE_POSTGRESQL_URL")
+	if testPostgreSQLURL != "" && os.Getenv("MONGODB_URI") != "" {
+		fmt.Fprintln(os.Stderr, "MONGODB_URI and STORE_POSTGRESQL_URL are both set: set one")
+		os.Exit(2)
+	}
 	dir, err := os.MkdirTemp("", "gateway-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -47,9 +59,21 @@ func TestMain(m *testing.M) {
 		closers = append(closers, k.Close)
 		testBrokers, testKafka = []string{k.Addr()}, "embedded"
 	}
-	if u := os.Getenv("MONGODB_URI"); u != "" {
+	switch u := os.Getenv("MONGODB_URI"); {
+	case u != "":
 		testMongoURI = u
-	} else {
+	case testPostgreSQLURL != "":
+		// One store for every test's database, as with SQLite: gateways
+		// that start their own store on PostgreSQL are in postgres_test.go.
+		mg, err := embedded.StartMongoPostgreSQL(testPostgreSQLURL, "127.0.0.1:0", nil)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		closers = append(closers, mg.Close)
+		testMongoURI = mg.URI()
+		fmt.Fprintf(os.Stderr, "tests: the store is the embedded store on PostgreSQL at %s\n", redact(testPostgreSQLURL))
+	default:
 		mg, err := embedded.StartMongo(filepath.Join(dir, "mongodb"), "127.0.0.1:0", nil)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -94,8 +93,14 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger = slog.Default()
 	}
 	c := m.Config
+	if err := c.check(); err != nil {
+		return err
+	}
 	m.brokers, m.mongoURI = c.KafkaBrokers, c.MongoURI
-	if len(m.brokers) == 0 || m.mongoURI == "" {
+	onPostgreSQL := m.mongoURI == "" && c.StorePostgreSQLURL != ""
+	// The data folder holds the embedded broker's files and the embedded
+	// store's SQLite files; on PostgreSQL the store keeps nothing there.
+	if len(m.brokers) == 0 || (m.mongoURI == "" && !onPostgreSQL) {
 		l, err := embedded.LockDir(c.DataDir)
 		if err != nil {
 			return err
@@ -113,22 +118,36 @@ func (m *Main) Run(ctx context.Context) error {
 			m.Logger.Warn("embedded kafka: finished transaction commits cut short by the unclean stop", "partitions", n)
 		}
 	}
-	if m.mongoURI == "" {
+	storeName := "mongodb at " + redact(m.mongoURI)
+	switch {
+	case onPostgreSQL:
+		// The database may be shared with other gateways: FerretDB's cache
+		// of the views database's collections is kept in step with theirs.
+		mg, err := embedded.StartMongoPostgreSQL(c.StorePostgreSQLURL, c.EmbeddedMongoAddr, m.ferretLogger(), c.MongoDatabase)
+		if err != nil {
+			return err
+		}
+		m.mongo = mg
+		m.mongoURI = mg.URI()
+		storeName = "postgresql at " + redact(c.StorePostgreSQLURL) + " (through the embedded store at " + m.mongoURI + ")"
+	case m.mongoURI == "":
 		mg, err := embedded.StartMongo(filepath.Join(c.DataDir, "mongodb"), c.EmbeddedMongoAddr, m.ferretLogger())
 		if err != nil {
 			return err
 		}
 		m.mongo = mg
 		m.mongoURI = mg.URI()
+		storeName = "mongodb at " + m.mongoURI
 	}
 	topics := kafka.NewTopics(c.TopicPrefix)
 	if err := m.prepareKafka(ctx, topics); err != nil {
 		return err
 	}
 	var storeOpts []view.Option
-	if m.mongo != nil {
-		// The embedded store is this process's alone (the data folder is
-		// locked), so guarded writes need not read the guard back first.
+	if m.mongo != nil && !onPostgreSQL {
+		// The embedded store on SQLite is this process's alone (the data
+		// folder is locked), so guarded writes need not read the guard back
+		// first. Not on PostgreSQL: other gateways may write the same views.
 		storeOpts = append(storeOpts, view.SoleWriter())
 	}
 	store, err := view.Open(m.mongoURI, c.MongoDatabase, storeOpts...)
@@ -136,7 +155,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.store = store
-	if err := m.retry(ctx, c.StartupTimeout, "mongodb at "+redact(m.mongoURI), store.EnsureIndexes); err != nil {
+	if err := m.retry(ctx, c.StartupTimeout, storeName, store.EnsureIndexes); err != nil {
 		return err
 	}
 
@@ -176,12 +195,16 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	m.Logger.Info("order gateway ready",
-		"graphql", "http://"+displayAddr(ln.Addr())+"/graphql",
-		"playground", "http://"+displayAddr(ln.Addr())+"/",
+	ready := []any{
+		"graphql", "http://" + displayAddr(ln.Addr()) + "/graphql",
+		"playground", "http://" + displayAddr(ln.Addr()) + "/",
 		"kafka", m.brokers, "kafka_embedded", m.kafka != nil,
 		"mongodb", redact(m.mongoURI), "mongodb_embedded", m.mongo != nil,
-		"data_dir", c.DataDir)
+	}
+	if onPostgreSQL {
+		ready = append(ready, "postgresql", redact(c.StorePostgreSQLURL))
+	}
+	m.Logger.Info("order gateway ready", append(ready, "data_dir", c.DataDir)...)
 	return nil
 }
 
@@ -396,13 +419,6 @@ func displayAddr(a net.Addr) string {
 	return net.JoinHostPort(host, port)
 }
 
-// redact hides a password in a connection string before it is logged.
-func redact(uri string) string {
-	if u, err := url.Parse(uri); err == nil && u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return u.String()
-		}
-	}
-	return uri
-}
+// redact hides a password in a connection string (mongodb://, postgres://)
+// before it is logged.
+func redact(uri string) string { return embedded.RedactURL(uri) }
