@@ -1354,7 +1354,16 @@ func TestStalledClientIsDisconnected(t *testing.T) {
 			t.Fatalf("the stalled client still holds its subscription after %s and %d versions", time.Since(start).Round(time.Second), version)
 		}
 		if version < 80 {
-			g.mustMutate(t, "addOrderItem", map[string]any{"orderId": o.ID, "item": item(fmt.Sprintf("S%02d", version), 1, "1")})
+			// Each version reaches the views before the next is sent, so
+			// each becomes its own update (a projector write that takes
+			// longer, as on PostgreSQL, would otherwise fold several
+			// versions into one, and fewer, smaller messages might never
+			// fill the socket buffers).
+			p := g.mutate(t, "addOrderItem", map[string]any{"orderId": o.ID, "item": item(fmt.Sprintf("S%02d", version), 1, "1")})
+			if len(p.UserErrors) > 0 || p.ConsistencyToken == nil {
+				t.Fatalf("addOrderItem: %+v", p.UserErrors)
+			}
+			g.orderAt(t, o.ID, *p.ConsistencyToken)
 			version++
 		} else {
 			time.Sleep(50 * time.Millisecond)
