@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // frontend is the address clients of a store on PostgreSQL connect to: it
@@ -37,6 +38,7 @@ func (f *frontend) addr() string { return f.ln.Addr().String() }
 
 // serve accepts connections until close.
 func (f *frontend) serve() {
+	var delay time.Duration
 	for {
 		c, err := f.ln.Accept()
 		if err != nil {
@@ -46,8 +48,13 @@ func (f *frontend) serve() {
 			if closed {
 				return
 			}
-			continue // a failed accept (too many files, say): go on
+			// A failed accept (too many open files, say): wait a little, as
+			// net/http does, and go on.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
 		}
+		delay = 0
 		go f.forward(c)
 	}
 }
