@@ -13,13 +13,24 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// StartMongoPostgreSQL starts FerretDB on addr (e.g. "127.0.0.1:0") with its
-// PostgreSQL backend over pgURL (postgres://user:password@host:port/database)
-// instead of SQLite files. Its contract:
+// PostgreSQLStore configures StartMongoPostgreSQL.
+type PostgreSQLStore struct {
+	URL  string // postgres://user:password@host:port/database
+	Addr string // where clients connect, e.g. "127.0.0.1:0"
+	// Shared names the databases the store serves, which other processes
+	// may use at the same time (see StartMongoPostgreSQL).
+	Shared []string
+	// Logger gets the store's own messages (catalog reloads, indexes that
+	// could not be added); FerretDBLogger, FerretDB's (Logger if nil).
+	Logger, FerretDBLogger *slog.Logger
+}
+
+// StartMongoPostgreSQL starts FerretDB with its PostgreSQL backend over c.URL
+// instead of SQLite files, for clients at c.Addr. Its contract:
 //
 //   - The documents live in that PostgreSQL database, one schema per MongoDB
 //     database. Nothing is kept on local disk, and no folder needs locking.
-//   - shared names the databases the store serves, which other processes
+//   - c.Shared names the databases the store serves, which other processes
 //     may use at the same time (several gateways), so writers must not
 //     assume they are the only one (the gateway does not use
 //     view.SoleWriter here). FerretDB caches which collections and indexes
@@ -32,29 +43,35 @@ import (
 //     fail. With no shared database (tests: many databases, one store), any
 //     database is served from the cache as first loaded, and only this
 //     process may create or drop collections in them.
-//   - Clients connect to addr, which stays the same across those
+//   - Clients connect to c.Addr, which stays the same across those
 //     replacements (frontend.go).
 //   - Every collection of the shared databases (of every FerretDB database
-//     in pgURL's if none is named) gets an index for the lookups by _id,
+//     in c.URL's if none is named) gets an index for the lookups by _id,
 //     which FerretDB's own _id index cannot serve (see pgcatalog.go), within
 //     pgCatalogInterval of its creation (IndexIDs: at once).
 //   - FerretDB's connections plan each statement for its values
-//     (plan_cache_mode=force_custom_plan, unless pgURL sets plan_cache_mode),
+//     (plan_cache_mode=force_custom_plan, unless c.URL sets plan_cache_mode),
 //     since a plan made for any value cannot use that index.
 //   - It does not wait for PostgreSQL: while the server is down or refuses
 //     the credentials, the store's commands fail (the caller retries them).
 //     Only a URL that cannot be parsed fails the start.
-//   - The password in pgURL is never logged, nor put in an error.
-func StartMongoPostgreSQL(pgURL, addr string, logger *slog.Logger, shared ...string) (*Mongo, error) {
+//   - The password in c.URL is never logged, nor put in an error.
+func StartMongoPostgreSQL(c PostgreSQLStore) (*Mongo, error) {
+	pgURL, addr, shared := c.URL, c.Addr, c.Shared
 	ferretURL, err := postgresURL(pgURL)
 	if err != nil {
 		return nil, err
 	}
 	where := "embedded mongodb on postgresql " + RedactURL(pgURL)
+	logger := c.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	logger = slog.New(&lazyAttrs{next: logger.Handler()})
+	ferretLogger := c.FerretDBLogger
+	if ferretLogger == nil {
+		ferretLogger = logger
+	}
+	ferretLogger = slog.New(&lazyAttrs{next: ferretLogger.Handler()})
 	pcfg, err := pgxpool.ParseConfig(pgURL) // its errors hide the password
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
@@ -69,7 +86,7 @@ func StartMongoPostgreSQL(pgURL, addr string, logger *slog.Logger, shared ...str
 		Listener:      ferretdb.ListenerConfig{TCP: "127.0.0.1:0"}, // behind the front (frontend.go)
 		Handler:       "postgresql",
 		PostgreSQLURL: ferretURL,
-		Logger:        logger,
+		Logger:        ferretLogger,
 	}
 	db, backend, err := startFerretDB(cfg)
 	if err != nil {
