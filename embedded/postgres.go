@@ -13,20 +13,27 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// PostgreSQLStore configures StartMongoPostgreSQL.
+// PostgreSQLStore is the embedded store on PostgreSQL: see Start.
 type PostgreSQLStore struct {
 	URL  string // postgres://user:password@host:port/database
 	Addr string // where clients connect, e.g. "127.0.0.1:0"
 	// Shared names the databases the store serves, which other processes
-	// may use at the same time (see StartMongoPostgreSQL).
+	// may use at the same time (see Start).
 	Shared []string
 	// Logger gets the store's own messages (catalog reloads, indexes that
 	// could not be added); FerretDBLogger, FerretDB's (Logger if nil).
 	Logger, FerretDBLogger *slog.Logger
 }
 
-// StartMongoPostgreSQL starts FerretDB with its PostgreSQL backend over c.URL
-// instead of SQLite files, for clients at c.Addr. Its contract:
+// StartMongoPostgreSQL starts the embedded store on PostgreSQL with one
+// logger for its messages and FerretDB's:
+// PostgreSQLStore{URL: pgURL, Addr: addr, Logger: logger, Shared: shared}.Start().
+func StartMongoPostgreSQL(pgURL, addr string, logger *slog.Logger, shared ...string) (*Mongo, error) {
+	return PostgreSQLStore{URL: pgURL, Addr: addr, Logger: logger, Shared: shared}.Start()
+}
+
+// Start starts FerretDB with its PostgreSQL backend over c.URL instead of
+// SQLite files, for clients at c.Addr. Its contract:
 //
 //   - The documents live in that PostgreSQL database, one schema per MongoDB
 //     database. Nothing is kept on local disk, and no folder needs locking.
@@ -56,7 +63,7 @@ type PostgreSQLStore struct {
 //     the credentials, the store's commands fail (the caller retries them).
 //     Only a URL that cannot be parsed fails the start.
 //   - The password in c.URL is never logged, nor put in an error.
-func StartMongoPostgreSQL(c PostgreSQLStore) (*Mongo, error) {
+func (c PostgreSQLStore) Start() (*Mongo, error) {
 	pgURL, addr, shared := c.URL, c.Addr, c.Shared
 	ferretURL, err := postgresURL(pgURL)
 	if err != nil {
@@ -186,7 +193,7 @@ func startFerretDB(cfg *ferretdb.Config) (*ferretdb.FerretDB, string, error) {
 }
 
 // Reloads is how many times a store on PostgreSQL restarted FerretDB to
-// reload its catalog (see StartMongoPostgreSQL).
+// reload its catalog (see PostgreSQLStore.Start).
 func (m *Mongo) Reloads() int64 { return m.reloads.Load() }
 
 // postgresURL checks pgURL and returns the URL FerretDB gets: pgURL with

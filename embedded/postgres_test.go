@@ -29,7 +29,7 @@ func testPostgreSQLURL(t *testing.T) string {
 // end with the test.
 func startPostgreSQLStore(t *testing.T, pgURL string, shared ...string) (*Mongo, *mongo.Client) {
 	t.Helper()
-	m, err := StartMongoPostgreSQL(PostgreSQLStore{URL: pgURL, Addr: "127.0.0.1:0", Shared: shared})
+	m, err := StartMongoPostgreSQL(pgURL, "127.0.0.1:0", nil, shared...)
 	if err != nil {
 		t.Fatal(err)
 	}
