@@ -137,7 +137,8 @@ func TestGatewaysShareAPostgreSQLStore(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("both gateways show both customers' summaries after %s", time.Since(start).Round(10*time.Millisecond))
+	t.Logf("both gateways show both customers' summaries after %s (stores restarted to reload their catalog: %d)",
+		time.Since(start).Round(10*time.Millisecond), strings.Count(logs.String(), "restarting the store to reload its catalog"))
 	// From now on, read-your-writes holds across the gateways at once.
 	for i, g := range []*gateway{a, b} {
 		o := g.mustMutate(t, "placeOrder", placeInput("cust-pg-0", item("B", 1, "1.00")))

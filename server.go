@@ -123,7 +123,8 @@ func (m *Main) Run(ctx context.Context) error {
 	case onPostgreSQL:
 		// The database may be shared with other gateways: FerretDB's cache
 		// of the views database's collections is kept in step with theirs.
-		mg, err := embedded.StartMongoPostgreSQL(c.StorePostgreSQLURL, c.EmbeddedMongoAddr, m.ferretLogger(), c.MongoDatabase)
+		mg, err := embedded.PostgreSQLStore{URL: c.StorePostgreSQLURL, Addr: c.EmbeddedMongoAddr,
+			Shared: []string{c.MongoDatabase}, Logger: m.Logger, FerretDBLogger: m.ferretLogger()}.Start()
 		if err != nil {
 			return err
 		}
