@@ -164,7 +164,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	if m.handler, err = command.NewHandler(command.HandlerConfig{Brokers: m.brokers, Topics: topics, Group: c.TopicPrefix + ".command-handler",
-		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger}); err != nil {
+		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger, Local: m.bus}); err != nil {
 		return err
 	}
 	if m.projector, err = projector.New(projector.Config{Brokers: m.brokers, Topics: topics, Group: c.TopicPrefix + ".projector",
