@@ -167,6 +167,7 @@ func (m *Main) Run(ctx context.Context) error {
 		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger, Local: m.bus}); err != nil {
 		return err
 	}
+	m.bus.Attach(m.handler)
 	if m.projector, err = projector.New(projector.Config{Brokers: m.brokers, Topics: topics, Group: c.TopicPrefix + ".projector",
 		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Linger: c.ProjectorLinger, Logger: m.Logger}, store); err != nil {
 		return err

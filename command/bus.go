@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -42,6 +43,7 @@ type Bus struct {
 	mu      sync.Mutex
 	pending map[string]chan Reply
 	done    chan struct{}
+	local   atomic.Pointer[LocalHandler]
 }
 
 // TimeoutError is returned by Send when no outcome arrived in time. The
@@ -115,6 +117,31 @@ func NewBus(cfg BusConfig) (*Bus, error) {
 	}
 	go b.readReplies()
 	return b, nil
+}
+
+// LocalHandler is the command handler of the bus's own process.
+type LocalHandler interface {
+	// Offer hands the handler a command the bus has just written, with its
+	// partition and offset: if the handler owns that partition and has
+	// handled everything before it, it need not wait to fetch it.
+	Offer(m *sarama.ConsumerMessage)
+}
+
+// Attach makes h the handler the bus offers its commands to.
+func (b *Bus) Attach(h LocalHandler) { b.local.Store(&h) }
+
+func (b *Bus) offerLocally(msg *sarama.ProducerMessage, partition int32, offset int64) {
+	h := b.local.Load()
+	if h == nil {
+		return
+	}
+	key, _ := msg.Key.Encode()
+	value, _ := msg.Value.Encode()
+	headers := make([]*sarama.RecordHeader, len(msg.Headers))
+	for i := range msg.Headers {
+		headers[i] = &msg.Headers[i]
+	}
+	(*h).Offer(&sarama.ConsumerMessage{Topic: msg.Topic, Partition: partition, Offset: offset, Key: key, Value: value, Headers: headers, Timestamp: time.Now()})
 }
 
 // InstanceID identifies this bus as a reply destination.
@@ -220,7 +247,10 @@ func (b *Bus) Send(ctx context.Context, cmd domain.Command, idempotencyKey strin
 	defer cancel()
 	sent := make(chan error, 1)
 	go func() {
-		_, _, err := b.producer.SendMessage(msg)
+		part, offset, err := b.producer.SendMessage(msg)
+		if err == nil {
+			b.offerLocally(msg, part, offset)
+		}
 		sent <- err
 	}()
 	select {

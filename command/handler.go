@@ -209,6 +209,7 @@ func (h *Handler) ConsumeClaim(gs sarama.ConsumerGroupSession, claim sarama.Cons
 	if s == nil {
 		return fmt.Errorf("command handler: no session for partition %d", claim.Partition())
 	}
+	s.starting(claim.Partition(), claim.InitialOffset())
 	for {
 		select {
 		case m, ok := <-claim.Messages():
@@ -216,7 +217,7 @@ func (h *Handler) ConsumeClaim(gs sarama.ConsumerGroupSession, claim sarama.Cons
 				return nil
 			}
 			select {
-			case s.inbox <- m:
+			case s.inbox <- inbound{m: m}:
 			case <-s.done:
 				return s.err
 			case <-gs.Context().Done():
@@ -227,6 +228,16 @@ func (h *Handler) ConsumeClaim(gs sarama.ConsumerGroupSession, claim sarama.Cons
 		case <-gs.Context().Done():
 			return nil
 		}
+	}
+}
+
+// Offer implements LocalHandler: the bus of this process hands over a
+// command it has just written, so that the handler, if it owns the
+// command's partition and has handled all before it, handles it without
+// waiting to fetch it. The fetched copy is then skipped.
+func (h *Handler) Offer(m *sarama.ConsumerMessage) {
+	if s := h.sess.Load(); s != nil && s.prod != nil {
+		s.offer(m)
 	}
 }
 

@@ -34,10 +34,20 @@ type session struct {
 	prod   *txnProducer // nil when the session has no partitions
 	meta   *sarama.ConsumerGroupMetadata
 	states partitionStates
-	inbox  chan *sarama.ConsumerMessage
+	inbox  chan inbound
 	done   chan struct{} // closed when the committer stopped
 	err    error         // why it stopped, if it failed; read after done
 	once   sync.Once
+
+	mu   sync.Mutex
+	next map[int32]int64 // by partition, the offset of the next command to handle
+}
+
+// inbound is a command for the committer: fetched from its partition, or
+// offered by the bus of this process right after writing it (local).
+type inbound struct {
+	m     *sarama.ConsumerMessage
+	local bool
 }
 
 // startSession creates the session's transactional producer, restores its
@@ -46,7 +56,7 @@ func (h *Handler) startSession(gs sarama.ConsumerGroupSession) (*session, error)
 	parts := gs.Claims()[h.cfg.Topics.Commands]
 	s := &session{h: h, ctx: gs.Context(), log: h.cfg.Logger.With("generation", gs.GenerationID()),
 		meta:  sarama.NewConsumerGroupMetadataFromSession(gs, h.cfg.Group, nil),
-		inbox: make(chan *sarama.ConsumerMessage, h.cfg.BatchSize), done: make(chan struct{})}
+		inbox: make(chan inbound, h.cfg.BatchSize), done: make(chan struct{}), next: map[int32]int64{}}
 	if len(parts) == 0 {
 		close(s.done)
 		return s, nil
@@ -87,9 +97,12 @@ func (s *session) close() {
 func (s *session) run() {
 	defer close(s.done)
 	for {
-		batch, ok := kafka.NextBatch(s.ctx, s.inbox, s.h.cfg.BatchSize)
+		batch, ok := s.nextBatch()
 		if !ok {
 			return
+		}
+		if len(batch) == 0 {
+			continue
 		}
 		if err := s.commit(batch); err != nil {
 			if s.ctx.Err() != nil {
@@ -101,6 +114,65 @@ func (s *session) run() {
 			return
 		}
 	}
+}
+
+// starting records where partition p's claim starts reading: the offset of
+// the first command it will fetch (negative: not known until the first
+// fetch).
+func (s *session) starting(p int32, offset int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if offset >= 0 {
+		s.next[p] = offset
+	}
+}
+
+// offer hands the committer a command this process's bus has just written,
+// unless it is busy: the claim fetches it anyway.
+func (s *session) offer(m *sarama.ConsumerMessage) {
+	select {
+	case s.inbox <- inbound{m: m, local: true}:
+	default:
+	}
+}
+
+// nextBatch waits for a command, takes what else is waiting (up to the
+// batch size), and keeps, in order, the commands that are next in their
+// partitions: a fetched command unless it was already handled as offered,
+// an offered one only if it is the very next (otherwise the fetch brings it
+// in its turn). ok is false when the session ended.
+func (s *session) nextBatch() (batch []*sarama.ConsumerMessage, ok bool) {
+	var in []inbound
+	select {
+	case i := <-s.inbox:
+		in = append(in, i)
+	case <-s.ctx.Done():
+		return nil, false
+	}
+more:
+	for len(in) < s.h.cfg.BatchSize {
+		select {
+		case i := <-s.inbox:
+			in = append(in, i)
+		default:
+			break more
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, i := range in {
+		p := i.m.Partition
+		next, known := s.next[p]
+		switch {
+		case i.local && (!known || i.m.Offset != next):
+			continue
+		case !i.local && known && i.m.Offset < next:
+			continue
+		}
+		s.next[p] = i.m.Offset + 1
+		batch = append(batch, i.m)
+	}
+	return batch, true
 }
 
 // commit decides batch and commits it in one transaction. The states change

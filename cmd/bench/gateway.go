@@ -116,6 +116,7 @@ func startGatewayOpts(ctx context.Context, e *env, prefix, database string, with
 		FetchWait: fetchWait, SessionTimeout: sessionTimeout, Logger: logger, Local: g.bus}); err != nil {
 		return nil, err
 	}
+	g.bus.Attach(g.handler)
 	if withProjector {
 		if g.projector, err = projector.New(projector.Config{Brokers: e.brokers, Topics: topics, Group: prefix + ".projector",
 			FetchWait: fetchWait, SessionTimeout: sessionTimeout, Linger: projectorLinger, Logger: logger}, store); err != nil {
