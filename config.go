@@ -106,7 +106,12 @@ func settings() []setting {
 		{"consistency-timeout", "CONSISTENCY_TIMEOUT", "3s", "how long a query with a consistencyToken waits for the views", dur(func(c *Config) *time.Duration { return &c.ConsistencyTimeout })},
 		{"startup-timeout", "STARTUP_TIMEOUT", "60s", "how long to retry an unreachable broker or store at start", dur(func(c *Config) *time.Duration { return &c.StartupTimeout })},
 		{"shutdown-timeout", "SHUTDOWN_TIMEOUT", "15s", "how long to wait for in-flight requests at shutdown", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
-		{"fetch-wait", "FETCH_WAIT", "20ms", "longest a consumer fetch waits at the broker for new records", dur(func(c *Config) *time.Duration { return &c.FetchWait })},
+		{"fetch-wait", "FETCH_WAIT", "", "longest a consumer fetch waits at the broker for new records (default: 20ms with the embedded broker, 500ms with KAFKA_BROKERS)", func(c *Config, v string) error {
+			if v == "" {
+				return nil // chosen for the broker once KAFKA_BROKERS is known
+			}
+			return dur(func(c *Config) *time.Duration { return &c.FetchWait })(c, v)
+		}},
 		{"projector-linger", "PROJECTOR_LINGER", "2ms", "how long the projector waits after an event for more before it writes the views (an order's events in one batch become one write; 0: no wait)", duration(func(c *Config) *time.Duration { return &c.ProjectorLinger }, true)},
 		{"session-timeout", "SESSION_TIMEOUT", "10s", "consumer group session timeout (how fast a dead instance's partitions move)", dur(func(c *Config) *time.Duration { return &c.SessionTimeout })},
 		{"embedded-kafka-port", "EMBEDDED_KAFKA_PORT", "0", "port of the embedded broker on 127.0.0.1 (0: any free port)", num(func(c *Config) *int { return &c.EmbeddedKafkaPort }, 0, 65535)},
@@ -166,7 +171,23 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	if err := c.check(); err != nil {
 		return c, err
 	}
+	if c.FetchWait == 0 {
+		c.FetchWait = defaultFetchWait(c.KafkaBrokers)
+	}
 	return c, nil
+}
+
+// defaultFetchWait is FETCH_WAIT's default for the broker: Apache Kafka
+// answers a waiting fetch as soon as records (or a transaction's commit)
+// arrive, so the wait only bounds how often idle consumers ask (500 ms
+// measured no slower than 20 ms for mutations and read-your-writes, with
+// the broker's idle polling cut by the same factor); the embedded broker is
+// in the process, where asking often costs little and waiting long could.
+func defaultFetchWait(brokers []string) time.Duration {
+	if len(brokers) > 0 {
+		return 500 * time.Millisecond
+	}
+	return 20 * time.Millisecond
 }
 
 // check reports settings that contradict each other, in one line.

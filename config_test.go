@@ -268,3 +268,21 @@ func TestDebugAddr(t *testing.T) {
 		t.Fatalf("without DEBUG_ADDR the profiling endpoints listen on %s", off.DebugAddr())
 	}
 }
+
+// TestFetchWaitDependsOnTheBroker: FETCH_WAIT's default is 20ms with the
+// embedded broker and 500ms with KAFKA_BROKERS; a value set wins either way.
+func TestFetchWaitDependsOnTheBroker(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want time.Duration
+	}{
+		{nil, 20 * time.Millisecond},
+		{map[string]string{"KAFKA_BROKERS": "kafka:9092"}, 500 * time.Millisecond},
+		{map[string]string{"KAFKA_BROKERS": "kafka:9092", "FETCH_WAIT": "50ms"}, 50 * time.Millisecond},
+		{map[string]string{"FETCH_WAIT": "100ms"}, 100 * time.Millisecond},
+	} {
+		if c := mustParse(t, nil, tc.env); c.FetchWait != tc.want {
+			t.Errorf("%v: FetchWait %v, want %v", tc.env, c.FetchWait, tc.want)
+		}
+	}
+}
