@@ -115,7 +115,10 @@ func (c *client) mutate(ctx context.Context, query string, input map[string]any)
 	return out.M, nil
 }
 
-func (c *client) customer() string { return fmt.Sprintf("load-c%d", c.id%50) }
+// customers is how many customers the load's orders belong to.
+const customers = 50
+
+func (c *client) customer() string { return fmt.Sprintf("load-c%d", c.id%customers) }
 
 func (c *client) place(ctx context.Context) (payload, error) {
 	return c.mutate(ctx, placeMutation, map[string]any{

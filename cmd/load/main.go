@@ -47,6 +47,8 @@ type options struct {
 	partitions int
 	env        []string // extra NAME=value settings for the systems under test
 	keep       bool
+	rate       int           // orders/s offered in the lag scenario
+	drain      time.Duration // how long the lag scenario waits for the last changes
 }
 
 func main() { os.Exit(run()) }
@@ -58,7 +60,9 @@ func run() int {
 	fs.StringVar(&o.stack, "stack", "embedded", "embedded, kafka (Apache Kafka + embedded store) or kafka-postgres (Apache Kafka + FerretDB on PostgreSQL)")
 	fs.StringVar(&o.url, "url", "", "drive a running gateway at this GraphQL URL instead of starting one")
 	fs.StringVar(&systems, "systems", "gateway,plain", "systems to measure: gateway (the real binary), plain (cmd/plain, the plain produce-consume service)")
-	fs.StringVar(&scen, "scenarios", "place-confirm", "comma-separated: place, place-confirm, query, mixed")
+	fs.StringVar(&scen, "scenarios", "place-confirm", "comma-separated: place, place-confirm, query, mixed, lag (open loop at -rate, gateway only: how long after a mutation's answer a subscriber sees its change)")
+	fs.IntVar(&o.rate, "rate", 500, "orders/s (each placed, then confirmed) offered in the lag scenario")
+	fs.DurationVar(&o.drain, "drain", 30*time.Second, "how long the lag scenario waits for the last changes after the load")
 	fs.StringVar(&clients, "clients", "1,32", "comma-separated client counts")
 	fs.DurationVar(&o.duration, "duration", 15*time.Second, "measured time of each run")
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured time before each run")
@@ -75,7 +79,7 @@ func run() int {
 	o.scenarios = splitList(scen)
 	o.env = splitList(extra)
 	for _, s := range o.scenarios {
-		if scenarios[s] == nil {
+		if scenarios[s] == nil && s != "lag" {
 			fmt.Fprintf(os.Stderr, "load: unknown scenario %q\n", s)
 			return 2
 		}
@@ -316,6 +320,7 @@ func measure(ctx context.Context, o options, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "# load: stack %s, %d partitions, %s measured after %s of warm-up, %s\n\n", o.stack, o.partitions, o.duration, o.warmup, time.Now().UTC().Format(time.RFC3339))
 	var results []result
+	var lags []lagRow
 	systems := o.systems
 	if o.url != "" {
 		systems = []string{"gateway"}
@@ -343,6 +348,19 @@ func measure(ctx context.Context, o options, w io.Writer) error {
 		groups = append(groups, selfCPU())
 		ids := &idPool{}
 		for _, scenario := range o.scenarios {
+			if scenario == "lag" {
+				if name != "gateway" {
+					continue // the plain service has no subscriptions (its documents are written before it answers)
+				}
+				r, err := runLag(ctx, url, o.rate, o.duration, o.drain, groups)
+				if err != nil {
+					return err
+				}
+				lags = append(lags, lagRow{system: name, lagResult: r})
+				fmt.Fprintf(os.Stderr, "load: %s lag at %d orders/s: answered %.0f orders/s, lag p50 %s p99 %s ms, seen %d of %d\n",
+					name, o.rate, float64(r.answered)/r.took.Seconds(), msf(r.lag.p50), msf(r.lag.p99), r.seen, r.expected)
+				continue
+			}
 			if scenario == "query" && ids.len() == 0 {
 				// Orders to read: placed (and kept) by a short warm-up of its own.
 				drive(ctx, url, "place", 8, 0, 3*time.Second, ids, func() {}, func() {})
@@ -368,7 +386,43 @@ func measure(ctx context.Context, o options, w io.Writer) error {
 		}
 	}
 	report(w, results)
+	reportLag(w, o.rate, lags)
 	return ctx.Err()
+}
+
+type lagRow struct {
+	system string
+	lagResult
+}
+
+func reportLag(w io.Writer, rate int, rows []lagRow) {
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| system | offered orders/s | answered orders/s | mutation p50 / p99 (ms) | lag to a subscriber p50 / p90 / p99 / max (ms) | changes seen | errors | CPU (cores): system / broker / store / load |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		errs := 0
+		for _, n := range r.errs {
+			errs += n
+		}
+		cores := func(g string) string {
+			if v, ok := r.cpu[g]; ok {
+				return fmt.Sprintf("%.2f", v)
+			}
+			return "—"
+		}
+		fmt.Fprintf(w, "| %s | %d | %.0f | %s / %s | %s / %s / %s / %s | %d of %d | %d | %s / %s / %s / %s |\n",
+			r.system, rate, float64(r.answered)/r.took.Seconds(), msf(r.muts.p50), msf(r.muts.p99),
+			msf(r.lag.p50), msf(r.lag.p90), msf(r.lag.p99), msf(r.lag.max), r.seen, r.expected, errs,
+			cores(r.system), cores("broker"), cores("store"), cores("load"))
+		for k, n := range r.errs {
+			code := strings.Fields(k)[len(strings.Fields(k))-1]
+			fmt.Fprintf(w, "\n- %s lag: %s: %d (e.g. %s)", r.system, k, n, r.samples[code])
+		}
+	}
+	fmt.Fprintln(w)
 }
 
 func msf(d time.Duration) string {
