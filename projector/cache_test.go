@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -71,7 +72,7 @@ func TestStaleCacheIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
 	batch := func(evs ...domain.Event) ([]string, map[string][]domain.Event, map[string][]*sarama.ConsumerMessage) {
 		msgs := make([]*sarama.ConsumerMessage, len(evs))
 		for i := range msgs {
-			msgs[i] = &sarama.ConsumerMessage{Topic: "projtest.events", Offset: int64(i)}
+			msgs[i] = &sarama.ConsumerMessage{Topic: "projtest.events", Offset: int64(evs[i].Version - 1)}
 		}
 		return []string{"o1"}, map[string][]domain.Event{"o1": evs}, map[string][]*sarama.ConsumerMessage{"o1": msgs}
 	}
@@ -79,24 +80,24 @@ func TestStaleCacheIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
 	// The claim projects v1 and caches the view it wrote.
 	cache := &docCache{max: 10}
 	ids, byOrder, source := batch(events[0])
-	final, _, _, err := p.write(ctx, ids, byOrder, source, cache)
+	final, _, _, err := p.write(ctx, 0, ids, byOrder, source, cache)
 	if err != nil || final["o1"].Version != 1 {
 		t.Fatalf("v1: %+v %v", final["o1"], err)
 	}
 	cache.put(final)
 	// Another instance (the partition's new owner) projects v2 and v3.
 	ids, byOrder, source = batch(events[1], events[2])
-	if _, _, _, err := p.write(ctx, ids, byOrder, source, nil); err != nil {
+	if _, _, _, err := p.write(ctx, 0, ids, byOrder, source, nil); err != nil {
 		t.Fatalf("v2, v3 by the new owner: %v", err)
 	}
 	// The zombie claim's next batch (v2) trusts its stale cache (v1): the
 	// guard refuses the write.
 	ids, byOrder, source = batch(events[1])
-	if _, _, _, err := p.write(ctx, ids, byOrder, source, cache); !errors.Is(err, view.ErrConflict) {
+	if _, _, _, err := p.write(ctx, 0, ids, byOrder, source, cache); !errors.Is(err, view.ErrConflict) {
 		t.Fatalf("a write from a stale cache: %v, want view.ErrConflict", err)
 	}
 	// The retry reads the store: v2 is already there, nothing moves back.
-	final, previous, gaps, err := p.write(ctx, ids, byOrder, source, nil)
+	final, previous, gaps, err := p.write(ctx, 0, ids, byOrder, source, nil)
 	if err != nil || len(gaps) != 0 || final["o1"].Version != 3 || previous["o1"] != string(domain.StatusConfirmed) {
 		t.Fatalf("retry: %+v previous %q gaps %d %v", final["o1"], previous["o1"], len(gaps), err)
 	}
@@ -109,54 +110,61 @@ func TestStaleCacheIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
 // The customer summaries an instance wrote are trusted on the next write.
 // If another instance changed one meanwhile, the guard must refuse the
 // write from the stale summary, and the retry must read the store, so that
-// the summary ends with every order of both instances.
+// the summary ends with every order of both instances, each counted once.
 func TestStaleSummaryIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
 	store, ctx := embeddedStore(t)
 	a := &Projector{cfg: Config{Topics: kafka.NewTopics("projtest")}, store: store}
 	b := &Projector{cfg: Config{Topics: kafka.NewTopics("projtest")}, store: store}
-	order := func(id string, version int, status domain.Status) view.OrderDoc {
-		return view.OrderDoc{ID: id, CustomerID: "c1", Status: string(status), Version: version, Currency: "EUR", Total: 100}
+	pending := view.Contribution{Status: string(domain.StatusPending), Total: 100, Currency: "EUR"}
+	confirmed := view.Contribution{Status: string(domain.StatusConfirmed), Total: 100, Currency: "EUR"}
+	put := func(p *Projector, partition int32, offset int64, from, to view.Contribution) error {
+		return p.putCustomers(ctx, map[string][]view.Transition{"c1": {{Partition: partition, Offset: offset, From: from, To: to}}})
 	}
 
-	if err := a.putCustomers(ctx, []view.OrderDoc{order("o1", 1, domain.StatusPending)}); err != nil {
+	if err := put(a, 0, 10, view.Contribution{}, pending); err != nil { // o1 placed, partition 0
 		t.Fatalf("a, o1: %v", err)
 	}
 	if _, ok := a.summaries.get("c1"); !ok {
 		t.Fatal("a did not keep the summary it wrote")
 	}
-	// Another instance adds o2: a's cached summary is now stale.
-	if err := b.putCustomers(ctx, []view.OrderDoc{order("o2", 1, domain.StatusPending)}); err != nil {
+	// Another instance adds o2 (partition 1): a's cached summary is now stale.
+	if err := put(b, 1, 20, view.Contribution{}, pending); err != nil {
 		t.Fatalf("b, o2: %v", err)
 	}
 	// a confirms o1 starting from its stale summary: refused, then retried
 	// from the store.
-	if err := a.putCustomers(ctx, []view.OrderDoc{order("o1", 2, domain.StatusConfirmed)}); err != nil {
+	if err := put(a, 0, 11, pending, confirmed); err != nil {
 		t.Fatalf("a, o1 confirmed: %v", err)
+	}
+	// A replay of o1's confirmation changes nothing.
+	if err := put(a, 0, 11, pending, confirmed); err != nil {
+		t.Fatalf("a, o1 confirmed again: %v", err)
 	}
 	c, err := store.Customer(ctx, "c1")
 	if err != nil || c == nil {
 		t.Fatalf("summary: %+v %v", c, err)
 	}
-	if !c.Includes("o1", 2) || !c.Includes("o2", 1) || c.OrderCount != 2 || c.Rev != 3 {
-		t.Fatalf("summary after the stale write: %d orders, rev %d, %+v; want o1 v2 and o2 v1", c.OrderCount, c.Rev, c.Orders)
+	want := []view.StatusCount{{Status: "PENDING", Count: 1}, {Status: "CONFIRMED", Count: 1}}
+	if c.OrderCount != 2 || c.OpenOrderCount != 2 || !slices.Equal(c.CountsByStatus, want) || c.Applied["0"] != 11 || c.Applied["1"] != 20 {
+		t.Fatalf("summary after the stale write: %+v; want 2 orders, %v, applied 0:11 1:20", c, want)
 	}
 	// a's cache now holds what it wrote on the retry, which the store has.
 	cached, ok := a.summaries.get("c1")
-	if !ok || cached.Rev != 3 {
-		t.Fatalf("a's cached summary after the retry: %+v %v", cached, ok)
+	if !ok || cached.Rev != c.Rev {
+		t.Fatalf("a's cached summary after the retry: %+v %v, stored rev %d", cached, ok, c.Rev)
 	}
 }
 
-// The summary cache holds at most max order entries; past that it starts
-// over.
+// The summary cache holds at most max summaries; past that it starts over.
 func TestSummaryCacheBound(t *testing.T) {
 	c := summaryCache{max: 3}
-	c.put([]view.CustomerDoc{{ID: "c1", Orders: make(view.CustomerOrders, 2)}, {ID: "c2", Orders: make(view.CustomerOrders, 2)}})
-	if _, ok := c.get("c1"); ok || c.entries != 2 {
-		t.Fatalf("over max: c1 kept (%v) or %d entries, want it dropped and 2", ok, c.entries)
+	c.put([]view.CustomerDoc{{ID: "c1"}, {ID: "c2"}})
+	c.put([]view.CustomerDoc{{ID: "c3"}, {ID: "c4"}})
+	if _, ok := c.get("c1"); ok || len(c.docs) != 2 {
+		t.Fatalf("over max: c1 kept (%v) or %d summaries, want it dropped and 2", ok, len(c.docs))
 	}
-	c.put([]view.CustomerDoc{{ID: "c2", Orders: make(view.CustomerOrders, 3)}})
-	if d, ok := c.get("c2"); !ok || len(d.Orders) != 3 || c.entries != 3 {
-		t.Fatalf("replacing c2: %v, %d entries, want 3", ok, c.entries)
+	c.put([]view.CustomerDoc{{ID: "c4", Rev: 7}})
+	if d, ok := c.get("c4"); !ok || d.Rev != 7 || len(c.docs) != 2 {
+		t.Fatalf("replacing c4: %+v %v, %d summaries", d, ok, len(c.docs))
 	}
 }

@@ -3,10 +3,11 @@
 // of its own, reads read_committed, writes each order at most once per batch
 // (all of the batch's events for it folded first; a batch waits Config.Linger
 // for more events so that an order's quick succession of changes folds),
-// guards every write by version so that replays change nothing, and commits
-// offsets only after the writes. After each batch's order writes it publishes the order documents to
-// the views topic, which feeds live subscriptions, and then updates the
-// customer summaries behind them (see ConsumeClaim).
+// guards every order write by version and counts every event in a customer
+// summary once (by its offset), so that replays change nothing, and commits
+// offsets only after the writes. A batch's summaries are written first, then
+// its order documents, which it then publishes to the views topic that
+// feeds live subscriptions (see ConsumeClaim).
 package projector
 
 import (
@@ -16,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +65,7 @@ type Projector struct {
 	// summaries are the customer summaries this instance wrote last, so a
 	// summary write does not first read what this instance itself wrote.
 	summaries   summaryCache
+	legacyOnce  sync.Once // the warning about summaries in the first format
 	closeOnce   sync.Once
 	closeErr    error
 	sessions    atomic.Int64
@@ -156,34 +159,22 @@ func (p *Projector) Setup(sarama.ConsumerGroupSession) error {
 // Cleanup is part of sarama.ConsumerGroupHandler.
 func (p *Projector) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
-// summaryCacheEntries bounds the summary cache: order entries in all
-// (about 100 bytes each).
-const summaryCacheEntries = 200_000
-
-// maxPendingSummaries is how many batches of one partition may wait for
-// their customer summaries while later batches are projected.
-const maxPendingSummaries = 64
-
-// summaryJob is a batch whose order views are written and published and
-// whose customer summaries are being written.
-type summaryJob struct {
-	last *sarama.ConsumerMessage // the batch's last message, committed when done
-	ids  []string                // the batch's orders, for OnProgress
-	docs []view.OrderDoc         // their views, applied to the summaries
-	done <-chan error
-}
+// summaryCacheEntries bounds the summary cache (summaries of at most a few
+// hundred bytes each).
+const summaryCacheEntries = 100_000
 
 // ConsumeClaim projects one partition for the length of a session. A batch
 // that cannot be written (the store is down) is retried with backoff; its
-// offsets are not committed until it is written.
+// offsets are committed, and read-your-writes waiters woken, once it is
+// written.
 //
-// Customer summaries are written behind the orders: once a batch's order
-// views are written and published, its summaries are queued and the next
-// batch starts, so live updates and order queries never wait for summary
-// upkeep. A batch's offsets are committed, and read-your-writes waiters
-// woken, only when its summaries are written too, in batch order; a crash
-// before that replays the batch, and replaying it rewrites the summaries
-// from the stored order views (Apply keeps them idempotent).
+// A batch's customer summaries are written before its order documents: a
+// summary counts each event once, by its offset (view.CustomerDoc.Count),
+// and an order document is never ahead of the summaries, so a replay (after
+// a crash before the commit) folds every event the summaries may lack from
+// an order document at or behind them, and counts exactly those the
+// summaries lack. An order view with a consistencyToken's version thus
+// implies a summary that includes it.
 func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
 	// The views this claim wrote last: while the claim lasts no one else
@@ -191,29 +182,16 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 	// read back. A stale entry (a zombie claim) fails the write's version
 	// guard, and the retry reads the store.
 	cache := &docCache{max: 5000}
-	pending := make(chan summaryJob, maxPendingSummaries-1)
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		p.completeSummaries(ctx, sess, claim.Partition(), pending)
-	}()
-	defer func() {
-		close(pending)
-		<-finished
-	}()
 	for {
 		batch, ok := kafka.NextBatchWithin(ctx, claim.Messages(), p.cfg.BatchSize, p.cfg.Linger)
 		if !ok {
 			return nil
 		}
 		backoff := 100 * time.Millisecond
-		var (
-			ids  []string
-			docs []view.OrderDoc
-		)
+		var ids []string
 		for {
 			var err error
-			ids, docs, err = p.apply(ctx, batch, cache)
+			ids, err = p.apply(ctx, claim.Partition(), batch, cache)
 			if err == nil {
 				p.lastErr.Store(nil)
 				break
@@ -229,35 +207,10 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 			}
 			backoff = min(backoff*2, 5*time.Second)
 		}
-		job := summaryJob{last: batch[len(batch)-1], ids: ids, docs: docs, done: p.queueCustomers(docs)}
-		select {
-		case pending <- job:
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
-
-// completeSummaries waits for each job's summaries in order, retrying a
-// failed write with backoff, then wakes waiters and commits the batch.
-func (p *Projector) completeSummaries(ctx context.Context, sess sarama.ConsumerGroupSession, partition int32, pending <-chan summaryJob) {
-	for job := range pending {
-		err := <-job.done
-		backoff := 100 * time.Millisecond
-		for err != nil {
-			p.noteError("projector: customer summaries not written; retrying", partition, job.last.Offset, backoff, err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 5*time.Second)
-			err = <-p.queueCustomers(job.docs)
-		}
 		if p.cfg.OnProgress != nil {
-			p.cfg.OnProgress(job.ids)
+			p.cfg.OnProgress(ids)
 		}
-		sess.MarkMessage(job.last, "")
+		sess.MarkMessage(batch[len(batch)-1], "")
 		sess.Commit()
 	}
 }
@@ -268,10 +221,10 @@ func (p *Projector) noteError(what string, partition int32, offset int64, backof
 	p.cfg.Logger.Warn(what, "partition", partition, "offset", offset, "in", backoff, "err", err)
 }
 
-// apply writes and publishes the order views for one batch and returns the
-// batch's orders and their views. It is idempotent: re-applying a batch
-// (after a crash before the offset commit) changes nothing.
-func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage, cache *docCache) ([]string, []view.OrderDoc, error) {
+// apply writes the summaries and the order views for one batch, publishes
+// the views and returns the batch's orders. It is idempotent: re-applying a
+// batch (after a crash before the offset commit) changes nothing.
+func (p *Projector) apply(ctx context.Context, partition int32, batch []*sarama.ConsumerMessage, cache *docCache) ([]string, error) {
 	var (
 		dead    []*sarama.ProducerMessage
 		byOrder = map[string][]domain.Event{}
@@ -309,20 +262,20 @@ func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage, 
 		if attempt == 1 {
 			trusted = cache
 		}
-		final, previous, gaps, err = p.write(ctx, order, byOrder, source, trusted)
+		final, previous, gaps, err = p.write(ctx, partition, order, byOrder, source, trusted)
 		if err == nil {
 			dead = append(dead, gaps...)
 			break
 		}
 		cache.clear()
 		if !errors.Is(err, view.ErrConflict) || attempt == 5 {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	cache.put(final)
 	if len(dead) > 0 {
 		if err := p.producer.SendMessages(dead); err != nil {
-			return nil, nil, fmt.Errorf("dead-letter %d events: %w", len(dead), err)
+			return nil, fmt.Errorf("dead-letter %d events: %w", len(dead), err)
 		}
 		p.deadLetters.Add(int64(len(dead)))
 		for _, d := range dead {
@@ -330,26 +283,18 @@ func (p *Projector) apply(ctx context.Context, batch []*sarama.ConsumerMessage, 
 		}
 	}
 	if err := p.publish(final, previous, order); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	// Every order of the batch with a view, moved or not: after a replay the
-	// summaries may lack what an earlier attempt wrote to the orders.
-	docs := make([]view.OrderDoc, 0, len(final))
-	for _, id := range order {
-		if d, ok := final[id]; ok {
-			docs = append(docs, d)
-		}
-	}
-	return order, docs, nil
+	return order, nil
 }
 
-// write folds each order's events onto its stored view and writes the
-// orders that moved forward. It returns the
-// resulting view of every order in the batch, the status each had before,
-// and dead letters for events that would leave a gap in an order's versions.
-// With a cache, orders whose first event is version 1 are not read (they
-// have no view yet), nor are those in the cache.
-func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string][]domain.Event, source map[string][]*sarama.ConsumerMessage, cache *docCache) (map[string]view.OrderDoc, map[string]string, []*sarama.ProducerMessage, error) {
+// write folds each order's events onto its stored view, writes the
+// customer summaries the events change, then the orders that moved forward.
+// It returns the resulting view of every order in the batch, the status
+// each had before, and dead letters for events that would leave a gap in
+// an order's versions. With a cache, orders whose first event is version 1
+// are not read (they have no view yet), nor are those in the cache.
+func (p *Projector) write(ctx context.Context, partition int32, ids []string, byOrder map[string][]domain.Event, source map[string][]*sarama.ConsumerMessage, cache *docCache) (map[string]view.OrderDoc, map[string]string, []*sarama.ProducerMessage, error) {
 	read := ids
 	cached := map[string]view.OrderDoc{}
 	if cache != nil {
@@ -375,6 +320,7 @@ func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string]
 	}
 	var gaps []*sarama.ProducerMessage
 	final := make(map[string]view.OrderDoc, len(ids))
+	transitions := map[string][]view.Transition{} // by customer, in offset order per order
 	var changed []string
 	for _, id := range ids {
 		doc, exists := stored[id]
@@ -385,9 +331,12 @@ func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string]
 		moved := false
 		for i, e := range byOrder[id] {
 			switch {
-			case e.Version <= state.Version: // already in the view
+			case e.Version <= state.Version: // already in the view, so in the summaries too
 			case e.Version == state.Version+1:
+				from := view.ContributionOf(state)
 				state = domain.Evolve(state, e)
+				transitions[state.CustomerID] = append(transitions[state.CustomerID],
+					view.Transition{Partition: partition, Offset: source[id][i].Offset, From: from, To: view.ContributionOf(state)})
 				moved = true
 			default:
 				gaps = append(gaps, kafka.DeadLetter(p.cfg.Topics.DeadLetter, source[id][i], fmt.Errorf(
@@ -401,6 +350,14 @@ func (p *Projector) write(ctx context.Context, ids []string, byOrder map[string]
 		} else if exists {
 			final[id] = doc
 		}
+	}
+	// A customer's transitions must be counted in offset order: the
+	// batch's orders were folded one after the other.
+	for _, ts := range transitions {
+		slices.SortFunc(ts, func(a, b view.Transition) int { return cmp.Compare(a.Offset, b.Offset) })
+	}
+	if err := <-p.queueCustomers(transitions); err != nil {
+		return nil, nil, nil, err
 	}
 	writes := make([]view.OrderWrite, len(changed))
 	for i, id := range changed {
@@ -441,23 +398,29 @@ func (c *docCache) clear() { c.docs = nil }
 // store thus share a customer's read and write instead of queueing one each.
 type customerQueue struct {
 	mu      sync.Mutex
-	pending []view.OrderDoc
+	pending map[string][]view.Transition
 	waiters []chan error
 	running bool
 }
 
-// queueCustomers queues docs for their customers' summaries and returns a
-// channel that gets the result of the write that carries them (on error the
-// caller queues them again; Apply makes that harmless).
-func (p *Projector) queueCustomers(docs []view.OrderDoc) <-chan error {
+// queueCustomers queues transitions (by customer) for their customers'
+// summaries and returns a channel that gets the result of the write that
+// carries them (on error the caller queues them again; Count makes that
+// harmless).
+func (p *Projector) queueCustomers(transitions map[string][]view.Transition) <-chan error {
 	done := make(chan error, 1)
-	if len(docs) == 0 {
+	if len(transitions) == 0 {
 		done <- nil
 		return done
 	}
 	q := &p.customers
 	q.mu.Lock()
-	q.pending = append(q.pending, docs...)
+	if q.pending == nil {
+		q.pending = map[string][]view.Transition{}
+	}
+	for cid, ts := range transitions {
+		q.pending[cid] = append(q.pending[cid], ts...)
+	}
 	q.waiters = append(q.waiters, done)
 	if !q.running {
 		q.running = true
@@ -472,7 +435,7 @@ func (p *Projector) flushCustomers() {
 	q := &p.customers
 	for {
 		q.mu.Lock()
-		docs, waiters := q.pending, q.waiters
+		pending, waiters := q.pending, q.waiters
 		q.pending, q.waiters = nil, nil
 		if len(waiters) == 0 {
 			q.running = false
@@ -483,7 +446,7 @@ func (p *Projector) flushCustomers() {
 		// Not a waiter's context: the write is shared, and one waiter
 		// leaving (its partition revoked) must not fail it for the others.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := p.putCustomers(ctx, docs)
+		err := p.putCustomers(ctx, pending)
 		cancel()
 		for _, w := range waiters {
 			w <- err
@@ -491,24 +454,16 @@ func (p *Projector) flushCustomers() {
 	}
 }
 
-// putCustomers applies docs to their customers' stored summaries and writes
-// the summaries that changed. The first attempt starts from the summaries
-// this instance wrote last (p.summaries) and reads only the others; if one
-// of those was changed meanwhile by another instance, its write's guard
-// refuses it (ErrConflict), and the second attempt reads every summary from
-// the store. Apply makes the re-application harmless.
-func (p *Projector) putCustomers(ctx context.Context, docs []view.OrderDoc) error {
-	byCustomer := map[string][]view.OrderDoc{}
-	var customers []string
-	for _, d := range docs {
-		if _, ok := byCustomer[d.CustomerID]; !ok {
-			customers = append(customers, d.CustomerID)
-		}
-		byCustomer[d.CustomerID] = append(byCustomer[d.CustomerID], d)
-	}
+// putCustomers counts transitions in their customers' stored summaries and
+// writes the summaries that changed. The first attempt starts from the
+// summaries this instance wrote last (p.summaries) and reads only the
+// others; if one of those was changed meanwhile by another instance, its
+// write's guard refuses it (ErrConflict), and the second attempt reads every
+// summary from the store. Count makes the re-application harmless.
+func (p *Projector) putCustomers(ctx context.Context, transitions map[string][]view.Transition) error {
 	for attempt := 1; ; attempt++ {
 		trusted := attempt == 1
-		written, err := p.writeCustomers(ctx, customers, byCustomer, trusted)
+		written, err := p.writeCustomers(ctx, transitions, trusted)
 		if err == nil {
 			p.summaries.put(written)
 			return nil
@@ -522,7 +477,12 @@ func (p *Projector) putCustomers(ctx context.Context, docs []view.OrderDoc) erro
 
 // writeCustomers is one attempt of putCustomers; with trusted, the cached
 // summaries stand in for the stored ones. It returns the summaries written.
-func (p *Projector) writeCustomers(ctx context.Context, customers []string, byCustomer map[string][]view.OrderDoc, trusted bool) ([]view.CustomerDoc, error) {
+func (p *Projector) writeCustomers(ctx context.Context, transitions map[string][]view.Transition, trusted bool) ([]view.CustomerDoc, error) {
+	customers := make([]string, 0, len(transitions))
+	for cid := range transitions {
+		customers = append(customers, cid)
+	}
+	slices.Sort(customers)
 	read := customers
 	cached := map[string]view.CustomerDoc{}
 	if trusted {
@@ -548,15 +508,19 @@ func (p *Projector) writeCustomers(ctx context.Context, customers []string, byCu
 		if !ok {
 			c = view.CustomerDoc{ID: cid}
 		}
-		prev := c.Rev
-		// Apply may change a cached summary's Orders in place: harmless,
-		// since putCustomers replaces the cached summary on success and
-		// clears the cache on failure.
-		moved := false
-		for _, d := range byCustomer[cid] {
-			moved = c.Apply(d) || moved
+		if c.IsLegacy() {
+			p.legacyOnce.Do(func() {
+				p.cfg.Logger.Warn("projector: customer summaries in the first format (a list of every order) were found; their counts carry over, " +
+					"but events replayed since the last committed offsets may be counted twice: rebuild the views to be exact (README, Limits)")
+			})
 		}
-		if moved {
+		prev := c.Rev
+		c = c.Clone()
+		counted := false
+		for _, t := range transitions[cid] {
+			counted = c.Count(t) || counted
+		}
+		if counted {
 			writes = append(writes, view.CustomerWrite{Doc: c, Prev: prev})
 		}
 	}
@@ -571,15 +535,14 @@ func (p *Projector) writeCustomers(ctx context.Context, customers []string, byCu
 }
 
 // summaryCache holds the customer summaries this instance wrote last, up to
-// max order entries in all; when full it starts over (a miss only costs a
-// read). Only flushCustomers, which runs one at a time, uses it. It relies
-// on a summary's revision only growing: views dropped for a rebuild while
-// the instance runs could bring a summary back to a cached revision with
-// other orders, so stop the instances to rebuild.
+// max of them; when full it starts over (a miss only costs a read). Only
+// flushCustomers, which runs one at a time, uses it. It relies on a
+// summary's revision only growing: views dropped for a rebuild while the
+// instance runs could bring a summary back to a cached revision with other
+// counts, so stop the instances to rebuild.
 type summaryCache struct {
-	max     int
-	entries int
-	docs    map[string]view.CustomerDoc
+	max  int
+	docs map[string]view.CustomerDoc
 }
 
 func (c *summaryCache) get(id string) (view.CustomerDoc, bool) {
@@ -588,22 +551,15 @@ func (c *summaryCache) get(id string) (view.CustomerDoc, bool) {
 }
 
 func (c *summaryCache) put(docs []view.CustomerDoc) {
-	if c.docs == nil {
-		c.docs = map[string]view.CustomerDoc{}
+	if c.docs == nil || len(c.docs)+len(docs) > cmp.Or(c.max, summaryCacheEntries) {
+		c.docs = make(map[string]view.CustomerDoc, len(docs))
 	}
 	for _, d := range docs {
-		if old, ok := c.docs[d.ID]; ok {
-			c.entries -= len(old.Orders)
-		}
-		if c.entries+len(d.Orders) > cmp.Or(c.max, summaryCacheEntries) {
-			c.docs, c.entries = map[string]view.CustomerDoc{}, 0
-		}
 		c.docs[d.ID] = d
-		c.entries += len(d.Orders)
 	}
 }
 
-func (c *summaryCache) clear() { c.docs, c.entries = nil, 0 }
+func (c *summaryCache) clear() { c.docs = nil }
 
 // publish sends the current view of each order in the batch to the views
 // topic. A redelivered document is harmless: readers keep the highest version.

@@ -4,8 +4,6 @@
 package view
 
 import (
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/ordergateway/gateway/domain"
@@ -95,112 +93,6 @@ func (d OrderDoc) ToOrder() domain.Order {
 		o.ShippingAddress = &domain.Address{Name: a.Name, Line1: a.Line1, Line2: a.Line2, City: a.City, PostalCode: a.PostalCode, Country: a.Country}
 	}
 	return o
-}
-
-// CustomerDoc is the customer summary, one document per customer in the
-// "customers" collection. Orders holds one entry per order of the customer
-// (so re-applying an order's change is idempotent); the counts are derived
-// from it on every write.
-type CustomerDoc struct {
-	ID             string         `bson:"_id" json:"customerId"`
-	Orders         CustomerOrders `bson:"orders" json:"-"`
-	OrderCount     int            `bson:"orderCount" json:"orderCount"`
-	OpenOrderCount int            `bson:"openOrderCount" json:"openOrderCount"`
-	CountsByStatus []StatusCount  `bson:"countsByStatus" json:"countsByStatus"`
-	LifetimeValue  []Money        `bson:"lifetimeValue" json:"lifetimeValue"`
-	// Rev is the sum of the order versions in Orders. It grows with every
-	// change, so it guards concurrent writers (a write replaces only the
-	// revision it read), and, unlike a write counter, it does not depend on
-	// how the events were batched: a replay rebuilds identical documents.
-	Rev int64 `bson:"rev" json:"-"`
-}
-
-type CustomerOrder struct {
-	OrderID  string `bson:"orderId"`
-	Status   string `bson:"status"`
-	Total    int64  `bson:"total"`
-	Currency string `bson:"currency"`
-	Version  int    `bson:"version"`
-}
-
-type StatusCount struct {
-	Status string `bson:"status" json:"status"`
-	Count  int    `bson:"count" json:"count"`
-}
-
-type Money struct {
-	Amount   int64  `bson:"amount" json:"amount"`
-	Currency string `bson:"currency" json:"currency"`
-}
-
-// Apply records order o in the summary if it is newer than what the summary
-// has, and recomputes the derived fields. It reports whether anything changed.
-func (c *CustomerDoc) Apply(o OrderDoc) bool {
-	entry := CustomerOrder{OrderID: o.ID, Status: o.Status, Total: o.Total, Currency: o.Currency, Version: o.Version}
-	// Orders stays sorted by id, so the document does not depend on the
-	// order in which partitions were projected.
-	i, found := c.find(o.ID)
-	if found {
-		if c.Orders[i].Version >= o.Version {
-			return false
-		}
-		c.Orders[i] = entry
-	} else {
-		c.Orders = slices.Insert(c.Orders, i, entry)
-	}
-	c.recompute()
-	return true
-}
-
-// Includes reports whether the summary records order orderID at version or
-// later (a nil summary records nothing).
-func (c *CustomerDoc) Includes(orderID string, version int) bool {
-	if c == nil {
-		return false
-	}
-	i, found := c.find(orderID)
-	return found && c.Orders[i].Version >= version
-}
-
-// find is the position of orderID in Orders (sorted by id), or where it
-// would go.
-func (c *CustomerDoc) find(orderID string) (int, bool) {
-	return slices.BinarySearchFunc(c.Orders, orderID, func(e CustomerOrder, id string) int { return strings.Compare(e.OrderID, id) })
-}
-
-func (c *CustomerDoc) recompute() {
-	c.OrderCount = len(c.Orders)
-	c.Rev = 0
-	for _, o := range c.Orders {
-		c.Rev += int64(o.Version)
-	}
-	c.OpenOrderCount = 0
-	counts := map[string]int{}
-	value := map[string]int64{}
-	var currencies []string
-	for _, o := range c.Orders {
-		counts[o.Status]++
-		if domain.Status(o.Status).IsOpen() {
-			c.OpenOrderCount++
-		}
-		if o.Status == string(domain.StatusDelivered) {
-			if _, ok := value[o.Currency]; !ok {
-				currencies = append(currencies, o.Currency)
-			}
-			value[o.Currency] += o.Total
-		}
-	}
-	c.CountsByStatus = []StatusCount{}
-	for _, s := range domain.AllStatuses {
-		if n := counts[string(s)]; n > 0 {
-			c.CountsByStatus = append(c.CountsByStatus, StatusCount{Status: string(s), Count: n})
-		}
-	}
-	slices.Sort(currencies)
-	c.LifetimeValue = []Money{}
-	for _, cur := range currencies {
-		c.LifetimeValue = append(c.LifetimeValue, Money{Amount: value[cur], Currency: cur})
-	}
 }
 
 // Change is one message of the views topic: an order's view after a

@@ -51,8 +51,9 @@ type rawProjector struct {
 	customers *mongo.Collection
 	sumMu     sync.Mutex // one summary writer for all partitions, as the gateway has
 	summaries map[string]*view.CustomerDoc
-	stored    map[string]bool // summaries written at least once (under sumMu)
-	known     sync.Map        // order ids written at least once
+	counted   map[string]view.Contribution // by order, what its customer's summary counts (under sumMu)
+	stored    map[string]bool              // summaries written at least once (under sumMu)
+	known     sync.Map                     // order ids written at least once
 
 	// track, when set, records when each event was written (for lag).
 	track *writeTimes
@@ -231,7 +232,12 @@ func (p *rawProjector) writeSummaries(ctx context.Context, docs []view.OrderDoc)
 			s = &view.CustomerDoc{ID: d.CustomerID}
 			p.summaries[d.CustomerID] = s
 		}
-		if s.Apply(d) && !seen[d.CustomerID] {
+		if p.counted == nil {
+			p.counted = map[string]view.Contribution{}
+		}
+		counted := countOrder(s, p.counted[d.ID], d)
+		p.counted[d.ID] = view.ContributionOf(d.ToOrder())
+		if counted && !seen[d.CustomerID] {
 			seen[d.CustomerID] = true
 			changed = append(changed, d.CustomerID)
 		}
