@@ -139,6 +139,17 @@ type recorder struct {
 	sample map[string]string          // one message per code
 	orders atomic.Int64               // orders completed as the scenario counts them
 	muts   atomic.Int64               // mutations answered without error
+	last   atomic.Pointer[written]    // the last write answered
+}
+
+// written is a write a mutation answered: its order and consistency token.
+type written struct{ orderID, token string }
+
+// wrote notes p's write as the last one answered.
+func (r *recorder) wrote(p payload) {
+	if p.Order != nil && p.ConsistencyToken != nil {
+		r.last.Store(&written{p.Order.ID, *p.ConsistencyToken})
+	}
 }
 
 func newRecorder() *recorder {
@@ -230,6 +241,7 @@ var scenarios = map[string]func(ctx context.Context, c *client, r *recorder, ids
 		var p payload
 		if r.time("placeOrder", func() (err error) { p, err = c.place(ctx); return }) == nil {
 			r.orders.Add(1)
+			r.wrote(p)
 			ids.add(p.Order.ID)
 		}
 	},
@@ -239,8 +251,10 @@ var scenarios = map[string]func(ctx context.Context, c *client, r *recorder, ids
 		if r.time("placeOrder", func() (err error) { p, err = c.place(ctx); return }) != nil {
 			return
 		}
-		if r.time("confirmOrder", func() (err error) { _, err = c.confirm(ctx, p.Order.ID, p.Order.Version); return }) == nil {
+		var q payload
+		if r.time("confirmOrder", func() (err error) { q, err = c.confirm(ctx, p.Order.ID, p.Order.Version); return }) == nil {
 			r.orders.Add(1)
+			r.wrote(q)
 			ids.add(p.Order.ID)
 		}
 	},
@@ -262,8 +276,10 @@ var scenarios = map[string]func(ctx context.Context, c *client, r *recorder, ids
 		r.time("order", func() error {
 			return c.post(ctx, orderQuery, map[string]any{"id": p.Order.ID, "t": p.ConsistencyToken}, nil)
 		})
-		if r.time("confirmOrder", func() (err error) { _, err = c.confirm(ctx, p.Order.ID, p.Order.Version); return }) == nil {
+		var q payload
+		if r.time("confirmOrder", func() (err error) { q, err = c.confirm(ctx, p.Order.ID, p.Order.Version); return }) == nil {
 			r.orders.Add(1)
+			r.wrote(q)
 			ids.add(p.Order.ID)
 		}
 		r.time("orders", func() error { return c.post(ctx, ordersQuery, map[string]any{"c": c.customer()}, nil) })
@@ -341,4 +357,29 @@ func drive(ctx context.Context, url, scenario string, n int, warmup, d time.Dura
 	stop.Store(true)
 	wg.Wait()
 	return rec, took
+}
+
+// catchUp measures how long after since the views include w: it asks for
+// w's order with w's token (each ask waits up to the server's consistency
+// timeout) until the answer says the views got there, for at most limit.
+func catchUp(ctx context.Context, url string, w *written, since time.Time, limit time.Duration) (time.Duration, bool) {
+	c := &client{http: &http.Client{Timeout: 30 * time.Second}, url: url}
+	for time.Since(since) < limit && ctx.Err() == nil {
+		body, _ := json.Marshal(map[string]any{"query": orderQuery, "variables": map[string]any{"id": w.orderID, "t": w.token}})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.http.Do(req)
+		if err != nil {
+			return 0, false
+		}
+		var r struct {
+			Extensions map[string]any `json:"extensions"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err == nil && r.Extensions["consistency"] == nil {
+			return time.Since(since), true
+		}
+	}
+	return time.Since(since), false
 }

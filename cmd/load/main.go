@@ -305,6 +305,8 @@ type result struct {
 	samples          map[string]string
 	cpu              map[string]float64       // cores, by group
 	used             map[string]time.Duration // CPU time, by group
+	caughtUp         time.Duration            // how long after the load the views included its last write
+	reached          bool                     // whether they did (within 2 min)
 }
 
 func measure(ctx context.Context, o options, w io.Writer) error {
@@ -370,12 +372,17 @@ func measure(ctx context.Context, o options, w io.Writer) error {
 					break
 				}
 				m := &cpuMeter{groups: groups}
-				rec, took := drive(ctx, url, scenario, n, o.warmup, o.duration, ids, m.begin, m.finish)
+				var ended time.Time
+				rec, took := drive(ctx, url, scenario, n, o.warmup, o.duration, ids, m.begin, func() { m.finish(); ended = time.Now() })
 				r := result{system: name, scenario: scenario, clients: n, took: took, orders: rec.orders.Load(), mutations: rec.muts.Load(),
 					muts: rec.mutationStats(), ops: rec.stats(), errs: rec.errs, samples: rec.sample, cpu: map[string]float64{}, used: map[string]time.Duration{}}
 				for i, g := range groups {
 					r.cpu[g.name] = m.cores(i)
 					r.used[g.name] = m.used(i)
+				}
+				if w := rec.last.Load(); w != nil {
+					// How far behind the views were when the load stopped.
+					r.caughtUp, r.reached = catchUp(ctx, url, w, ended, 2*time.Minute)
 				}
 				results = append(results, r)
 				printResult(os.Stderr, r)
@@ -438,14 +445,14 @@ func msf(d time.Duration) string {
 }
 
 func printResult(w io.Writer, r result) {
-	fmt.Fprintf(w, "load: %s %s x%d: %.0f orders/s, %.0f mutations/s, mutation p50 %s p99 %s ms, errors %d, CPU %v\n",
+	fmt.Fprintf(w, "load: %s %s x%d: %.0f orders/s, %.0f mutations/s, mutation p50 %s p99 %s ms, errors %d, views caught up %v after (%v), CPU %v\n",
 		r.system, r.scenario, r.clients, float64(r.orders)/r.took.Seconds(), float64(r.mutations)/r.took.Seconds(),
-		msf(r.muts.p50), msf(r.muts.p99), len(r.errs), r.cpu)
+		msf(r.muts.p50), msf(r.muts.p99), len(r.errs), r.caughtUp.Round(time.Millisecond), r.reached, r.cpu)
 }
 
 func report(w io.Writer, results []result) {
-	fmt.Fprintln(w, "| system | scenario | clients | orders/s | mutations/s | mutation p50 / p90 / p99 / max (ms) | errors | CPU (cores): system / broker / store / load | broker CPU per order |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| system | scenario | clients | orders/s | mutations/s | mutation p50 / p90 / p99 / max (ms) | errors | CPU (cores): system / broker / store / load | broker CPU per order | views caught up after the load |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
 		errs := 0
 		for _, n := range r.errs {
@@ -461,10 +468,17 @@ func report(w io.Writer, results []result) {
 			}
 			return fmt.Sprintf("%.2f", r.cpu[g])
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %s / %s / %s / %s | %d | %s / %s / %s / %s | %s |\n",
+		caught := "—"
+		switch {
+		case r.reached:
+			caught = msf(r.caughtUp) + " ms"
+		case r.caughtUp > 0:
+			caught = "not within " + r.caughtUp.Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %s / %s / %s / %s | %d | %s / %s / %s / %s | %s | %s |\n",
 			r.system, r.scenario, r.clients, float64(r.orders)/r.took.Seconds(), float64(r.mutations)/r.took.Seconds(),
 			msf(r.muts.p50), msf(r.muts.p90), msf(r.muts.p99), msf(r.muts.max), errs,
-			cores(r.system), cores("broker"), cores("store"), cores("load"), perOrder)
+			cores(r.system), cores("broker"), cores("store"), cores("load"), perOrder, caught)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| system | scenario | clients | operation | n | p50 | p90 | p99 | max (ms) |")
