@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/ordergateway/gateway/app"
+
 	"bufio"
 	"fmt"
 	"net"
@@ -16,7 +18,7 @@ import (
 )
 
 // These tests keep docker-compose.yml and the Dockerfile honest about the
-// gateway: every setting in settings() is set for the gateway service (and
+// gateway: every setting in app.Settings() is set for the gateway service (and
 // nothing else is), the images are pinned, the gateway points at the compose
 // Kafka and MongoDB, and the single-node broker can run consumer groups and
 // transactions. They only read files; they need no Docker.
@@ -172,22 +174,22 @@ func TestComposeFileIsHonest(t *testing.T) {
 	}
 
 	t.Run("every setting is in the gateway environment", func(t *testing.T) {
-		for _, s := range settings() {
-			e, ok := env[s.env]
+		for _, s := range app.Settings() {
+			e, ok := env[s.Env]
 			switch {
 			case !ok:
-				t.Errorf("gateway environment is missing %s (flag --%s, default %q): add it to services.gateway.environment", s.env, s.flag, s.def)
+				t.Errorf("gateway environment is missing %s (flag --%s, default %q): add it to services.gateway.environment", s.Env, s.Flag, s.Default)
 			case !e.hasValue:
-				t.Errorf("gateway environment %s has no value (it would be taken from the host's environment)", s.env)
+				t.Errorf("gateway environment %s has no value (it would be taken from the host's environment)", s.Env)
 			default:
 				// The value must be one the gateway accepts.
-				if _, err := ParseConfig(nil, func(k string) string {
-					if k == s.env {
+				if _, err := app.ParseConfig(nil, func(k string) string {
+					if k == s.Env {
 						return e.value
 					}
 					return ""
 				}, nil); err != nil {
-					t.Errorf("gateway environment %s=%q is rejected by the gateway: %v", s.env, e.value, err)
+					t.Errorf("gateway environment %s=%q is rejected by the gateway: %v", s.Env, e.value, err)
 				}
 			}
 		}
@@ -380,12 +382,12 @@ func TestComposeGatewayEnvIsKnown(t *testing.T) {
 	c := loadCompose(t)
 	env := composeEnv(t, "gateway", serviceNamed(t, c, "gateway").Environment)
 	known := map[string]bool{}
-	for _, s := range settings() {
-		known[s.env] = true
+	for _, s := range app.Settings() {
+		known[s.Env] = true
 	}
 	for _, k := range sortedKeys(env) {
 		if !known[k] {
-			t.Errorf("gateway environment sets %s, which the gateway does not read (not in settings() in config.go): remove or fix it", k)
+			t.Errorf("gateway environment sets %s, which the gateway does not read (not in app.Settings(), app/config.go): remove or fix it", k)
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/ordergateway/gateway/app"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -337,7 +339,7 @@ func tail(path string, n int) string {
 
 // startGatewayProcess runs the gateway binary as a child process with cfg's
 // broker, store, topics and database, and stops it when the test ends.
-func startGatewayProcess(t testing.TB, cfg Config) *gateway {
+func startGatewayProcess(t testing.TB, cfg app.Config) *gateway {
 	t.Helper()
 	httpAddr := freeAddr(t)
 	logs, err := os.Create(filepath.Join(t.TempDir(), "gateway.log"))

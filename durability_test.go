@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/ordergateway/gateway/app"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -173,7 +175,7 @@ func TestEmbeddedDataFolderIsLocked(t *testing.T) {
 	cfg.KafkaBrokers, cfg.MongoURI = nil, "" // embedded, under cfg.DataDir
 	g := startGateway(t, cfg)
 
-	second := &Main{Config: cfg, Logger: slog.New(slog.DiscardHandler)}
+	second := &app.Main{Config: cfg, Logger: slog.New(slog.DiscardHandler)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := second.Run(ctx)

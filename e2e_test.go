@@ -1,6 +1,11 @@
 package main
 
 import (
+	"io"
+	"net/http"
+
+	"github.com/ordergateway/gateway/app"
+
 	"context"
 	"log/slog"
 	"strings"
@@ -202,7 +207,7 @@ func TestCommandTimeout(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.CommandTimeout = 500 * time.Millisecond
 	g := startGateway(t, cfg)
-	g.handler.Close() // leave the group: nobody handles commands now
+	g.Handler().Close() // leave the group: nobody handles commands now
 	r := g.do(t, `mutation { placeOrder(input: {customerId: "c", currencyCode: "EUR", items: [{sku: "A", name: "A", quantity: 1, unitPrice: "1"}]}) { version } }`, nil)
 	if len(r.Errors) != 1 || r.Errors[0].Extensions["code"] != "COMMAND_TIMEOUT" || r.Errors[0].Extensions["commandId"] == nil {
 		t.Fatalf("want COMMAND_TIMEOUT with commandId, got %+v", r.Errors)
@@ -214,17 +219,17 @@ func TestCommandTimeout(t *testing.T) {
 func TestUnreachableDependencies(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		set  func(*Config)
+		set  func(*app.Config)
 		want string
 	}{
-		{"broker", func(c *Config) { c.KafkaBrokers = []string{freeAddr(t)} }, "kafka at"},
-		{"store", func(c *Config) { c.MongoURI = "mongodb://" + freeAddr(t) + "/" }, "mongodb at"},
+		{"broker", func(c *app.Config) { c.KafkaBrokers = []string{freeAddr(t)} }, "kafka at"},
+		{"store", func(c *app.Config) { c.MongoURI = "mongodb://" + freeAddr(t) + "/" }, "mongodb at"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.StartupTimeout = time.Second
 			c.set(&cfg)
-			m := &Main{Config: cfg, Logger: slog.New(slog.DiscardHandler)}
+			m := &app.Main{Config: cfg, Logger: slog.New(slog.DiscardHandler)}
 			start := time.Now()
 			err := m.Run(context.Background())
 			m.Close()
@@ -233,5 +238,32 @@ func TestUnreachableDependencies(t *testing.T) {
 			}
 			t.Logf("gave up after %s: %v", time.Since(start).Round(100*time.Millisecond), err)
 		})
+	}
+}
+
+// DEBUG_ADDR serves Go's profiling endpoints on their own address, and
+// never on the GraphQL one.
+func TestDebugAddr(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DebugAddr = "127.0.0.1:0"
+	g := startGateway(t, cfg)
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("http://" + g.DebugAddr() + "/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Fatalf("profiling index on DEBUG_ADDR: %d %.200s", code, body)
+	}
+	if code, _ := get(g.url + "/debug/pprof/"); code != http.StatusNotFound {
+		t.Fatalf("the GraphQL address answers /debug/pprof/ with %d, want 404", code)
+	}
+	if off := startGateway(t, testConfig(t)); off.DebugAddr() != "" {
+		t.Fatalf("without DEBUG_ADDR the profiling endpoints listen on %s", off.DebugAddr())
 	}
 }

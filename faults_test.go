@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/ordergateway/gateway/app"
+
 	"bytes"
 	"context"
 	"fmt"
@@ -110,7 +112,7 @@ func summariesInclude(t testing.TB, g *gateway, versions map[string]int) {
 }
 
 // runProjector runs a projector of its own group until the test ends.
-func runProjector(t testing.TB, cfg Config, group string) {
+func runProjector(t testing.TB, cfg app.Config, group string) {
 	t.Helper()
 	store, err := view.Open(cfg.MongoURI, cfg.MongoDatabase)
 	if err != nil {
@@ -129,7 +131,7 @@ func runProjector(t testing.TB, cfg Config, group string) {
 
 // waitForViews polls until the views equal want; it fails with the last
 // difference after the deadline.
-func waitForViews(t testing.TB, cfg Config, want map[string][]bson.Raw, within time.Duration) {
+func waitForViews(t testing.TB, cfg app.Config, want map[string][]bson.Raw, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -178,7 +180,7 @@ func TestProjectionReplay(t *testing.T) {
 
 // waitForGroupAt waits until group has committed, on every partition of the
 // events topic, at least what reference has.
-func waitForGroupAt(t testing.TB, cfg Config, group, reference string) {
+func waitForGroupAt(t testing.TB, cfg app.Config, group, reference string) {
 	t.Helper()
 	admin := newAdmin(t)
 	defer admin.Close()

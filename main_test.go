@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/ordergateway/gateway/app"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -72,7 +74,7 @@ func TestMain(m *testing.M) {
 		}
 		closers = append(closers, mg.Close)
 		testMongoURI = mg.URI()
-		fmt.Fprintf(os.Stderr, "tests: the store is the embedded store on PostgreSQL at %s\n", redact(testPostgreSQLURL))
+		fmt.Fprintf(os.Stderr, "tests: the store is the embedded store on PostgreSQL at %s\n", embedded.RedactURL(testPostgreSQLURL))
 	default:
 		mg, err := embedded.StartMongo(filepath.Join(dir, "mongodb"), "127.0.0.1:0", nil)
 		if err != nil {
@@ -94,9 +96,9 @@ var testSeq atomic.Int64
 
 // testConfig is a gateway configuration with its own topics and database on
 // the shared broker and store.
-func testConfig(t testing.TB) Config {
+func testConfig(t testing.TB) app.Config {
 	id := fmt.Sprintf("t%d%d", time.Now().UnixNano()%1e6, testSeq.Add(1))
-	return Config{
+	return app.Config{
 		ListenAddr: "127.0.0.1:0", DataDir: t.TempDir(),
 		KafkaBrokers: testBrokers, MongoURI: testMongoURI, MongoDatabase: id, TopicPrefix: id,
 		Partitions: 3, ReplicationFactor: 1,
@@ -111,15 +113,15 @@ func testConfig(t testing.TB) Config {
 
 // gateway is a running Main with a GraphQL client.
 type gateway struct {
-	*Main
+	*app.Main
 	url  string
 	once sync.Once
 }
 
 // startGateway runs a gateway with cfg and closes it when the test ends.
-func startGateway(t testing.TB, cfg Config) *gateway {
+func startGateway(t testing.TB, cfg app.Config) *gateway {
 	t.Helper()
-	m := &Main{Config: cfg, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))}
+	m := &app.Main{Config: cfg, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := m.Run(ctx); err != nil {

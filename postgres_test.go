@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/ordergateway/gateway/app"
+
 	"bytes"
 	"context"
 	"fmt"
@@ -34,9 +36,9 @@ func (s *syncBuffer) String() string {
 }
 
 // startLoggedGateway is startGateway with the gateway's log kept in logs.
-func startLoggedGateway(t *testing.T, cfg Config, logs *syncBuffer) *gateway {
+func startLoggedGateway(t *testing.T, cfg app.Config, logs *syncBuffer) *gateway {
 	t.Helper()
-	m := &Main{Config: cfg, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	m := &app.Main{Config: cfg, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := m.Run(ctx); err != nil {
@@ -173,7 +175,7 @@ func TestGatewaysShareAPostgreSQLStore(t *testing.T) {
 func TestRunRejectsTwoStores(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MongoURI, cfg.StorePostgreSQLURL = "mongodb://127.0.0.1:1/", "postgres://gw:s3cret@127.0.0.1:1/ferretdb"
-	m := &Main{Config: cfg, Logger: slog.New(slog.DiscardHandler)}
+	m := &app.Main{Config: cfg, Logger: slog.New(slog.DiscardHandler)}
 	err := m.Run(context.Background())
 	m.Close()
 	if err == nil || !strings.Contains(err.Error(), "MONGODB_URI") || !strings.Contains(err.Error(), "STORE_POSTGRESQL_URL") ||

@@ -324,7 +324,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 // subscribe message has no reply of its own when there is no current state.
 func waitForSubs(t testing.TB, g *gateway, n int) {
 	t.Helper()
-	waitFor(t, eventWait, fmt.Sprintf("%d subscriptions in the hub", n), func() bool { return g.feed.Hub().Count() == n })
+	waitFor(t, eventWait, fmt.Sprintf("%d subscriptions in the hub", n), func() bool { return g.Hub().Count() == n })
 }
 
 // tryMutate runs a mutation without testing.TB (for other goroutines).
@@ -399,7 +399,7 @@ func TestSubscriptionOrderUpdated(t *testing.T) {
 
 	// An order that does not exist yet: nothing until it is placed.
 	id := fmt.Sprintf("sub-later-%d", time.Now().UnixNano())
-	before := g.feed.Hub().Count()
+	before := g.Hub().Count()
 	c.subscribe(t, "2", orderUpdatedQuery, map[string]any{"id": id})
 	waitForSubs(t, g, before+1)
 	if m, err := c.tryNext(300*time.Millisecond, byID("2")); err == nil {
@@ -932,7 +932,7 @@ func TestWebsocketProtocolErrors(t *testing.T) {
 
 	t.Run("subscription limit", func(t *testing.T) {
 		o := g.mustMutate(t, "placeOrder", placeInput("cust-limit", item("A", 1, "1")))
-		base := g.feed.Hub().Count()
+		base := g.Hub().Count()
 		c := dialWS(t, g, wsDial{})
 		for _, id := range []string{"1", "2"} {
 			c.subscribe(t, id, orderUpdatedQuery, map[string]any{"id": o.ID})
@@ -964,8 +964,8 @@ func TestWebsocketProtocolErrors(t *testing.T) {
 			}
 		}
 		t.Logf("third subscription refused: %s %s", m.Type, m.Payload)
-		if g.feed.Hub().Count() != base+2 {
-			t.Fatalf("hub holds %d subscriptions, want %d", g.feed.Hub().Count(), base+2)
+		if g.Hub().Count() != base+2 {
+			t.Fatalf("hub holds %d subscriptions, want %d", g.Hub().Count(), base+2)
 		}
 		g.mustMutate(t, "confirmOrder", map[string]any{"orderId": o.ID})
 		for _, id := range []string{"1", "2"} {
@@ -1349,7 +1349,7 @@ func TestStalledClientIsDisconnected(t *testing.T) {
 
 	start := time.Now()
 	version := 1
-	for g.feed.Hub().Count() == 2 {
+	for g.Hub().Count() == 2 {
 		if time.Since(start) > 30*time.Second {
 			t.Fatalf("the stalled client still holds its subscription after %s and %d versions", time.Since(start).Round(time.Second), version)
 		}
@@ -1497,7 +1497,7 @@ func TestSubscriberGoroutinesAreFreed(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	var subs, gs, embedded int
 	for {
-		subs = g.feed.Hub().Count()
+		subs = g.Hub().Count()
 		gs, embedded = goroutineCounts()
 		if subs == 0 && gs-embedded <= baseline-baseEmbedded+10 {
 			break

@@ -28,13 +28,13 @@ import (
 // (Count); rev, the sum of the applied offsets plus one each, grows with
 // every write and guards concurrent writers.
 type CustomerDoc struct {
-	ID             string           `bson:"_id" json:"customerId"`
-	OrderCount     int              `bson:"orderCount" json:"orderCount"`
-	OpenOrderCount int              `bson:"openOrderCount" json:"openOrderCount"`
-	CountsByStatus []StatusCount    `bson:"countsByStatus" json:"countsByStatus"`
-	LifetimeValue  []Money          `bson:"lifetimeValue" json:"lifetimeValue"`
-	Applied        Offsets          `bson:"applied" json:"-"`
-	Rev            int64            `bson:"rev" json:"-"`
+	ID             string        `bson:"_id" json:"customerId"`
+	OrderCount     int           `bson:"orderCount" json:"orderCount"`
+	OpenOrderCount int           `bson:"openOrderCount" json:"openOrderCount"`
+	CountsByStatus []StatusCount `bson:"countsByStatus" json:"countsByStatus"`
+	LifetimeValue  []Money       `bson:"lifetimeValue" json:"lifetimeValue"`
+	Applied        Offsets       `bson:"applied" json:"-"`
+	Rev            int64         `bson:"rev" json:"-"`
 	// Legacy holds the order list of a summary stored in the first format,
 	// which listed every order of the customer; see IsLegacy. The next
 	// write leaves it out.

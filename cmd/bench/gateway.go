@@ -8,23 +8,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
 
+	"github.com/ordergateway/gateway/app"
 	"github.com/ordergateway/gateway/command"
-	"github.com/ordergateway/gateway/graph"
 	"github.com/ordergateway/gateway/kafka"
-	"github.com/ordergateway/gateway/live"
-	"github.com/ordergateway/gateway/projector"
-	"github.com/ordergateway/gateway/view"
 )
 
 // Settings shared by every component the benchmark starts; they are the
-// server's defaults (see config.go).
+// server's defaults (see app/config.go).
 // fetchWait is set by -fetch-wait (default: the server's FETCH_WAIT),
 // projectorLinger by -projector-linger (default: PROJECTOR_LINGER).
 var (
@@ -40,26 +35,17 @@ const (
 	replicationFactor  = -1
 )
 
-// gateway is the order gateway assembled in this process exactly as
-// server.go's Main.Run does it (bus, handler, projector, views feed, gqlgen
-// handler with the same transports and extensions, behind net/http on a
-// loopback port), minus the embedded broker and store, which the benchmark
-// starts once and shares.
+// gateway is the order gateway started in this process through app.Main,
+// the assembly the server's main uses, on the benchmark's shared broker and
+// store (so the raw baselines run on the same ones).
 type gateway struct {
-	url       string
-	store     *view.Store
-	bus       *command.Bus
-	handler   *command.Handler
-	projector *projector.Projector
-	feed      *live.Feed
-	srv       *http.Server
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	closeOnce sync.Once
+	*app.Main
+	url string
+	bus *command.Bus
 }
 
 // ensureTopics creates prefix's topics, retrying for up to 30 s as
-// server.go does (Apache Kafka creates topics asynchronously, so describing
+// app.Main does (Apache Kafka creates topics asynchronously, so describing
 // them right after creation can fail for a moment).
 func ensureTopics(brokers []string, prefix string) error {
 	deadline := time.Now().Add(30 * time.Second)
@@ -86,129 +72,42 @@ func startGateway(ctx context.Context, e *env, prefix, database string) (*gatewa
 // startGatewayOpts can leave the projector out (a diagnostic: what the
 // command path does without the projector competing for CPU and broker).
 func startGatewayOpts(ctx context.Context, e *env, prefix, database string, withProjector bool) (*gateway, error) {
-	logger := e.logger
-	topics := kafka.NewTopics(prefix)
-	if err := ensureTopics(e.brokers, prefix); err != nil {
-		return nil, err
+	cfg := app.Config{
+		ListenAddr: "127.0.0.1:0", DataDir: e.dir, KafkaBrokers: e.brokers, MongoURI: e.mongoURI, MongoDatabase: database,
+		TopicPrefix: prefix, Partitions: partitions, ReplicationFactor: replicationFactor,
+		CommandTimeout: commandTimeout, ConsistencyTimeout: consistencyTimeout, StartupTimeout: 30 * time.Second, ShutdownTimeout: 15 * time.Second,
+		FetchWait: fetchWait, ProjectorLinger: projectorLinger, SessionTimeout: sessionTimeout, EmbeddedMongoAddr: "127.0.0.1:0",
+		LogLevel: slog.LevelWarn, AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"},
+		WSInitTimeout: 10 * time.Second, WSPingInterval: 15 * time.Second, WSWriteTimeout: 10 * time.Second, MaxSubscriptions: 100,
 	}
-	g := &gateway{}
-	ok := false
-	defer func() {
-		if !ok {
-			g.Close()
-		}
-	}()
-	store, err := view.Open(e.mongoURI, database, e.storeOptions()...)
-	if err != nil {
+	m := &app.Main{Config: cfg, Logger: e.logger, StoreOptions: e.storeOptions(), WithoutProjector: !withProjector}
+	if err := m.Run(ctx); err != nil {
+		m.Close()
 		return nil, err
-	}
-	g.store = store
-	if err := store.EnsureIndexes(ctx); err != nil {
-		return nil, fmt.Errorf("ensure indexes: %w", err)
 	}
 	if err := e.indexIDs(ctx); err != nil {
+		m.Close()
 		return nil, err
 	}
-	if g.bus, err = command.NewBus(command.BusConfig{Brokers: e.brokers, Topics: topics, Timeout: commandTimeout, FetchWait: fetchWait, Logger: logger}); err != nil {
-		return nil, err
-	}
-	if g.handler, err = command.NewHandler(command.HandlerConfig{Brokers: e.brokers, Topics: topics, Group: prefix + ".command-handler",
-		FetchWait: fetchWait, SessionTimeout: sessionTimeout, Logger: logger, Local: g.bus}); err != nil {
-		return nil, err
-	}
-	g.bus.Attach(g.handler)
-	if withProjector {
-		if g.projector, err = projector.New(projector.Config{Brokers: e.brokers, Topics: topics, Group: prefix + ".projector",
-			FetchWait: fetchWait, SessionTimeout: sessionTimeout, Linger: projectorLinger, Logger: logger}, store); err != nil {
-			return nil, err
-		}
-	}
-	if g.feed, err = live.NewFeed(live.FeedConfig{Brokers: e.brokers, Topics: topics, FetchWait: fetchWait, Logger: logger}); err != nil {
-		return nil, err
-	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	g.cancel = cancel
-	g.goRun(logger, func() error { return g.handler.Run(runCtx) })
-	if g.projector != nil {
-		g.goRun(logger, func() error { return g.projector.Run(runCtx) })
-	}
-
-	gql := graph.NewServer(&graph.Resolver{
-		Commands: g.bus, Views: store, Logger: logger,
-		Waiter: live.Waiter{Feed: g.feed, Store: store}, ConsistencyTimeout: consistencyTimeout,
-		Live: g.feed.Hub(), Snapshots: &live.Snapshots{Store: store},
-	}, graph.WebsocketOptions{AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"},
-		InitTimeout: 10 * time.Second, PingInterval: 15 * time.Second, MaxSubscriptionsPer: 100})
-	mux := http.NewServeMux()
-	mux.Handle("/graphql", gql)
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	g.url = "http://" + ln.Addr().String() + "/graphql"
-	g.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	g.goRun(logger, func() error {
-		if err := g.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
 	// Ready as /readyz sees it: both groups joined.
 	deadline := time.Now().Add(60 * time.Second)
-	for !g.handler.Ready() || (g.projector != nil && !g.projector.Ready()) {
+	for !m.Ready() {
 		if time.Now().After(deadline) {
+			m.Close()
 			return nil, errors.New("gateway: command handler or projector did not join its group within 60s")
 		}
 		select {
 		case <-ctx.Done():
+			m.Close()
 			return nil, ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	ok = true
-	return g, nil
+	return &gateway{Main: m, url: "http://" + m.Addr() + "/graphql", bus: m.Bus()}, nil
 }
 
-func (g *gateway) goRun(logger *slog.Logger, f func() error) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		if err := f(); err != nil {
-			logger.Error("gateway component stopped", "err", err)
-		}
-	}()
-}
-
-// Close stops the gateway in server.go's order. Safe on a partly started one.
-func (g *gateway) Close() { g.closeOnce.Do(g.close) }
-
-func (g *gateway) close() {
-	if g.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		_ = g.srv.Shutdown(ctx)
-		cancel()
-	}
-	if g.feed != nil {
-		g.feed.Close()
-	}
-	if g.cancel != nil {
-		g.cancel()
-	}
-	if g.handler != nil {
-		g.handler.Close()
-	}
-	if g.projector != nil {
-		g.projector.Close()
-	}
-	g.wg.Wait()
-	if g.bus != nil {
-		g.bus.Close()
-	}
-	if g.store != nil {
-		g.store.Close(context.Background())
-	}
-}
+// Close stops the gateway.
+func (g *gateway) Close() { _ = g.Main.Close() }
 
 // gql is a GraphQL-over-HTTP client (POST, JSON, keep-alive).
 type gql struct {

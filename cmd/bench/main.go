@@ -9,9 +9,9 @@
 // With no KAFKA_BROKERS / MONGODB_URI it starts the embedded broker (kfake)
 // and store (FerretDB on SQLite) under a temporary folder, as the server does
 // under ./data. Every run uses its own topic prefixes and database names.
-// The gateway is assembled in this process exactly as server.go does (see
-// gateway.go), so the load generator shares the CPU with it; so does the raw
-// baseline's load generator.
+// The gateway is started in this process through app.Main, the server's own
+// assembly (see gateway.go), so the load generator shares the CPU with it;
+// so does the raw baseline's load generator.
 package main
 
 import (

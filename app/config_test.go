@@ -1,12 +1,13 @@
-package main
+package app
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"io"
 	"log/slog"
-	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -242,33 +243,6 @@ func TestParseConfigHelp(t *testing.T) {
 	}
 }
 
-// DEBUG_ADDR serves Go's profiling endpoints on their own address, and
-// never on the GraphQL one.
-func TestDebugAddr(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.DebugAddr = "127.0.0.1:0"
-	g := startGateway(t, cfg)
-	get := func(url string) (int, string) {
-		t.Helper()
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
-	if code, body := get("http://" + g.DebugAddr() + "/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
-		t.Fatalf("profiling index on DEBUG_ADDR: %d %.200s", code, body)
-	}
-	if code, _ := get(g.url + "/debug/pprof/"); code != http.StatusNotFound {
-		t.Fatalf("the GraphQL address answers /debug/pprof/ with %d, want 404", code)
-	}
-	if off := startGateway(t, testConfig(t)); off.DebugAddr() != "" {
-		t.Fatalf("without DEBUG_ADDR the profiling endpoints listen on %s", off.DebugAddr())
-	}
-}
-
 // TestFetchWaitDependsOnTheBroker: FETCH_WAIT's default is 20ms with the
 // embedded broker and 500ms with KAFKA_BROKERS; a value set wins either way.
 func TestFetchWaitDependsOnTheBroker(t *testing.T) {
@@ -286,3 +260,12 @@ func TestFetchWaitDependsOnTheBroker(t *testing.T) {
 		}
 	}
 }
+
+func equalJSON(t testing.TB, a, b any) bool {
+	t.Helper()
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+func equalStrings(a, b []string) bool { return slices.Equal(a, b) }

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"errors"
@@ -129,6 +129,19 @@ func settings() []setting {
 			return c.LogLevel.UnmarshalText([]byte(v))
 		}},
 	}
+}
+
+// Setting describes one setting as --help shows it.
+type Setting struct{ Flag, Env, Default, Help string }
+
+// Settings lists every setting the gateway reads.
+func Settings() []Setting {
+	ss := settings()
+	out := make([]Setting, len(ss))
+	for i, s := range ss {
+		out[i] = Setting{Flag: s.flag, Env: s.env, Default: s.def, Help: s.help}
+	}
+	return out
 }
 
 // ParseConfig reads the configuration from args and the environment. Its

@@ -1,0 +1,441 @@
+// Package app is the gateway's one assembly: its configuration (Config,
+// ParseConfig) and Main, which starts the embedded broker and store when
+// none are configured, the command bus and handler, the projector, the
+// views feed and the HTTP server, and stops them. The server's main, the
+// tests and the benchmarks all start the gateway through it.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/IBM/sarama"
+
+	"github.com/ordergateway/gateway/command"
+	"github.com/ordergateway/gateway/embedded"
+	"github.com/ordergateway/gateway/graph"
+	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/live"
+	"github.com/ordergateway/gateway/projector"
+	"github.com/ordergateway/gateway/view"
+)
+
+// Main is the whole gateway: Run starts it, Close stops it gracefully. Tests
+// start it on port 0.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+	// StoreOptions are added to the view store's options (the benchmark
+	// passes view.SoleWriter for the embedded store it shares).
+	StoreOptions []view.Option
+	// WithoutProjector leaves the projector out: a diagnostic of the
+	// benchmark (what the command path does without the projector beside
+	// it). Queries, subscriptions and consistency waits see no changes then.
+	WithoutProjector bool
+
+	kafka         *embedded.Kafka
+	mongo         *embedded.Mongo
+	dataLock      *embedded.DirLock // held while the embedded broker or store runs
+	brokers       []string
+	mongoURI      string
+	store         *view.Store
+	bus           *command.Bus
+	handler       *command.Handler
+	projector     *projector.Projector
+	feed          *live.Feed
+	listener      net.Listener
+	http          *http.Server
+	gql           *graph.Server
+	debug         *http.Server // DEBUG_ADDR: profiling endpoints
+	debugListener net.Listener
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Run starts the dependencies (embedded ones if none are configured), the
+// command handler, the projector and the HTTP server, and returns once the
+// server is listening. Brokers and stores that are not reachable yet are
+// retried for Config.StartupTimeout.
+func (m *Main) Run(ctx context.Context) error {
+	if m.Logger == nil {
+		m.Logger = slog.Default()
+	}
+	c := m.Config
+	if err := c.check(); err != nil {
+		return err
+	}
+	m.brokers, m.mongoURI = c.KafkaBrokers, c.MongoURI
+	onPostgreSQL := m.mongoURI == "" && c.StorePostgreSQLURL != ""
+	// The data folder holds the embedded broker's files and the embedded
+	// store's SQLite files; on PostgreSQL the store keeps nothing there.
+	if len(m.brokers) == 0 || (m.mongoURI == "" && !onPostgreSQL) {
+		l, err := embedded.LockDir(c.DataDir)
+		if err != nil {
+			return err
+		}
+		m.dataLock = l
+	}
+	if len(m.brokers) == 0 {
+		k, err := embedded.StartKafka(filepath.Join(c.DataDir, "kafka"), c.EmbeddedKafkaPort)
+		if err != nil {
+			return err
+		}
+		m.kafka = k
+		m.brokers = []string{k.Addr()}
+		if n := k.FinishedCommits(); n > 0 {
+			m.Logger.Warn("embedded kafka: finished transaction commits cut short by the unclean stop", "partitions", n)
+		}
+	}
+	storeName := "mongodb at " + redact(m.mongoURI)
+	switch {
+	case onPostgreSQL:
+		// The database may be shared with other gateways: FerretDB's cache
+		// of the views database's collections is kept in step with theirs.
+		mg, err := embedded.PostgreSQLStore{URL: c.StorePostgreSQLURL, Addr: c.EmbeddedMongoAddr,
+			Shared: []string{c.MongoDatabase}, Logger: m.Logger, FerretDBLogger: m.ferretLogger()}.Start()
+		if err != nil {
+			return err
+		}
+		m.mongo = mg
+		m.mongoURI = mg.URI()
+		storeName = "postgresql at " + redact(c.StorePostgreSQLURL) + " (through the embedded store at " + m.mongoURI + ")"
+	case m.mongoURI == "":
+		mg, err := embedded.StartMongo(filepath.Join(c.DataDir, "mongodb"), c.EmbeddedMongoAddr, m.ferretLogger())
+		if err != nil {
+			return err
+		}
+		m.mongo = mg
+		m.mongoURI = mg.URI()
+		storeName = "mongodb at " + m.mongoURI
+	}
+	topics := kafka.NewTopics(c.TopicPrefix)
+	if err := m.prepareKafka(ctx, topics); err != nil {
+		return err
+	}
+	storeOpts := append([]view.Option(nil), m.StoreOptions...)
+	if m.mongo != nil && !onPostgreSQL {
+		// The embedded store on SQLite is this process's alone (the data
+		// folder is locked), so guarded writes need not read the guard back
+		// first. Not on PostgreSQL: other gateways may write the same views.
+		storeOpts = append(storeOpts, view.SoleWriter())
+	}
+	store, err := view.Open(m.mongoURI, c.MongoDatabase, storeOpts...)
+	if err != nil {
+		return err
+	}
+	m.store = store
+	if err := m.retry(ctx, c.StartupTimeout, storeName, store.EnsureIndexes); err != nil {
+		return err
+	}
+
+	if m.bus, err = command.NewBus(command.BusConfig{Brokers: m.brokers, Topics: topics, Timeout: c.CommandTimeout, FetchWait: c.FetchWait, Logger: m.Logger}); err != nil {
+		return err
+	}
+	if m.handler, err = command.NewHandler(command.HandlerConfig{Brokers: m.brokers, Topics: topics, Group: c.TopicPrefix + ".command-handler",
+		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger, Local: m.bus}); err != nil {
+		return err
+	}
+	m.bus.Attach(m.handler)
+	if !m.WithoutProjector {
+		if m.projector, err = projector.New(projector.Config{Brokers: m.brokers, Topics: topics, Group: c.TopicPrefix + ".projector",
+			FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Linger: c.ProjectorLinger, Logger: m.Logger}, store); err != nil {
+			return err
+		}
+	}
+	if m.feed, err = live.NewFeed(live.FeedConfig{Brokers: m.brokers, Topics: topics, FetchWait: c.FetchWait, Logger: m.Logger}); err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.goRun(func() error { return m.handler.Run(runCtx) })
+	if m.projector != nil {
+		m.goRun(func() error { return m.projector.Run(runCtx) })
+	}
+
+	ln, err := net.Listen("tcp", c.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.ListenAddr, err)
+	}
+	m.listener = ln
+	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: 10 * time.Second, ConnContext: graph.ConnContext}
+	m.goRun(func() error {
+		if err := m.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	if c.DebugAddr != "" {
+		if err := m.serveDebug(c.DebugAddr); err != nil {
+			return err
+		}
+	}
+	ready := []any{
+		"graphql", "http://" + displayAddr(ln.Addr()) + "/graphql",
+		"playground", "http://" + displayAddr(ln.Addr()) + "/",
+		"kafka", m.brokers, "kafka_embedded", m.kafka != nil,
+		"mongodb", redact(m.mongoURI), "mongodb_embedded", m.mongo != nil,
+	}
+	if onPostgreSQL {
+		ready = append(ready, "postgresql", redact(c.StorePostgreSQLURL))
+	}
+	m.Logger.Info("order gateway ready", append(ready, "data_dir", c.DataDir)...)
+	return nil
+}
+
+// serveDebug serves Go's profiling endpoints on their own address, so they
+// are never exposed with the GraphQL endpoint.
+func (m *Main) serveDebug(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (DEBUG_ADDR): %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.debug, m.debugListener = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln
+	m.goRun(func() error {
+		if err := m.debug.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	m.Logger.Info("profiling endpoints", "url", "http://"+displayAddr(ln.Addr())+"/debug/pprof/")
+	return nil
+}
+
+// ferretLogger is the embedded store's logger: FerretDB logs every error
+// reply it sends (a missing collection, say) as a warning, which is noise
+// for the gateway; only its errors are shown unless LOG_LEVEL is debug.
+func (m *Main) ferretLogger() *slog.Logger {
+	level := slog.LevelError
+	if m.Config.LogLevel <= slog.LevelDebug {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", "ferretdb")
+}
+
+func (m *Main) goRun(f func() error) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := f(); err != nil {
+			m.Logger.Error("component stopped", "err", err)
+		}
+	}()
+}
+
+// prepareKafka waits for the broker and creates the topics.
+func (m *Main) prepareKafka(ctx context.Context, topics kafka.Topics) error {
+	sc := kafka.Config("order-gateway-admin", m.Config.FetchWait)
+	return m.retry(ctx, m.Config.StartupTimeout, fmt.Sprintf("kafka at %v", m.brokers), func(context.Context) error {
+		admin, err := sarama.NewClusterAdmin(m.brokers, sc)
+		if err != nil {
+			return err
+		}
+		defer admin.Close()
+		return kafka.EnsureTopics(admin, topics, kafka.TopicSettings{Partitions: int32(m.Config.Partitions), ReplicationFactor: int16(m.Config.ReplicationFactor)})
+	})
+}
+
+// retry calls f until it succeeds or timeout passes, then returns one line
+// naming what could not be reached.
+func (m *Main) retry(ctx context.Context, timeout time.Duration, what string, f func(context.Context) error) error {
+	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithDeadline(ctx, deadline) // no attempt outlives the timeout
+	defer cancel()
+	backoff := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := f(ctx)
+		if err == nil {
+			return nil
+		}
+		if attempt == 1 || attempt%5 == 0 {
+			m.Logger.Warn("waiting for "+what, "err", err)
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return fmt.Errorf("%s not reachable within %s: %v", what, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not reachable within %s: %v", what, timeout, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func (m *Main) routes() http.Handler {
+	m.gql = graph.NewServer(&graph.Resolver{
+		Commands: m.bus, Views: m.store, Logger: m.Logger,
+		Waiter: live.Waiter{Feed: m.feed, Store: m.store}, ConsistencyTimeout: m.Config.ConsistencyTimeout,
+		Live: m.feed.Hub(), Snapshots: &live.Snapshots{Store: m.store},
+	}, graph.WebsocketOptions{AllowedOrigins: m.Config.AllowedOrigins,
+		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, WriteTimeout: m.Config.WSWriteTimeout, MaxSubscriptionsPer: m.Config.MaxSubscriptions})
+
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", m.gql)
+	mux.Handle("GET /{$}", playground.Handler("Order gateway", "/graphql"))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", m.readyz)
+	mux.HandleFunc("GET /metrics", m.metrics)
+	return mux
+}
+
+// readyz reports 200 when the broker and store answer and the handler and
+// projector have joined their groups, 503 otherwise, with a line for each.
+func (m *Main) readyz(w http.ResponseWriter, r *http.Request) {
+	status := map[string]string{"kafka": "ok", "mongodb": "ok", "commandHandler": "running", "projector": "running"}
+	ok := true
+	if err := m.bus.Ping(); err != nil {
+		status["kafka"], ok = err.Error(), false
+	}
+	if err := m.store.Ping(r.Context()); err != nil {
+		status["mongodb"], ok = err.Error(), false
+	}
+	if !m.handler.Ready() {
+		status["commandHandler"], ok = "starting", false
+	}
+	switch {
+	case m.projector == nil:
+		status["projector"] = "off"
+	case !m.projector.Ready():
+		status["projector"], ok = "starting", false
+	case m.projector.LastError() != "":
+		status["projector"] = "retrying: " + m.projector.LastError()
+	}
+	code := http.StatusOK
+	if !ok {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, status)
+}
+
+// metrics serves this instance's counters in the Prometheus text format.
+func (m *Main) metrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	fmt.Fprintln(w, "# HELP order_gateway_dead_letters_total Messages this instance moved to the dead-letter topic, by the topic they came from.")
+	fmt.Fprintln(w, "# TYPE order_gateway_dead_letters_total counter")
+	fmt.Fprintf(w, "order_gateway_dead_letters_total{source=\"commands\"} %d\n", m.handler.DeadLetters())
+	var events int64
+	if m.projector != nil {
+		events = m.projector.DeadLetters()
+	}
+	fmt.Fprintf(w, "order_gateway_dead_letters_total{source=\"events\"} %d\n", events)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Ready reports whether the command handler and the projector (unless it
+// is left out) have joined their groups.
+func (m *Main) Ready() bool {
+	return m.handler != nil && m.handler.Ready() && (m.projector == nil || m.projector.Ready())
+}
+
+// Bus is the gateway's command bus.
+func (m *Main) Bus() *command.Bus { return m.bus }
+
+// Handler is the gateway's command handler (tests stop it to see commands
+// wait).
+func (m *Main) Handler() *command.Handler { return m.handler }
+
+// Hub is the hub of the gateway's live subscriptions.
+func (m *Main) Hub() *live.Hub { return m.feed.Hub() }
+
+// Addr is the address the HTTP server listens on.
+func (m *Main) Addr() string { return m.listener.Addr().String() }
+
+// DebugAddr is the address of the profiling endpoints, or "" when they are
+// off.
+func (m *Main) DebugAddr() string {
+	if m.debugListener == nil {
+		return ""
+	}
+	return m.debugListener.Addr().String()
+}
+
+// Close stops taking requests, lets in-flight ones finish (their commands
+// are still handled meanwhile), stops the handler and projector (committing
+// what they finished), then closes the clients, and the embedded store and
+// broker last. It is safe to call on a partly started Main, and more than
+// once (later calls return the first call's error).
+func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Main) close() error {
+	var errs []error
+	if m.gql != nil {
+		m.gql.CloseStreams() // subscribers reconnect elsewhere; Shutdown need not wait for them
+	}
+	if m.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+		errs = append(errs, m.http.Shutdown(ctx))
+		cancel()
+	}
+	if m.debug != nil {
+		errs = append(errs, m.debug.Close())
+	}
+	if m.feed != nil {
+		errs = append(errs, m.feed.Close())
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	if m.handler != nil {
+		errs = append(errs, m.handler.Close())
+	}
+	if m.projector != nil {
+		errs = append(errs, m.projector.Close())
+	}
+	m.wg.Wait()
+	if m.bus != nil {
+		errs = append(errs, m.bus.Close())
+	}
+	if m.store != nil {
+		errs = append(errs, m.store.Close(context.Background()))
+	}
+	if m.mongo != nil {
+		m.mongo.Close()
+	}
+	if m.kafka != nil {
+		m.kafka.Close()
+	}
+	errs = append(errs, m.dataLock.Close())
+	return errors.Join(errs...)
+}
+
+func displayAddr(a net.Addr) string {
+	host, port, _ := net.SplitHostPort(a.String())
+	if host == "::" || host == "0.0.0.0" || host == "" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// redact hides a password in a connection string (mongodb://, postgres://)
+// before it is logged.
+func redact(uri string) string { return embedded.RedactURL(uri) }
