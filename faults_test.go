@@ -1,6 +1,9 @@
 package main
 
 import (
+	"encoding/json"
+	"strings"
+
 	"github.com/ordergateway/gateway/app"
 
 	"bytes"
@@ -224,6 +227,7 @@ func TestStoreOutage(t *testing.T) {
 	defer func() { store.Close() }()
 	cfg := testConfig(t)
 	cfg.MongoURI = store.URI()
+	cfg.StallTimeout = time.Second
 	g := startGateway(t, cfg)
 	before := makeOrders(t, g, 4)
 
@@ -236,9 +240,14 @@ func TestStoreOutage(t *testing.T) {
 	if len(r.Errors) != 1 || r.Errors[0].Extensions["code"] != "UNAVAILABLE" {
 		t.Fatalf("query while the store is down: want UNAVAILABLE, got %+v", r.Errors)
 	}
+	if msg := r.Errors[0].Message; strings.Contains(msg, "127.0.0.1") || strings.Contains(msg, "topology") || len(msg) > 100 {
+		t.Errorf("query while the store is down: the message shows the driver's detail: %q", msg)
+	}
 	if code := httpStatus(t, g.url+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz while the store is down: %d", code)
 	}
+	// Past STALL_TIMEOUT /readyz also names the projector, whose writes fail.
+	waitForReadyz(t, g, 10*time.Second, func(body map[string]string) bool { return strings.Contains(body["projector"], "writes failing for") })
 
 	if store, err = embedded.StartMongo(filepath.Join(dir, "mongodb"), addr, nil); err != nil {
 		t.Fatal(err)
@@ -281,6 +290,7 @@ func TestBrokerRestart(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.KafkaBrokers = []string{broker.Addr()}
 	cfg.CommandTimeout = 3 * time.Second
+	cfg.StallTimeout = time.Second
 	g := startGateway(t, cfg)
 	prevBrokers := testBrokers
 	testBrokers = cfg.KafkaBrokers // eventsByOrder reads this broker
@@ -344,6 +354,11 @@ func TestBrokerRestart(t *testing.T) {
 	if code := httpStatus(t, g.url+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz while the broker is down: %d", code)
 	}
+	// Past STALL_TIMEOUT /readyz also names the command handler, which has
+	// commands and cannot commit them (or is out of its group).
+	waitForReadyz(t, g, 30*time.Second, func(body map[string]string) bool {
+		return strings.Contains(body["commandHandler"], "stalled") || strings.Contains(body["commandHandler"], "not handling commands")
+	})
 	if broker, err = embedded.StartKafka(dir, port); err != nil {
 		t.Fatal(err)
 	}
@@ -395,3 +410,25 @@ func freePort(t testing.TB) int {
 }
 
 func freeAddr(t testing.TB) string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
+
+// waitForReadyz polls /readyz until ok accepts its body, or fails after
+// within.
+func waitForReadyz(t testing.TB, g *gateway, within time.Duration, ok func(map[string]string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var body map[string]string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(g.url + "/readyz")
+		if err == nil {
+			body = map[string]string{}
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if ok(body) {
+				t.Logf("/readyz: %v", body)
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("/readyz did not say so within %s: %v", within, body)
+}

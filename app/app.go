@@ -6,6 +6,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -60,10 +61,29 @@ type Main struct {
 	debug         *http.Server // DEBUG_ADDR: profiling endpoints
 	debugListener net.Listener
 
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	closeOnce sync.Once
-	closeErr  error
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	closeOnce   sync.Once
+	closeErr    error
+	notReadyLog every // /readyz logs why it is not ready at most every 10 s
+}
+
+// every allows an action at most once per period (10 s by default).
+type every struct {
+	mu     sync.Mutex
+	last   time.Time
+	period time.Duration
+}
+
+// Allow reports whether the action may happen now, and if so counts it.
+func (e *every) Allow() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if time.Since(e.last) < cmp.Or(e.period, 10*time.Second) {
+		return false
+	}
+	e.last = time.Now()
+	return true
 }
 
 // Run starts the dependencies (embedded ones if none are configured), the
@@ -304,27 +324,39 @@ func (m *Main) routes() http.Handler {
 // projector have joined their groups, 503 otherwise, with a line for each.
 func (m *Main) readyz(w http.ResponseWriter, r *http.Request) {
 	status := map[string]string{"kafka": "ok", "mongodb": "ok", "commandHandler": "running", "projector": "running"}
+	var details []any // for the log: the body names no addresses and quotes no driver text
 	ok := true
 	if err := m.bus.Ping(); err != nil {
-		status["kafka"], ok = err.Error(), false
+		status["kafka"], ok = "unavailable", false
+		details = append(details, "kafka", err)
 	}
 	if err := m.store.Ping(r.Context()); err != nil {
-		status["mongodb"], ok = err.Error(), false
+		status["mongodb"], ok = "unavailable", false
+		details = append(details, "mongodb", err)
 	}
 	if !m.handler.Ready() {
 		status["commandHandler"], ok = "starting", false
+	} else if why := m.handler.Stalled(m.Config.StallTimeout); why != "" {
+		status["commandHandler"], ok = why, false
 	}
 	switch {
 	case m.projector == nil:
 		status["projector"] = "off"
 	case !m.projector.Ready():
 		status["projector"], ok = "starting", false
+	case m.projector.Stalled(m.Config.StallTimeout) != "":
+		status["projector"], ok = m.projector.Stalled(m.Config.StallTimeout), false
+		details = append(details, "projector", m.projector.LastError())
 	case m.projector.LastError() != "":
-		status["projector"] = "retrying: " + m.projector.LastError()
+		status["projector"] = "retrying"
+		details = append(details, "projector", m.projector.LastError())
 	}
 	code := http.StatusOK
 	if !ok {
 		code = http.StatusServiceUnavailable
+	}
+	if len(details) > 0 && m.notReadyLog.Allow() {
+		m.Logger.Warn("readiness: not ready", append(details, "status", status)...)
 	}
 	writeJSON(w, code, status)
 }

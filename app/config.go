@@ -34,6 +34,7 @@ type Config struct {
 	FetchWait          time.Duration
 	ProjectorLinger    time.Duration
 	SessionTimeout     time.Duration
+	StallTimeout       time.Duration
 	EmbeddedKafkaPort  int
 	EmbeddedMongoAddr  string
 	LogLevel           slog.Level
@@ -113,6 +114,7 @@ func settings() []setting {
 			return dur(func(c *Config) *time.Duration { return &c.FetchWait })(c, v)
 		}},
 		{"projector-linger", "PROJECTOR_LINGER", "2ms", "how long the projector waits after an event for more before it writes the views (an order's events in one batch become one write; 0: no wait)", duration(func(c *Config) *time.Duration { return &c.ProjectorLinger }, true)},
+		{"stall-timeout", "STALL_TIMEOUT", "30s", "how long the command handler or the projector may make no progress with work waiting (failing writes or transactions, out of their group) before /readyz answers 503", dur(func(c *Config) *time.Duration { return &c.StallTimeout })},
 		{"session-timeout", "SESSION_TIMEOUT", "10s", "consumer group session timeout (how fast a dead instance's partitions move)", dur(func(c *Config) *time.Duration { return &c.SessionTimeout })},
 		{"embedded-kafka-port", "EMBEDDED_KAFKA_PORT", "0", "port of the embedded broker on 127.0.0.1 (0: any free port)", num(func(c *Config) *int { return &c.EmbeddedKafkaPort }, 0, 65535)},
 		{"embedded-mongodb-addr", "EMBEDDED_MONGODB_ADDR", "127.0.0.1:0", "address of the embedded store", str(func(c *Config) *string { return &c.EmbeddedMongoAddr })},

@@ -38,7 +38,8 @@ type Bus struct {
 	consumerClient sarama.Client
 	producer       sarama.SyncProducer
 	consumer       sarama.Consumer
-	replies        sarama.PartitionConsumer
+	follower       *kafka.Follower // of the replies partition
+	stop           context.CancelFunc
 
 	mu      sync.Mutex
 	pending map[string]chan Reply
@@ -108,14 +109,21 @@ func NewBus(cfg BusConfig) (*Bus, error) {
 	}
 	// Starting at the newest offset before any command is sent means every
 	// reply to this instance is seen.
-	if b.replies, err = b.consumer.ConsumePartition(cfg.Topics.Replies, b.replyPartition, sarama.OffsetNewest); err != nil {
+	replies, err := b.consumer.ConsumePartition(cfg.Topics.Replies, b.replyPartition, sarama.OffsetNewest)
+	if err != nil {
 		b.consumer.Close()
 		b.consumerClient.Close()
 		b.producer.Close()
 		client.Close()
 		return nil, fmt.Errorf("command bus: consume replies: %w", err)
 	}
-	go b.readReplies()
+	ctx, stop := context.WithCancel(context.Background())
+	b.stop = stop
+	b.follower = &kafka.Follower{Consumer: b.consumer, Topic: cfg.Topics.Replies, Partition: b.replyPartition, Handle: b.handleReply, Logger: cfg.Logger.With("component", "command bus")}
+	go func() {
+		defer close(b.done)
+		b.follower.Run(ctx, replies)
+	}()
 	return b, nil
 }
 
@@ -161,34 +169,17 @@ func (b *Bus) Deliver(r Reply) bool {
 	return ch != nil
 }
 
-func (b *Bus) readReplies() {
-	defer close(b.done)
-	errs := b.replies.Errors()
-	msgs := b.replies.Messages()
-	for msgs != nil || errs != nil {
-		select {
-		case m, ok := <-msgs:
-			if !ok {
-				msgs = nil
-				continue
-			}
-			if string(m.Key) != b.instanceID {
-				continue
-			}
-			var r Reply
-			if err := json.Unmarshal(m.Value, &r); err != nil {
-				b.cfg.Logger.Error("undecodable reply", "offset", m.Offset, "err", err)
-				continue
-			}
-			b.Deliver(r)
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			b.cfg.Logger.Warn("reading replies", "err", err)
-		}
+// handleReply takes a message of the bus's replies partition.
+func (b *Bus) handleReply(m *sarama.ConsumerMessage) {
+	if string(m.Key) != b.instanceID {
+		return
 	}
+	var r Reply
+	if err := json.Unmarshal(m.Value, &r); err != nil {
+		b.cfg.Logger.Error("undecodable reply", "offset", m.Offset, "err", err)
+		return
+	}
+	b.Deliver(r)
 }
 
 // Send publishes cmd and waits for its outcome. idempotencyKey may be empty:
@@ -295,7 +286,7 @@ func (b *Bus) Ping() error {
 // Close stops listening for replies and closes the connections. Commands in
 // flight get their context's error.
 func (b *Bus) Close() error {
-	b.replies.AsyncClose()
+	b.stop()
 	<-b.done
 	b.consumer.Close()
 	b.consumerClient.Close()

@@ -73,6 +73,9 @@ type Handler struct {
 	loop        kafka.GroupLoop
 	sess        atomic.Pointer[session]
 	sessions    atomic.Int64 // sessions started, for readiness
+	// outSince is when the handler last left a session (or was created),
+	// in Unix nanoseconds; 0 while it is in one.
+	outSince atomic.Int64
 	closeOnce   sync.Once
 	closeErr    error
 	deadLetters atomic.Int64
@@ -131,6 +134,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 			cfg.Logger.Warn("command handler", "err", err)
 		}
 	}()
+	h.outSince.Store(time.Now().UnixNano())
 	go h.sendRemoteReplies()
 	return h, nil
 }
@@ -190,16 +194,35 @@ func (h *Handler) Setup(gs sarama.ConsumerGroupSession) error {
 	}
 	h.sess.Store(s)
 	h.sessions.Add(1)
+	h.outSince.Store(0)
 	return nil
 }
 
 // Cleanup is part of sarama.ConsumerGroupHandler: it waits for the
 // committer to finish the batch it is committing and closes the session.
 func (h *Handler) Cleanup(sarama.ConsumerGroupSession) error {
+	h.outSince.CompareAndSwap(0, time.Now().UnixNano())
 	if s := h.sess.Swap(nil); s != nil {
 		s.close()
 	}
 	return nil
+}
+
+// Stalled says why the handler has made no progress for longer than after,
+// or returns "": it has been out of a consumer group session (rejoining,
+// restoring, or failing to start one) that long, or it has had commands to
+// commit and committed none that long.
+func (h *Handler) Stalled(after time.Duration) string {
+	now := time.Now()
+	if out := h.outSince.Load(); out != 0 && now.Sub(time.Unix(0, out)) > after {
+		return fmt.Sprintf("not handling commands: out of its consumer group session for %s", now.Sub(time.Unix(0, out)).Round(time.Second))
+	}
+	if s := h.sess.Load(); s != nil {
+		if busy := s.busySince.Load(); busy != 0 && now.Sub(time.Unix(0, busy)) > after {
+			return fmt.Sprintf("stalled: commands waiting and none committed for %s", now.Sub(time.Unix(0, busy)).Round(time.Second))
+		}
+	}
+	return ""
 }
 
 // ConsumeClaim hands one partition's commands to the session's committer

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -41,6 +42,10 @@ type session struct {
 
 	mu   sync.Mutex
 	next map[int32]int64 // by partition, the offset of the next command to handle
+
+	// busySince is when the committer took the batch it has not yet
+	// committed, in Unix nanoseconds; 0 while it waits for commands.
+	busySince atomic.Int64
 }
 
 // inbound is a command for the committer: fetched from its partition, or
@@ -104,7 +109,10 @@ func (s *session) run() {
 		if len(batch) == 0 {
 			continue
 		}
-		if err := s.commit(batch); err != nil {
+		s.busySince.Store(time.Now().UnixNano())
+		err := s.commit(batch)
+		s.busySince.Store(0)
+		if err != nil {
 			if s.ctx.Err() != nil {
 				return // the session ended under it; the next one takes over
 			}

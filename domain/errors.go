@@ -78,3 +78,20 @@ func IsUserError(code Code) bool {
 	}
 	return false
 }
+
+// Hidden is an error whose client-facing part is Public and whose detail
+// (driver or broker text, addresses) is Cause: errors.As finds Public, so
+// clients get its code and message; Error, for logs, says both.
+type Hidden struct {
+	Public *Error
+	Cause  error
+}
+
+// Hide returns an error that shows clients code and message and keeps
+// cause for the logs.
+func Hide(code Code, message string, cause error) error {
+	return &Hidden{Public: &Error{Code: code, Message: message}, Cause: cause}
+}
+
+func (h *Hidden) Error() string   { return h.Public.Error() + ": " + h.Cause.Error() }
+func (h *Hidden) Unwrap() []error { return []error{h.Public, h.Cause} }

@@ -20,11 +20,12 @@ import (
 
 // Feed consumes the views topic and dispatches order documents.
 type Feed struct {
-	logger   *slog.Logger
-	client   sarama.Client
-	consumer sarama.Consumer
-	parts    []sarama.PartitionConsumer
-	wg       sync.WaitGroup
+	logger    *slog.Logger
+	client    sarama.Client
+	consumer  sarama.Consumer
+	followers []*kafka.Follower
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
 
 	mu      sync.Mutex
 	waiters map[string]map[chan struct{}]struct{} // order id → waiters to wake on any change
@@ -60,39 +61,54 @@ func NewFeed(cfg FeedConfig) (*Feed, error) {
 		f.Close()
 		return nil, fmt.Errorf("views feed: partitions of %s: %w", cfg.Topics.Views, err)
 	}
+	firsts := make([]sarama.PartitionConsumer, 0, len(parts))
 	for _, p := range parts {
 		pc, err := consumer.ConsumePartition(cfg.Topics.Views, p, sarama.OffsetNewest)
 		if err != nil {
+			for _, pc := range firsts {
+				pc.AsyncClose()
+			}
 			f.Close()
 			return nil, fmt.Errorf("views feed: partition %d: %w", p, err)
 		}
-		f.parts = append(f.parts, pc)
-		f.wg.Add(2)
-		go f.read(pc)
+		firsts = append(firsts, pc)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	f.stop = stop
+	for i, p := range parts {
+		fl := &kafka.Follower{Consumer: consumer, Topic: cfg.Topics.Views, Partition: p, Handle: f.read, Logger: cfg.Logger.With("component", "views feed")}
+		f.followers = append(f.followers, fl)
+		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
-			for err := range pc.Errors() {
-				f.logger.Warn("views feed", "err", err)
-			}
+			fl.Run(ctx, firsts[i])
 		}()
 	}
 	return f, nil
 }
 
+// Restarts counts the times a partition's consumer stopped and was started
+// again (see kafka.Follower).
+func (f *Feed) Restarts() int64 {
+	var n int64
+	for _, fl := range f.followers {
+		n += fl.Restarts.Load()
+	}
+	return n
+}
+
 // Hub is where subscriptions register.
 func (f *Feed) Hub() *Hub { return f.hub }
 
-func (f *Feed) read(pc sarama.PartitionConsumer) {
-	defer f.wg.Done()
-	for m := range pc.Messages() {
-		var c view.Change
-		if err := json.Unmarshal(m.Value, &c); err != nil || c.Order.ID == "" {
-			f.logger.Warn("views feed: undecodable view change", "partition", m.Partition, "offset", m.Offset, "err", err)
-			continue
-		}
-		f.wake(c.Order.ID)
-		f.hub.Publish(c)
+// read takes one message of the views topic.
+func (f *Feed) read(m *sarama.ConsumerMessage) {
+	var c view.Change
+	if err := json.Unmarshal(m.Value, &c); err != nil || c.Order.ID == "" {
+		f.logger.Warn("views feed: undecodable view change", "partition", m.Partition, "offset", m.Offset, "err", err)
+		return
 	}
+	f.wake(c.Order.ID)
+	f.hub.Publish(c)
 }
 
 func (f *Feed) wake(orderID string) {
@@ -131,8 +147,8 @@ func (f *Feed) Changed(orderID string) (<-chan struct{}, func()) {
 
 // Close stops following the topic and ends every subscription.
 func (f *Feed) Close() error {
-	for _, pc := range f.parts {
-		pc.AsyncClose()
+	if f.stop != nil {
+		f.stop()
 	}
 	f.wg.Wait()
 	f.hub.Close()

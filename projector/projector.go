@@ -71,6 +71,12 @@ type Projector struct {
 	sessions    atomic.Int64
 	deadLetters atomic.Int64
 	lastErr     atomic.Pointer[string]
+	// failingSince is when the current run of failed batches began, in
+	// Unix nanoseconds; 0 after a success.
+	failingSince atomic.Int64
+	// outSince is when the projector last left a session (or was
+	// created), in Unix nanoseconds; 0 while it is in one.
+	outSince atomic.Int64
 }
 
 // New connects to the brokers. Run starts consuming.
@@ -117,7 +123,9 @@ func New(cfg Config, store *view.Store) (*Projector, error) {
 			cfg.Logger.Warn("projector", "err", err)
 		}
 	}()
-	return &Projector{cfg: cfg, store: store, client: client, group: group, producer: producer, summaries: summaryCache{max: summaryCacheEntries}}, nil
+	p := &Projector{cfg: cfg, store: store, client: client, group: group, producer: producer, summaries: summaryCache{max: summaryCacheEntries}}
+	p.outSince.Store(time.Now().UnixNano())
+	return p, nil
 }
 
 // Run projects until ctx ends or Close is called.
@@ -153,11 +161,29 @@ func (p *Projector) Close() error {
 // Setup is part of sarama.ConsumerGroupHandler.
 func (p *Projector) Setup(sarama.ConsumerGroupSession) error {
 	p.sessions.Add(1)
+	p.outSince.Store(0)
 	return nil
 }
 
 // Cleanup is part of sarama.ConsumerGroupHandler.
-func (p *Projector) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+func (p *Projector) Cleanup(sarama.ConsumerGroupSession) error {
+	p.outSince.CompareAndSwap(0, time.Now().UnixNano())
+	return nil
+}
+
+// Stalled says why the projector has made no progress for longer than
+// after, or returns "": its writes have failed (and are being retried)
+// that long, or it has been out of a consumer group session that long.
+func (p *Projector) Stalled(after time.Duration) string {
+	now := time.Now()
+	if f := p.failingSince.Load(); f != 0 && now.Sub(time.Unix(0, f)) > after {
+		return fmt.Sprintf("stalled: writes failing for %s", now.Sub(time.Unix(0, f)).Round(time.Second))
+	}
+	if out := p.outSince.Load(); out != 0 && now.Sub(time.Unix(0, out)) > after {
+		return fmt.Sprintf("not projecting: out of its consumer group session for %s", now.Sub(time.Unix(0, out)).Round(time.Second))
+	}
+	return ""
+}
 
 // summaryCacheEntries bounds the summary cache (summaries of at most a few
 // hundred bytes each).
@@ -194,6 +220,7 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 			ids, err = p.apply(ctx, claim.Partition(), batch, cache)
 			if err == nil {
 				p.lastErr.Store(nil)
+				p.failingSince.Store(0)
 				break
 			}
 			if ctx.Err() != nil {
@@ -218,6 +245,7 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 func (p *Projector) noteError(what string, partition int32, offset int64, backoff time.Duration, err error) {
 	msg := err.Error()
 	p.lastErr.Store(&msg)
+	p.failingSince.CompareAndSwap(0, time.Now().UnixNano())
 	p.cfg.Logger.Warn(what, "partition", partition, "offset", offset, "in", backoff, "err", err)
 }
 

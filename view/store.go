@@ -126,7 +126,7 @@ func storeErr(err error) error {
 	}
 	var sse topology.ServerSelectionError
 	if errors.As(err, &sse) || mongo.IsNetworkError(err) || mongo.IsTimeout(err) || errors.Is(err, mongo.ErrClientDisconnected) {
-		return &domain.Error{Code: domain.CodeUnavailable, Message: "the view store is unavailable: " + err.Error()}
+		return domain.Hide(domain.CodeUnavailable, "the view store is unavailable; retry later", err)
 	}
 	return err
 }
