@@ -70,12 +70,12 @@ type Handler struct {
 	remote   chan []*sarama.ProducerMessage // replies to other instances
 	sent     chan struct{}                  // the reply sender finished
 
-	loop        kafka.GroupLoop
-	sess        atomic.Pointer[session]
-	sessions    atomic.Int64 // sessions started, for readiness
+	loop     kafka.GroupLoop
+	sess     atomic.Pointer[session]
+	sessions atomic.Int64 // sessions started, for readiness
 	// outSince is when the handler last left a session (or was created),
 	// in Unix nanoseconds; 0 while it is in one.
-	outSince atomic.Int64
+	outSince    atomic.Int64
 	closeOnce   sync.Once
 	closeErr    error
 	deadLetters atomic.Int64
