@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -198,4 +201,76 @@ func TestCommandRefusedByTheBrokerIsSetAside(t *testing.T) {
 	if want := `order_gateway_dead_letters_total{source="commands"} 1`; !strings.Contains(string(metrics), want) {
 		t.Errorf("/metrics lacks %q:\n%s", want, metrics)
 	}
+}
+
+// TestHostileQueriesAreRefusedCheaply: documents that cost a GraphQL server
+// far more than their size (fragments that double at each level, hundreds
+// of aliased pages, thousands of repeated fields, a megabyte of tokens) are
+// refused with QUERY_TOO_COMPLEX and no 5xx, over POST and GET, and a
+// normal mutation is answered right after each.
+func TestHostileQueriesAreRefusedCheaply(t *testing.T) {
+	g := startGateway(t, testConfig(t))
+	var frags strings.Builder
+	frags.WriteString("query { order(id: \"x\") { ...F0 } }\n")
+	for i := range 30 {
+		fmt.Fprintf(&frags, "fragment F%d on Order { id ...F%d ...F%d }\n", i, i+1, i+1)
+	}
+	frags.WriteString("fragment F30 on Order { id }\n")
+	var aliases strings.Builder
+	aliases.WriteString("{")
+	for i := range 333 {
+		fmt.Fprintf(&aliases, " a%d: orders(first: 100) { edges { node { id status } } }", i)
+	}
+	aliases.WriteString(" }")
+	probes := map[string]string{
+		"fragments spread twice, 30 levels": frags.String(),
+		"333 aliases of orders(first: 100)": aliases.String(),
+		"50,000 repeated fields":            "{ order(id: \"x\") { " + strings.Repeat("id ", 50_000) + "} }",
+		"750 KB of aliases":                 "{ " + strings.Repeat("o: order(id: \"x\") { id } ", 30_000) + "}",
+		"over the body limit":               "{ " + strings.Repeat("o: order(id: \"x\") { id } ", 45_000) + "}",
+	}
+	for name, q := range probes {
+		for _, method := range []string{http.MethodPost, http.MethodGet} {
+			if method == http.MethodGet && len(q) > 4000 {
+				continue // too long for a URL
+			}
+			t0 := time.Now()
+			var resp *http.Response
+			var err error
+			if method == http.MethodPost {
+				body, _ := json.Marshal(map[string]any{"query": q})
+				resp, err = http.Post(g.url+"/graphql", "application/json", bytes.NewReader(body))
+			} else {
+				resp, err = http.Get(g.url + "/graphql?query=" + url.QueryEscape(q))
+			}
+			if err != nil {
+				t.Fatalf("%s over %s: %v", name, method, err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var r gqlResponse
+			_ = json.Unmarshal(raw, &r)
+			took := time.Since(t0)
+			want, wantStatus := "QUERY_TOO_COMPLEX", http.StatusOK
+			if len(q) > 1<<20 {
+				want, wantStatus = "REQUEST_TOO_LARGE", http.StatusRequestEntityTooLarge
+			}
+			if resp.StatusCode != wantStatus || len(r.Errors) == 0 || r.Errors[0].Extensions["code"] != want {
+				t.Errorf("%s over %s (%d bytes): HTTP %d %.300s", name, method, len(q), resp.StatusCode, raw)
+			}
+			t.Logf("%s over %s (%d bytes): HTTP %d in %v: %.120s", name, method, len(q), resp.StatusCode, took.Round(time.Millisecond), firstMessage(r))
+			t1 := time.Now()
+			g.mustMutate(t, "placeOrder", placeInput("c-after-probe", item("A", 1, "1")))
+			if d := time.Since(t1); d > 5*time.Second {
+				t.Errorf("after %s: a mutation took %v", name, d)
+			}
+		}
+	}
+}
+
+func firstMessage(r gqlResponse) string {
+	if len(r.Errors) == 0 {
+		return ""
+	}
+	return r.Errors[0].Message
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -60,6 +61,11 @@ func (r *Resolver) awaitTokenUntil(ctx context.Context, token *string, deadline 
 	if r.Waiter == nil {
 		return nil
 	}
+	if !r.waits.acquire() {
+		notReached(ctx, fmt.Sprintf("too many reads are waiting for their writes (%d); this answer may not include version %d of order %s", r.waits.max(), version, orderID))
+		return nil
+	}
+	defer r.waits.release()
 	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	if !r.Waiter.WaitForOrder(wctx, orderID, version) {
@@ -100,3 +106,23 @@ func (r *Resolver) customerSummary(ctx context.Context, id string, token *string
 	}
 	return r.Views.Customer(ctx, id)
 }
+
+// MaxConsistencyWaits bounds the reads that wait for their consistency
+// token at once, in one instance; a read past it answers at once, saying in
+// extensions.consistency that it did not wait.
+const MaxConsistencyWaits = 1000
+
+// waitSlots counts the consistency waits in progress.
+type waitSlots struct{ n atomic.Int64 }
+
+func (w *waitSlots) max() int { return MaxConsistencyWaits }
+
+func (w *waitSlots) acquire() bool {
+	if w.n.Add(1) > MaxConsistencyWaits {
+		w.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (w *waitSlots) release() { w.n.Add(-1) }

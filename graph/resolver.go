@@ -51,4 +51,6 @@ type Resolver struct {
 		Order(ctx context.Context, id string) (*view.OrderDoc, error)
 	}
 	Logger *slog.Logger
+
+	waits waitSlots // consistency waits in progress (MaxConsistencyWaits)
 }

@@ -1,7 +1,11 @@
 package graph
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -40,15 +44,42 @@ func NewServer(r *Resolver, ws WebsocketOptions) *Server {
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	// The limits replace gqlgen's complexity limit, whose walk visits a
+	// fragment again at every spread (exponential in nested spreads).
+	srv.SetParserTokenLimit(DefaultLimits.Tokens)
+	srv.Use(newLimitChecker(DefaultLimits, 1000))
 	srv.Use(extension.Introspection{})
-	srv.Use(extension.FixedComplexityLimit(2000))
 	srv.SetErrorPresenter(ErrorPresenter)
 	srv.SetRecoverFunc(RecoverFunc(r.logger()))
-	s.handler = http.MaxBytesHandler(srv, 1<<20)
+	s.handler = srv
 	return s
 }
 
+// MaxRequestBytes bounds a request's body.
+const MaxRequestBytes = 1 << 20
+
+// writeError answers with status and a GraphQL error response carrying code.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]any{{"message": message, "extensions": map[string]any{"code": code}}}})
+}
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		// The body is read here, so that one over the limit is answered 413
+		// (gqlgen would answer 200 with a GraphQL error).
+		body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "BAD_REQUEST", "the request body could not be read")
+			return
+		}
+		if len(body) > MaxRequestBytes {
+			writeError(w, http.StatusRequestEntityTooLarge, "REQUEST_TOO_LARGE", fmt.Sprintf("the request body is larger than %d bytes", MaxRequestBytes))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
 	if r.Header.Get("Upgrade") == "" && strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
 		if conn, ok := r.Context().Value(connKey{}).(net.Conn); ok {
 			if !s.track(conn) {
