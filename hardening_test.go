@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -273,4 +275,64 @@ func firstMessage(r gqlResponse) string {
 		return ""
 	}
 	return r.Errors[0].Message
+}
+
+// TestConnectionsAreBounded: a client that sends its body slowly, an idle
+// keep-alive connection and a connection past MAX_CONNECTIONS are all
+// closed by the server, and the gateway keeps answering.
+func TestConnectionsAreBounded(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.HTTPReadTimeout, cfg.HTTPIdleTimeout, cfg.MaxConnections = time.Second, time.Second, 30
+	g := startGateway(t, cfg)
+	addr := strings.TrimPrefix(g.url, "http://")
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// closedWithin reads c until the server closes it, or fails after d.
+	closedWithin := func(what string, c net.Conn, d time.Duration) {
+		t.Helper()
+		t0 := time.Now()
+		_ = c.SetReadDeadline(t0.Add(d))
+		buf := make([]byte, 4096)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Errorf("%s: the server kept the connection open for %v", what, d)
+				} else {
+					t.Logf("%s: closed by the server after %v", what, time.Since(t0).Round(10*time.Millisecond))
+				}
+				return
+			}
+		}
+	}
+
+	slow := dial()
+	defer slow.Close()
+	fmt.Fprintf(slow, "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"qu")
+	closedWithin("a body sent slowly", slow, 5*time.Second)
+
+	idle := dial()
+	defer idle.Close()
+	fmt.Fprintf(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	closedWithin("an idle keep-alive connection after a request", idle, 5*time.Second)
+
+	var held []net.Conn
+	for range 30 {
+		held = append(held, dial())
+	}
+	time.Sleep(100 * time.Millisecond)
+	extra := dial()
+	closedWithin("a connection past MAX_CONNECTIONS", extra, time.Second)
+	extra.Close()
+	for _, c := range held {
+		c.Close()
+	}
+	time.Sleep(200 * time.Millisecond)
+	g.mustMutate(t, "placeOrder", placeInput("c-after-conns", item("A", 1, "1")))
 }

@@ -105,6 +105,7 @@ func testConfig(t testing.TB) app.Config {
 		CommandTimeout: 10 * time.Second, ConsistencyTimeout: 10 * time.Second,
 		StartupTimeout: 30 * time.Second, ShutdownTimeout: 10 * time.Second,
 		FetchWait: 20 * time.Millisecond, SessionTimeout: 6 * time.Second, StallTimeout: 30 * time.Second,
+		HTTPReadTimeout: 10 * time.Second, HTTPIdleTimeout: 60 * time.Second, MaxConnections: 10000,
 		EmbeddedMongoAddr: "127.0.0.1:0", LogLevel: slog.LevelWarn,
 		AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"}, WSInitTimeout: 2 * time.Second,
 		WSPingInterval: 2 * time.Second, WSWriteTimeout: 10 * time.Second, MaxSubscriptions: 100,

@@ -191,9 +191,14 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", c.ListenAddr, err)
 	}
 	m.listener = ln
-	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: 10 * time.Second, ConnContext: graph.ConnContext}
+	// No ReadTimeout: it would also end server-sent event streams. A
+	// request's headers have HTTP_READ_TIMEOUT (ReadHeaderTimeout), and
+	// graph.Server gives its body the same.
+	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: c.HTTPReadTimeout, IdleTimeout: c.HTTPIdleTimeout,
+		ConnContext: graph.ConnContext, ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug)}
+	capped := &capListener{Listener: ln, max: int64(c.MaxConnections), logger: m.Logger}
 	m.goRun(func() error {
-		if err := m.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := m.http.Serve(capped); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
@@ -307,7 +312,8 @@ func (m *Main) routes() http.Handler {
 		Waiter: live.Waiter{Feed: m.feed, Store: m.store}, ConsistencyTimeout: m.Config.ConsistencyTimeout,
 		Live: m.feed.Hub(), Snapshots: &live.Snapshots{Store: m.store},
 	}, graph.WebsocketOptions{AllowedOrigins: m.Config.AllowedOrigins,
-		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, WriteTimeout: m.Config.WSWriteTimeout, MaxSubscriptionsPer: m.Config.MaxSubscriptions})
+		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, WriteTimeout: m.Config.WSWriteTimeout, MaxSubscriptionsPer: m.Config.MaxSubscriptions,
+		BodyTimeout: m.Config.HTTPReadTimeout})
 
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", m.gql)

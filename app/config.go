@@ -35,6 +35,9 @@ type Config struct {
 	ProjectorLinger    time.Duration
 	SessionTimeout     time.Duration
 	StallTimeout       time.Duration
+	HTTPReadTimeout    time.Duration
+	HTTPIdleTimeout    time.Duration
+	MaxConnections     int
 	EmbeddedKafkaPort  int
 	EmbeddedMongoAddr  string
 	LogLevel           slog.Level
@@ -114,6 +117,9 @@ func settings() []setting {
 			return dur(func(c *Config) *time.Duration { return &c.FetchWait })(c, v)
 		}},
 		{"projector-linger", "PROJECTOR_LINGER", "2ms", "how long the projector waits after an event for more before it writes the views (an order's events in one batch become one write; 0: no wait)", duration(func(c *Config) *time.Duration { return &c.ProjectorLinger }, true)},
+		{"http-read-timeout", "HTTP_READ_TIMEOUT", "10s", "how long a client may take to send a request's headers, and again its body", dur(func(c *Config) *time.Duration { return &c.HTTPReadTimeout })},
+		{"http-idle-timeout", "HTTP_IDLE_TIMEOUT", "60s", "how long an idle keep-alive connection stays open", dur(func(c *Config) *time.Duration { return &c.HTTPIdleTimeout })},
+		{"max-connections", "MAX_CONNECTIONS", "10000", "HTTP connections open at once (websockets and event streams included); one more is closed at once", num(func(c *Config) *int { return &c.MaxConnections }, 1, 1_000_000)},
 		{"stall-timeout", "STALL_TIMEOUT", "30s", "how long the command handler or the projector may make no progress with work waiting (failing writes or transactions, out of their group) before /readyz answers 503", dur(func(c *Config) *time.Duration { return &c.StallTimeout })},
 		{"session-timeout", "SESSION_TIMEOUT", "10s", "consumer group session timeout (how fast a dead instance's partitions move)", dur(func(c *Config) *time.Duration { return &c.SessionTimeout })},
 		{"embedded-kafka-port", "EMBEDDED_KAFKA_PORT", "0", "port of the embedded broker on 127.0.0.1 (0: any free port)", num(func(c *Config) *int { return &c.EmbeddedKafkaPort }, 0, 65535)},

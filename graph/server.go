@@ -2,6 +2,7 @@ package graph
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
@@ -23,8 +25,9 @@ import (
 // limit, the error presenter and a 1 MiB request limit. The gateway and
 // the benchmark both serve it, so they measure and run the same thing.
 type Server struct {
-	handler http.Handler
-	ws      *Websocket
+	handler     http.Handler
+	ws          *Websocket
+	bodyTimeout time.Duration
 
 	mu      sync.Mutex
 	streams map[net.Conn]int // connections with SSE requests in progress
@@ -37,7 +40,7 @@ func NewServer(r *Resolver, ws WebsocketOptions) *Server {
 	if ws.Logger == nil {
 		ws.Logger = r.logger()
 	}
-	s := &Server{ws: NewWebsocket(ws), streams: map[net.Conn]int{}}
+	s := &Server{ws: NewWebsocket(ws), streams: map[net.Conn]int{}, bodyTimeout: ws.BodyTimeout}
 	srv.AddTransport(s.ws)
 	srv.AddTransport(&SSE{KeepAlive: ws.PingInterval, shared: &s.ws.shared}) // keep-alives keep idle streams open through proxies
 	srv.AddTransport(transport.Options{})
@@ -67,17 +70,23 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
-		// The body is read here, so that one over the limit is answered 413
-		// (gqlgen would answer 200 with a GraphQL error).
+		// The body is read here, within its timeout (a client that sends it
+		// slowly keeps a connection for no longer), and one over the limit
+		// is answered 413 (gqlgen would answer 200 with a GraphQL error).
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(cmp.Or(s.bodyTimeout, 10*time.Second)))
 		body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "BAD_REQUEST", "the request body could not be read")
+			w.Header().Set("Connection", "close") // what is left of the body is not read
+			writeError(w, http.StatusBadRequest, "BAD_REQUEST", "the request body could not be read in time")
 			return
 		}
 		if len(body) > MaxRequestBytes {
+			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusRequestEntityTooLarge, "REQUEST_TOO_LARGE", fmt.Sprintf("the request body is larger than %d bytes", MaxRequestBytes))
 			return
 		}
+		_ = rc.SetReadDeadline(time.Time{})
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	if r.Header.Get("Upgrade") == "" && strings.Contains(r.Header.Get("Accept"), "text/event-stream") {

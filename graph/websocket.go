@@ -47,7 +47,10 @@ type WebsocketOptions struct {
 	// MaxSubscriptionsPer caps a connection's subscriptions (0: only the
 	// cap on operations in flight, which is this plus 100).
 	MaxSubscriptionsPer int
-	Logger              *slog.Logger
+	// BodyTimeout is how long a client may take to send a POST's body
+	// (0: 10s); the HTTP server bounds the headers.
+	BodyTimeout time.Duration
+	Logger      *slog.Logger
 }
 
 // Websocket close codes of graphql-transport-ws (graphql-ws's PROTOCOL.md).

@@ -76,7 +76,8 @@ func startGatewayOpts(ctx context.Context, e *env, prefix, database string, with
 		ListenAddr: "127.0.0.1:0", DataDir: e.dir, KafkaBrokers: e.brokers, MongoURI: e.mongoURI, MongoDatabase: database,
 		TopicPrefix: prefix, Partitions: partitions, ReplicationFactor: replicationFactor,
 		CommandTimeout: commandTimeout, ConsistencyTimeout: consistencyTimeout, StartupTimeout: 30 * time.Second, ShutdownTimeout: 15 * time.Second,
-		FetchWait: fetchWait, ProjectorLinger: projectorLinger, SessionTimeout: sessionTimeout, StallTimeout: 30 * time.Second, EmbeddedMongoAddr: "127.0.0.1:0",
+		FetchWait: fetchWait, ProjectorLinger: projectorLinger, SessionTimeout: sessionTimeout, StallTimeout: 30 * time.Second,
+		HTTPReadTimeout: 10 * time.Second, HTTPIdleTimeout: 60 * time.Second, MaxConnections: 100_000, EmbeddedMongoAddr: "127.0.0.1:0",
 		LogLevel: slog.LevelWarn, AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"},
 		WSInitTimeout: 10 * time.Second, WSPingInterval: 15 * time.Second, WSWriteTimeout: 10 * time.Second, MaxSubscriptions: 100,
 	}
