@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/view"
 )
 
 // maxMessageLength bounds what a refusal may say: it names the field and the
@@ -335,4 +337,88 @@ func TestConnectionsAreBounded(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	g.mustMutate(t, "placeOrder", placeInput("c-after-conns", item("A", 1, "1")))
+}
+
+// TestSlowSubscriberIsToldSo: an ordersUpdated subscriber that stops
+// reading while thousands of orders change falls more than 256 orders
+// behind; its subscription ends with SUBSCRIBER_TOO_SLOW (before, the
+// oldest pending orders were forgotten without a word). Once it reads
+// again it gets what was sent, then the error, then complete.
+func TestSlowSubscriberIsToldSo(t *testing.T) {
+	cfg := testConfig(t)
+	g := startGateway(t, cfg)
+	body, _ := json.Marshal(map[string]any{"query": "subscription { ordersUpdated { id version customerId items { sku name } } }"})
+	req, _ := http.NewRequest(http.MethodPost, g.url+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	time.Sleep(300 * time.Millisecond) // registered
+
+	// Thousands of order changes, straight to the views topic, each about
+	// 2 KB once rendered: far more than the sockets' buffers hold.
+	sc := kafka.Config("test-views", 20*time.Millisecond)
+	sc.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(testBrokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var msgs []*sarama.ProducerMessage
+	for i := range 6000 {
+		d := view.OrderDoc{ID: fmt.Sprintf("ord_slow_%05d", i), CustomerID: "c-slow", Status: "PENDING", Currency: "EUR", Version: 1}
+		for j := range 8 {
+			d.Items = append(d.Items, view.ItemDoc{SKU: fmt.Sprintf("S%d", j), Name: strings.Repeat("n", 200), Quantity: 1})
+		}
+		v, _ := json.Marshal(view.Change{Order: d})
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: kafka.NewTopics(cfg.TopicPrefix).Views, Key: sarama.StringEncoder(d.ID), Value: sarama.ByteEncoder(v)})
+	}
+	if err := prod.SendMessages(msgs); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the feed has published them all while nobody read
+
+	// Read again: the updates that made it, then the error and complete.
+	var updates int
+	var tooSlow, complete bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		event := ""
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				event = strings.TrimPrefix(line, "event: ")
+				if event == "complete" {
+					complete = true
+					return
+				}
+			case strings.HasPrefix(line, "data: ") && event == "next":
+				if strings.Contains(line, "SUBSCRIBER_TOO_SLOW") {
+					tooSlow = true
+				} else {
+					updates++
+				}
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		resp.Body.Close()
+		<-done
+	}
+	t.Logf("read %d updates, then too slow %v, complete %v", updates, tooSlow, complete)
+	if !tooSlow || !complete {
+		t.Fatalf("a subscriber 6,000 orders behind: SUBSCRIBER_TOO_SLOW %v, complete %v (after %d updates)", tooSlow, complete, updates)
+	}
+	if updates >= 6000 {
+		t.Fatalf("the subscriber got all %d updates: it never fell behind (the test did not test)", updates)
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
 // SSE is the server-sent events transport: graphql-sse's "distinct
@@ -120,6 +121,9 @@ func (t *SSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecu
 			return
 		}
 		if ended {
+			if e := s.stream.endErr(); e != nil {
+				s.next(errorsPayloadObjectOf(e))
+			}
 			s.complete()
 			return
 		}
@@ -196,4 +200,10 @@ func (s *sseStream) write(b []byte) bool {
 	}
 	s.f.Flush()
 	return true
+}
+
+// errorsPayloadObjectOf is a result that holds only e.
+func errorsPayloadObjectOf(e *gqlerror.Error) []byte {
+	b, _ := json.Marshal(map[string]any{"errors": gqlerror.List{e}})
+	return b
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/graph/model"
 	"github.com/ordergateway/gateway/live"
@@ -140,7 +142,14 @@ type pullStream interface {
 	// close unregisters the subscription and frees its slot; it is safe
 	// to call more than once and at the same time as next.
 	close()
+	// endErr is why an ended subscription ended, if not normally: the
+	// transport sends it instead of complete.
+	endErr() *gqlerror.Error
 }
+
+// CodeSubscriberTooSlow ends a subscription whose subscriber fell too far
+// behind the changes it asked for.
+const CodeSubscriberTooSlow = "SUBSCRIBER_TOO_SLOW"
 
 type pullTargetKey struct{}
 
@@ -211,6 +220,14 @@ func (st *orderStream) next() (view.OrderDoc, bool, bool) {
 		return d, false, st.sub.Closed()
 	}
 	return d, true, false
+}
+
+func (st *orderStream) endErr() *gqlerror.Error {
+	if !st.sub.TooSlow() {
+		return nil
+	}
+	return &gqlerror.Error{Message: fmt.Sprintf("the subscriber fell more than %d orders behind; read the orders again and subscribe again", live.DefaultBuffer),
+		Extensions: map[string]any{"code": CodeSubscriberTooSlow}}
 }
 
 func (st *orderStream) buffered() bool { return st.first != nil || st.head < len(st.queue) }

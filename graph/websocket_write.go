@@ -268,7 +268,10 @@ func (c *wsConn) pull(op *wsOp, w *fanWorker) sendResult {
 		}
 		d, ok, ended := op.stream.next()
 		if !ok {
-			if ended {
+			switch e := op.stream.endErr(); {
+			case ended && e != nil:
+				c.fail(op, errorsPayload(gqlerror.List{e}))
+			case ended:
 				c.finish(op)
 			}
 			return sent

@@ -23,6 +23,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/ordergateway/gateway/live"
 	"github.com/ordergateway/gateway/view"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
 // These tests drive the writer over real loopback sockets whose buffers
@@ -208,8 +209,9 @@ func (s *fakeStream) left() int {
 	return len(s.docs) + len(s.drained)
 }
 
-func (s *fakeStream) load(view.OrderDoc) { panic("every result is shared: nothing to execute") }
-func (s *fakeStream) close()             {}
+func (s *fakeStream) load(view.OrderDoc)      { panic("every result is shared: nothing to execute") }
+func (s *fakeStream) close()                  {}
+func (s *fakeStream) endErr() *gqlerror.Error { return nil }
 
 // A change published while a new subscription reads its snapshot (before
 // it is live, so its wake-up is dropped) goes out after the first state.

@@ -8,6 +8,8 @@ import (
 
 // DefaultBuffer is how many distinct orders a subscription holds for a
 // subscriber that has not read them yet. Each holds only its newest state.
+// A matching subscription that would need more is ended, TooSlow: it never
+// forgets an order silently.
 const DefaultBuffer = 256
 
 // Hub fans changes out to subscriptions. Publish never blocks: every
@@ -39,7 +41,7 @@ type Subscription struct {
 	hasOne  bool
 	pending map[string]view.OrderDoc // the pending states of a matching subscription
 	order   []string                 // ids in pending, oldest first
-	dropped int
+	tooSlow bool                     // ended because its buffer was full
 	ready   chan struct{}
 	done    chan struct{}
 	closed  bool
@@ -166,10 +168,11 @@ func (s *Subscription) offer(d view.OrderDoc) {
 			s.pending[d.ID] = d // coalesce: the newest state replaces the older one
 		}
 	} else {
-		if len(s.order) >= s.max { // too far behind: forget the oldest order
-			delete(s.pending, s.order[0])
-			s.order = s.order[1:]
-			s.dropped++
+		if len(s.order) >= s.max { // too far behind: end it rather than forget an order
+			s.tooSlow = true
+			s.mu.Unlock()
+			s.end() // the subscriber unregisters it (Close) when it sees it ended
+			return
 		}
 		s.pending[d.ID] = d
 		s.order = append(s.order, d.ID)
@@ -223,12 +226,12 @@ func (s *Subscription) DrainTo(out []view.OrderDoc) []view.OrderDoc {
 	return out
 }
 
-// Dropped counts the orders whose pending state was forgotten because the
-// subscriber was too far behind.
-func (s *Subscription) Dropped() int {
+// TooSlow reports whether the hub ended the subscription because its
+// subscriber fell DefaultBuffer orders behind.
+func (s *Subscription) TooSlow() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.dropped
+	return s.tooSlow
 }
 
 // Close unregisters the subscription and frees its buffer.

@@ -65,19 +65,30 @@ func TestHubNotify(t *testing.T) {
 	}
 }
 
-// A matching subscription that falls DefaultBuffer orders behind forgets
-// the oldest; an order leaving the filter is still sent once.
+// A matching subscription that would fall more than DefaultBuffer orders
+// behind is ended, TooSlow, instead of forgetting an order; one that keeps
+// up gets an order leaving the filter once.
 func TestHubMatchingBufferAndLeaving(t *testing.T) {
 	h := NewHub()
-	sub := h.SubscribeMatching(func(d view.OrderDoc) bool { return d.Status == "PENDING" }, nil)
+	slow := h.SubscribeMatching(func(d view.OrderDoc) bool { return d.Status == "PENDING" }, nil)
 	for i := range DefaultBuffer + 2 {
 		h.Publish(change(string(rune('a'+i%26))+string(rune('0'+i/26)), "c", "PENDING", 1, ""))
 	}
-	if sub.Dropped() != 2 {
-		t.Fatalf("dropped %d, want 2", sub.Dropped())
+	if !slow.Closed() || !slow.TooSlow() {
+		t.Fatalf("a subscriber %d orders behind: closed %v, too slow %v; want both", DefaultBuffer+2, slow.Closed(), slow.TooSlow())
 	}
-	if got := sub.Drain(); len(got) != DefaultBuffer {
-		t.Fatalf("drained %d, want %d", len(got), DefaultBuffer)
+	select {
+	case <-slow.Done():
+	default:
+		t.Fatal("Done was not closed")
+	}
+	slow.Close()
+	sub := h.SubscribeMatching(func(d view.OrderDoc) bool { return d.Status == "PENDING" }, nil)
+	for i := range DefaultBuffer {
+		h.Publish(change(string(rune('a'+i%26))+string(rune('0'+i/26)), "c", "PENDING", 1, ""))
+	}
+	if got := sub.Drain(); len(got) != DefaultBuffer || sub.TooSlow() {
+		t.Fatalf("drained %d (too slow %v), want %d", len(got), sub.TooSlow(), DefaultBuffer)
 	}
 	h.Publish(change("x", "c", "CONFIRMED", 2, "PENDING"))
 	h.Publish(change("y", "c", "SHIPPED", 3, "CONFIRMED"))
