@@ -1662,3 +1662,89 @@ func TestShutdownEndsStreamsForReconnect(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownFinishesWebsocketOperations: a mutation sent over a websocket
+// before the gateway began to shut down gets its result before the socket
+// closes with 1001, and an operation sent after that is refused with
+// UNAVAILABLE rather than dropped. The mutation is made to outlast the start
+// of the shutdown by having no command handler until a second instance
+// starts.
+func TestShutdownFinishesWebsocketOperations(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CommandTimeout, cfg.ShutdownTimeout = 40*time.Second, 40*time.Second
+	g := startGateway(t, cfg)
+	g.Handler().Close() // nobody handles commands until the second instance starts
+
+	ws := dialWS(t, g, wsDial{})
+	ws.subscribe(t, "m", fmt.Sprintf("mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { %s } }", payloadFields),
+		map[string]any{"input": placeInput("cust-drain", item("A", 1, "1"))})
+	if m, err := ws.tryNext(300*time.Millisecond, byID("m")); err == nil {
+		t.Fatalf("the mutation was answered with no handler running: %s", m.Payload)
+	}
+
+	stopped := make(chan struct{})
+	go func() { g.stop(); close(stopped) }()
+
+	// Queries sent once the shutdown has begun are refused.
+	refused := false
+	for i := 0; i < 500 && !refused; i++ {
+		id := fmt.Sprintf("q%d", i)
+		if err := ws.trySubscribe(id, `{ __typename }`, nil); err != nil {
+			t.Fatalf("send query: %v", err)
+		}
+		m, err := ws.tryNext(eventWait, byID(id))
+		if err != nil {
+			t.Fatalf("query %s: %v", id, err)
+		}
+		switch m.Type {
+		case "next":
+			ws.tryNext(eventWait, byID(id)) // its complete
+			time.Sleep(10 * time.Millisecond)
+		case "error":
+			var errs []gqlError
+			if json.Unmarshal(m.Payload, &errs); len(errs) != 1 || errs[0].Extensions["code"] != "UNAVAILABLE" {
+				t.Fatalf("query during shutdown: %s, want one UNAVAILABLE error", m.Payload)
+			}
+			refused = true
+		default:
+			t.Fatalf("query %s: unexpected %s %s", id, m.Type, m.Payload)
+		}
+	}
+	if !refused {
+		t.Fatal("queries were still taken during the shutdown")
+	}
+	select {
+	case <-stopped:
+		t.Fatal("the shutdown did not wait for the mutation in flight")
+	default:
+	}
+
+	second := startGateway(t, cfg) // takes over the command partitions; answers the mutation
+	m, err := ws.tryNext(cfg.CommandTimeout, byID("m"))
+	if err != nil {
+		t.Fatalf("the mutation in flight got no result before the socket closed: %v", err)
+	}
+	var res struct {
+		Data struct{ PlaceOrder Payload } `json:"data"`
+	}
+	if m.Type != "next" || json.Unmarshal(m.Payload, &res) != nil || res.Data.PlaceOrder.Order == nil {
+		t.Fatalf("mutation result: %s %s", m.Type, m.Payload)
+	}
+	if c, err := ws.tryNext(eventWait, byID("m")); err != nil || c.Type != "complete" {
+		t.Fatalf("after the result: %+v %v, want complete", c, err)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(cfg.ShutdownTimeout):
+		t.Fatal("the shutdown did not end")
+	}
+	if _, err := ws.tryNext(eventWait, func(wsMsg) bool { return true }); err == nil {
+		t.Fatal("the websocket is still open after the shutdown")
+	}
+	if code := coderws.CloseStatus(ws.readErr); code != coderws.StatusGoingAway {
+		t.Fatalf("websocket: closed with %d (%v), want 1001", code, ws.readErr)
+	}
+	if o := second.orderAt(t, res.Data.PlaceOrder.Order.ID, *res.Data.PlaceOrder.ConsistencyToken); o == nil {
+		t.Fatal("the order placed during the shutdown is not in the views")
+	}
+}

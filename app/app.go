@@ -426,12 +426,19 @@ func (m *Main) Close() error {
 
 func (m *Main) close() error {
 	var errs []error
-	if m.gql != nil {
-		m.gql.CloseStreams() // subscribers reconnect elsewhere; Shutdown need not wait for them
-	}
+	deadline := time.Now().Add(m.Config.ShutdownTimeout)
 	if m.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
-		errs = append(errs, m.http.Shutdown(ctx))
+		// Shutdown stops taking requests and waits for those in progress;
+		// CloseStreams, beside it, ends the event streams (which never end
+		// by themselves) and the websockets once their queries and
+		// mutations are done. Both within SHUTDOWN_TIMEOUT.
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		shut := make(chan error, 1)
+		go func() { shut <- m.http.Shutdown(ctx) }()
+		if m.gql != nil {
+			m.gql.CloseStreams(deadline) // subscribers reconnect elsewhere
+		}
+		errs = append(errs, <-shut)
 		cancel()
 	}
 	if m.debug != nil {

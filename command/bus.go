@@ -45,6 +45,9 @@ type Bus struct {
 	pending map[string]chan Reply
 	done    chan struct{}
 	local   atomic.Pointer[LocalHandler]
+
+	sending sync.RWMutex // held for reading by each send in flight
+	closed  bool         // under sending: Close has begun
 }
 
 // TimeoutError is returned by Send when no outcome arrived in time. The
@@ -237,7 +240,13 @@ func (b *Bus) Send(ctx context.Context, cmd domain.Command, idempotencyKey strin
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	sent := make(chan error, 1)
+	b.sending.RLock()
+	if b.closed {
+		b.sending.RUnlock()
+		return Reply{}, unavailable("the gateway is shutting down; the command was not sent and can be retried")
+	}
 	go func() {
+		defer b.sending.RUnlock() // Close waits for sends in flight before it closes the producer
 		part, offset, err := b.producer.SendMessage(msg)
 		if err == nil {
 			b.offerLocally(msg, part, offset)
@@ -283,9 +292,14 @@ func (b *Bus) Ping() error {
 	return nil
 }
 
-// Close stops listening for replies and closes the connections. Commands in
-// flight get their context's error.
+// Close stops listening for replies and closes the connections, once the
+// commands being written are written; a Send after it (a request that
+// outlived the server's shutdown) gets UNAVAILABLE. Commands waiting for
+// their outcome get their context's error.
 func (b *Bus) Close() error {
+	b.sending.Lock() // the sends in flight end (within sarama's timeouts); later ones are refused
+	b.closed = true
+	b.sending.Unlock()
 	b.stop()
 	<-b.done
 	b.consumer.Close()

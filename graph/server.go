@@ -135,8 +135,10 @@ func (s *Server) untrack(c net.Conn) {
 // subscription. New streams are refused (503) from then on. Without it,
 // http.Server.Shutdown would wait its whole timeout for SSE requests,
 // which never end by themselves. SSE streams are only found when the
-// http.Server's ConnContext is ConnContext.
-func (s *Server) CloseStreams() {
+// http.Server's ConnContext is ConnContext. A websocket's queries and
+// mutations in progress get until deadline to finish first; new operations
+// on it are refused (UNAVAILABLE) meanwhile.
+func (s *Server) CloseStreams(deadline time.Time) {
 	s.mu.Lock()
 	s.closing = true
 	conns := s.streams
@@ -145,5 +147,5 @@ func (s *Server) CloseStreams() {
 	for c := range conns {
 		_ = c.Close()
 	}
-	s.ws.closeAll(1001, "server shutting down")
+	s.ws.closeAll(1001, "server shutting down", deadline)
 }

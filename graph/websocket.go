@@ -171,7 +171,7 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 // closeAll closes every connection with code, without completing their
 // subscriptions, and refuses new ones; it returns when all are closed (each
 // close waits at most a second for its peer).
-func (t *Websocket) closeAll(code int, reason string) {
+func (t *Websocket) closeAll(code int, reason string, deadline time.Time) {
 	t.mu.Lock()
 	t.closing = true
 	conns := t.conns
@@ -179,9 +179,36 @@ func (t *Websocket) closeAll(code int, reason string) {
 	t.mu.Unlock()
 	var wg sync.WaitGroup
 	for c := range conns {
-		wg.Go(func() { c.closeWith(code, reason) })
+		wg.Go(func() {
+			c.awaitQueriesAndMutations(deadline)
+			c.closeWith(code, reason)
+		})
 	}
 	wg.Wait()
+}
+
+// awaitQueriesAndMutations waits until the connection runs no query or
+// mutation (subscriptions do not count: they never end by themselves) and
+// has written what it queued, or until deadline. New operations are
+// refused meanwhile (closing).
+func (c *wsConn) awaitQueriesAndMutations(deadline time.Time) {
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		busy := false
+		for _, op := range c.ops {
+			if op.stream == nil && !op.stopped.Load() {
+				busy = true
+				break
+			}
+		}
+		busy = busy || len(c.outbox) > 0 || c.writing // their results are not all written yet
+		closed := c.closed
+		c.mu.Unlock()
+		if !busy || closed {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // originAllowed admits requests without an Origin (not from a browser), from
@@ -395,6 +422,14 @@ func (c *wsConn) handle(m wsMessage) bool {
 		if m.ID == "" {
 			c.protocolError(m.Type + " without an id")
 			return false
+		}
+		c.t.mu.Lock()
+		draining := c.t.closing
+		c.t.mu.Unlock()
+		if draining {
+			c.enqueue(frame("error", m.ID, errorsPayload(gqlerror.List{{Message: "the server is shutting down; send it again on a new connection",
+				Extensions: map[string]any{"code": "UNAVAILABLE"}}})))
+			return true
 		}
 		c.mu.Lock()
 		old, running := c.ops[m.ID], len(c.ops)
