@@ -21,6 +21,7 @@ import (
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/embedded"
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/view"
 )
 
 // readTopic returns every committed record of topic, partition by partition.
@@ -337,4 +338,53 @@ func TestIdempotentMutations(t *testing.T) {
 		t.Fatalf("confirm with a reused key and another payload: %+v", r.UserErrors)
 	}
 	checkExactlyOnce(t, eventsByOrder(t, kafka.NewTopics(cfg.TopicPrefix)), map[string]int{id: 2})
+}
+
+// TestRetriedBatchStillReportsTheStatusLeft: when the projector writes a
+// batch again that it had already written in part (the view written, then
+// the publish or the offset commit failed, or the process died), the change
+// it publishes still carries the status the order had before the batch, so
+// a subscriber filtering on that status learns that the order left it.
+// The partial write is made by writing the view ahead of the projector.
+func TestRetriedBatchStillReportsTheStatusLeft(t *testing.T) {
+	cfg := testConfig(t)
+	first := startGateway(t, cfg)
+	id := fmt.Sprintf("left-%d", time.Now().UnixNano())
+	placed := first.mutate(t, "placeOrder", map[string]any{"orderId": id, "customerId": "cust-left", "currencyCode": "USD", "items": []any{item("X", 1, "2")}})
+	if first.orderAt(t, id, *placed.ConsistencyToken) == nil {
+		t.Fatal("placed order not in the views")
+	}
+	first.stop()
+
+	// No projector runs: the confirmation's event waits in the events topic.
+	handling := startMain(t, &app.Main{Config: cfg, WithoutProjector: true})
+	f := dialWS(t, handling, wsDial{})
+	f.subscribe(t, "f", `subscription { ordersUpdated(customerId: "cust-left", status: [PENDING]) { id status version } }`, nil)
+	waitForSubs(t, handling, 1)
+	handling.mustMutate(t, "confirmOrder", map[string]any{"orderId": id})
+
+	// The first attempt's write of the view, whose publish never happened.
+	store, err := view.Open(testMongoURI, cfg.MongoDatabase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close(context.Background())
+	ctx := context.Background()
+	docs, err := store.OrdersByID(ctx, []string{id})
+	if err != nil || docs[id].Version != 1 {
+		t.Fatalf("stored view: %+v %v", docs[id], err)
+	}
+	confirmed := domain.Evolve(docs[id].ToOrder(), domain.Event{OrderID: id, Version: 2, OccurredAt: time.Now(), Data: domain.OrderConfirmed{}})
+	if err := store.PutOrders(ctx, []view.OrderWrite{{Doc: view.FromOrder(confirmed), Prev: 1}}); err != nil {
+		t.Fatal(err)
+	}
+
+	startGateway(t, cfg) // its projector takes the batch up where the first left it
+	o, err := f.tryNextOrder("f", "ordersUpdated", eventWait)
+	if err != nil {
+		t.Fatalf("the PENDING subscriber was not told that the order left PENDING: %v", err)
+	}
+	if o.ID != id || o.Status != "CONFIRMED" || o.Version != 2 {
+		t.Fatalf("want %s v2 CONFIRMED, got %+v", id, o)
+	}
 }

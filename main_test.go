@@ -122,7 +122,15 @@ type gateway struct {
 // startGateway runs a gateway with cfg and closes it when the test ends.
 func startGateway(t testing.TB, cfg app.Config) *gateway {
 	t.Helper()
-	m := &app.Main{Config: cfg, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))}
+	return startMain(t, &app.Main{Config: cfg})
+}
+
+// startMain is startGateway for a Main with options of its own.
+func startMain(t testing.TB, m *app.Main) *gateway {
+	t.Helper()
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: m.Config.LogLevel}))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := m.Run(ctx); err != nil {

@@ -59,3 +59,9 @@ func Fold(events []Event) Order {
 	}
 	return o
 }
+
+// ChangesStatus reports whether e moves its order to a status (and adds an
+// entry to its History): every event but item changes does.
+func ChangesStatus(e Event) bool {
+	return len(Evolve(Order{}, e).History) > 0
+}

@@ -344,7 +344,7 @@ func (p *Projector) write(ctx context.Context, partition int32, ids []string, by
 	}
 	previous := make(map[string]string, len(stored))
 	for id, d := range stored {
-		previous[id] = d.Status
+		previous[id] = statusBefore(d, byOrder[id])
 	}
 	var gaps []*sarama.ProducerMessage
 	final := make(map[string]view.OrderDoc, len(ids))
@@ -395,6 +395,32 @@ func (p *Projector) write(ctx context.Context, partition int32, ids []string, by
 		return nil, nil, nil, err
 	}
 	return final, previous, gaps, nil
+}
+
+// statusBefore is the status the order had before the first of events (its
+// batch, in version order), given its stored view d: d.Status, unless d
+// already holds some of events (a retry after a partial write, or a replay
+// after a crash before the commit), in which case it is read back from d's
+// history, one entry per status change. "" is an order that did not exist.
+// Without it a retried batch would report the order's new status as the old
+// one, and a subscriber filtering on the old status would never learn that
+// the order left it.
+func statusBefore(d view.OrderDoc, events []domain.Event) string {
+	if len(events) == 0 || d.Version < events[0].Version || d.Version > events[len(events)-1].Version {
+		// Nothing of the batch is in d yet; or d is past the whole batch (a
+		// replay of a batch written long ago): no change to report.
+		return d.Status
+	}
+	i := len(d.History) - 1
+	for _, e := range events {
+		if e.Version <= d.Version && domain.ChangesStatus(e) {
+			i--
+		}
+	}
+	if i < 0 {
+		return ""
+	}
+	return d.History[i].Status
 }
 
 // docCache holds the last written view of up to max orders; when full it
