@@ -75,6 +75,9 @@ func eventsByOrder(t testing.TB, topics kafka.Topics) map[string][]domain.Event 
 	t.Helper()
 	out := map[string][]domain.Event{}
 	for _, m := range readTopic(t, topics.Events, time.Second) {
+		if kafka.IsMarker(m.Key) {
+			continue
+		}
 		e, err := domain.UnmarshalEvent(m.Value)
 		if err != nil {
 			t.Fatalf("events topic holds an undecodable record at %d/%d: %v", m.Partition, m.Offset, err)
@@ -387,4 +390,72 @@ func TestRetriedBatchStillReportsTheStatusLeft(t *testing.T) {
 	if o.ID != id || o.Status != "CONFIRMED" || o.Version != 2 {
 		t.Fatalf("want %s v2 CONFIRMED, got %+v", id, o)
 	}
+}
+
+// TestLostSnapshotsAreRebuiltFromEvents: when the snapshots topic loses
+// records (here: an order's snapshot falls back to an older one, another's
+// is deleted, as a broken compaction or a retention set on the topic would
+// do), the next owner of the partitions notices (their tallies disagree)
+// and rebuilds the orders from the events topic, the source of truth: the
+// deleted order cannot be placed again and the other goes on from its real
+// version, so nothing is written that the views would drop.
+func TestLostSnapshotsAreRebuiltFromEvents(t *testing.T) {
+	cfg := testConfig(t)
+	g := startGateway(t, cfg)
+	suffix := fmt.Sprint(time.Now().UnixNano())
+	x, y := "lost-x-"+suffix, "lost-y-"+suffix
+	place := func(g *gateway, id string) Payload {
+		return g.mutate(t, "placeOrder", map[string]any{"orderId": id, "customerId": "cust-lost", "currencyCode": "USD", "items": []any{item("X", 1, "2")}})
+	}
+	if p := place(g, x); p.Order == nil {
+		t.Fatalf("place x: %+v", p.UserErrors)
+	}
+	g.mustMutate(t, "confirmOrder", map[string]any{"orderId": x})
+	if p := place(g, y); p.Order == nil {
+		t.Fatalf("place y: %+v", p.UserErrors)
+	}
+	g.stop()
+
+	topics := kafka.NewTopics(cfg.TopicPrefix)
+	var firstOfX, ofY *sarama.ConsumerMessage
+	for _, m := range readTopic(t, topics.Snapshots, time.Second) {
+		switch {
+		case string(m.Key) == x && firstOfX == nil:
+			firstOfX = m
+		case string(m.Key) == y:
+			ofY = m
+		}
+	}
+	if firstOfX == nil || ofY == nil {
+		t.Fatalf("snapshots of %s and %s not found", x, y)
+	}
+	sc := kafka.Config("test-damage", 20*time.Millisecond)
+	sc.Producer.Return.Successes = true
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	prod, err := sarama.NewSyncProducer(testBrokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := prod.SendMessages([]*sarama.ProducerMessage{
+		{Topic: topics.Snapshots, Partition: firstOfX.Partition, Key: sarama.StringEncoder(x), Value: sarama.ByteEncoder(firstOfX.Value)}, // back to version 1
+		{Topic: topics.Snapshots, Partition: ofY.Partition, Key: sarama.StringEncoder(y)},                                               // gone
+	}); err != nil {
+		t.Fatalf("damage the snapshots: %v", err)
+	}
+
+	g2 := startGateway(t, cfg)
+	if p := place(g2, y); len(p.UserErrors) != 1 || p.Version == nil || *p.Version != 1 {
+		t.Fatalf("%s was placed again after its snapshot was lost: %+v", y, p)
+	} else {
+		t.Logf("placing %s again: %s %s", y, p.UserErrors[0].Code, p.UserErrors[0].Message)
+	}
+	shipped := g2.mutate(t, "shipOrder", map[string]any{"orderId": x, "trackingNumber": "T1"})
+	if shipped.Order == nil || shipped.Order.Version != 3 || shipped.Order.Status != "SHIPPED" {
+		t.Fatalf("ship %s after its snapshot fell back to version 1: %+v, want SHIPPED at version 3", x, shipped)
+	}
+	if o := g2.orderAt(t, x, *shipped.ConsistencyToken); o == nil || o.Version != 3 || o.Status != "SHIPPED" {
+		t.Fatalf("view of %s: %+v", x, o)
+	}
+	checkExactlyOnce(t, eventsByOrder(t, topics), map[string]int{x: 3, y: 1})
 }

@@ -14,10 +14,9 @@ import (
 	"github.com/ordergateway/gateway/kafka"
 )
 
-// markerPrefix starts the keys of the restore markers written to the
-// snapshots topic; no order id can start with it (ids have no control
-// characters).
-const markerPrefix = "\x00restore\x00"
+// markerPrefix starts the keys of the markers the handler writes to the
+// snapshots and events topics (see kafka.MarkerPrefix).
+const markerPrefix = kafka.MarkerPrefix
 
 // HandlerConfig configures a Handler.
 type HandlerConfig struct {

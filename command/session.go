@@ -35,7 +35,10 @@ type session struct {
 	prod   *txnProducer // nil when the session has no partitions
 	meta   *sarama.ConsumerGroupMetadata
 	states partitionStates
-	inbox  chan inbound
+	// tallies are the tallies of the session's partitions (see tally),
+	// changed with states.
+	tallies map[int32]tally
+	inbox   chan inbound
 	done   chan struct{} // closed when the committer stopped
 	err    error         // why it stopped, if it failed; read after done
 	once   sync.Once
@@ -77,8 +80,10 @@ func (h *Handler) startSession(gs sarama.ConsumerGroupSession) (*session, error)
 		return nil, err
 	}
 	n := 0
-	for _, orders := range s.states {
+	s.tallies = make(map[int32]tally, len(parts))
+	for p, orders := range s.states {
 		n += len(orders)
+		s.tallies[p] = tallyOf(orders)
 	}
 	s.log.Debug("command handler: partitions restored", "partitions", parts, "orders", n, "took", time.Since(t0))
 	go s.run()
@@ -222,7 +227,14 @@ func (s *session) tryBatch(batch []*sarama.ConsumerMessage) error {
 		if derr != nil {
 			return derr
 		}
+		after := tallies(s.tallies, s.states, d.changed)
+		for p, t := range after {
+			d.records = append(d.records, t.record(s.h.cfg.Topics.Snapshots, p))
+		}
 		if err = s.prod.runTxn(d.records, lastOfEachPartition(batch), s.meta); err == nil {
+			for p, t := range after {
+				s.tallies[p] = t
+			}
 			for p, orders := range d.changed {
 				if s.states[p] == nil {
 					s.states[p] = map[string]*orderState{}
@@ -390,7 +402,8 @@ func (tp *txnProducer) runTxn(msgs []*sarama.ProducerMessage, lasts []*sarama.Co
 // committed before is then known. A transaction that another producer (a
 // previous owner) left open on a partition holds its reading up until that
 // transaction ends (at most the transaction timeout after its producer
-// died).
+// died). Each partition's snapshots are then checked against its tally and
+// the partition rebuilt from its events if they disagree (see verify).
 func (h *Handler) restore(ctx context.Context, prod *txnProducer, parts []int32) (partitionStates, error) {
 	markers := make(map[int32]string, len(parts))
 	msgs := make([]*sarama.ProducerMessage, 0, len(parts))
@@ -405,13 +418,18 @@ func (h *Handler) restore(ctx context.Context, prod *txnProducer, parts []int32)
 		mu     sync.Mutex
 		states = partitionStates{}
 		errs   []error
+		fixes  []*sarama.ProducerMessage // records that make snapshots and tallies agree
 		wg     sync.WaitGroup
 	)
 	for _, p := range parts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			orders, err := h.restorePartition(ctx, p, markers[p])
+			orders, stored, err := h.restorePartition(ctx, p, markers[p])
+			var fix []*sarama.ProducerMessage
+			if err == nil {
+				orders, fix, err = h.verify(ctx, prod, p, orders, stored)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -419,51 +437,77 @@ func (h *Handler) restore(ctx context.Context, prod *txnProducer, parts []int32)
 				return
 			}
 			states[p] = orders
+			fixes = append(fixes, fix...)
 		}()
 	}
 	wg.Wait()
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	// The tallies come last, after the snapshots they count.
+	for len(fixes) > 0 {
+		n := min(len(fixes), 200)
+		if err := prod.runTxn(fixes[:n], nil, nil); err != nil {
+			return nil, fmt.Errorf("write rebuilt snapshots and tallies: %w", err)
+		}
+		fixes = fixes[n:]
+	}
 	return states, nil
 }
 
-// restorePartition reads the snapshots of partition p up to marker.
-func (h *Handler) restorePartition(ctx context.Context, p int32, marker string) (map[string]*orderState, error) {
+// restorePartition reads the snapshots of partition p up to marker, and
+// its tally (nil if it has none). A record it cannot decode is left out and
+// the tally returned is one no snapshots can match, so that verify rebuilds
+// the partition from its events.
+func (h *Handler) restorePartition(ctx context.Context, p int32, marker string) (map[string]*orderState, *tally, error) {
 	pc, err := h.consumer.ConsumePartition(h.cfg.Topics.Snapshots, p, sarama.OffsetOldest)
 	if err != nil {
-		return nil, fmt.Errorf("read snapshots of partition %d: %w", p, err)
+		return nil, nil, fmt.Errorf("read snapshots of partition %d: %w", p, err)
 	}
 	defer pc.Close()
 	states := map[string]*orderState{}
+	var stored *tally
+	damaged := false
 	timeout := time.NewTimer(restoreTimeout)
 	defer timeout.Stop()
 	for {
 		select {
 		case m, ok := <-pc.Messages():
 			if !ok {
-				return nil, fmt.Errorf("read snapshots of partition %d: the consumer closed", p)
+				return nil, nil, fmt.Errorf("read snapshots of partition %d: the consumer closed", p)
 			}
 			key := string(m.Key)
 			switch {
 			case key == marker:
-				return states, nil
+				if damaged {
+					stored = &tally{Orders: -1}
+				}
+				return states, stored, nil
+			case key == tallyKey:
+				stored = new(tally)
+				if err := json.Unmarshal(m.Value, stored); err != nil {
+					h.cfg.Logger.Error("command handler: undecodable tally", "partition", p, "offset", m.Offset, "err", err)
+					damaged = true
+				}
 			case strings.HasPrefix(key, markerPrefix):
 			case m.Value == nil:
 				delete(states, key)
 			default:
 				var s orderState
 				if err := json.Unmarshal(m.Value, &s); err != nil {
-					return nil, fmt.Errorf("snapshot of order %q at offset %d of partition %d: %w", key, m.Offset, p, err)
+					h.cfg.Logger.Error("command handler: undecodable snapshot", "partition", p, "offset", m.Offset, "err", err)
+					delete(states, key)
+					damaged = true
+					continue
 				}
 				states[key] = &s
 			}
 		case err := <-pc.Errors():
-			return nil, fmt.Errorf("read snapshots of partition %d: %w", p, err)
+			return nil, nil, fmt.Errorf("read snapshots of partition %d: %w", p, err)
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-timeout.C:
-			return nil, fmt.Errorf("restore of partition %d did not reach its marker within %s", p, restoreTimeout)
+			return nil, nil, fmt.Errorf("restore of partition %d did not reach its marker within %s", p, restoreTimeout)
 		}
 	}
 }

@@ -260,6 +260,9 @@ func (p *Projector) apply(ctx context.Context, partition int32, batch []*sarama.
 		source  = map[string][]*sarama.ConsumerMessage{}
 	)
 	for _, m := range batch {
+		if kafka.IsMarker(m.Key) {
+			continue // the command handler's, not an event
+		}
 		e, err := domain.UnmarshalEvent(m.Value)
 		if err == nil && e.OrderID != string(m.Key) {
 			err = fmt.Errorf("event for order %q was keyed %q", e.OrderID, m.Key)
