@@ -439,7 +439,7 @@ func TestLostSnapshotsAreRebuiltFromEvents(t *testing.T) {
 	defer prod.Close()
 	if err := prod.SendMessages([]*sarama.ProducerMessage{
 		{Topic: topics.Snapshots, Partition: firstOfX.Partition, Key: sarama.StringEncoder(x), Value: sarama.ByteEncoder(firstOfX.Value)}, // back to version 1
-		{Topic: topics.Snapshots, Partition: ofY.Partition, Key: sarama.StringEncoder(y)},                                               // gone
+		{Topic: topics.Snapshots, Partition: ofY.Partition, Key: sarama.StringEncoder(y)},                                                 // gone
 	}); err != nil {
 		t.Fatalf("damage the snapshots: %v", err)
 	}

@@ -39,9 +39,9 @@ type session struct {
 	// changed with states.
 	tallies map[int32]tally
 	inbox   chan inbound
-	done   chan struct{} // closed when the committer stopped
-	err    error         // why it stopped, if it failed; read after done
-	once   sync.Once
+	done    chan struct{} // closed when the committer stopped
+	err     error         // why it stopped, if it failed; read after done
+	once    sync.Once
 
 	mu   sync.Mutex
 	next map[int32]int64 // by partition, the offset of the next command to handle
