@@ -522,3 +522,81 @@ func keys[V any](m map[string]V) []string {
 	}
 	return out
 }
+
+// TestRestoreFencesADeadOwnersOpenTransaction: an owner killed between its
+// transactional offset commit and the end of its transaction leaves the
+// partition's snapshots (and events) behind an open transaction. The next
+// owner's restore finds the dead owner's transactional id with the
+// committed offsets and fences it, which aborts the transaction at once,
+// instead of waiting for its timeout (here a minute) and the broker's
+// check.
+func TestRestoreFencesADeadOwnersOpenTransaction(t *testing.T) {
+	topics := fenceTestTopics(t, "fence")
+	group := topics.Commands + ".group"
+	dead := fenceTestHandlerConfig(t, topics, group, func(c *HandlerConfig) { c.TransactionTimeout = time.Minute })
+	p1, err := dead.newTxnProducer()
+	if err != nil {
+		t.Fatalf("producer: %v", err)
+	}
+	defer func() { _ = p1.Close() }()
+
+	idX, idZ := newID("ord_X_"), newID("ord_Z_")
+	msg := func(offset int64, cmd domain.Command) *sarama.ConsumerMessage {
+		m := commandMsg(t, topics, cmd, "")
+		return &sarama.ConsumerMessage{Topic: topics.Commands, Partition: 0, Offset: offset, Key: []byte(cmd.TargetOrderID()),
+			Value: encoded(t, m.Value), Headers: consumerHeaders(m.Headers)}
+	}
+	// A transaction with the records of batch and the offset after last, as
+	// the dead owner commits them (its group is empty by now, so without a
+	// generation).
+	begin := func(batch *sarama.ConsumerMessage, states partitionStates) {
+		d, err := dead.decideBatch(states, []*sarama.ConsumerMessage{batch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p1.BeginTxn(); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range d.records {
+			p1.Input() <- m
+		}
+		if err := p1.AddMessageToTxn(batch, group, &p1.id); err != nil {
+			t.Fatalf("offset commit: %v", err)
+		}
+	}
+	begin(msg(0, placeOrder(idX)), partitionStates{})
+	if err := p1.CommitTxn(); err != nil {
+		t.Fatalf("commit X: %v", err)
+	}
+	begin(msg(1, placeOrder(idZ)), partitionStates{})
+	inLog := waitForKey(t, topics.Snapshots, sarama.ReadUncommitted, idZ, 5*time.Second)
+	t.Logf("the dead owner's open transaction (Z placed, offset committed) is physically in the log: %v", inLog)
+
+	next := fenceTestHandler(t, topics, group)
+	p2, err := next.newTxnProducer()
+	if err != nil {
+		t.Fatalf("second producer: %v", err)
+	}
+	defer func() { _ = p2.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	all, err := next.restore(ctx, p2, []int32{0})
+	took := time.Since(t0)
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if x := all[0][idX]; x == nil || x.Order.Version != 1 {
+		t.Errorf("restored X: %+v", x)
+	}
+	if all[0][idZ] != nil {
+		t.Errorf("restore returned Z, written only in the dead owner's open transaction")
+	}
+	if took > 30*time.Second {
+		t.Errorf("restore took %s: it waited for the open transaction's timeout (1 min) instead of fencing it", took)
+	}
+	if err := p1.CommitTxn(); err == nil {
+		t.Errorf("the dead owner committed its transaction after it was fenced")
+	}
+	t.Logf("restore took %s (the open transaction's timeout: 1 min) on the %s broker", took.Round(time.Millisecond), testKafka)
+}

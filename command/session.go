@@ -311,6 +311,7 @@ func (s *session) setAside(m *sarama.ConsumerMessage, why error) error {
 // txnProducer wraps a transactional producer and collects its errors.
 type txnProducer struct {
 	sarama.AsyncProducer
+	id      string // its transactional id, recorded with the offsets it commits (see fencePreviousOwner)
 	mu      sync.Mutex
 	lastErr error
 	done    chan struct{}
@@ -340,7 +341,7 @@ func (h *Handler) newTxnProducer() (*txnProducer, error) {
 	if err != nil {
 		return nil, err
 	}
-	tp := &txnProducer{AsyncProducer: ap, done: make(chan struct{})}
+	tp := &txnProducer{AsyncProducer: ap, id: h.txnID, done: make(chan struct{})}
 	go func() {
 		defer close(tp.done)
 		for e := range ap.Errors() {
@@ -372,7 +373,7 @@ func (tp *txnProducer) runTxn(msgs []*sarama.ProducerMessage, lasts []*sarama.Co
 	}
 	var err error
 	for _, last := range lasts {
-		if err = tp.AddMessageToTxnWithGroupMetadata(last, meta, nil); err != nil {
+		if err = tp.AddMessageToTxnWithGroupMetadata(last, meta, &tp.id); err != nil {
 			break
 		}
 	}
@@ -470,12 +471,17 @@ func (h *Handler) restorePartition(ctx context.Context, p int32, marker string) 
 	damaged := false
 	timeout := time.NewTimer(restoreTimeout)
 	defer timeout.Stop()
+	held := time.NewTimer(fenceAfter)
+	defer held.Stop()
 	for {
 		select {
+		case <-held.C:
+			h.fencePreviousOwner(p)
 		case m, ok := <-pc.Messages():
 			if !ok {
 				return nil, nil, fmt.Errorf("read snapshots of partition %d: the consumer closed", p)
 			}
+			held.Reset(fenceAfter) // records flow: nothing holds the reading up
 			key := string(m.Key)
 			switch {
 			case key == marker:

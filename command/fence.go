@@ -1,0 +1,75 @@
+package command
+
+import (
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/ordergateway/gateway/kafka"
+)
+
+// fenceAfter is how long a restore goes without a record before its marker
+// before it takes the wait for a transaction left open by the partition's
+// previous owner (a read_committed consumer gets nothing past an open
+// transaction): a live owner finishes its transaction before it gives a
+// partition up, in milliseconds.
+const fenceAfter = 2 * time.Second
+
+// fencePreviousOwner ends the transaction that the last instance to commit
+// partition p's commands may have left open (it was killed between the
+// offset commit and the end of its transaction, say). Its transactional id
+// is in the metadata of the offsets it committed; a producer initialised
+// with that id makes the broker abort the transaction at once, instead of
+// after the transaction timeout plus the broker's check interval
+// (transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by
+// default). If that instance is in fact alive, its current transaction
+// fails and it rejoins the group: nothing is lost. Failures are logged; the
+// restore then waits for the broker as before.
+func (h *Handler) fencePreviousOwner(p int32) {
+	log := h.cfg.Logger.With("partition", p)
+	id, err := h.lastCommitter(p)
+	if err != nil {
+		log.Warn("command handler: restore held up by an open transaction; could not find the previous owner", "err", err)
+		return
+	}
+	if id == "" || id == h.txnID || !strings.HasPrefix(id, h.cfg.Topics.Commands+".handler.") {
+		log.Warn("command handler: restore held up by an open transaction of an unknown producer; waiting for the broker to abort it")
+		return
+	}
+	t0 := time.Now()
+	sc := kafka.Config("order-gateway-fence", h.cfg.FetchWait)
+	sc.Producer.Transaction.ID = id
+	sc.Producer.Transaction.Timeout = h.cfg.TransactionTimeout
+	sc.Producer.Transaction.Retry.Max = 100 // CONCURRENT_TRANSACTIONS while the broker aborts
+	sc.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
+	prod, err := sarama.NewAsyncProducer(h.cfg.Brokers, sc)
+	if err != nil {
+		log.Warn("command handler: restore held up by an open transaction; fencing the previous owner failed", "transactional id", id, "err", err)
+		return
+	}
+	_ = prod.Close()
+	log.Warn("command handler: restore held up by an open transaction; fenced the previous owner's transactional id, which aborts it",
+		"transactional id", id, "took", time.Since(t0).Round(time.Millisecond))
+}
+
+// lastCommitter is the transactional id recorded with partition p's last
+// committed command offset, or "".
+func (h *Handler) lastCommitter(p int32) (string, error) {
+	b, err := h.client.Coordinator(h.cfg.Group)
+	if err != nil {
+		return "", err
+	}
+	resp, err := b.FetchOffset(sarama.NewOffsetFetchRequest(kafka.Version, h.cfg.Group, map[string][]int32{h.cfg.Topics.Commands: {p}}))
+	if err != nil {
+		return "", err
+	}
+	blk := resp.GetBlock(h.cfg.Topics.Commands, p)
+	if blk == nil {
+		return "", nil
+	}
+	if blk.Err != sarama.ErrNoError {
+		return "", blk.Err
+	}
+	return blk.Metadata, nil
+}
