@@ -355,3 +355,129 @@ func startGatewayProcess(t testing.TB, cfg app.Config) *gateway {
 	t.Cleanup(func() { p.stop(); logs.Close() })
 	return &gateway{url: p.url}
 }
+
+// TestTakeoverAfterKill: two gateway processes share the topics and take
+// mutations; one is killed with SIGKILL. The survivor takes the dead one's
+// partitions over: every mutation sent to it is answered, those for the
+// dead instance's partitions once the takeover is done. The longest of
+// them is the takeover time, logged: the session timeout (the group's
+// notice of the death), a rebalance, and the restore, which fences a
+// transaction the dead instance left open after 2 s instead of waiting for
+// the broker to time it out (command/fence.go).
+func TestTakeoverAfterKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills gateway processes")
+	}
+	bin := buildGateway(t)
+	prefix := fmt.Sprintf("takeover%d", time.Now().UnixNano()%1e6)
+	session := 2 * time.Second
+	if testKafka == "external" {
+		session = 6 * time.Second // Apache Kafka's group.min.session.timeout.ms
+	}
+	start := func(name string) *process {
+		logs, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { logs.Close() })
+		addr := freeAddr(t)
+		env := []string{"LISTEN_ADDR=" + addr, "DATA_DIR=" + t.TempDir(), "TOPIC_PREFIX=" + prefix, "PARTITIONS=6",
+			"KAFKA_BROKERS=" + strings.Join(testBrokers, ","), "MONGODB_URI=" + testMongoURI, "MONGODB_DATABASE=" + prefix,
+			"SESSION_TIMEOUT=" + session.String(), "COMMAND_TIMEOUT=90s", "LOG_LEVEL=info"}
+		p := &process{t: t, bin: bin, env: env, url: "http://" + addr, logs: logs}
+		p.start()
+		return p
+	}
+	victim, survivor := start("victim"), start("survivor")
+	defer survivor.stop()
+	// Both own partitions once the second has joined.
+	time.Sleep(2 * session)
+
+	client := &http.Client{Timeout: 2 * time.Minute}
+	place := func(url, id string) error {
+		body, _ := json.Marshal(map[string]any{
+			"query":     `mutation($input: PlaceOrderInput!) { placeOrder(input: $input) { version userErrors { code } } }`,
+			"variables": map[string]any{"input": map[string]any{"orderId": id, "customerId": "cust-takeover", "currencyCode": "USD", "items": []any{item("A", 1, "1")}}},
+		})
+		resp, err := client.Post(url+"/graphql", "application/json", strings.NewReader(string(body)))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var r gqlResponse
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			return err
+		}
+		if len(r.Errors) > 0 || !strings.Contains(string(r.Data), `"version":1`) {
+			return fmt.Errorf("answered %s %+v", r.Data, r.Errors)
+		}
+		return nil
+	}
+
+	var (
+		killedAt atomic.Pointer[time.Time]
+		stop     atomic.Bool
+		mu       sync.Mutex
+		longest  time.Duration // of the survivor's mutations sent after the kill
+		after    int
+		failures []string
+		wg       sync.WaitGroup
+	)
+	for c := range 6 {
+		url := survivor.url
+		if c >= 4 {
+			url = victim.url // keeps the victim busy in its transactions when it dies
+		}
+		wg.Go(func() {
+			for n := 0; !stop.Load(); n++ {
+				sent := time.Now()
+				err := place(url, fmt.Sprintf("%s-c%d-%d", prefix, c, n))
+				if url == victim.url {
+					if killedAt.Load() != nil {
+						return
+					}
+					continue
+				}
+				took := time.Since(sent)
+				mu.Lock()
+				if err != nil {
+					failures = append(failures, err.Error())
+				}
+				if k := killedAt.Load(); k != nil && !sent.Before(*k) {
+					after++
+					longest = max(longest, took)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(2 * time.Second)
+	now := time.Now()
+	killedAt.Store(&now)
+	victim.kill()
+	time.Sleep(session + 10*time.Second)
+	stop.Store(true)
+	wg.Wait()
+
+	if len(failures) > 0 {
+		t.Fatalf("%d mutations sent to the survivor failed, first: %s; its log ends:\n%s", len(failures), failures[0], tail(survivor.logs.Name(), 40))
+	}
+	t.Logf("takeover: the longest of %d mutations sent to the survivor after the kill took %s (SESSION_TIMEOUT %s, %s broker)",
+		after, longest.Round(10*time.Millisecond), session, testKafka)
+	if after == 0 {
+		t.Fatal("no mutation was sent to the survivor after the kill")
+	}
+	if log, err := os.ReadFile(survivor.logs.Name()); err == nil {
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(line, "open transaction") {
+				t.Logf("survivor: %s", line)
+			}
+		}
+	}
+	// Not a speed check: waiting out the dead instance's open transaction
+	// would take the session timeout plus the transaction timeout (as long)
+	// plus the broker's 10 s abort check; a wedge, forever.
+	if bound := 2*session + 10*time.Second; longest > bound+10*time.Second {
+		t.Errorf("the takeover took %s, beyond %s: the restore did not fence the open transaction, or the partitions stayed unowned", longest, bound)
+	}
+}
