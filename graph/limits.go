@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -16,6 +17,17 @@ import (
 // CodeQueryTooComplex is the extensions.code of a document over the
 // Limits.
 const CodeQueryTooComplex = "QUERY_TOO_COMPLEX"
+
+// CodeOperationResolution is the extensions.code of a request whose
+// document has no operation of the name it gives, or several operations
+// and no name (Apollo Server's code for it). Like a validation error, it
+// answers a websocket operation with an error message.
+const CodeOperationResolution = "OPERATION_RESOLUTION_FAILURE"
+
+func init() { errcode.RegisterErrorType(CodeOperationResolution, errcode.KindProtocol) }
+
+// maxQuotedName bounds how much of an operationName an error quotes.
+const maxQuotedName = 100
 
 // Limits bound what one GraphQL document may ask. They are checked before
 // gqlgen parses and validates the document, in one pass that counts each
@@ -90,6 +102,21 @@ func (c *limitChecker) MutateOperationParameters(ctx context.Context, p *graphql
 		c.mu.Unlock()
 	}
 	return c.checkCost(doc, p.OperationName, p.Variables)
+}
+
+// resolutionError says why the document has no operation to run
+// (gqlgen's "operation  not found" did not, and quoted any name whole).
+func resolutionError(doc *ast.QueryDocument, name string) *gqlerror.Error {
+	var msg string
+	switch {
+	case len(doc.Operations) == 0:
+		return nil // gqlgen: "no operation provided"
+	case name == "":
+		msg = "the document has several operations; name one in operationName"
+	default:
+		msg = fmt.Sprintf("the document has no operation named %q", truncate(name, maxQuotedName))
+	}
+	return &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": CodeOperationResolution}}
 }
 
 func tooComplex(format string, args ...any) *gqlerror.Error {
@@ -206,7 +233,7 @@ func (c *limitChecker) checkCost(doc *ast.QueryDocument, name string, vars map[s
 		op = doc.Operations.ForName(name)
 	}
 	if op == nil {
-		return nil // gqlgen says which operation is missing
+		return resolutionError(doc, name)
 	}
 	cc := &coster{doc: doc, vars: vars, fragments: map[string]int{}}
 	if cost := cc.set(op.SelectionSet); cost > c.limits.Cost {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,14 +15,14 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 )
 
 // Server is the GraphQL endpoint: the schema with its resolvers, the
-// websocket, SSE, GET and POST transports, a query cache, a complexity
-// limit, the error presenter and a 1 MiB request limit. The gateway and
-// the benchmark both serve it, so they measure and run the same thing.
+// websocket, SSE and HTTP (GET, POST) transports, a query cache, the
+// document limits, the error presenter, at most MaxErrors errors per
+// response and a 1 MiB request limit. The gateway and the benchmark both
+// serve it, so they measure and run the same thing.
 type Server struct {
 	handler     http.Handler
 	ws          *Websocket
@@ -43,15 +42,15 @@ func NewServer(r *Resolver, ws WebsocketOptions) *Server {
 	s := &Server{ws: NewWebsocket(ws), streams: map[net.Conn]int{}, bodyTimeout: ws.BodyTimeout}
 	srv.AddTransport(s.ws)
 	srv.AddTransport(&SSE{KeepAlive: ws.PingInterval, shared: &s.ws.shared}) // keep-alives keep idle streams open through proxies
-	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
+	// Last: it takes (or refuses) every other request.
+	srv.AddTransport(httpTransport{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	// The limits replace gqlgen's complexity limit, whose walk visits a
 	// fragment again at every spread (exponential in nested spreads).
 	srv.SetParserTokenLimit(DefaultLimits.Tokens)
 	srv.Use(newLimitChecker(DefaultLimits, 1000))
 	srv.Use(extension.Introspection{})
+	srv.Use(errorCap{max: MaxErrors})
 	srv.SetErrorPresenter(ErrorPresenter)
 	srv.SetRecoverFunc(RecoverFunc(r.logger()))
 	s.handler = srv
@@ -60,13 +59,6 @@ func NewServer(r *Resolver, ws WebsocketOptions) *Server {
 
 // MaxRequestBytes bounds a request's body.
 const MaxRequestBytes = 1 << 20
-
-// writeError answers with status and a GraphQL error response carrying code.
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]any{{"message": message, "extensions": map[string]any{"code": code}}}})
-}
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
@@ -78,16 +70,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes+1))
 		if err != nil {
 			w.Header().Set("Connection", "close") // what is left of the body is not read
-			writeError(w, http.StatusBadRequest, "BAD_REQUEST", "the request body could not be read in time")
+			refuse(w, negotiate(r), http.StatusBadRequest, CodeBadRequest, "the request body could not be read in time")
 			return
 		}
 		if len(body) > MaxRequestBytes {
 			w.Header().Set("Connection", "close")
-			writeError(w, http.StatusRequestEntityTooLarge, "REQUEST_TOO_LARGE", fmt.Sprintf("the request body is larger than %d bytes", MaxRequestBytes))
+			refuse(w, negotiate(r), http.StatusRequestEntityTooLarge, CodeRequestTooLarge, fmt.Sprintf("the request body is larger than %d bytes", MaxRequestBytes))
 			return
 		}
 		_ = rc.SetReadDeadline(time.Time{})
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		r = r.WithContext(withBody(r.Context(), body))
 	}
 	if r.Header.Get("Upgrade") == "" && strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
 		if conn, ok := r.Context().Value(connKey{}).(net.Conn); ok {

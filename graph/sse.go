@@ -1,7 +1,6 @@
 package graph
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -59,16 +58,18 @@ func (t *SSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecu
 	w.Header().Set("Connection", "keep-alive")
 	w.Header().Set("Content-Type", "application/json")
 	start := graphql.Now()
-	params := &graphql.RawParams{}
-	body, err := io.ReadAll(r.Body)
-	if err == nil {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.UseNumber()
-		err = dec.Decode(params)
+	body, ok := r.Context().Value(bodyKey{}).([]byte) // read by Server.ServeHTTP
+	var err error
+	if !ok {
+		body, err = io.ReadAll(io.LimitReader(r.Body, MaxRequestBytes))
 	}
+	params, e := decodeParams(body)
 	if err != nil {
+		e = badRequest("the request body could not be read")
+	}
+	if e != nil {
 		w.WriteHeader(http.StatusBadRequest)
-		_, _ = w.Write(errorsPayloadObject("json request body could not be decoded: " + err.Error()))
+		_, _ = w.Write(errorsPayloadObjectOf(e))
 		return
 	}
 	params.Headers = r.Header
