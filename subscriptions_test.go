@@ -1145,6 +1145,30 @@ func TestWebsocketProtocolErrors(t *testing.T) {
 		}
 		t.Logf("silent client closed with 4499 after %s; the answering one (%d pings) stays open", after.Round(time.Millisecond), answering.pings.Load())
 	})
+
+	// graphql-ws (legacy): its clients send nothing after init, but answer
+	// the ping frames that come with each "ka" (every websocket client
+	// does). A peer gone silent (here: one that no longer reads, so it
+	// answers nothing) is disconnected after two ping intervals; one that
+	// reads stays.
+	t.Run("legacy peer gone silent", func(t *testing.T) {
+		gone := dialWS(t, g, wsDial{proto: protoLegacyWS, paused: true})
+		alive := dialWS(t, g, wsDial{proto: protoLegacyWS})
+		time.Sleep(5 * time.Second) // two ping intervals (2s each) and a margin
+		gone.start()                // reads what was sent: "ka"s, then the close
+		// It finds the server's close frame (4499), or, answering a ping
+		// first, the socket closed.
+		code, _ := closeCode(t, gone)
+		if e := fmt.Sprint(gone.readErr); code != 4499 && !strings.Contains(e, "broken pipe") && !strings.Contains(e, "reset by peer") && !strings.Contains(e, "EOF") {
+			t.Fatalf("silent legacy client: close status %d (%v), want 4499 or a closed socket", code, gone.readErr)
+		}
+		select {
+		case <-alive.done:
+			t.Fatalf("the legacy client that reads was closed too: %v", alive.readErr)
+		default:
+		}
+		t.Logf("silent legacy client closed with 4499; the one that reads (and so answers ping frames) stays open")
+	})
 }
 
 // TestSubscriptionSelectionsAreNotMixed: subscriptions with the same query

@@ -37,8 +37,12 @@ type WebsocketOptions struct {
 	// time (4408).
 	InitTimeout time.Duration
 	// PingInterval is how often the server pings (graphql-transport-ws)
-	// or sends "ka" (graphql-ws). A graphql-transport-ws client that sends
-	// nothing, not even a pong, for two intervals is disconnected.
+	// or sends "ka" and a websocket ping frame (graphql-ws, whose clients
+	// send nothing of their own; every websocket client answers a ping
+	// frame). A client that sends nothing, not even a pong, for two
+	// intervals is disconnected: a peer gone without closing (a laptop shut,
+	// a dropped network) is not kept for the kernel's retransmission
+	// timeout (about 15 minutes).
 	PingInterval time.Duration
 	// WriteTimeout is how long one message write may wait for a client
 	// that does not read (its socket buffers are full) before the
@@ -157,6 +161,10 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		return nil
 	})
 	ws.SetCloseHandler(func(int, string) error { return nil })
+	ws.SetPongHandler(func(string) error { // runs in the reader, between reads
+		c.extendReadDeadline()
+		return nil
+	})
 	t.mu.Lock()
 	if t.closing {
 		t.mu.Unlock()
@@ -291,9 +299,7 @@ func (c *wsConn) read() {
 			c.readFailed(err)
 			return
 		}
-		if c.initialised && !c.legacy && c.t.opts.PingInterval > 0 {
-			_ = c.ws.SetReadDeadline(time.Now().Add(2 * c.t.opts.PingInterval))
-		}
+		c.extendReadDeadline()
 		var m wsMessage
 		if err := json.Unmarshal(data, &m); err != nil || m.Type == "" {
 			c.protocolError("invalid message: want a JSON object with a type")
@@ -392,9 +398,7 @@ func (c *wsConn) handle(m wsMessage) bool {
 			c.ctx = WithSubscriptionLimit(c.ctx, c.t.opts.MaxSubscriptionsPer)
 		}
 		_ = c.ws.SetReadDeadline(time.Time{})
-		if !c.legacy && c.t.opts.PingInterval > 0 {
-			_ = c.ws.SetReadDeadline(time.Now().Add(2 * c.t.opts.PingInterval))
-		}
+		c.extendReadDeadline()
 		c.enqueue(frame("connection_ack", "", nil))
 		if c.legacy {
 			c.enqueue(frame("ka", "", nil))
@@ -485,6 +489,15 @@ func closeReason(reason string) string {
 	return reason[:cut]
 }
 
+// extendReadDeadline gives an initialised connection two ping intervals
+// from now to send something (a message, or a pong to a ping frame). Only
+// the reader calls it.
+func (c *wsConn) extendReadDeadline() {
+	if c.initialised && c.t.opts.PingInterval > 0 {
+		_ = c.ws.SetReadDeadline(time.Now().Add(2 * c.t.opts.PingInterval))
+	}
+}
+
 // protocolError closes the connection with 4400 and the reason.
 func (c *wsConn) protocolError(reason string) { c.closeWith(closeBadRequest, reason) }
 
@@ -497,7 +510,7 @@ func (c *wsConn) startKeepAlive() {
 	}
 	msg := frame("ping", "", nil)
 	if c.legacy {
-		msg = frame("ka", "", nil)
+		msg = append(frame("ka", "", nil), appendFrame(nil, websocket.PingMessage, nil)...)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
