@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,7 +68,9 @@ func Open(uri, database string, storeOpts ...Option) (*Store, error) {
 		SetAppName("order-gateway")
 	client, err := mongo.Connect(opts)
 	if err != nil {
-		return nil, fmt.Errorf("mongodb %s: %w", uri, err)
+		// The driver's parse errors quote parts of the URI; none of them
+		// may show its password.
+		return nil, &uriError{msg: fmt.Sprintf("mongodb %s: %s", RedactURI(uri), scrub(err.Error(), uri)), err: err}
 	}
 	db := client.Database(database)
 	s := &Store{client: client, db: db, orders: db.Collection("orders"), customers: db.Collection("customers")}
@@ -73,6 +78,91 @@ func Open(uri, database string, storeOpts ...Option) (*Store, error) {
 		o(s)
 	}
 	return s, nil
+}
+
+// uriError is an error about a connection string, shown without its
+// password.
+type uriError struct {
+	msg string
+	err error
+}
+
+func (e *uriError) Error() string { return e.msg }
+func (e *uriError) Unwrap() error { return e.err }
+
+// CheckURI reports a MONGODB_URI that cannot be a MongoDB connection string
+// (its scheme is not mongodb:// or mongodb+srv://, or it names no host),
+// without connecting, and without its password in the error. The driver
+// parses the rest at Open (for mongodb+srv:// that needs DNS).
+func CheckURI(uri string) error {
+	rest, ok := strings.CutPrefix(uri, "mongodb://")
+	if !ok {
+		rest, ok = strings.CutPrefix(uri, "mongodb+srv://")
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		rest = rest[at+1:]
+	}
+	if !ok || rest == "" || strings.HasPrefix(rest, "/") || strings.HasPrefix(rest, "?") {
+		return fmt.Errorf("%q is not a mongodb://host:port/ or mongodb+srv://host/ connection string", RedactURI(uri))
+	}
+	return nil
+}
+
+// RedactURI hides the secrets of a connection string (mongodb://,
+// postgres://, or a malformed one) before it is logged or shown in an error:
+// the password of its user information, and parameters that carry a
+// secret (password, sslpassword, tlsCertificateKeyFilePassword,
+// authMechanismProperties with an AWS session token, any *secret* or
+// *token*). What cannot be parsed as a URL loses everything up to its last
+// '@', so a password with characters that break the parse is hidden too.
+func RedactURI(raw string) string {
+	u, err := url.Parse(raw)
+	if err == nil && u.Scheme != "" && u.Opaque == "" && u.Host != "" && !strings.Contains(u.Host, "@") {
+		if u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			}
+		}
+		return secretParams.ReplaceAllString(u.String(), "${1}xxxxx")
+	}
+	out := raw
+	if at := strings.LastIndex(out, "@"); at >= 0 {
+		if scheme := strings.Index(out, "://"); scheme >= 0 && scheme < at {
+			out = out[:scheme+3] + "xxxxx" + out[at:]
+		} else {
+			out = "xxxxx" + out[at:]
+		}
+	}
+	return secretParams.ReplaceAllString(out, "${1}xxxxx")
+}
+
+// secretParams matches a parameter that carries a secret, in a URL's query
+// or a key=value connection string; group 1 is everything up to its value.
+var secretParams = regexp.MustCompile(`(?i)((?:^|[?&;\s])[^=&?#;\s]*(?:password|secret|token|authmechanismproperties)[^=&?#;\s]*=)('[^']*'|[^&#;\s]*)`)
+
+// scrub removes from msg the user information of uri (and its password,
+// raw and unescaped), in case an error quotes them.
+func scrub(msg, uri string) string {
+	rest := uri
+	if i := strings.Index(rest, "://"); i >= 0 {
+		rest = rest[i+3:]
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return secretParams.ReplaceAllString(msg, "${1}xxxxx")
+	}
+	userinfo := rest[:at]
+	secrets := []string{userinfo}
+	if _, pw, ok := strings.Cut(userinfo, ":"); ok && pw != "" {
+		secrets = append(secrets, pw)
+		if un, err := url.PathUnescape(pw); err == nil && un != pw {
+			secrets = append(secrets, un)
+		}
+	}
+	for _, s := range secrets {
+		msg = strings.ReplaceAll(msg, s, "xxxxx")
+	}
+	return secretParams.ReplaceAllString(msg, "${1}xxxxx")
 }
 
 // Close disconnects.
