@@ -155,6 +155,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	store, err := view.Open(m.mongoURI, c.MongoDatabase, storeOpts...)
 	if err != nil {
+		if m.mongo == nil {
+			return fmt.Errorf("MONGODB_URI: %w", err) // the error shows no password
+		}
 		return err
 	}
 	m.store = store
@@ -165,13 +168,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.bus, err = command.NewBus(command.BusConfig{Brokers: m.brokers, Topics: topics, Timeout: c.CommandTimeout, FetchWait: c.FetchWait, Logger: m.Logger}); err != nil {
 		return err
 	}
-	if m.handler, err = command.NewHandler(command.HandlerConfig{Brokers: m.brokers, Topics: topics, Group: c.TopicPrefix + ".command-handler",
+	if m.handler, err = command.NewHandler(command.HandlerConfig{Brokers: m.brokers, Topics: topics, Group: m.handlerGroup(),
 		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger, Local: m.bus}); err != nil {
 		return err
 	}
 	m.bus.Attach(m.handler)
 	if !m.WithoutProjector {
-		if m.projector, err = projector.New(projector.Config{Brokers: m.brokers, Topics: topics, Group: c.TopicPrefix + ".projector",
+		if m.projector, err = projector.New(projector.Config{Brokers: m.brokers, Topics: topics, Group: m.projectorGroup(),
 			FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Linger: c.ProjectorLinger, Logger: m.Logger}, store); err != nil {
 			return err
 		}
@@ -266,21 +269,38 @@ func (m *Main) goRun(f func() error) {
 	}()
 }
 
-// prepareKafka waits for the broker and creates the topics.
+// prepareKafka waits for the broker, creates the topics, and checks that
+// the broker accepts SESSION_TIMEOUT for the consumer groups (a refused one
+// would have them try to join forever).
 func (m *Main) prepareKafka(ctx context.Context, topics kafka.Topics) error {
 	sc := kafka.Config("order-gateway-admin", m.Config.FetchWait)
 	return m.retry(ctx, m.Config.StartupTimeout, fmt.Sprintf("kafka at %v", m.brokers), func(context.Context) error {
-		admin, err := sarama.NewClusterAdmin(m.brokers, sc)
+		client, err := sarama.NewClient(m.brokers, sc)
 		if err != nil {
 			return err
 		}
-		defer admin.Close()
-		return kafka.EnsureTopics(admin, topics, kafka.TopicSettings{Partitions: int32(m.Config.Partitions), ReplicationFactor: int16(m.Config.ReplicationFactor)})
+		admin, err := sarama.NewClusterAdminFromClient(client)
+		if err != nil {
+			client.Close()
+			return err
+		}
+		defer admin.Close() // and the client
+		err = kafka.EnsureTopics(admin, topics, kafka.TopicSettings{Partitions: int32(m.Config.Partitions),
+			ReplicationFactor: int16(m.Config.ReplicationFactor), Logger: m.Logger})
+		if err != nil || m.Config.SessionTimeout == 0 {
+			return err
+		}
+		return kafka.CheckSessionTimeout(client, m.handlerGroup(), []string{topics.Commands}, m.Config.SessionTimeout)
 	})
 }
 
+// handlerGroup and projectorGroup are the consumer groups' names.
+func (m *Main) handlerGroup() string   { return m.Config.TopicPrefix + ".command-handler" }
+func (m *Main) projectorGroup() string { return m.Config.TopicPrefix + ".projector" }
+
 // retry calls f until it succeeds or timeout passes, then returns one line
-// naming what could not be reached.
+// naming what could not be reached. A kafka.ConfigError ends it at once,
+// with one line naming the setting: retrying cannot change it.
 func (m *Main) retry(ctx context.Context, timeout time.Duration, what string, f func(context.Context) error) error {
 	deadline := time.Now().Add(timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline) // no attempt outlives the timeout
@@ -290,6 +310,9 @@ func (m *Main) retry(ctx context.Context, timeout time.Duration, what string, f 
 		err := f(ctx)
 		if err == nil {
 			return nil
+		}
+		if ce := (*kafka.ConfigError)(nil); errors.As(err, &ce) {
+			return fmt.Errorf("%s: %v", what, ce)
 		}
 		if attempt == 1 || attempt%5 == 0 {
 			m.Logger.Warn("waiting for "+what, "err", err)
@@ -483,4 +506,4 @@ func displayAddr(a net.Addr) string {
 
 // redact hides a password in a connection string (mongodb://, postgres://)
 // before it is logged.
-func redact(uri string) string { return embedded.RedactURL(uri) }
+func redact(uri string) string { return view.RedactURI(uri) }

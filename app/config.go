@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/ordergateway/gateway/embedded"
+	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/view"
 )
 
 // Config is everything the gateway can be told, by flag or environment
@@ -88,24 +91,54 @@ func settings() []setting {
 	return []setting{
 		{"listen-addr", "LISTEN_ADDR", ":8080", "HTTP address to serve GraphQL on", str(func(c *Config) *string { return &c.ListenAddr })},
 		{"data-dir", "DATA_DIR", "./data", "folder for the embedded broker's and store's data", str(func(c *Config) *string { return &c.DataDir })},
-		{"kafka-brokers", "KAFKA_BROKERS", "", "comma-separated Kafka bootstrap servers; empty starts the embedded broker", func(c *Config, v string) error {
+		{"kafka-brokers", "KAFKA_BROKERS", "", "comma-separated Kafka bootstrap servers (host:port); empty starts the embedded broker", func(c *Config, v string) error {
 			c.KafkaBrokers = splitList(v)
+			for _, b := range c.KafkaBrokers {
+				if err := checkBroker(b); err != nil {
+					return err
+				}
+			}
 			return nil
 		}},
-		{"mongodb-uri", "MONGODB_URI", "", "MongoDB connection string; empty starts the embedded store", str(func(c *Config) *string { return &c.MongoURI })},
+		{"mongodb-uri", "MONGODB_URI", "", "MongoDB connection string; empty starts the embedded store", func(c *Config, v string) error {
+			if v != "" {
+				if err := view.CheckURI(v); err != nil {
+					return err
+				}
+			}
+			c.MongoURI = v
+			return nil
+		}},
 		{"store-postgresql-url", "STORE_POSTGRESQL_URL", "", "PostgreSQL URL (postgres://user:password@host:5432/db) for the embedded store to keep the views in instead of SQLite under DATA_DIR; gateways may share it; not with MONGODB_URI", func(c *Config, v string) error {
 			if v != "" {
 				if u, err := url.Parse(v); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
-					return fmt.Errorf("%q is not a postgres://user:password@host:port/database URL", embedded.RedactURL(v))
+					return fmt.Errorf("%q is not a postgres://user:password@host:port/database URL", redact(v))
 				}
 			}
 			c.StorePostgreSQLURL = v
 			return nil
 		}},
-		{"mongodb-database", "MONGODB_DATABASE", "orders", "MongoDB database for the views", str(func(c *Config) *string { return &c.MongoDatabase })},
-		{"topic-prefix", "TOPIC_PREFIX", "orders", "prefix of the topic and consumer group names", str(func(c *Config) *string { return &c.TopicPrefix })},
+		{"mongodb-database", "MONGODB_DATABASE", "orders", "MongoDB database for the views: at most 63 bytes, none of /\\. \"$*<>:|? (the embedded store: ASCII letters, digits, '_' and '-' only)", func(c *Config, v string) error {
+			if v == "" || len(v) > 63 || strings.ContainsAny(v, "/\\. \"$*<>:|?\x00") {
+				return fmt.Errorf("%q is not a MongoDB database name (1 to 63 bytes, none of /\\. \"$*<>:|?)", v)
+			}
+			c.MongoDatabase = v
+			return nil
+		}},
+		{"topic-prefix", "TOPIC_PREFIX", "orders", "prefix of the topic and consumer group names: ASCII letters, digits, '.', '_' and '-', at most 238 characters", func(c *Config, v string) error {
+			if err := kafka.CheckTopicPrefix(v); err != nil {
+				return err
+			}
+			c.TopicPrefix = v
+			return nil
+		}},
 		{"partitions", "PARTITIONS", "6", "partitions of each topic created at start", num(func(c *Config) *int { return &c.Partitions }, 1, 10000)},
-		{"replication-factor", "REPLICATION_FACTOR", "-1", "replication factor of topics created at start (-1: broker default)", num(func(c *Config) *int { return &c.ReplicationFactor }, -1, 32)},
+		{"replication-factor", "REPLICATION_FACTOR", "-1", "replication factor of topics created at start, 1 to 32 (-1: broker default)", func(c *Config, v string) error {
+			if v == "0" {
+				return fmt.Errorf("%q is not -1 (the broker's default) or a whole number from 1 to 32", v)
+			}
+			return num(func(c *Config) *int { return &c.ReplicationFactor }, -1, 32)(c, v)
+		}},
 		{"command-timeout", "COMMAND_TIMEOUT", "5s", "how long a mutation waits for its command's outcome", dur(func(c *Config) *time.Duration { return &c.CommandTimeout })},
 		{"consistency-timeout", "CONSISTENCY_TIMEOUT", "3s", "how long a query with a consistencyToken waits for the views", dur(func(c *Config) *time.Duration { return &c.ConsistencyTimeout })},
 		{"startup-timeout", "STARTUP_TIMEOUT", "60s", "how long to retry an unreachable broker or store at start", dur(func(c *Config) *time.Duration { return &c.StartupTimeout })},
@@ -121,7 +154,14 @@ func settings() []setting {
 		{"http-idle-timeout", "HTTP_IDLE_TIMEOUT", "60s", "how long an idle keep-alive connection stays open", dur(func(c *Config) *time.Duration { return &c.HTTPIdleTimeout })},
 		{"max-connections", "MAX_CONNECTIONS", "10000", "HTTP connections open at once (websockets and event streams included); one more is closed at once", num(func(c *Config) *int { return &c.MaxConnections }, 1, 1_000_000)},
 		{"stall-timeout", "STALL_TIMEOUT", "30s", "how long the command handler or the projector may make no progress with work waiting (failing writes or transactions, out of their group) before /readyz answers 503", dur(func(c *Config) *time.Duration { return &c.StallTimeout })},
-		{"session-timeout", "SESSION_TIMEOUT", "10s", "consumer group session timeout (how fast a dead instance's partitions move)", dur(func(c *Config) *time.Duration { return &c.SessionTimeout })},
+		{"session-timeout", "SESSION_TIMEOUT", "10s", "consumer group session timeout (how fast a dead instance's partitions move), 1s to 15m, and within the broker's group.min.session.timeout.ms and group.max.session.timeout.ms", func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < minSessionTimeout || d > maxSessionTimeout {
+				return fmt.Errorf("%q is not a duration from %s to %s", v, minSessionTimeout, maxSessionTimeout)
+			}
+			c.SessionTimeout = d
+			return nil
+		}},
 		{"embedded-kafka-port", "EMBEDDED_KAFKA_PORT", "0", "port of the embedded broker on 127.0.0.1 (0: any free port)", num(func(c *Config) *int { return &c.EmbeddedKafkaPort }, 0, 65535)},
 		{"embedded-mongodb-addr", "EMBEDDED_MONGODB_ADDR", "127.0.0.1:0", "address of the embedded store", str(func(c *Config) *string { return &c.EmbeddedMongoAddr })},
 		{"allowed-origins", "ALLOWED_ORIGINS", "localhost:*,127.0.0.1:*", "comma-separated host patterns of pages allowed to open websockets (the server's own origin always is)", func(c *Config, v string) error {
@@ -211,10 +251,44 @@ func defaultFetchWait(brokers []string) time.Duration {
 	return 20 * time.Millisecond
 }
 
-// check reports settings that contradict each other, in one line.
+// SESSION_TIMEOUT's bounds. Below a second, heartbeats (a third of it) would
+// be more frequent than a consumer group needs; the command handler's
+// transactions time out after SESSION_TIMEOUT too, and Apache Kafka allows
+// at most its transaction.max.timeout.ms, 15 minutes by default. The broker
+// has bounds of its own (group.min.session.timeout.ms and
+// group.max.session.timeout.ms, 6s and 30m by default), checked at start.
+const (
+	minSessionTimeout = time.Second
+	maxSessionTimeout = 15 * time.Minute
+)
+
+// check reports settings that contradict each other, or that Kafka would
+// refuse whatever its configuration (for a Config made without
+// ParseConfig), in one line.
 func (c Config) check() error {
 	if c.MongoURI != "" && c.StorePostgreSQLURL != "" {
 		return errors.New("MONGODB_URI (--mongodb-uri) and STORE_POSTGRESQL_URL (--store-postgresql-url) are both set: the views go to MongoDB or to the embedded store on PostgreSQL, set only one")
+	}
+	if err := kafka.CheckTopicPrefix(c.TopicPrefix); err != nil {
+		return fmt.Errorf("TOPIC_PREFIX (--topic-prefix): %v", err)
+	}
+	if c.MongoURI == "" && !ferretDatabaseName.MatchString(c.MongoDatabase) {
+		return fmt.Errorf("MONGODB_DATABASE (--mongodb-database): %q is not a database name the embedded store accepts (1 to 63 ASCII letters, digits, '_' and '-')", c.MongoDatabase)
+	}
+	return nil
+}
+
+// ferretDatabaseName is FerretDB's rule for database names (the embedded
+// store, on SQLite or PostgreSQL).
+var ferretDatabaseName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,63}$`)
+
+// checkBroker reports a KAFKA_BROKERS entry that is not a host:port, quoted
+// without what could be credentials.
+func checkBroker(b string) error {
+	host, port, err := net.SplitHostPort(b)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n < 1 || n > 65535 || strings.ContainsAny(host, "@/?#") {
+		return fmt.Errorf("%q is not a host:port such as kafka1:9092", redact(b))
 	}
 	return nil
 }

@@ -138,10 +138,10 @@ func TestParseConfigFlags(t *testing.T) {
 
 func TestParseConfigBrokers(t *testing.T) {
 	for in, want := range map[string][]string{
-		"a:1, b:2,,":      {"a:1", "b:2"},
-		"a:1":             {"a:1"},
-		" a:1 ,\tb:2 , c": {"a:1", "b:2", "c"},
-		",, ,":            nil,
+		"a:1, b:2,,":        {"a:1", "b:2"},
+		"a:1":               {"a:1"},
+		" a:1 ,\tb:2 , c:3": {"a:1", "b:2", "c:3"},
+		",, ,":              nil,
 	} {
 		c := mustParse(t, nil, map[string]string{"KAFKA_BROKERS": in})
 		if !equalStrings(c.KafkaBrokers, want) {
@@ -216,6 +216,17 @@ func TestRedact(t *testing.T) {
 		"postgres://gw:s3cret@db:5432/ferretdb":       "postgres://gw:xxxxx@db:5432/ferretdb",
 		"postgres://db:5432/ferretdb?password=s3cret": "postgres://db:5432/ferretdb?password=xxxxx",
 		"postgresql://gw@db/ferretdb?sslmode=require": "postgresql://gw@db/ferretdb?sslmode=require",
+		// Several hosts, secrets in parameters, and strings that are no URL.
+		"mongodb://u:p@m1:27017,m2:27017/db?replicaSet=rs0":                                          "mongodb://u:xxxxx@m1:27017,m2:27017/db?replicaSet=rs0",
+		"mongodb://m/?tls=true&tlsCertificateKeyFilePassword=s3cret&appName=gw":                      "mongodb://m/?tls=true&tlsCertificateKeyFilePassword=xxxxx&appName=gw",
+		"mongodb://k:s@m/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:t0ken": "mongodb://k:xxxxx@m/?authMechanism=MONGODB-AWS&authMechanismProperties=xxxxx",
+		"postgres://gw@db/x?sslpassword=s3cret":                                                      "postgres://gw@db/x?sslpassword=xxxxx",
+		"mongodb://u:s3c/ret@m:27017/":                                                               "mongodb://xxxxx@m:27017/",
+		"mongodb//u:s3cret@m:27017/":                                                                 "xxxxx@m:27017/",
+		"u:s3cret@kafka:9092":                                                                        "xxxxx@kafka:9092",
+		"host=db user=gw password=s3cret dbname=x":                                                   "host=db user=gw password=xxxxx dbname=x",
+		"host=db password='s3 cret' dbname=x":                                                        "host=db password=xxxxx dbname=x",
+		"db:5432?user=gw&password=s3cret&sslmode=none":                                               "db:5432?user=gw&password=xxxxx&sslmode=none",
 	} {
 		if got := redact(in); got != want {
 			t.Errorf("redact(%q) = %q, want %q", in, got, want)
@@ -272,3 +283,77 @@ func equalJSON(t testing.TB, a, b any) bool {
 }
 
 func equalStrings(a, b []string) bool { return slices.Equal(a, b) }
+
+// Hardening item 9: what no broker would accept is refused by ParseConfig
+// in one line naming the setting, rather than retried at start.
+func TestParseConfigRefusesWhatKafkaWould(t *testing.T) {
+	for _, v := range []string{"orders/eu", "orders eu", "ordérs", strings.Repeat("o", 239)} {
+		mustFail(t, nil, map[string]string{"TOPIC_PREFIX": v}, "environment variable TOPIC_PREFIX")
+	}
+	mustFail(t, []string{"--topic-prefix="}, nil, "--topic-prefix", "empty")
+	mustFail(t, nil, map[string]string{"TOPIC_PREFIX": strings.Repeat("o", 239)}, "at most 238")
+	for _, v := range []string{"orders", "eu-1_orders.v2", strings.Repeat("o", 238)} {
+		if c := mustParse(t, nil, map[string]string{"TOPIC_PREFIX": v}); c.TopicPrefix != v {
+			t.Errorf("TOPIC_PREFIX=%q: got %q", v, c.TopicPrefix)
+		}
+	}
+	for _, v := range []string{"500ms", "16m", "1h", "0s", "soon"} {
+		mustFail(t, nil, map[string]string{"SESSION_TIMEOUT": v}, "SESSION_TIMEOUT", `"`+v+`"`, "1s to 15m")
+	}
+	for _, v := range []string{"1s", "6s", "15m"} {
+		mustParse(t, nil, map[string]string{"SESSION_TIMEOUT": v})
+	}
+	mustFail(t, nil, map[string]string{"REPLICATION_FACTOR": "0"}, "REPLICATION_FACTOR", `"0"`)
+	for _, v := range []string{"kafka", "kafka:", "kafka:x", "kafka:0", "kafka1:9092,kafka2", "kafka://kafka:9092", "kafka:9092/"} {
+		mustFail(t, nil, map[string]string{"KAFKA_BROKERS": v}, "KAFKA_BROKERS", "host:port")
+	}
+	if c := mustParse(t, nil, map[string]string{"KAFKA_BROKERS": "kafka1:9092, 10.0.0.2:9093,[::1]:9094"}); len(c.KafkaBrokers) != 3 {
+		t.Errorf("KAFKA_BROKERS: got %q", c.KafkaBrokers)
+	}
+	for _, v := range []string{"localhost:27017", "http://m:27017", "mongodb://", "mongodb:///db", "mongodb://u:p@/db"} {
+		mustFail(t, nil, map[string]string{"MONGODB_URI": v}, "MONGODB_URI")
+	}
+	for _, v := range []string{"mongodb://m:27017", "mongodb://u:p@m1:27017,m2:27017/db?replicaSet=rs0", "mongodb+srv://u:p@cluster0.example.net/"} {
+		mustParse(t, nil, map[string]string{"MONGODB_URI": v})
+	}
+	// A database name MongoDB refuses, or (for the embedded store) FerretDB.
+	for _, v := range []string{"orders.eu", "orders eu", "orders/eu", `orders"`, strings.Repeat("o", 64)} {
+		mustFail(t, nil, map[string]string{"MONGODB_DATABASE": v}, "environment variable MONGODB_DATABASE")
+	}
+	mustFail(t, []string{"--mongodb-database="}, nil, "--mongodb-database")
+	mustFail(t, nil, map[string]string{"MONGODB_DATABASE": "ordérs"}, "MONGODB_DATABASE", "embedded store")
+	if c := mustParse(t, nil, map[string]string{"MONGODB_DATABASE": "ordérs", "MONGODB_URI": "mongodb://m:27017"}); c.MongoDatabase != "ordérs" {
+		t.Errorf("MONGODB_DATABASE on MongoDB: got %q", c.MongoDatabase)
+	}
+	mustParse(t, nil, map[string]string{"MONGODB_DATABASE": "eu-1_" + strings.Repeat("o", 58)})
+	// A Config made without ParseConfig is checked again by Run.
+	c := mustParse(t, []string{"--data-dir=" + t.TempDir(), "--listen-addr=127.0.0.1:0", "--startup-timeout=1s"}, nil)
+	c.TopicPrefix = "orders/eu"
+	m := &Main{Config: c, Logger: slog.New(slog.DiscardHandler)}
+	err := m.Run(t.Context())
+	m.Close()
+	if err == nil || !strings.Contains(err.Error(), "TOPIC_PREFIX") {
+		t.Errorf("Run with TOPIC_PREFIX %q: want an error naming it, got %v", c.TopicPrefix, err)
+	}
+}
+
+// Hardening item 8: errors about a connection string never show its
+// password, however malformed it is.
+func TestErrorsShowNoSecrets(t *testing.T) {
+	for _, tc := range []struct{ env, value, secret string }{
+		{"KAFKA_BROKERS", "user:s3cret@kafka:9092", "s3cret"},
+		{"KAFKA_BROKERS", "SASL_SSL://user:s3cret@kafka:9092", "s3cret"},
+		{"KAFKA_BROKERS", "kafka:9092,user:s3cret@kafka2:9092", "s3cret"},
+		{"MONGODB_URI", "user:s3cret@m:27017", "s3cret"},
+		{"MONGODB_URI", "mongodb//user:s3cret@m:27017/", "s3cret"},
+		{"MONGODB_URI", "mongo://user:s3c/ret@m:27017/", "s3c/ret"},
+		{"STORE_POSTGRESQL_URL", "host=db user=gw password=s3cret dbname=orders", "s3cret"},
+		{"STORE_POSTGRESQL_URL", "db:5432?user=gw&password=s3cret", "s3cret"},
+		{"STORE_POSTGRESQL_URL", "postgres://gw:s3c ret@/x", "s3c ret"},
+	} {
+		err := mustFail(t, nil, map[string]string{tc.env: tc.value}, tc.env)
+		if strings.Contains(err.Error(), tc.secret) {
+			t.Errorf("%s=%q: the error shows the password: %v", tc.env, tc.value, err)
+		}
+	}
+}

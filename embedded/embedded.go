@@ -62,7 +62,14 @@ func StartKafka(dir string, port int) (*Kafka, error) {
 		kfake.Ports(port),
 		kfake.DataDir(dir),
 		kfake.ClusterID("order-gateway-embedded"),
+		// Consumer group session timeouts from 1 s (Apache Kafka's
+		// group.min.session.timeout.ms is 6 s by default; tests and
+		// development want killed members gone sooner) up to Apache
+		// Kafka's default group.max.session.timeout.ms, 30 min (kfake's
+		// own is 5 min). Outside them a JoinGroup is refused with
+		// INVALID_SESSION_TIMEOUT, as by Apache Kafka.
 		kfake.GroupMinSessionTimeout(time.Second),
+		kfake.GroupMaxSessionTimeout(30*time.Minute),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("embedded kafka in %s: %w", dir, err)

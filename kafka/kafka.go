@@ -7,7 +7,9 @@ package kafka
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -82,11 +84,19 @@ func Config(clientID string, fetchWait time.Duration) *sarama.Config {
 type TopicSettings struct {
 	Partitions        int32
 	ReplicationFactor int16 // -1: the broker's default
+	// Logger, if set, is told in one line when the commands, events and
+	// snapshots topics have (or are given) another partition count than
+	// Partitions.
+	Logger *slog.Logger
 }
 
-// EnsureTopics creates the missing topics. It fails if the commands, events
-// and snapshots topics exist with different partition counts: the design
-// relies on their partition numbers lining up.
+// EnsureTopics creates the missing topics, with s.Partitions partitions,
+// except that a missing one of the commands, events and snapshots topics
+// gets the partition count of those that exist: the design relies on their
+// partition numbers lining up, and an existing topic keeps its count
+// (Partitions is for the topics created here). Topics that exist with
+// different counts, or names Kafka refuses, are a ConfigError (no retry
+// helps); anything else (a broker not ready yet) is an error to retry.
 func EnsureTopics(admin sarama.ClusterAdmin, t Topics, s TopicSettings) error {
 	forever, week, hour, month := "-1", strconv.Itoa(7*24*3600*1000), strconv.Itoa(3600*1000), strconv.Itoa(30*24*3600*1000)
 	compact := "compact"
@@ -101,37 +111,96 @@ func EnsureTopics(admin sarama.ClusterAdmin, t Topics, s TopicSettings) error {
 		{t.Views, map[string]*string{"cleanup.policy": &compact}},
 		{t.DeadLetter, map[string]*string{"retention.ms": &month}},
 	}
+	aligned := []string{t.Commands, t.Events, t.Snapshots}
 	existing, err := admin.ListTopics()
 	if err != nil {
 		return fmt.Errorf("list topics: %w", err)
+	}
+	counts := map[string]int32{}
+	for _, n := range aligned {
+		if d, ok := existing[n]; ok {
+			if d.NumPartitions <= 0 {
+				return fmt.Errorf("list topics: %s has no partitions yet", n)
+			}
+			counts[n] = d.NumPartitions
+		}
+	}
+	if err := sameCounts(aligned, counts, s.Partitions); err != nil {
+		return err
 	}
 	for _, w := range want {
 		if _, ok := existing[w.name]; ok {
 			continue
 		}
+		partitions := s.Partitions
+		if slices.Contains(aligned, w.name) {
+			for _, n := range counts {
+				partitions = n // a missing sibling gets the count of those that exist
+			}
+		}
 		err := admin.CreateTopic(w.name, &sarama.TopicDetail{
-			NumPartitions: s.Partitions, ReplicationFactor: s.ReplicationFactor, ConfigEntries: w.configs,
+			NumPartitions: partitions, ReplicationFactor: s.ReplicationFactor, ConfigEntries: w.configs,
 		}, false)
-		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+		switch {
+		case errors.Is(err, sarama.ErrInvalidTopic):
+			return &ConfigError{Setting: "TOPIC_PREFIX", Err: fmt.Errorf("Kafka refuses the topic name %s: %w", w.name, err)}
+		case err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists):
 			return fmt.Errorf("create topic %s: %w", w.name, err)
 		}
 	}
-	meta, err := admin.DescribeTopics([]string{t.Commands, t.Events, t.Snapshots})
-	if err != nil {
-		return fmt.Errorf("describe topics: %w", err)
+	if counts, err = partitionCounts(admin, aligned); err != nil {
+		return err
 	}
-	counts := map[string]int{}
-	for _, m := range meta {
-		if m.Err != sarama.ErrNoError {
-			return fmt.Errorf("describe topic %s: %w", m.Name, m.Err)
-		}
-		counts[m.Name] = len(m.Partitions)
+	if err := sameCounts(aligned, counts, s.Partitions); err != nil {
+		return err
 	}
-	if counts[t.Commands] != counts[t.Events] || counts[t.Commands] != counts[t.Snapshots] {
-		return fmt.Errorf("topics %s, %s and %s must have the same partition count, have %d, %d and %d",
-			t.Commands, t.Events, t.Snapshots, counts[t.Commands], counts[t.Events], counts[t.Snapshots])
+	if n := counts[t.Commands]; n != s.Partitions && s.Logger != nil {
+		s.Logger.Warn(fmt.Sprintf("kafka: topics %s have %d partitions, not PARTITIONS=%d: they keep their count (PARTITIONS is only for the topics the gateway creates)",
+			strings.Join(aligned, ", "), n, s.Partitions))
 	}
 	return nil
+}
+
+// partitionCounts describes topics.
+func partitionCounts(admin sarama.ClusterAdmin, topics []string) (map[string]int32, error) {
+	counts := map[string]int32{}
+	meta, err := admin.DescribeTopics(topics)
+	if err != nil {
+		return nil, fmt.Errorf("describe topics: %w", err)
+	}
+	for _, m := range meta {
+		if m.Err != sarama.ErrNoError {
+			return nil, fmt.Errorf("describe topic %s: %w", m.Name, m.Err)
+		}
+		if len(m.Partitions) == 0 {
+			return nil, fmt.Errorf("describe topic %s: no partitions yet", m.Name)
+		}
+		counts[m.Name] = int32(len(m.Partitions))
+	}
+	return counts, nil
+}
+
+// sameCounts is a ConfigError naming each topic's count if the topics that
+// have counts do not all have the same.
+func sameCounts(topics []string, counts map[string]int32, partitions int32) error {
+	var have []string
+	first, same := int32(-1), true
+	for _, n := range topics {
+		c, ok := counts[n]
+		if !ok {
+			continue
+		}
+		have = append(have, fmt.Sprintf("%s %d", n, c))
+		if first < 0 {
+			first = c
+		}
+		same = same && c == first
+	}
+	if same {
+		return nil
+	}
+	return &ConfigError{Setting: "PARTITIONS", Err: fmt.Errorf("topics %s must have the same partition count, and have %s (PARTITIONS=%d is only for the topics the gateway creates; recreate or repartition them alike)",
+		strings.Join(topics, ", "), strings.Join(have, ", "), partitions)}
 }
 
 // Dead-letter headers: why a message was set aside and where it came from.
