@@ -203,6 +203,9 @@ func TestMoneyRoundTrip(t *testing.T) {
 // refParseMinor is an independent oracle for ParseMinor: it checks the shape
 // by hand and compares magnitudes as digit strings, so it cannot overflow.
 func refParseMinor(s string, digits int) (int64, bool) {
+	if len(s) > MaxDecimalLength {
+		return 0, false // the input limit, checked before anything else
+	}
 	whole, frac, hasDot := strings.Cut(s, ".")
 	isDigits := func(x string) bool {
 		for i := 0; i < len(x); i++ {

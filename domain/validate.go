@@ -172,13 +172,13 @@ func checkID(id string, p []string, what string) error {
 	if len(id) > MaxIDLength {
 		return invalid(p, "%s is longer than %d bytes", what, MaxIDLength)
 	}
-	for _, r := range id {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
-			return invalid(p, "%s %q must not contain spaces or control characters", what, id)
-		}
-	}
 	if !utf8.ValidString(id) {
 		return invalid(p, "%s is not valid UTF-8", what)
+	}
+	for _, r := range id {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return invalid(p, "%s %s must not contain spaces or control characters", what, quote(id))
+		}
 	}
 	return nil
 }
