@@ -17,8 +17,11 @@ import (
 	"github.com/ordergateway/gateway/kafka"
 )
 
-// restoreTimeout bounds how long a session waits to read one partition's
-// snapshots up to its restore marker.
+// restoreTimeout bounds how long a restore may go without reading a record
+// of a partition (its snapshots, or its events when it rebuilds) before it
+// gives up and the session rejoins. A partition of any size restores as
+// long as its records keep coming; only a broker that stops answering (or
+// a transaction that neither fencing nor the broker ends) times out.
 const restoreTimeout = 2 * time.Minute
 
 // session is one consumer group generation of a Handler: the partitions it
@@ -482,6 +485,7 @@ func (h *Handler) restorePartition(ctx context.Context, p int32, marker string) 
 				return nil, nil, fmt.Errorf("read snapshots of partition %d: the consumer closed", p)
 			}
 			held.Reset(fenceAfter) // records flow: nothing holds the reading up
+			timeout.Reset(restoreTimeout)
 			key := string(m.Key)
 			switch {
 			case key == marker:
@@ -513,7 +517,7 @@ func (h *Handler) restorePartition(ctx context.Context, p int32, marker string) 
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		case <-timeout.C:
-			return nil, nil, fmt.Errorf("restore of partition %d did not reach its marker within %s", p, restoreTimeout)
+			return nil, nil, fmt.Errorf("restore of partition %d: no record for %s before its marker", p, restoreTimeout)
 		}
 	}
 }

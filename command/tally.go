@@ -16,10 +16,6 @@ import (
 // transaction that changes the partition's orders.
 const tallyKey = markerPrefix + "tally"
 
-// rebuildTimeout bounds how long a session may take to read one partition's
-// events when it rebuilds the partition's state from them.
-const rebuildTimeout = 10 * time.Minute
-
 // tally counts a partition's orders and the sum of their versions, that is
 // the partition's events (each event raises one order's version by one).
 // Written with the snapshots in each transaction and compared with them at
@@ -138,7 +134,7 @@ func (h *Handler) rebuildPartition(ctx context.Context, prod *txnProducer, p int
 	defer pc.Close()
 	states := map[string]*orderState{}
 	skipped := 0
-	timeout := time.NewTimer(rebuildTimeout)
+	timeout := time.NewTimer(restoreTimeout)
 	defer timeout.Stop()
 	for done := false; !done; {
 		select {
@@ -146,6 +142,7 @@ func (h *Handler) rebuildPartition(ctx context.Context, prod *txnProducer, p int
 			if !ok {
 				return nil, fmt.Errorf("read events of partition %d: the consumer closed", p)
 			}
+			timeout.Reset(restoreTimeout)
 			if string(m.Key) == marker {
 				done = true
 				break
@@ -169,7 +166,7 @@ func (h *Handler) rebuildPartition(ctx context.Context, prod *txnProducer, p int
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-timeout.C:
-			return nil, fmt.Errorf("rebuild of partition %d did not reach its marker within %s", p, rebuildTimeout)
+			return nil, fmt.Errorf("rebuild of partition %d: no event for %s before its marker", p, restoreTimeout)
 		}
 	}
 	if skipped > 0 {
