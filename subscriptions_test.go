@@ -1066,7 +1066,7 @@ func TestWebsocketProtocolErrors(t *testing.T) {
 		if err := c.send(ctx, wsMsg{ID: "bad-payload", Type: "subscribe", Payload: json.RawMessage(`{"query": 5}`)}); err != nil {
 			t.Fatal(err)
 		}
-		if m, err := c.tryNext(eventWait, byID("bad-payload")); err != nil || m.Type != "error" || !strings.Contains(string(m.Payload), "invalid payload") {
+		if m, err := c.tryNext(eventWait, byID("bad-payload")); err != nil || m.Type != "error" || !strings.Contains(string(m.Payload), `the payload is not a GraphQL request: \"query\" must be a string`) || !strings.Contains(string(m.Payload), "BAD_REQUEST") {
 			t.Fatalf("bad payload: %+v %v", m, err)
 		}
 		c.subscribe(t, "bad-query", "subscription { orderUpdated(id: ", nil)

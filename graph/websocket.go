@@ -2,7 +2,6 @@ package graph
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -602,11 +601,10 @@ func (c *wsConn) start(id string, payload json.RawMessage) {
 // then pulls its updates.
 func (c *wsConn) execute(ctx context.Context, op *wsOp, payload json.RawMessage, received time.Time) {
 	defer c.recoverOp(op)
-	params := &graphql.RawParams{}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	if err := dec.Decode(params); err != nil {
-		c.fail(op, errorsPayload(gqlerror.List{{Message: "invalid payload: " + err.Error()}}))
+	params, perr := decodeParams(payload) // as a POST body: no Go types, no echo, UTF-8 only
+	if perr != nil {
+		perr.Message = strings.Replace(perr.Message, "the request body", "the payload", 1)
+		c.fail(op, errorsPayload(gqlerror.List{perr}))
 		return
 	}
 	params.ReadTime = graphql.TraceTiming{Start: received, End: graphql.Now()}
