@@ -273,13 +273,19 @@ func TestRestoreReadsCommittedSnapshots(t *testing.T) {
 // fenceTestTopics creates a fresh set of one-partition topics.
 func fenceTestTopics(t *testing.T, prefix string) kafka.Topics {
 	t.Helper()
+	return testTopics(t, prefix, 1)
+}
+
+// testTopics creates a fresh set of topics of partitions partitions.
+func testTopics(t *testing.T, prefix string, partitions int32) kafka.Topics {
+	t.Helper()
 	topics := kafka.NewTopics(prefix + strconv.FormatInt(time.Now().UnixNano(), 36))
 	admin, err := sarama.NewClusterAdmin(testBrokers, kafka.Config("test-admin", 20*time.Millisecond))
 	if err != nil {
 		t.Fatalf("admin: %v", err)
 	}
 	defer admin.Close()
-	if err := kafka.EnsureTopics(admin, topics, kafka.TopicSettings{Partitions: 1, ReplicationFactor: 1}); err != nil {
+	if err := kafka.EnsureTopics(admin, topics, kafka.TopicSettings{Partitions: partitions, ReplicationFactor: 1}); err != nil {
 		t.Fatalf("topics: %v", err)
 	}
 	return topics

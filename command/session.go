@@ -314,7 +314,8 @@ func (s *session) setAside(m *sarama.ConsumerMessage, why error) error {
 // txnProducer wraps a transactional producer and collects its errors.
 type txnProducer struct {
 	sarama.AsyncProducer
-	id      string // its transactional id, recorded with the offsets it commits (see fencePreviousOwner)
+	id      string     // its transactional id, recorded with the offsets it commits (see fencePreviousOwner)
+	txn     sync.Mutex // one transaction at a time: restore's partitions run side by side
 	mu      sync.Mutex
 	lastErr error
 	done    chan struct{}
@@ -368,6 +369,8 @@ func (tp *txnProducer) Close() error {
 // runTxn writes msgs and the consumer offsets after each of lasts in one
 // transaction. On failure the transaction is aborted.
 func (tp *txnProducer) runTxn(msgs []*sarama.ProducerMessage, lasts []*sarama.ConsumerMessage, meta *sarama.ConsumerGroupMetadata) error {
+	tp.txn.Lock()
+	defer tp.txn.Unlock()
 	if err := tp.BeginTxn(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
