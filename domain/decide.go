@@ -15,7 +15,7 @@ func Decide(state Order, cmd Command, now time.Time) ([]Event, error) {
 		return nil, err
 	}
 	if _, placing := cmd.(PlaceOrder); !placing && !state.Exists() {
-		return nil, Errorf(CodeNotFound, "order %q does not exist", cmd.TargetOrderID())
+		return nil, NotFound(cmd.TargetOrderID())
 	}
 	if v := cmd.Expected(); v != nil && *v != state.Version {
 		return nil, Errorf(CodeVersionConflict, "order %q is at version %d, not the expected %d", state.ID, state.Version, *v)
@@ -27,7 +27,7 @@ func Decide(state Order, cmd Command, now time.Time) ([]Event, error) {
 	switch c := cmd.(type) {
 	case PlaceOrder:
 		if state.Exists() {
-			return nil, Errorf(CodeInvalidTransition, "order %q already exists", c.OrderID)
+			return nil, AlreadyExists(c.OrderID)
 		}
 		items := make([]Item, len(c.Items))
 		for i, in := range c.Items {
