@@ -188,7 +188,11 @@ func (h *Handler) Close() error {
 func (h *Handler) Setup(gs sarama.ConsumerGroupSession) error {
 	s, err := h.startSession(gs)
 	if err != nil {
-		h.cfg.Logger.Error("command handler: session not started; rejoining", "err", err)
+		level := slog.LevelError
+		if gs.Context().Err() != nil {
+			level = slog.LevelDebug // the session ended while it started (a rebalance or a Close): nothing failed
+		}
+		h.cfg.Logger.Log(context.Background(), level, "command handler: session not started; rejoining", "err", err)
 		return err
 	}
 	h.sess.Store(s)

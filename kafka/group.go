@@ -33,7 +33,11 @@ func (l *GroupLoop) Run(ctx context.Context, group sarama.ConsumerGroup, topics 
 			return nil
 		}
 		if err != nil {
-			logger.Warn("consumer group session ended; rejoining", "topics", topics, "err", err)
+			level := slog.LevelWarn
+			if errors.Is(err, context.Canceled) {
+				level = slog.LevelDebug // ended on purpose: a Restart (whose cause was logged) or a Close
+			}
+			logger.Log(ctx, level, "consumer group session ended; rejoining", "topics", topics, "err", err)
 			select {
 			case <-ctx.Done():
 			case <-time.After(time.Second):
