@@ -23,6 +23,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/IBM/sarama"
 
+	"github.com/ordergateway/gateway/auth"
 	"github.com/ordergateway/gateway/command"
 	"github.com/ordergateway/gateway/embedded"
 	"github.com/ordergateway/gateway/graph"
@@ -49,6 +50,7 @@ type Main struct {
 	mongo         *embedded.Mongo
 	dataLock      *embedded.DirLock // held while the embedded broker or store runs
 	brokers       []string
+	security      *kafka.Security // nil: plaintext, no SASL
 	mongoURI      string
 	store         *view.Store
 	bus           *command.Bus
@@ -60,6 +62,8 @@ type Main struct {
 	gql           *graph.Server
 	debug         *http.Server // DEBUG_ADDR: profiling endpoints
 	debugListener net.Listener
+	verifier      *auth.Verifier // nil with AUTH_DISABLED
+	mintWith      *auth.Config   // zero setup: the generated secret, to log tokens with
 
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
@@ -98,7 +102,18 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := c.check(); err != nil {
 		return err
 	}
+	if err := m.startAuth(); err != nil {
+		return err
+	}
 	m.brokers, m.mongoURI = c.KafkaBrokers, c.MongoURI
+	security, err := c.checkConnections()
+	if err != nil {
+		return err
+	}
+	if security != nil && security.SASLMechanism == kafka.SASLPlain && !security.TLS {
+		m.Logger.Warn("kafka: KAFKA_SASL_MECHANISM=PLAIN without KAFKA_TLS sends the password in clear text")
+	}
+	m.security = security
 	onPostgreSQL := m.mongoURI == "" && c.StorePostgreSQLURL != ""
 	// The data folder holds the embedded broker's files and the embedded
 	// store's SQLite files; on PostgreSQL the store keeps nothing there.
@@ -165,21 +180,21 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
-	if m.bus, err = command.NewBus(command.BusConfig{Brokers: m.brokers, Topics: topics, Timeout: c.CommandTimeout, FetchWait: c.FetchWait, Logger: m.Logger}); err != nil {
+	if m.bus, err = command.NewBus(command.BusConfig{Brokers: m.brokers, Topics: topics, Timeout: c.CommandTimeout, FetchWait: c.FetchWait, Logger: m.Logger, Security: m.security}); err != nil {
 		return err
 	}
 	if m.handler, err = command.NewHandler(command.HandlerConfig{Brokers: m.brokers, Topics: topics, Group: m.handlerGroup(),
-		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger, Local: m.bus}); err != nil {
+		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger, Local: m.bus, Security: m.security}); err != nil {
 		return err
 	}
 	m.bus.Attach(m.handler)
 	if !m.WithoutProjector {
 		if m.projector, err = projector.New(projector.Config{Brokers: m.brokers, Topics: topics, Group: m.projectorGroup(),
-			FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Linger: c.ProjectorLinger, Logger: m.Logger}, store); err != nil {
+			FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Linger: c.ProjectorLinger, Logger: m.Logger, Security: m.security}, store); err != nil {
 			return err
 		}
 	}
-	if m.feed, err = live.NewFeed(live.FeedConfig{Brokers: m.brokers, Topics: topics, FetchWait: c.FetchWait, Logger: m.Logger}); err != nil {
+	if m.feed, err = live.NewFeed(live.FeedConfig{Brokers: m.brokers, Topics: topics, FetchWait: c.FetchWait, Logger: m.Logger, Security: m.security}); err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -214,7 +229,7 @@ func (m *Main) Run(ctx context.Context) error {
 	ready := []any{
 		"graphql", "http://" + displayAddr(ln.Addr()) + "/graphql",
 		"playground", "http://" + displayAddr(ln.Addr()) + "/",
-		"kafka", m.brokers, "kafka_embedded", m.kafka != nil,
+		"kafka", m.brokers, "kafka_embedded", m.kafka != nil, "kafka_security", m.security.Describe(),
 		"mongodb", redact(m.mongoURI), "mongodb_embedded", m.mongo != nil,
 	}
 	if onPostgreSQL {
@@ -273,10 +288,13 @@ func (m *Main) goRun(f func() error) {
 // the broker accepts SESSION_TIMEOUT for the consumer groups (a refused one
 // would have them try to join forever).
 func (m *Main) prepareKafka(ctx context.Context, topics kafka.Topics) error {
-	sc := kafka.Config("order-gateway-admin", m.Config.FetchWait)
+	sc := m.security.Config("order-gateway-admin", m.Config.FetchWait)
 	return m.retry(ctx, m.Config.StartupTimeout, fmt.Sprintf("kafka at %v", m.brokers), func(context.Context) error {
 		client, err := sarama.NewClient(m.brokers, sc)
 		if err != nil {
+			if refused := m.security.Refusal(err, m.brokers); refused != nil {
+				return refused // a wrong password, CA, TLS or SASL setting: no retry helps
+			}
 			return err
 		}
 		admin, err := sarama.NewClusterAdminFromClient(client)
@@ -339,7 +357,9 @@ func (m *Main) routes() http.Handler {
 		BodyTimeout: m.Config.HTTPReadTimeout})
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", m.gql)
+	// CORS outermost: a preflight carries no token, and a refusal must
+	// reach the page that may read it.
+	mux.Handle("/graphql", graph.CORS(m.Config.corsOrigins(), m.gql))
 	mux.Handle("GET /{$}", playground.Handler("Order gateway", "/graphql"))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -492,6 +512,7 @@ func (m *Main) close() error {
 	if m.kafka != nil {
 		m.kafka.Close()
 	}
+	m.verifier.Close()
 	errs = append(errs, m.dataLock.Close())
 	return errors.Join(errs...)
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ordergateway/gateway/auth"
 	"github.com/ordergateway/gateway/kafka"
 	"github.com/ordergateway/gateway/view"
 )
@@ -45,11 +46,14 @@ type Config struct {
 	EmbeddedMongoAddr  string
 	LogLevel           slog.Level
 	AllowedOrigins     []string
+	CORSAllowedOrigins []string       // nil: AllowedOrigins; empty: no other origin (app/security.go)
+	KafkaSecurity      kafka.Security // KAFKA_TLS, KAFKA_CA_FILE, KAFKA_SASL_* (app/security.go)
 	WSInitTimeout      time.Duration
 	WSPingInterval     time.Duration
 	WSWriteTimeout     time.Duration
 	MaxSubscriptions   int
 	DebugAddr          string
+	Auth               auth.Config // AUTH_* (app/auth.go)
 }
 
 // setting is one configuration entry: its flag, environment variable,
@@ -88,7 +92,7 @@ func settings() []setting {
 			return nil
 		}
 	}
-	return []setting{
+	return append([]setting{
 		{"listen-addr", "LISTEN_ADDR", ":8080", "HTTP address to serve GraphQL on", str(func(c *Config) *string { return &c.ListenAddr })},
 		{"data-dir", "DATA_DIR", "./data", "folder for the embedded broker's and store's data", str(func(c *Config) *string { return &c.DataDir })},
 		{"kafka-brokers", "KAFKA_BROKERS", "", "comma-separated Kafka bootstrap servers (host:port); empty starts the embedded broker", func(c *Config, v string) error {
@@ -100,6 +104,11 @@ func settings() []setting {
 			}
 			return nil
 		}},
+		{"kafka-tls", "KAFKA_TLS", "false", "true: connect to KAFKA_BROKERS over TLS (1.2 or newer), checking their certificates against KAFKA_CA_FILE or the system's roots", setKafkaTLS},
+		{"kafka-ca-file", "KAFKA_CA_FILE", "", "PEM file of the CA certificates the brokers' certificates are checked against (with KAFKA_TLS); empty: the system's roots", setKafkaCAFile},
+		{"kafka-sasl-mechanism", "KAFKA_SASL_MECHANISM", "", "SASL mechanism for KAFKA_BROKERS: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL", setKafkaSASLMechanism},
+		{"kafka-sasl-username", "KAFKA_SASL_USERNAME", "", "SASL user name, 1 to 255 bytes", setKafkaSASLUsername},
+		{"kafka-sasl-password", "KAFKA_SASL_PASSWORD", "", "SASL password, 1 to 1024 bytes (prefer the environment variable: a flag shows in the process list); never logged or shown", setKafkaSASLPassword},
 		{"mongodb-uri", "MONGODB_URI", "", "MongoDB connection string; empty starts the embedded store", func(c *Config, v string) error {
 			if v != "" {
 				if err := view.CheckURI(v); err != nil {
@@ -168,6 +177,7 @@ func settings() []setting {
 			c.AllowedOrigins = splitList(v)
 			return nil
 		}},
+		{"cors-allowed-origins", "CORS_ALLOWED_ORIGINS", "", "comma-separated host patterns of pages allowed to call /graphql from another origin (CORS), as ALLOWED_ORIGINS; empty: ALLOWED_ORIGINS' list; none: no other origin", setCORSAllowedOrigins},
 		{"ws-init-timeout", "WS_INIT_TIMEOUT", "10s", "how long a websocket may take to send connection_init", dur(func(c *Config) *time.Duration { return &c.WSInitTimeout })},
 		{"ws-ping-interval", "WS_PING_INTERVAL", "15s", "websocket keep-alive interval (a peer that misses two pongs is closed) and SSE keep-alive comment interval", dur(func(c *Config) *time.Duration { return &c.WSPingInterval })},
 		{"ws-write-timeout", "WS_WRITE_TIMEOUT", "10s", "how long a websocket write may wait for a client that does not read before it is disconnected", dur(func(c *Config) *time.Duration { return &c.WSWriteTimeout })},
@@ -176,7 +186,7 @@ func settings() []setting {
 		{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error {
 			return c.LogLevel.UnmarshalText([]byte(v))
 		}},
-	}
+	}, authSettings()...)
 }
 
 // Setting describes one setting as --help shows it.
@@ -232,6 +242,9 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	if err := c.check(); err != nil {
 		return c, err
 	}
+	if _, err := c.checkConnections(); err != nil {
+		return c, err
+	}
 	if c.FetchWait == 0 {
 		c.FetchWait = defaultFetchWait(c.KafkaBrokers)
 	}
@@ -271,6 +284,9 @@ func (c Config) check() error {
 	}
 	if err := kafka.CheckTopicPrefix(c.TopicPrefix); err != nil {
 		return fmt.Errorf("TOPIC_PREFIX (--topic-prefix): %v", err)
+	}
+	if err := checkAuth(c.Auth); err != nil {
+		return err
 	}
 	if c.MongoURI == "" && !ferretDatabaseName.MatchString(c.MongoDatabase) {
 		return fmt.Errorf("MONGODB_DATABASE (--mongodb-database): %q is not a database name the embedded store accepts (1 to 63 ASCII letters, digits, '_' and '-')", c.MongoDatabase)

@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ordergateway/gateway/auth"
+	"github.com/ordergateway/gateway/kafka"
 )
 
 // envOf is a getenv over a fixed map.
@@ -63,6 +67,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		EmbeddedKafkaPort: 0, EmbeddedMongoAddr: "127.0.0.1:0", LogLevel: slog.LevelInfo,
 		AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"}, WSInitTimeout: 10 * time.Second,
 		WSPingInterval: 15 * time.Second, WSWriteTimeout: 10 * time.Second, MaxSubscriptions: 100,
+		Auth: auth.Config{RoleClaim: "role", CustomerClaim: "sub", Leeway: 30 * time.Second},
 	}
 	if !equalJSON(t, c, want) {
 		t.Errorf("defaults:\nwant %+v\ngot  %+v", want, c)
@@ -92,7 +97,13 @@ func TestParseConfigEnv(t *testing.T) {
 		"ALLOWED_ORIGINS": "app.example.com, *.example.org", "WS_INIT_TIMEOUT": "3s",
 		"WS_PING_INTERVAL": "20s", "MAX_SUBSCRIPTIONS_PER_CONNECTION": "7",
 		"DEBUG_ADDR": "127.0.0.1:6060", "WS_WRITE_TIMEOUT": "4s",
-		"STORE_POSTGRESQL_URL": "", // not with MONGODB_URI: see TestParseConfigStorePostgreSQL
+		"STORE_POSTGRESQL_URL": "",                       // not with MONGODB_URI: see TestParseConfigStorePostgreSQL
+		"AUTH_JWT_SECRET":      "", "AUTH_JWKS_FILE": "", // exclusive with AUTH_JWKS_URL: see TestParseConfigAuth
+		"AUTH_JWKS_URL": "https://id.example/jwks.json", "AUTH_ISSUER": "https://id.example", "AUTH_AUDIENCE": "orders",
+		"AUTH_ROLE_CLAIM": "realm_access.roles", "AUTH_CUSTOMER_CLAIM": "customer_id", "AUTH_LEEWAY": "5s", "AUTH_DISABLED": "false",
+		"KAFKA_TLS": "true", "KAFKA_CA_FILE": "", // a CA file is read at once: see TestParseConfigKafkaSecurity
+		"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "gw", "KAFKA_SASL_PASSWORD": "pw-1",
+		"CORS_ALLOWED_ORIGINS": "shop.example.com",
 	}
 	c := mustParse(t, nil, env)
 	want := Config{
@@ -105,6 +116,13 @@ func TestParseConfigEnv(t *testing.T) {
 		EmbeddedMongoAddr: "0.0.0.0:27017", LogLevel: slog.LevelDebug,
 		AllowedOrigins: []string{"app.example.com", "*.example.org"}, WSInitTimeout: 3 * time.Second,
 		WSPingInterval: 20 * time.Second, MaxSubscriptions: 7, DebugAddr: "127.0.0.1:6060", WSWriteTimeout: 4 * time.Second,
+		Auth: auth.Config{JWKSURL: "https://id.example/jwks.json", Issuer: "https://id.example", Audience: "orders",
+			RoleClaim: "realm_access.roles", CustomerClaim: "customer_id", Leeway: 5 * time.Second},
+		KafkaSecurity:      kafka.Security{TLS: true, SASLMechanism: "SCRAM-SHA-512", SASLUsername: "gw", SASLPassword: "pw-1"},
+		CORSAllowedOrigins: []string{"shop.example.com"},
+	}
+	if c.KafkaSecurity.SASLPassword != "pw-1" {
+		t.Errorf("KAFKA_SASL_PASSWORD: not read")
 	}
 	if !equalJSON(t, c, want) {
 		t.Errorf("from the environment:\nwant %+v\ngot  %+v", want, c)
@@ -355,5 +373,65 @@ func TestErrorsShowNoSecrets(t *testing.T) {
 		if strings.Contains(err.Error(), tc.secret) {
 			t.Errorf("%s=%q: the error shows the password: %v", tc.env, tc.value, err)
 		}
+	}
+}
+
+func TestParseConfigAuth(t *testing.T) {
+	const secret = "a-secret-of-at-least-32-bytes-0123456789"
+	c := mustParse(t, nil, map[string]string{"AUTH_JWT_SECRET": secret, "AUTH_LEEWAY": "0s"})
+	if string(c.Auth.Secret) != secret || c.Auth.Leeway != 0 {
+		t.Errorf("AUTH_JWT_SECRET, AUTH_LEEWAY=0s: got %d bytes, %v", len(c.Auth.Secret), c.Auth.Leeway)
+	}
+	if got := fmt.Sprintf("%v %+v", c, c); strings.Contains(got, secret) {
+		t.Errorf("a printed configuration shows the secret: %s", got)
+	}
+	if c := mustParse(t, []string{"--auth-disabled=true"}, nil); !c.Auth.Disabled {
+		t.Error("--auth-disabled=true: not disabled")
+	}
+	if c := mustParse(t, nil, map[string]string{"AUTH_JWKS_FILE": "/etc/gw/jwks.json"}); c.Auth.JWKSFile != "/etc/gw/jwks.json" {
+		t.Errorf("AUTH_JWKS_FILE: got %q", c.Auth.JWKSFile)
+	}
+	for _, err := range []error{
+		mustFail(t, nil, map[string]string{"AUTH_JWT_SECRET": "short-s3cret"}, "AUTH_JWT_SECRET", "at least 32"),
+		mustFail(t, nil, map[string]string{"AUTH_JWT_SECRET": secret, "AUTH_JWKS_URL": "https://id.example/jwks"}, "AUTH_JWT_SECRET", "AUTH_JWKS_URL"),
+		mustFail(t, nil, map[string]string{"AUTH_JWKS_FILE": "f", "AUTH_JWKS_URL": "https://id.example/jwks"}, "AUTH_JWKS_FILE", "AUTH_JWKS_URL"),
+		mustFail(t, nil, map[string]string{"AUTH_JWKS_URL": "ftp://id.example/jwks"}, "AUTH_JWKS_URL"),
+		mustFail(t, nil, map[string]string{"AUTH_LEEWAY": "-1s"}, "AUTH_LEEWAY"),
+		mustFail(t, nil, map[string]string{"AUTH_LEEWAY": "11m"}, "AUTH_LEEWAY"),
+		mustFail(t, nil, map[string]string{"AUTH_DISABLED": "maybe"}, "AUTH_DISABLED"),
+		mustFail(t, []string{"--auth-role-claim="}, nil, "--auth-role-claim"),
+	} {
+		if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), secret) {
+			t.Errorf("the error shows the secret: %v", err)
+		}
+	}
+}
+
+// The Kafka security settings are checked together, in one line naming
+// the setting, without the password.
+func TestParseConfigKafkaSecurity(t *testing.T) {
+	const pw = "pw-that-must-not-show"
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"KAFKA_SASL_MECHANISM": "SCRAM-SHA-256", "KAFKA_SASL_USERNAME": "gw", "KAFKA_SASL_PASSWORD": pw}, "embedded broker"},
+		{map[string]string{"KAFKA_BROKERS": "k:9093", "KAFKA_TLS": "true", "KAFKA_CA_FILE": t.TempDir() + "/missing.pem"}, "KAFKA_CA_FILE"},
+		{map[string]string{"KAFKA_BROKERS": "k:9093", "KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM"},
+		{map[string]string{"KAFKA_BROKERS": "k:9093", "KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_PASSWORD": pw}, "KAFKA_SASL_USERNAME"},
+		{map[string]string{"KAFKA_TLS": "yes please"}, "KAFKA_TLS"},
+		{map[string]string{"CORS_ALLOWED_ORIGINS": "https://shop.example.com"}, "CORS_ALLOWED_ORIGINS"},
+	} {
+		_, err := ParseConfig(nil, envOf(tc.env), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), pw) {
+			t.Errorf("%v: want an error naming %s without the password, got %v", tc.env, tc.want, err)
+		}
+	}
+	c := mustParse(t, nil, map[string]string{"CORS_ALLOWED_ORIGINS": "none"})
+	if o := c.corsOrigins(); o == nil || len(o) != 0 {
+		t.Errorf("CORS_ALLOWED_ORIGINS=none: want no origin, got %q", o)
+	}
+	if o := mustParse(t, nil, nil).corsOrigins(); !equalStrings(o, []string{"localhost:*", "127.0.0.1:*"}) {
+		t.Errorf("CORS_ALLOWED_ORIGINS unset: want ALLOWED_ORIGINS' list, got %q", o)
 	}
 }

@@ -22,7 +22,7 @@ import (
 // (HS256), JWKSURL or JWKSFile (RS256, ES256, EdDSA and their kin).
 type Config struct {
 	// Secret verifies (and mints) HS256 tokens; at least MinSecretBytes.
-	Secret []byte
+	Secret Secret
 	// JWKSURL is a JWK Set (an identity provider's jwks_uri), fetched at
 	// start, every JWKSRefresh and (at most every UnknownKeyRefresh) when a
 	// token names an unknown kid.
@@ -43,6 +43,19 @@ type Config struct {
 	Leeway time.Duration
 	// Disabled turns checks off: every request may do everything.
 	Disabled bool
+}
+
+// Secret is a signing secret; it prints (with %v, or as JSON) as
+// "(secret)", so a logged or printed configuration shows none.
+type Secret []byte
+
+func (Secret) String() string   { return "(secret)" }
+func (Secret) GoString() string { return "(secret)" }
+func (s Secret) MarshalJSON() ([]byte, error) {
+	if len(s) == 0 {
+		return []byte(`""`), nil
+	}
+	return []byte(`"(secret)"`), nil
 }
 
 // MinSecretBytes is the shortest HS256 secret accepted (RFC 7518, 3.2: a
@@ -346,7 +359,7 @@ func Mint(cfg Config, p domain.Principal, ttl time.Duration, now time.Time) (str
 	if cfg.Audience != "" {
 		claims["aud"] = cfg.Audience
 	}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(cfg.Secret)
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(cfg.Secret))
 }
 
 func cmpOr(a, b string) string {

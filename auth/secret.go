@@ -17,7 +17,7 @@ const SecretFile = "auth-secret"
 // generating it first (256 random bits, hex-encoded, file mode 0600) if
 // there is none. created reports whether it did. Two processes that start
 // at once get the same secret.
-func LoadOrCreateSecret(dir string) (secret []byte, created bool, err error) {
+func LoadOrCreateSecret(dir string) (secret Secret, created bool, err error) {
 	path := filepath.Join(dir, SecretFile)
 	if s, err := readSecret(path); err == nil || !errors.Is(err, os.ErrNotExist) {
 		return s, false, err
@@ -60,7 +60,7 @@ func LoadOrCreateSecret(dir string) (secret []byte, created bool, err error) {
 	return s, err == nil, err
 }
 
-func readSecret(path string) ([]byte, error) {
+func readSecret(path string) (Secret, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -72,5 +72,5 @@ func readSecret(path string) ([]byte, error) {
 	if len(s) < MinSecretBytes {
 		return nil, fmt.Errorf("the auth secret %s is shorter than %d bytes; delete it to have a new one generated", path, MinSecretBytes)
 	}
-	return []byte(s), nil
+	return Secret(s), nil
 }

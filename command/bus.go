@@ -25,6 +25,8 @@ type BusConfig struct {
 	Timeout   time.Duration // how long Send waits for an outcome
 	FetchWait time.Duration
 	Logger    *slog.Logger
+	// Security is how the clients connect (TLS, SASL); nil: plaintext.
+	Security *kafka.Security
 }
 
 // Bus sends commands to the commands topic and awaits their outcomes on the
@@ -74,7 +76,7 @@ func NewBus(cfg BusConfig) (*Bus, error) {
 		cfg.Logger = slog.Default()
 	}
 	b := &Bus{cfg: cfg, instanceID: newID("gw_"), pending: map[string]chan Reply{}, done: make(chan struct{})}
-	sc := kafka.Config("order-gateway-bus", cfg.FetchWait)
+	sc := cfg.Security.Config("order-gateway-bus", cfg.FetchWait)
 	sc.Producer.Return.Successes = true
 	sc.Producer.Partitioner = sarama.NewHashPartitioner
 	sc.Producer.Retry.Max = 3

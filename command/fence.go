@@ -38,7 +38,7 @@ func (h *Handler) fencePreviousOwner(p int32) {
 		return
 	}
 	t0 := time.Now()
-	sc := kafka.Config("order-gateway-fence", h.cfg.FetchWait)
+	sc := h.cfg.Security.Config("order-gateway-fence", h.cfg.FetchWait)
 	sc.Producer.Transaction.ID = id
 	sc.Producer.Transaction.Timeout = h.cfg.TransactionTimeout
 	sc.Producer.Transaction.Retry.Max = 100 // CONCURRENT_TRANSACTIONS while the broker aborts

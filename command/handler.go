@@ -37,6 +37,8 @@ type HandlerConfig struct {
 	// it sent are handed to it directly instead of through the replies
 	// topic.
 	Local LocalBus
+	// Security is how the clients connect (TLS, SASL); nil: plaintext.
+	Security *kafka.Security
 }
 
 // LocalBus is a bus in the handler's own process (*Bus implements it).
@@ -116,7 +118,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	// The reply producer has a client of its own: sarama sends one request at
 	// a time per connection, and on the group's client a produce would queue
 	// behind a fetch parked at the broker for up to the fetch wait.
-	rc := kafka.Config("order-gateway-replies", cfg.FetchWait)
+	rc := cfg.Security.Config("order-gateway-replies", cfg.FetchWait)
 	rc.Producer.Partitioner = sarama.NewManualPartitioner // replies go to the partition the bus named
 	rc.Producer.Return.Successes = true
 	replies, err := sarama.NewSyncProducer(cfg.Brokers, rc)
@@ -139,7 +141,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 }
 
 func h0config(cfg HandlerConfig) *sarama.Config {
-	sc := kafka.Config("order-gateway-handler", cfg.FetchWait)
+	sc := cfg.Security.Config("order-gateway-handler", cfg.FetchWait)
 	sc.Consumer.Offsets.AutoCommit.Enable = false // offsets commit inside the transaction
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
 	if cfg.SessionTimeout > 0 {

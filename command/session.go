@@ -324,7 +324,7 @@ type txnProducer struct {
 // newTxnProducer creates the instance's transactional producer. Creating it
 // aborts a transaction the instance's previous producer left open.
 func (h *Handler) newTxnProducer() (*txnProducer, error) {
-	sc := kafka.Config("order-gateway-handler", h.cfg.FetchWait)
+	sc := h.cfg.Security.Config("order-gateway-handler", h.cfg.FetchWait)
 	sc.Producer.Transaction.ID = h.txnID
 	sc.Producer.Transaction.Timeout = h.cfg.TransactionTimeout
 	// A transaction begun while the broker still writes the previous one's

@@ -38,6 +38,8 @@ type FeedConfig struct {
 	Topics    kafka.Topics
 	FetchWait time.Duration
 	Logger    *slog.Logger
+	// Security is how the clients connect (TLS, SASL); nil: plaintext.
+	Security *kafka.Security
 }
 
 // NewFeed starts following the views topic from its current end.
@@ -45,7 +47,7 @@ func NewFeed(cfg FeedConfig) (*Feed, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	sc := kafka.Config("order-gateway-feed", cfg.FetchWait)
+	sc := cfg.Security.Config("order-gateway-feed", cfg.FetchWait)
 	client, err := sarama.NewClient(cfg.Brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("views feed: %w", err)

@@ -45,6 +45,8 @@ type Config struct {
 	// OnProgress, if set, is called after each batch is written, with the
 	// orders it touched. Read-your-writes waits are woken by it.
 	OnProgress func(orderIDs []string)
+	// Security is how the clients connect (TLS, SASL); nil: plaintext.
+	Security *kafka.Security
 }
 
 // Projector consumes events and maintains the views.
@@ -87,7 +89,7 @@ func New(cfg Config, store *view.Store) (*Projector, error) {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 500
 	}
-	sc := kafka.Config("order-gateway-projector", cfg.FetchWait)
+	sc := cfg.Security.Config("order-gateway-projector", cfg.FetchWait)
 	sc.Consumer.Offsets.AutoCommit.Enable = false
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
 	if cfg.SessionTimeout > 0 {
