@@ -6,9 +6,15 @@
 #   scripts/kafka.sh env      # prints `export KAFKA_BROKERS=127.0.0.1:PORT` for the running broker
 #   scripts/kafka.sh status   # exit 0 if running, 1 if not
 #   scripts/kafka.sh stop     # SIGTERM (then SIGKILL after KAFKA_STOP_TIMEOUT s) and remove the state dir
+#   scripts/kafka.sh sasl-env # prints the TEST_KAFKA_SASL_SSL_* exports of the SASL_SSL listener (KAFKA_SASL_SSL=1)
 #
 # Env: KAFKA_PORT, KAFKA_CONTROLLER_PORT (default: random free ports), KAFKA_START_TIMEOUT (90 s),
 #      KAFKA_STOP_TIMEOUT (30 s), KAFKA_STATE_DIR, KAFKA_CACHE_DIR, KAFKA_HEAP (-Xmx384m), JAVA_HOME.
+#      KAFKA_SASL_SSL=1 (at start): a second listener, SASL_SSL on KAFKA_SASL_SSL_PORT (default: a random
+#      free port), beside the unchanged PLAINTEXT one. It has SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN
+#      enabled for one user (KAFKA_SASL_SSL_USERNAME, default gateway; a random password), and a server
+#      certificate for 127.0.0.1 and localhost signed by a throwaway CA made with openssl
+#      ($KAFKA_STATE_DIR/tls/ca.pem). Needs openssl.
 set -euo pipefail
 
 KAFKA_VERSION=4.1.1
@@ -18,6 +24,8 @@ STATE_DIR="${KAFKA_STATE_DIR:-${TMPDIR:-/tmp}/order-gateway-kafka}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 PID_FILE="$STATE_DIR/pid" BOOT_FILE="$STATE_DIR/bootstrap" LOG="$STATE_DIR/logs/server.log"
+SASL_FILE="$STATE_DIR/sasl-env"  # the exports `sasl-env` prints (mode 0600: it holds the password)
+SASL_USER="${KAFKA_SASL_SSL_USERNAME:-gateway}"
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 say() { echo "kafka.sh: $*" >&2; }
@@ -79,6 +87,44 @@ free_port() {
   die "no free loopback port found"
 }
 
+# sasl_ssl_config PORT CPORT SPORT: the throwaway CA and the broker's certificate (openssl), the
+# SASL_SSL listener beside PLAINTEXT in server.properties, and the exports `sasl-env` prints. The
+# SCRAM credentials are added when the storage is formatted; PLAIN's user is in its JAAS config.
+sasl_ssl_config() {
+  local port=$1 cport=$2 sport=$3 tls="$STATE_DIR/tls"
+  command -v openssl >/dev/null 2>&1 || die "openssl not found (needed for KAFKA_SASL_SSL=1)"
+  [[ "$SASL_USER" =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || die "KAFKA_SASL_SSL_USERNAME must be 1 to 64 letters, digits, '.', '_' or '-'"
+  SASL_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' 'xy')   # letters and digits: safe in JAAS and --add-scram
+  mkdir -p "$tls"; chmod 700 "$tls"
+  ( cd "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 7 -subj "/CN=order-gateway kafka.sh test CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=localhost"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.crt -days 7 -extfile server.ext
+    cat server.key server.crt >server-keystore.pem   # Kafka's PEM keystore: the unencrypted PKCS#8 key and its chain
+  ) >"$STATE_DIR/logs/openssl.out" 2>&1 || { cat "$STATE_DIR/logs/openssl.out" >&2; die "openssl could not make the certificates"; }
+  chmod 600 "$tls"/*.key "$tls/server-keystore.pem"
+  sed -i \
+    -e "s|^listeners=.*|listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,SASL_SSL://127.0.0.1:$sport|" \
+    -e "s|^advertised.listeners=.*|advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport|" \
+    -e "s|^listener.security.protocol.map=.*|listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL|" \
+    "$STATE_DIR/server.properties"
+  cat >>"$STATE_DIR/server.properties" <<EOF
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$tls/server-keystore.pem
+listener.name.sasl_ssl.ssl.client.auth=none
+EOF
+  chmod 600 "$STATE_DIR/server.properties"
+  ( umask 077
+    printf 'export TEST_KAFKA_SASL_SSL_BROKERS=127.0.0.1:%s\nexport TEST_KAFKA_SASL_SSL_CA_FILE=%q\nexport TEST_KAFKA_SASL_SSL_USERNAME=%s\nexport TEST_KAFKA_SASL_SSL_PASSWORD=%s\n' \
+      "$sport" "$tls/ca.pem" "$SASL_USER" "$SASL_PASSWORD" >"$SASL_FILE" )
+}
+
 start() {
   local pid
   if pid=$(running_pid); then
@@ -88,7 +134,13 @@ start() {
   local port="${KAFKA_PORT:-$(free_port)}"; local cport="${KAFKA_CONTROLLER_PORT:-$(free_port "$port")}"
   port_busy "$port" && die "port $port is already in use"
   port_busy "$cport" && die "controller port $cport is already in use"
-  rm -rf "$STATE_DIR/data" "$STATE_DIR/logs" "$PID_FILE" "$BOOT_FILE"
+  local sport=""
+  if [[ "${KAFKA_SASL_SSL:-}" == 1 ]]; then
+    sport="${KAFKA_SASL_SSL_PORT:-$(free_port "$port")}"
+    while [[ "$sport" == "$cport" ]]; do sport=$(free_port "$port"); done
+    port_busy "$sport" && die "SASL_SSL port $sport is already in use"
+  fi
+  rm -rf "$STATE_DIR/data" "$STATE_DIR/logs" "$STATE_DIR/tls" "$PID_FILE" "$BOOT_FILE" "$SASL_FILE"
   mkdir -p "$STATE_DIR/data" "$STATE_DIR/logs"
   cat >"$STATE_DIR/log4j2.properties" <<EOF
 status = warn
@@ -119,11 +171,17 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 EOF
   printf 'request.timeout.ms=5000\ndefault.api.timeout.ms=10000\n' >"$STATE_DIR/client.properties"
+  local scram=()
+  if [[ -n "$sport" ]]; then
+    sasl_ssl_config "$port" "$cport" "$sport"
+    scram=(--add-scram "SCRAM-SHA-256=[name=$SASL_USER,password=$SASL_PASSWORD]"
+           --add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]")
+  fi
 
   # cluster id: 16 random bytes, base64url without padding (what `kafka-storage random-uuid` prints)
   local id=-
   while [[ "$id" == -* ]]; do id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'); done
-  tool kafka.tools.StorageTool format -t "$id" -c "$STATE_DIR/server.properties" >"$STATE_DIR/logs/format.out" 2>&1 \
+  tool kafka.tools.StorageTool format -t "$id" -c "$STATE_DIR/server.properties" "${scram[@]}" >"$STATE_DIR/logs/format.out" 2>&1 \
     || { cat "$STATE_DIR/logs/format.out" >&2; die "kafka-storage format failed"; }
 
   local t0=$SECONDS
@@ -139,11 +197,12 @@ EOF
   while :; do
     if ! kill -0 "$pid" 2>/dev/null; then why="broker process exited"; break; fi
     # ready = the broker answers a metadata request (kafka-topics --list)
-    if port_busy "$port" && TOOL_TIMEOUT=20 tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" \
+    if port_busy "$port" && { [[ -z "$sport" ]] || port_busy "$sport"; } && TOOL_TIMEOUT=20 tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" \
          --command-config "$STATE_DIR/client.properties" --list >/dev/null 2>>"$STATE_DIR/logs/tools.err"; then
       local ver; ver=$(grep -m1 -o 'Kafka version: [^ ]*' "$LOG" 2>/dev/null | awk '{print $3}')
       echo "127.0.0.1:$port" >"$BOOT_FILE"
       echo "kafka ${ver:-$KAFKA_VERSION} started at 127.0.0.1:$port (pid $pid) in $((SECONDS - t0))s; logs: $STATE_DIR/logs" >&2
+      [[ -n "$sport" ]] && echo "kafka.sh: SASL_SSL (SCRAM-SHA-256, SCRAM-SHA-512, PLAIN) at 127.0.0.1:$sport for user $SASL_USER; CA $STATE_DIR/tls/ca.pem; $0 sasl-env prints the settings" >&2
       echo "127.0.0.1:$port"
       return 0
     fi
@@ -170,7 +229,7 @@ stop() {
   else
     say "not running"
   fi
-  rm -rf "$STATE_DIR/data" "$STATE_DIR/logs" "$STATE_DIR"/{server,client,log4j2}.properties "$PID_FILE" "$BOOT_FILE"
+  rm -rf "$STATE_DIR/data" "$STATE_DIR/logs" "$STATE_DIR/tls" "$STATE_DIR"/{server,client,log4j2}.properties "$PID_FILE" "$BOOT_FILE" "$SASL_FILE"
   rmdir "$STATE_DIR" 2>/dev/null || true
 }
 
@@ -182,5 +241,9 @@ case "${1:-}" in
   env)
     running_pid >/dev/null && [[ -s "$BOOT_FILE" ]] || die "no running broker (run: $0 start)"
     echo "export KAFKA_BROKERS=$(cat "$BOOT_FILE")" ;;
-  *) echo "usage: $0 {start|stop|status|env}" >&2; exit 2 ;;
+  sasl-env)
+    running_pid >/dev/null && [[ -s "$BOOT_FILE" ]] || die "no running broker (run: KAFKA_SASL_SSL=1 $0 start)"
+    [[ -s "$SASL_FILE" ]] || die "the running broker has no SASL_SSL listener (start it with KAFKA_SASL_SSL=1)"
+    cat "$SASL_FILE" ;;
+  *) echo "usage: $0 {start|stop|status|env|sasl-env}" >&2; exit 2 ;;
 esac
