@@ -20,7 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/IBM/sarama"
 
 	"github.com/ordergateway/gateway/auth"
@@ -29,6 +28,7 @@ import (
 	"github.com/ordergateway/gateway/graph"
 	"github.com/ordergateway/gateway/kafka"
 	"github.com/ordergateway/gateway/live"
+	"github.com/ordergateway/gateway/playground"
 	"github.com/ordergateway/gateway/projector"
 	"github.com/ordergateway/gateway/view"
 )
@@ -360,7 +360,14 @@ func (m *Main) routes() http.Handler {
 	// CORS outermost: a preflight carries no token, and a refusal must
 	// reach the page that may read it.
 	mux.Handle("/graphql", graph.CORS(m.Config.corsOrigins(), m.gql))
-	mux.Handle("GET /{$}", playground.Handler("Order gateway", "/graphql"))
+	// GraphiQL, served from the binary (works offline): the page at /, its
+	// scripts and styles under /playground/.
+	pg, err := playground.New(playground.Options{Title: "Order gateway", Endpoint: "/graphql"})
+	if err != nil {
+		panic(err) // the embedded files are checked by playground's tests
+	}
+	mux.Handle("GET /{$}", pg)
+	mux.Handle("GET "+playground.Prefix, pg)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
