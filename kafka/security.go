@@ -324,8 +324,12 @@ func (s *Security) Refusal(err error, brokers []string) error {
 	return nil
 }
 
-// refusalOf is the ConfigError err means by itself, or nil.
+// refusalOf is the ConfigError err means by itself, or nil (also for a
+// nil err).
 func (s *Security) refusalOf(err error, addr string) error {
+	if err == nil {
+		return nil
+	}
 	var (
 		unknownCA    x509.UnknownAuthorityError
 		badHost      x509.HostnameError
@@ -448,7 +452,26 @@ func (s *Security) diagnose(addr string) error {
 	case herr != nil:
 		return s.refusalOf(herr, addr)
 	}
-	return s.refusalOf(p.authenticate(s), addr)
+	err = p.authenticate(s)
+	if errors.Is(err, kerr.SaslAuthenticationFailed) && answersWithoutSASL(addr, s.TLSConfig(), deadline) {
+		// Apache Kafka answers a SaslHandshake on a listener without SASL
+		// with ILLEGAL_SASL_STATE (above); kfake (the embedded broker)
+		// accepts it and then fails the authentication, which looks like
+		// refused credentials. A listener that answers a request without
+		// SASL takes none: a SASL listener closes the connection instead.
+		return &ConfigError{Setting: "KAFKA_SASL_MECHANISM", Err: fmt.Errorf("the broker at %s takes no SASL on this listener (a PLAINTEXT or SSL listener?): unset KAFKA_SASL_MECHANISM or use its SASL listener", addr)}
+	}
+	return s.refusalOf(err, addr) // nil when authenticated: nothing wrong found
+}
+
+// answersWithoutSASL reports whether the listener at addr answers a
+// Metadata request sent without SASL authentication (over TLS with tc,
+// unless tc is nil).
+func answersWithoutSASL(addr string, tc *tls.Config, deadline time.Time) bool {
+	md := kmsg.NewPtrMetadataRequest()
+	md.Version, md.Topics = 7, []kmsg.MetadataRequestTopic{}
+	_, err := probeConn(addr, tc, deadline, md)
+	return err == nil
 }
 
 // probeTLS reports whether addr completes a TLS handshake. Nothing is sent

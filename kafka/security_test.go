@@ -236,3 +236,35 @@ func TestSecurityOnApacheKafka(t *testing.T) {
 	noSASL.SASLMechanism, noSASL.SASLUsername, noSASL.SASLPassword = "", "", ""
 	wantRefusal(t, "TLS without SASL", roundTrip(t, addr, load(t, noSASL)), pw, "KAFKA_SASL_MECHANISM", "wants SASL", "SCRAM-SHA-512")
 }
+
+// TestRefusalOnlyForWhatNoRetryFixes: Refusal names a setting only for a
+// broker that cannot work with it. SASL to a TLS listener without SASL is
+// KAFKA_SASL_MECHANISM (not refused credentials, which kfake's answer
+// looked like); an error that is not a refusal (a timeout, say) with
+// settings the broker takes is nil, to be retried (it panicked: the probe's
+// successful authentication was read as an error). With KAFKA_BROKERS
+// (Apache Kafka's PLAINTEXT listener), SASL to it is KAFKA_SASL_MECHANISM
+// too.
+func TestRefusalOnlyForWhatNoRetryFixes(t *testing.T) {
+	const pw = "pw-retry-Hn4c"
+	b := kafkatest.Start(t, true, kafkatest.User{Mechanism: kafka.SASLSCRAMSHA256, Name: "u", Password: pw})
+	good := load(t, kafka.Security{TLS: true, CAFile: b.CAFile, SASLMechanism: kafka.SASLSCRAMSHA256, SASLUsername: "u", SASLPassword: pw})
+	if err := good.Refusal(errors.New("kafka: client has run out of available brokers to talk to: read tcp: i/o timeout"), []string{b.Addr}); err != nil {
+		t.Errorf("a timeout with settings the broker takes: %v, want nil (retry)", err)
+	}
+	if err := good.Refusal(errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), []string{"127.0.0.1:1"}); err != nil {
+		t.Errorf("an unreachable broker: %v, want nil (retry)", err)
+	}
+
+	noSASL := kafkatest.Start(t, true)
+	sasl := load(t, kafka.Security{TLS: true, CAFile: noSASL.CAFile, SASLMechanism: kafka.SASLSCRAMSHA256, SASLUsername: "u", SASLPassword: pw})
+	wantRefusal(t, "SASL to a TLS listener without SASL", roundTrip(t, noSASL.Addr, sasl), pw, "KAFKA_SASL_MECHANISM", "takes no SASL")
+
+	if brokers := os.Getenv("KAFKA_BROKERS"); brokers != "" {
+		addr := strings.Split(brokers, ",")[0]
+		for _, mech := range []string{kafka.SASLPlain, kafka.SASLSCRAMSHA512} {
+			s := load(t, kafka.Security{SASLMechanism: mech, SASLUsername: "u", SASLPassword: pw})
+			wantRefusal(t, mech+" to Apache Kafka's PLAINTEXT listener", roundTrip(t, addr, s), pw, "KAFKA_SASL_MECHANISM", "takes no SASL")
+		}
+	}
+}
