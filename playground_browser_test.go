@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// chromiumPath is the browser the playground test drives: $CHROMIUM, or
+// the first of Debian's chromium and the usual names found on PATH.
+func chromiumPath() string {
+	if p := os.Getenv("CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome", "headless-shell"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// browserLog keeps what the page did that the test checks afterwards.
+type browserLog struct {
+	mu         sync.Mutex
+	requests   []string // every URL the page requested
+	websockets []string // every websocket's URL
+	problems   []string // exceptions, console and log errors
+}
+
+func (b *browserLog) add(list *[]string, s string) {
+	b.mu.Lock()
+	*list = append(*list, s)
+	b.mu.Unlock()
+}
+
+func (b *browserLog) snapshot() (requests, websockets, problems []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.requests...), append([]string(nil), b.websockets...), append([]string(nil), b.problems...)
+}
+
+// TestPlaygroundInBrowser opens the playground (GET /) in headless
+// Chromium against a started gateway: the GraphiQL editor renders with the
+// example tabs from assets of this origin only, running the PlaceOrder tab
+// shows the new order in the result pane, the Order tab's query reads it
+// back, and the WatchCustomer tab's subscription (graphql-transport-ws on
+// this origin) shows a change the test makes over HTTP. No script error, no
+// Content-Security-Policy violation, no request to another origin.
+func TestPlaygroundInBrowser(t *testing.T) {
+	bin := chromiumPath()
+	if bin == "" {
+		t.Skip("no chromium binary found (looked for $CHROMIUM, chromium, chromium-browser, google-chrome on PATH): " +
+			"the playground's browser test is skipped; install one (Debian: apt-get install chromium) to run it")
+	}
+	g := startGateway(t, testConfig(t))
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 1000))
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run as root with its sandbox
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	defer cancel()
+
+	var bl browserLog
+	if err := chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			if !strings.HasPrefix(ev.Request.URL, "data:") {
+				bl.add(&bl.requests, ev.Request.URL)
+			}
+		case *network.EventWebSocketCreated:
+			bl.add(&bl.websockets, ev.URL)
+		case *runtime.EventExceptionThrown:
+			bl.add(&bl.problems, "exception: "+(&chromedp.ExceptionError{ExceptionDetails: ev.ExceptionDetails}).Error())
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeAssert {
+				var args []string
+				for _, a := range ev.Args {
+					args = append(args, string(a.Value)+a.Description)
+				}
+				bl.add(&bl.problems, "console."+string(ev.Type)+": "+strings.Join(args, " "))
+			}
+		case *log.EventEntryAdded:
+			if ev.Entry.Level == log.EntryLevelError {
+				bl.add(&bl.problems, fmt.Sprintf("log (%s): %s %s", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
+			}
+		}
+	}); err != nil {
+		t.Fatalf("start chromium (%s): %v", bin, err)
+	}
+	// The page's Content-Security-Policy violations, as the page sees them.
+	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `
+			window.__csp = [];
+			document.addEventListener('securitypolicyviolation', e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));`})
+		return err
+	})); err != nil {
+		t.Fatal(err)
+	}
+
+	// step runs actions with a time limit, and on failure reports the page.
+	step := func(what string, timeout time.Duration, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, scancel := context.WithTimeout(ctx, timeout)
+		defer scancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, pageState(ctx, &bl))
+		}
+	}
+	// response polls the result pane until it matches re, and returns the
+	// pane's text.
+	response := func(what string, re *regexp.Regexp, timeout time.Duration) string {
+		t.Helper()
+		deadline := time.Now().Add(timeout)
+		for {
+			text := evalString(ctx, `(document.querySelector('.graphiql-response') || {}).innerText || ''`)
+			if re.MatchString(text) {
+				return text
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the result pane does not match %s after %v; it shows:\n%s\n%s", what, re, timeout, text, pageState(ctx, &bl))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	step("open the playground", 60*time.Second,
+		chromedp.Navigate(g.url+"/"),
+		chromedp.WaitVisible(chromedp.CSS(".graphiql-container")),
+		chromedp.WaitVisible(chromedp.CSS(".graphiql-query-editor .CodeMirror")),
+		chromedp.WaitVisible(chromedp.CSS(".graphiql-execute-button")))
+	tabs := evalString(ctx, `[...document.querySelectorAll('.graphiql-tab')].map(e => e.innerText.trim()).join('|')`)
+	if tabs != "PlaceOrder|WatchCustomer|ConfirmOrder|Order" {
+		t.Errorf("tabs %q, want PlaceOrder|WatchCustomer|ConfirmOrder|Order\n%s", tabs, pageState(ctx, &bl))
+	}
+	if q := editorText(ctx, ".graphiql-query-editor"); !strings.Contains(q, "mutation PlaceOrder($input: PlaceOrderInput!)") {
+		t.Errorf("the first tab's editor shows:\n%s", q)
+	}
+
+	// A mutation and a query from the page (POST /graphql).
+	step("run PlaceOrder", 10*time.Second, chromedp.Click(chromedp.CSS(".graphiql-execute-button")))
+	text := response("PlaceOrder's result", regexp.MustCompile(`"id": "(ord_[^"]+)"[\s\S]*"status": "PENDING"[\s\S]*"consistencyToken": "[^"]+"`), 20*time.Second)
+	orderID := regexp.MustCompile(`"id": "(ord_[^"]+)"`).FindStringSubmatch(text)[1]
+	token := regexp.MustCompile(`"consistencyToken": "([^"]+)"`).FindStringSubmatch(text)[1]
+
+	selectTab(t, ctx, &bl, "Order")
+	vars, _ := json.Marshal(map[string]string{"id": orderID, "consistencyToken": token})
+	setVariables(t, ctx, &bl, string(vars))
+	step("run Order", 10*time.Second, chromedp.Click(chromedp.CSS(".graphiql-execute-button")))
+	response("Order's result", regexp.MustCompile(`"id": "`+regexp.QuoteMeta(orderID)+`"[\s\S]*"customerId": "c-1"[\s\S]*"status": "PENDING"[\s\S]*"orderCount": [1-9]`), 20*time.Second)
+
+	// A subscription from the page, and a change made over HTTP.
+	selectTab(t, ctx, &bl, "WatchCustomer")
+	step("start WatchCustomer", 10*time.Second, chromedp.Click(chromedp.CSS(".graphiql-execute-button")))
+	// The subscription starts asynchronously: confirm the order once the
+	// websocket is there, and place further orders until one shows up live.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, ws, _ := bl.snapshot(); len(ws) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	var confirmed struct {
+		ConfirmOrder struct {
+			Order      struct{ Status string }
+			UserErrors []struct{ Code, Message string }
+		}
+	}
+	g.data(t, `mutation($id: ID!) { confirmOrder(input: {orderId: $id}) { order { status } userErrors { code message } } }`,
+		map[string]any{"id": orderID}, &confirmed)
+	if confirmed.ConfirmOrder.Order.Status != "CONFIRMED" {
+		t.Fatalf("confirmOrder over HTTP: %+v", confirmed.ConfirmOrder)
+	}
+	live := regexp.MustCompile(`"id": "` + regexp.QuoteMeta(orderID) + `"[\s\S]*"status": "CONFIRMED"`)
+	for try := 0; ; try++ {
+		text := evalString(ctx, `(document.querySelector('.graphiql-response') || {}).innerText || ''`)
+		if live.MatchString(text) {
+			break
+		}
+		if try == 300 {
+			t.Fatalf("the subscription tab does not show the confirmed order after 30 s; the result pane shows:\n%s\n%s", text, pageState(ctx, &bl))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// And a new order, placed over HTTP while the tab listens.
+	var placed struct {
+		PlaceOrder struct{ Order struct{ ID string } }
+	}
+	g.data(t, `mutation { placeOrder(input: {customerId: "c-1", currencyCode: "EUR", items: [{sku: "CUP", name: "Cup", quantity: 1, unitPrice: "3.00"}]}) { order { id } } }`, nil, &placed)
+	response("the live update of a second order", regexp.MustCompile(`"id": "`+regexp.QuoteMeta(placed.PlaceOrder.Order.ID)+`"[\s\S]*"status": "PENDING"`), 20*time.Second)
+
+	// A dialog adds GraphiQL's one <style> element (with the page's nonce).
+	step("open the settings dialog", 10*time.Second,
+		chromedp.Click(chromedp.CSS(`[aria-label="Open settings dialog"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.graphiql-dialog`)))
+
+	requests, websockets, problems := bl.snapshot()
+	for _, u := range requests {
+		if !strings.HasPrefix(u, g.url+"/") {
+			t.Errorf("the page requested %s, not of %s", u, g.url)
+		}
+	}
+	wsURL := "ws://" + strings.TrimPrefix(g.url, "http://") + "/graphql"
+	if len(websockets) == 0 {
+		t.Error("the page opened no websocket")
+	}
+	for _, u := range websockets {
+		if u != wsURL {
+			t.Errorf("websocket to %s, want %s", u, wsURL)
+		}
+	}
+	for _, p := range problems {
+		t.Errorf("in the page: %s", p)
+	}
+	if csp := evalString(ctx, `JSON.stringify(window.__csp)`); csp != "[]" {
+		t.Errorf("Content-Security-Policy violations: %s", csp)
+	}
+	t.Logf("chromium %s: %d requests, websockets %v, order %s confirmed live", bin, len(requests), websockets, orderID)
+}
+
+// evalString evaluates a JavaScript expression that yields a string ("" on
+// error).
+func evalString(ctx context.Context, expr string) string {
+	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ectx, chromedp.Evaluate[string](expr))
+	if err != nil {
+		return ""
+	}
+	return s
+}
+
+// editorText is the text of the CodeMirror editor under selector.
+func editorText(ctx context.Context, selector string) string {
+	return evalString(ctx, `(document.querySelector('`+selector+` .CodeMirror') || {}).innerText || ''`)
+}
+
+// selectTab clicks the tab named name and waits for its editor.
+func selectTab(t *testing.T, ctx context.Context, bl *browserLog, name string) {
+	t.Helper()
+	js := `(() => { const tab = [...document.querySelectorAll('.graphiql-tab')].find(e => e.innerText.trim() === ` + jsString(name) + `);
+		if (!tab) return 'no tab';
+		(tab.querySelector('.graphiql-tab-button') || tab.querySelector('button') || tab).click(); return 'ok'; })()`
+	if r := evalString(ctx, js); r != "ok" {
+		t.Fatalf("select tab %s: %s\n%s", name, r, pageState(ctx, bl))
+	}
+	for i := 0; ; i++ {
+		if q := editorText(ctx, ".graphiql-query-editor"); strings.Contains(q, " "+name) {
+			// GraphiQL works out the operation (its name, its variables)
+			// from the editor's text after a debounce of 100-150 ms.
+			time.Sleep(500 * time.Millisecond)
+			return
+		}
+		if i == 100 {
+			t.Fatalf("tab %s: its operation does not show\n%s", name, pageState(ctx, bl))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// setVariables replaces the current tab's variables (typed as a user would
+// paste them: through the editor's own API, so GraphiQL sees the change).
+func setVariables(t *testing.T, ctx context.Context, bl *browserLog, vars string) {
+	t.Helper()
+	js := `(() => { const ed = document.querySelector('.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror');
+		if (!ed || !ed.CodeMirror) return 'no variables editor';
+		ed.CodeMirror.setValue(` + jsString(vars) + `); return 'ok'; })()`
+	if r := evalString(ctx, js); r != "ok" {
+		t.Fatalf("set variables: %s\n%s", r, pageState(ctx, bl))
+	}
+	time.Sleep(500 * time.Millisecond) // GraphiQL's debounce, as above
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// pageState describes the page for a failure message.
+func pageState(ctx context.Context, bl *browserLog) string {
+	requests, websockets, problems := bl.snapshot()
+	body := evalString(ctx, `document.body ? document.body.innerText.slice(0, 3000) : '(no body)'`)
+	return fmt.Sprintf("page text:\n%s\nrequests: %q\nwebsockets: %q\nproblems: %q", body, requests, websockets, problems)
+}
