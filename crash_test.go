@@ -51,7 +51,7 @@ func buildGateway(t testing.TB) string {
 func (p *process) start() {
 	p.t.Helper()
 	p.cmd = exec.Command(p.bin)
-	p.cmd.Env = append(os.Environ(), p.env...)
+	p.cmd.Env = append(append(os.Environ(), "AUTH_JWT_SECRET="+string(testSecret)), p.env...) // the clients' tokens: authclient_test.go
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)

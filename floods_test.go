@@ -131,7 +131,7 @@ func TestWebsocketAndSSEFloods(t *testing.T) {
 			refused  int
 			wg       sync.WaitGroup
 			tr       = &http.Transport{MaxConnsPerHost: 0, DisableKeepAlives: true}
-			client   = &http.Client{Transport: tr}
+			client   = &http.Client{Transport: withStaffToken(tr)}
 			received = make(chan struct{}, 200)
 		)
 		defer tr.CloseIdleConnections()

@@ -316,7 +316,7 @@ func TestConnectionsAreBounded(t *testing.T) {
 
 	slow := dial()
 	defer slow.Close()
-	fmt.Fprintf(slow, "POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"qu")
+	fmt.Fprintf(slow, "POST /graphql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"qu", staffToken)
 	closedWithin("a body sent slowly", slow, 5*time.Second)
 
 	idle := dial()

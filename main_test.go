@@ -109,6 +109,7 @@ func testConfig(t testing.TB) app.Config {
 		EmbeddedMongoAddr: "127.0.0.1:0", LogLevel: slog.LevelWarn,
 		AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"}, WSInitTimeout: 2 * time.Second,
 		WSPingInterval: 2 * time.Second, WSWriteTimeout: 10 * time.Second, MaxSubscriptions: 100,
+		Auth: testAuth(), // the clients send a staff token (authclient_test.go)
 	}
 }
 

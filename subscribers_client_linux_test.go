@@ -69,7 +69,7 @@ func dialEpollSubscribers(wsURL, orderID string, n, maxVersion int) (*epollSubsc
 	}
 	subscribe, _ := json.Marshal(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
 		"query": `subscription($id: ID!) { orderUpdated(id: $id) { id version status itemCount } }`, "variables": map[string]any{"id": orderID}}})
-	hello := append(clientFrame(nil, []byte(`{"type":"connection_init"}`)), clientFrame(nil, subscribe)...)
+	hello := append(clientFrame(nil, []byte(`{"type":"connection_init","payload":{"authorization":"Bearer `+staffToken+`"}}`)), clientFrame(nil, subscribe)...)
 
 	for range runtime.GOMAXPROCS(0) {
 		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)

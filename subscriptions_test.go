@@ -69,6 +69,9 @@ type wsDial struct {
 	noInit bool // do not send connection_init
 	paused bool // do not start reading after the handshake
 	noPong bool // do not answer the server's pings
+	// token is connection_init's bearer token: the staff token when empty,
+	// none when "-".
+	token string
 }
 
 func wsURL(g *gateway) string { return "ws" + strings.TrimPrefix(g.url, "http") + "/graphql" }
@@ -91,7 +94,7 @@ func tryDialWS(ctx context.Context, url string, o wsDial) (*wsClient, *http.Resp
 	conn.SetReadLimit(4 << 20)
 	c := &wsClient{conn: conn, proto: o.proto, noPong: o.noPong, msgs: make(chan wsMsg, 1024), quit: make(chan struct{}), done: make(chan struct{})}
 	if !o.noInit {
-		if err := c.send(ctx, wsMsg{Type: "connection_init"}); err != nil {
+		if err := c.send(ctx, wsMsg{Type: "connection_init", Payload: initPayload(o.token)}); err != nil {
 			conn.CloseNow()
 			return nil, resp, err
 		}
@@ -110,6 +113,18 @@ func tryDialWS(ctx context.Context, url string, o wsDial) (*wsClient, *http.Resp
 		c.start()
 	}
 	return c, resp, nil
+}
+
+// initPayload is connection_init's payload for token (see wsDial.token).
+func initPayload(token string) json.RawMessage {
+	switch token {
+	case "-":
+		return nil
+	case "":
+		token = staffToken
+	}
+	b, _ := json.Marshal(map[string]string{"authorization": "Bearer " + token})
+	return b
 }
 
 // dialWS is tryDialWS that fails the test, and closes the client when the
@@ -843,7 +858,7 @@ func TestWebsocketControlFrames(t *testing.T) {
 		}
 		defer c.Close()
 		_ = c.SetReadDeadline(time.Now().Add(eventWait))
-		if err := c.WriteMessage(websocket.TextMessage, []byte(`{"type":"connection_init"}`)); err != nil {
+		if err := c.WriteMessage(websocket.TextMessage, []byte(`{"type":"connection_init","payload":{"authorization":"Bearer `+staffToken+`"}}`)); err != nil {
 			t.Fatal(err)
 		}
 		if _, ack, err := c.ReadMessage(); err != nil || !bytes.Contains(ack, []byte("connection_ack")) {

@@ -184,7 +184,8 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	if m.handler, err = command.NewHandler(command.HandlerConfig{Brokers: m.brokers, Topics: topics, Group: m.handlerGroup(),
-		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger, Local: m.bus, Security: m.security}); err != nil {
+		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger, Local: m.bus, Security: m.security,
+		AuthDisabled: c.Auth.Disabled}); err != nil {
 		return err
 	}
 	m.bus.Attach(m.handler)
@@ -236,6 +237,7 @@ func (m *Main) Run(ctx context.Context) error {
 		ready = append(ready, "postgresql", redact(c.StorePostgreSQLURL))
 	}
 	m.Logger.Info("order gateway ready", append(ready, "data_dir", c.DataDir)...)
+	m.logZeroSetupTokens()
 	return nil
 }
 
@@ -351,7 +353,7 @@ func (m *Main) routes() http.Handler {
 	m.gql = graph.NewServer(&graph.Resolver{
 		Commands: m.bus, Views: m.store, Logger: m.Logger,
 		Waiter: live.Waiter{Feed: m.feed, Store: m.store}, ConsistencyTimeout: m.Config.ConsistencyTimeout,
-		Live: m.feed.Hub(), Snapshots: &live.Snapshots{Store: m.store},
+		Live: m.feed.Hub(), Snapshots: &live.Snapshots{Store: m.store}, Auth: m.authenticator(),
 	}, graph.WebsocketOptions{AllowedOrigins: m.Config.AllowedOrigins,
 		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, WriteTimeout: m.Config.WSWriteTimeout, MaxSubscriptionsPer: m.Config.MaxSubscriptions,
 		BodyTimeout: m.Config.HTTPReadTimeout})
@@ -379,7 +381,7 @@ func (m *Main) routes() http.Handler {
 // readyz reports 200 when the broker and store answer and the handler and
 // projector have joined their groups, 503 otherwise, with a line for each.
 func (m *Main) readyz(w http.ResponseWriter, r *http.Request) {
-	status := map[string]string{"kafka": "ok", "mongodb": "ok", "commandHandler": "running", "projector": "running"}
+	status := map[string]string{"kafka": "ok", "mongodb": "ok", "commandHandler": "running", "projector": "running", "auth": m.authStatus()}
 	var details []any // for the log: the body names no addresses and quotes no driver text
 	ok := true
 	if err := m.bus.Ping(); err != nil {

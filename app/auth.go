@@ -12,6 +12,7 @@ import (
 
 	"github.com/ordergateway/gateway/auth"
 	"github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/graph"
 )
 
 // authSettings are the AUTH_* settings (Config.Auth). With none of
@@ -240,6 +241,16 @@ func (m *Main) logZeroSetupTokens() {
 	}
 	m.Logger.Info("auth: no AUTH_* setting, so tokens are HS256 signed with the secret in DATA_DIR; send one as Authorization: Bearer <token> (valid 24h; mint more with `go run . token --customer c-42` or `go run . token --staff`)",
 		"customer_token", customer, "customer", "c-1", "staff_token", staff)
+}
+
+// authenticator is what the GraphQL server verifies tokens with: nil with
+// AUTH_DISABLED (a nil *auth.Verifier must not become a non-nil
+// interface).
+func (m *Main) authenticator() graph.Authenticator {
+	if m.verifier == nil {
+		return nil
+	}
+	return m.verifier
 }
 
 // authStatus is /readyz's "auth" entry.

@@ -191,6 +191,11 @@ func (b *Bus) handleReply(m *sarama.ConsumerMessage) {
 // the bus then picks a fresh one, so that its own resend stays safe. A
 // PlaceOrder without an order id gets one from PlaceOrderID.
 //
+// The principal ctx carries (domain.WithPrincipal), if any, goes with the
+// command in its principal header; the handler refuses a command whose
+// principal may not act on the order, and one without a principal unless
+// its HandlerConfig.AuthDisabled.
+//
 // Business-rule rejections come back in Reply.Error with a nil error. The
 // error is a *TimeoutError when no outcome arrives within the timeout, a
 // domain.Error with code UNAVAILABLE when the broker cannot be reached, and
@@ -227,6 +232,9 @@ func (b *Bus) Send(ctx context.Context, cmd domain.Command, idempotencyKey strin
 			{Key: []byte(HeaderReplyTo), Value: []byte(b.instanceID)},
 			{Key: []byte(HeaderReplyPartition), Value: []byte(strconv.Itoa(int(b.replyPartition)))},
 		},
+	}
+	if p, ok := domain.PrincipalFrom(ctx); ok {
+		msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(HeaderPrincipal), Value: domain.MarshalPrincipal(p)})
 	}
 
 	ch := make(chan Reply, 1)

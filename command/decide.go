@@ -1,9 +1,11 @@
 package command
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -115,18 +117,33 @@ func (h *Handler) decideBatch(states partitionStates, batch []*sarama.ConsumerMe
 			if state == nil {
 				state = cloneState(states.get(p, env.OrderID))
 			}
-			var r Reply
-			r, events, err = h.handle(state, env, cmd)
+			var refused *domain.Error
+			if refused, err = h.authorize(m, env, cmd, state.Order); refused != nil {
+				// Nothing is applied or recorded: a refusal is not an outcome
+				// of the order's (a retry is checked again).
+				reply(m, Reply{CommandID: env.CommandID, OrderID: env.OrderID, Error: refused})
+				continue
+			}
 			if err == nil {
-				reply(m, r)
+				var r Reply
+				r, events, err = h.handle(state, env, cmd)
+				if err == nil {
+					reply(m, r)
+				}
 			}
 		}
 		if err != nil {
 			d.dead++
-			h.cfg.Logger.Error("command handler: dead-lettering command", "partition", p, "offset", m.Offset, "err", err)
+			answer := domain.Errorf(domain.CodeInternal, "the command could not be processed and was set aside")
+			var pe *principalError
+			if errors.As(err, &pe) {
+				h.cfg.Logger.Warn("command handler: dead-lettering a command without a valid principal", "partition", p, "offset", m.Offset, "err", err)
+				answer = domain.Errorf(domain.CodeForbidden, "the command carries no valid principal; it was set aside")
+			} else {
+				h.cfg.Logger.Error("command handler: dead-lettering command", "partition", p, "offset", m.Offset, "err", err)
+			}
 			d.records = append(d.records, kafka.DeadLetter(h.cfg.Topics.DeadLetter, m, err))
-			reply(m, Reply{CommandID: kafka.Header(m, HeaderCommandID), OrderID: string(m.Key),
-				Error: domain.Errorf(domain.CodeInternal, "the command could not be processed and was set aside")})
+			reply(m, Reply{CommandID: kafka.Header(m, HeaderCommandID), OrderID: string(m.Key), Error: answer})
 			continue
 		}
 		for _, e := range events {
@@ -154,6 +171,70 @@ func (h *Handler) decideBatch(states partitionStates, batch []*sarama.ConsumerMe
 		}
 	}
 	return d, nil
+}
+
+// principalError is a command whose principal header is missing (with
+// auth on) or not a valid principal: it did not come from a gateway that
+// checks tokens, so it is set aside in the dead-letter topic.
+type principalError struct{ reason string }
+
+func (e *principalError) Error() string { return e.reason }
+
+// authorize applies domain.Authorize to the command's principal and the
+// order's state, before anything else looks at the order (its recorded
+// outcomes included). refused is the answer to a principal that may not
+// act: FORBIDDEN, or, for a customer and another customer's order, what a
+// missing order would get (NOT_FOUND; placing an order whose id is taken
+// gets "already exists" as its owner would), so ids cannot be probed.
+// err is a *principalError for a command without a valid principal.
+func (h *Handler) authorize(m *sarama.ConsumerMessage, env envelope, cmd domain.Command, state domain.Order) (refused *domain.Error, err error) {
+	header := kafkaHeaderBytes(m, HeaderPrincipal)
+	if header == nil {
+		if h.cfg.AuthDisabled {
+			return nil, nil
+		}
+		return nil, &principalError{"the command has no principal header (authentication is on)"}
+	}
+	p, perr := domain.UnmarshalPrincipal(header)
+	if perr != nil {
+		return nil, &principalError{"the command's principal header is not valid: " + perr.Error()}
+	}
+	aerr := domain.Authorize(p, cmd, state)
+	if aerr == nil {
+		return nil, nil
+	}
+	refused = &domain.Error{Code: domain.CodeForbidden, Message: aerr.Error()}
+	if de, ok := aerr.(*domain.Error); ok {
+		refused = de
+	}
+	if p.Role == domain.RoleCustomer && state.Exists() && state.CustomerID != p.CustomerID && !domain.StaffOnly(cmd) {
+		if _, place := cmd.(domain.PlaceOrder); place && refused.Field == nil {
+			refused = domain.AlreadyExists(env.OrderID)
+		} else if !place {
+			refused = domain.NotFound(env.OrderID)
+		}
+	}
+	level := slog.LevelWarn // the gateway refuses these before it sends them
+	if refused.Code != domain.CodeForbidden {
+		level = slog.LevelDebug // a customer naming another's order: the gateway cannot know
+	}
+	h.cfg.Logger.Log(context.Background(), level, "command handler: refused a command its principal may not send",
+		"principal", p.String(), "order_id", env.OrderID, "type", env.Type, "code", refused.Code)
+	return refused, nil
+}
+
+// kafkaHeaderBytes is the value of m's header key, or nil when there is
+// none.
+func kafkaHeaderBytes(m *sarama.ConsumerMessage, key string) []byte {
+	for _, h := range m.Headers {
+		if h != nil && string(h.Key) == key {
+			if h.Value == nil {
+				return []byte{}
+			}
+			return h.Value
+		}
+	}
+	return nil
 }
 
 // encodeSnapshot encodes s, first forgetting its oldest idempotency

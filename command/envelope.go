@@ -21,6 +21,9 @@ const (
 	HeaderIdempotencyKey = "idempotency-key"
 	HeaderReplyTo        = "reply-to"
 	HeaderReplyPartition = "reply-partition"
+	// HeaderPrincipal is who sent the command (domain.MarshalPrincipal):
+	// the handler checks it against the order (domain.Authorize).
+	HeaderPrincipal = "principal"
 )
 
 // envelope is the wire form of a command on the commands topic.

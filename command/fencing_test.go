@@ -324,7 +324,8 @@ func placeOrder(id string) domain.PlaceOrder {
 		Items: []domain.ItemInput{{SKU: "A", Name: "Apple", Quantity: 2, UnitPrice: "1.50"}}}
 }
 
-// commandMsg is cmd as the Bus writes it to the commands topic (partition 0).
+// commandMsg is cmd as the Bus writes it to the commands topic (partition 0),
+// sent by staff.
 func commandMsg(t *testing.T, topics kafka.Topics, cmd domain.Command, replyTo string) *sarama.ProducerMessage {
 	t.Helper()
 	typ, data, err := domain.MarshalCommand(cmd)
@@ -336,6 +337,7 @@ func commandMsg(t *testing.T, topics kafka.Topics, cmd domain.Command, replyTo s
 	headers := []sarama.RecordHeader{
 		{Key: []byte(HeaderCommandID), Value: []byte(env.CommandID)},
 		{Key: []byte(HeaderIdempotencyKey), Value: []byte(env.IdempotencyKey)},
+		{Key: []byte(HeaderPrincipal), Value: domain.MarshalPrincipal(domain.Principal{Role: domain.RoleStaff, Subject: "fence-test"})},
 	}
 	if replyTo != "" {
 		headers = append(headers,

@@ -23,7 +23,9 @@ func FuzzDecideBatch(f *testing.F) {
 	f.Add([]byte("x"), []byte(`{"commandId":"c3","type":"CancelOrder","orderId":"ord-1","data":{"orderId":"ord-1"}}`))
 	f.Add([]byte(""), []byte(`null`))
 	f.Add([]byte("o"), []byte(`{"commandId":"c","type":"PlaceOrder","orderId":"o","idempotencyKey":"\u0000","data":{}}`))
-	h := &Handler{cfg: HandlerConfig{Topics: kafka.NewTopics("fuzz"), Logger: slog.New(slog.DiscardHandler),
+	// AuthDisabled: the decisions on any record, not only the refusal of
+	// records without a principal (TestHandlerAuthorizes).
+	h := &Handler{cfg: HandlerConfig{Topics: kafka.NewTopics("fuzz"), Logger: slog.New(slog.DiscardHandler), AuthDisabled: true,
 		Now: func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }}}
 	f.Fuzz(func(t *testing.T, key, value []byte) {
 		states := partitionStates{}

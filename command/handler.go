@@ -39,6 +39,12 @@ type HandlerConfig struct {
 	Local LocalBus
 	// Security is how the clients connect (TLS, SASL); nil: plaintext.
 	Security *kafka.Security
+	// AuthDisabled (AUTH_DISABLED) lets commands without a principal
+	// header be handled. Otherwise such a command, like one whose principal
+	// header is not valid, is refused (FORBIDDEN) and set aside in the
+	// dead-letter topic. A command with a principal is always checked
+	// against its order (domain.Authorize).
+	AuthDisabled bool
 }
 
 // LocalBus is a bus in the handler's own process (*Bus implements it).

@@ -5,6 +5,7 @@ package graph
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -34,6 +35,7 @@ type ResolverRoot interface {
 }
 
 type DirectiveRoot struct {
+	Auth func(ctx context.Context, obj any, next graphql.Resolver, role model.Role) (res any, err error)
 }
 
 type ComplexityRoot struct {
@@ -760,7 +762,24 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
-	{Name: "../schema.graphqls", Input: `"An instant in RFC 3339 format, e.g. 2026-11-26T15:04:05.123Z."
+	{Name: "../schema.graphqls", Input: `"""
+Who may call a field beyond what every authenticated caller may (README,
+Authentication and authorization): a field marked @auth(role: STAFF) is
+refused to customers with FORBIDDEN, before anything is sent. Every other
+field takes any valid token, and a customer's reads and changes are limited
+to their own orders and summary.
+"""
+directive @auth(role: Role!) on FIELD_DEFINITION
+
+"Who a token says the caller is."
+enum Role {
+  "A customer: their own orders and summary only."
+  CUSTOMER
+  "Fulfilment staff: every order and customer, and shipOrder, deliverOrder."
+  STAFF
+}
+
+"An instant in RFC 3339 format, e.g. 2026-11-26T15:04:05.123Z."
 scalar Time
 "A decimal number as a string, e.g. \"19.99\"; never a float."
 scalar Decimal
@@ -975,8 +994,8 @@ type Mutation {
   addOrderItem(input: AddOrderItemInput!): OrderPayload!
   removeOrderItem(input: RemoveOrderItemInput!): OrderPayload!
   confirmOrder(input: ConfirmOrderInput!): OrderPayload!
-  shipOrder(input: ShipOrderInput!): OrderPayload!
-  deliverOrder(input: DeliverOrderInput!): OrderPayload!
+  shipOrder(input: ShipOrderInput!): OrderPayload! @auth(role: STAFF)
+  deliverOrder(input: DeliverOrderInput!): OrderPayload! @auth(role: STAFF)
   cancelOrder(input: CancelOrderInput!): OrderPayload!
 }
 
@@ -1293,6 +1312,20 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 // endregion ************************** internal!.gotpl ***************************
 
 // region    ***************************** args.gotpl *****************************
+
+func (ec *executionContext) dir_auth_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "role",
+		func(ctx context.Context, v any) (model.Role, error) {
+			return ec.unmarshalNRole2githubᚗcomᚋordergatewayᚋgatewayᚋgraphᚋmodelᚐRole(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["role"] = arg0
+	return args, nil
+}
 
 func (ec *executionContext) field_Mutation_addOrderItem_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
@@ -2103,7 +2136,25 @@ func (ec *executionContext) _Mutation_shipOrder(ctx context.Context, field graph
 			fc := graphql.GetFieldContext(ctx)
 			return ec.Resolvers.Mutation().ShipOrder(ctx, fc.Args["input"].(model.ShipOrderInput))
 		},
-		nil,
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2githubᚗcomᚋordergatewayᚋgatewayᚋgraphᚋmodelᚐRole(ctx, "STAFF")
+				if err != nil {
+					var zeroVal *model.OrderPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.OrderPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
 		func(ctx context.Context, selections ast.SelectionSet, v *model.OrderPayload) graphql.Marshaler {
 			return ec.marshalNOrderPayload2ᚖgithubᚗcomᚋordergatewayᚋgatewayᚋgraphᚋmodelᚐOrderPayload(ctx, selections, v)
 		},
@@ -2147,7 +2198,25 @@ func (ec *executionContext) _Mutation_deliverOrder(ctx context.Context, field gr
 			fc := graphql.GetFieldContext(ctx)
 			return ec.Resolvers.Mutation().DeliverOrder(ctx, fc.Args["input"].(model.DeliverOrderInput))
 		},
-		nil,
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2githubᚗcomᚋordergatewayᚋgatewayᚋgraphᚋmodelᚐRole(ctx, "STAFF")
+				if err != nil {
+					var zeroVal *model.OrderPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.OrderPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
 		func(ctx context.Context, selections ast.SelectionSet, v *model.OrderPayload) graphql.Marshaler {
 			return ec.marshalNOrderPayload2ᚖgithubᚗcomᚋordergatewayᚋgatewayᚋgraphᚋmodelᚐOrderPayload(ctx, selections, v)
 		},
@@ -6590,6 +6659,16 @@ func (ec *executionContext) unmarshalNPlaceOrderInput2githubᚗcomᚋordergatewa
 func (ec *executionContext) unmarshalNRemoveOrderItemInput2githubᚗcomᚋordergatewayᚋgatewayᚋgraphᚋmodelᚐRemoveOrderItemInput(ctx context.Context, v any) (model.RemoveOrderItemInput, error) {
 	res, err := ec.unmarshalInputRemoveOrderItemInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNRole2githubᚗcomᚋordergatewayᚋgatewayᚋgraphᚋmodelᚐRole(ctx context.Context, v any) (model.Role, error) {
+	var res model.Role
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRole2githubᚗcomᚋordergatewayᚋgatewayᚋgraphᚋmodelᚐRole(ctx context.Context, sel ast.SelectionSet, v model.Role) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) unmarshalNShipOrderInput2githubᚗcomᚋordergatewayᚋgatewayᚋgraphᚋmodelᚐShipOrderInput(ctx context.Context, v any) (model.ShipOrderInput, error) {

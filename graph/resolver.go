@@ -51,6 +51,9 @@ type Resolver struct {
 		Order(ctx context.Context, id string) (*view.OrderDoc, error)
 	}
 	Logger *slog.Logger
+	// Auth verifies tokens (auth.go); nil: authentication and
+	// authorization are off (AUTH_DISABLED) and anyone may do anything.
+	Auth Authenticator
 
 	waits waitSlots // consistency waits in progress (MaxConsistencyWaits)
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/graph/model"
+	"github.com/ordergateway/gateway/view"
 )
 
 // PlaceOrder is the resolver for the placeOrder field.
@@ -50,8 +51,12 @@ func (r *queryResolver) Order(ctx context.Context, id string, consistencyToken *
 	if err := r.awaitToken(ctx, consistencyToken); err != nil {
 		return nil, r.internal(ctx, err)
 	}
+	own, err := r.ownCustomer(ctx)
+	if err != nil {
+		return nil, err
+	}
 	d, err := r.Views.Order(ctx, id)
-	if err != nil || d == nil {
+	if err != nil || d == nil || own != "" && d.CustomerID != own { // another customer's order is a missing one
 		return nil, r.internal(ctx, err)
 	}
 	return orderModel(*d), nil
@@ -66,9 +71,22 @@ func (r *queryResolver) Orders(ctx context.Context, filter *model.OrderFilter, f
 	if first != nil {
 		size = *first
 	}
-	page, err := r.Views.Orders(ctx, filterInput(filter), size, deref(after), selects(ctx, "totalCount"))
+	f := filterInput(filter)
+	own, err := r.ownCustomer(ctx)
 	if err != nil {
-		return nil, r.internal(ctx, err)
+		return nil, err
+	}
+	var page view.Page
+	switch {
+	case own != "" && f.CustomerID != "" && f.CustomerID != own: // a customer sees their own orders only
+		page = view.Page{Orders: []view.OrderDoc{}}
+	default:
+		if own != "" {
+			f.CustomerID = own
+		}
+		if page, err = r.Views.Orders(ctx, f, size, deref(after), selects(ctx, "totalCount")); err != nil {
+			return nil, r.internal(ctx, err)
+		}
 	}
 	conn := &model.OrderConnection{Edges: make([]*model.OrderEdge, len(page.Orders)), TotalCount: int(page.TotalCount),
 		PageInfo: &model.PageInfo{HasNextPage: page.HasNext, HasPreviousPage: page.HasPrevious}}
@@ -83,6 +101,13 @@ func (r *queryResolver) Orders(ctx context.Context, filter *model.OrderFilter, f
 
 // Customer is the resolver for the customer field.
 func (r *queryResolver) Customer(ctx context.Context, id string, consistencyToken *string) (*model.CustomerSummary, error) {
+	own, err := r.ownCustomer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if own != "" && id != own {
+		return nil, &domain.Error{Code: domain.CodeForbidden, Message: "a customer may read only their own summary", Field: []string{"id"}}
+	}
 	d, err := r.customerSummary(ctx, id, consistencyToken)
 	if err != nil || d == nil {
 		return nil, r.internal(ctx, err)
@@ -92,12 +117,20 @@ func (r *queryResolver) Customer(ctx context.Context, id string, consistencyToke
 
 // OrderUpdated is the resolver for the orderUpdated field.
 func (r *subscriptionResolver) OrderUpdated(ctx context.Context, id string) (<-chan *model.Order, error) {
-	return r.subscribeOrder(ctx, id)
+	own, err := r.ownCustomer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.subscribeOrder(ctx, id, own)
 }
 
 // OrdersUpdated is the resolver for the ordersUpdated field.
 func (r *subscriptionResolver) OrdersUpdated(ctx context.Context, customerID *string, status []model.OrderStatus) (<-chan *model.Order, error) {
-	return r.subscribeOrders(ctx, deref(customerID), status)
+	own, err := r.ownCustomer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.subscribeOrders(ctx, deref(customerID), own, status)
 }
 
 // Mutation returns MutationResolver implementation.

@@ -9,8 +9,15 @@ import (
 )
 
 // send runs a command and renders its outcome. Business-rule rejections
-// become userErrors; system failures become GraphQL errors.
+// become userErrors; system failures become GraphQL errors, and so does a
+// command the caller may not send whatever the order (FORBIDDEN: nothing is
+// sent). The command carries the caller (ctx's principal) to the handler,
+// which refuses it if the order is another customer's (NOT_FOUND, as for a
+// missing order).
 func (r *Resolver) send(ctx context.Context, cmd domain.Command, idempotencyKey *string) (*model.OrderPayload, error) {
+	if err := r.authorize(ctx, cmd); err != nil {
+		return nil, err
+	}
 	reply, err := r.Commands.Send(ctx, cmd, deref(idempotencyKey))
 	if err != nil {
 		return nil, r.internal(ctx, err)

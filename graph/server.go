@@ -18,8 +18,9 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 )
 
-// Server is the GraphQL endpoint: the schema with its resolvers, the
-// websocket, SSE and HTTP (GET, POST) transports, a query cache, the
+// Server is the GraphQL endpoint: authentication (Resolver.Auth, see
+// auth.go), the schema with its resolvers, the websocket, SSE and HTTP
+// (GET, POST) transports, a query cache, the
 // document limits, the error presenter, at most MaxErrors errors per
 // response and a 1 MiB request limit. The gateway and the benchmark both
 // serve it, so they measure and run the same thing.
@@ -27,6 +28,7 @@ type Server struct {
 	handler     http.Handler
 	ws          *Websocket
 	bodyTimeout time.Duration
+	auth        Authenticator // nil: off
 
 	mu      sync.Mutex
 	streams map[net.Conn]int // connections with SSE requests in progress
@@ -35,11 +37,12 @@ type Server struct {
 
 // NewServer returns the endpoint for r's resolvers.
 func NewServer(r *Resolver, ws WebsocketOptions) *Server {
-	srv := handler.New(NewExecutableSchema(Config{Resolvers: r}))
+	srv := handler.New(NewExecutableSchema(Config{Resolvers: r, Directives: DirectiveRoot{Auth: r.authDirective}}))
 	if ws.Logger == nil {
 		ws.Logger = r.logger()
 	}
-	s := &Server{ws: NewWebsocket(ws), streams: map[net.Conn]int{}, bodyTimeout: ws.BodyTimeout}
+	ws.auth = r.Auth
+	s := &Server{ws: NewWebsocket(ws), streams: map[net.Conn]int{}, bodyTimeout: ws.BodyTimeout, auth: r.Auth}
 	srv.AddTransport(s.ws)
 	srv.AddTransport(&SSE{KeepAlive: ws.PingInterval, shared: &s.ws.shared}) // keep-alives keep idle streams open through proxies
 	// Last: it takes (or refuses) every other request.
@@ -61,6 +64,14 @@ func NewServer(r *Resolver, ws WebsocketOptions) *Server {
 const MaxRequestBytes = 1 << 20
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.auth != nil && r.Header.Get("Upgrade") == "" && (r.Method == http.MethodGet || r.Method == http.MethodPost) {
+		// Before the body is read: a request without a valid token gets
+		// 401 and nothing else (a websocket's token is in connection_init).
+		var ok bool
+		if r, ok = authenticate(s.auth, w, r); !ok {
+			return
+		}
+	}
 	if r.Method == http.MethodPost {
 		// The body is read here, within its timeout (a client that sends it
 		// slowly keeps a connection for no longer), and one over the limit

@@ -45,8 +45,10 @@ func (t *SSE) Supports(r *http.Request) bool {
 }
 
 // Do answers one request with an event stream: a query's or mutation's
-// result, or a subscription's results until it ends (complete), the client
-// goes away or the server shuts down (the stream is cut, without complete).
+// result, or a subscription's results until it ends (complete), its token
+// expires (a result with the error TOKEN_EXPIRED, then complete), the
+// client goes away or the server shuts down (the stream is cut, without
+// complete).
 func (t *SSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	ctx := r.Context()
 	flusher, ok := w.(http.Flusher)
@@ -116,6 +118,12 @@ func (t *SSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecu
 		defer timer.Stop()
 		keepAlive = timer.C
 	}
+	var expired <-chan time.Time // the token's expiry ends the stream
+	if exp, ok := expiryFrom(ctx); ok {
+		expiry := time.NewTimer(time.Until(exp))
+		defer expiry.Stop()
+		expired = expiry.C
+	}
 	for {
 		sent, ended, ok := t.pull(s, group, respond, dctx)
 		if !ok {
@@ -138,6 +146,10 @@ func (t *SSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecu
 				return
 			}
 			timer.Reset(t.KeepAlive)
+		case <-expired:
+			s.next(errorsPayloadObjectOf(tokenExpired()))
+			s.complete()
+			return
 		case <-dctx.Done():
 			return
 		}

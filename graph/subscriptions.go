@@ -56,8 +56,10 @@ func acquire(ctx context.Context) (release func(), err error) {
 
 // subscribeOrder registers for the order's changes before it reads the
 // current state, so no change falls between the two; it then sends the
-// state and after it only higher versions.
-func (r *Resolver) subscribeOrder(ctx context.Context, id string) (<-chan *model.Order, error) {
+// state and after it only higher versions. With owner set (a customer's
+// subscription) it sends only states of an order of that customer's:
+// another customer's order looks like one that does not exist.
+func (r *Resolver) subscribeOrder(ctx context.Context, id, owner string) (<-chan *model.Order, error) {
 	release, err := acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -70,11 +72,11 @@ func (r *Resolver) subscribeOrder(ctx context.Context, id string) (<-chan *model
 		return nil, r.internal(ctx, err)
 	}
 	last := 0
-	if current != nil {
+	if current != nil && (owner == "" || current.CustomerID == owner) {
 		st.first, last = current, current.Version
 	}
 	st.fresh = func(d view.OrderDoc) bool {
-		if d.Version <= last {
+		if d.Version <= last || owner != "" && d.CustomerID != owner {
 			return false
 		}
 		last = d.Version
@@ -93,15 +95,16 @@ func (r *Resolver) snapshot(ctx context.Context, id string) (*view.OrderDoc, err
 }
 
 // subscribeOrders sends every change that matches the filter, and the change
-// that makes an order leave it.
-func (r *Resolver) subscribeOrders(ctx context.Context, customerID string, statuses []model.OrderStatus) (<-chan *model.Order, error) {
+// that makes an order leave it. With owner set (a customer's subscription),
+// only that customer's orders match, whatever customerID says.
+func (r *Resolver) subscribeOrders(ctx context.Context, customerID, owner string, statuses []model.OrderStatus) (<-chan *model.Order, error) {
 	release, err := acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	st := &orderStream{release: release, target: pullTargetFrom(ctx)}
 	st.sub = r.Live.SubscribeMatching(func(d view.OrderDoc) bool {
-		return (customerID == "" || d.CustomerID == customerID) &&
+		return (customerID == "" || d.CustomerID == customerID) && (owner == "" || d.CustomerID == owner) &&
 			(len(statuses) == 0 || slices.Contains(statuses, model.OrderStatus(d.Status)))
 	}, st.notify())
 	sent := map[string]int{}

@@ -24,6 +24,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/ordergateway/gateway/domain"
 )
 
 // WebsocketOptions configures the websocket transport.
@@ -54,6 +56,8 @@ type WebsocketOptions struct {
 	// (0: 10s); the HTTP server bounds the headers.
 	BodyTimeout time.Duration
 	Logger      *slog.Logger
+
+	auth Authenticator // Resolver.Auth (NewServer sets it); nil: off
 }
 
 // Websocket close codes of graphql-transport-ws (graphql-ws's PROTOCOL.md).
@@ -270,6 +274,7 @@ type wsConn struct {
 	writing     bool    // a writer turn is running
 	closed      bool
 	keepAlive   *time.Timer
+	expiry      *time.Timer // closes the connection when its token expires
 }
 
 // wsMessage is a message of either protocol.
@@ -393,6 +398,9 @@ func (c *wsConn) handle(m wsMessage) bool {
 			return false
 		}
 		c.initialised = true
+		if c.t.opts.auth != nil && !c.authenticate(m.Payload) {
+			return false
+		}
 		if c.t.opts.MaxSubscriptionsPer > 0 {
 			c.ctx = WithSubscriptionLimit(c.ctx, c.t.opts.MaxSubscriptionsPer)
 		}
@@ -466,6 +474,37 @@ func (c *wsConn) handle(m wsMessage) bool {
 		c.protocolError(fmt.Sprintf("unexpected message type %q", m.Type))
 		return false
 	}
+}
+
+// authenticate checks the token of connection_init's payload. Without a
+// valid one it closes the connection with 4403 (graphql-ws's Forbidden;
+// a legacy client first gets connection_error) and returns false. With
+// one, the connection's operations act as its principal, and a timer
+// closes the connection with 4403 "token expired" when the token expires.
+// Only the reader calls it.
+func (c *wsConn) authenticate(payload json.RawMessage) bool {
+	p, exp, err := c.t.opts.auth.Authenticate(initAuthorization(payload))
+	reason := ""
+	switch {
+	case err != nil:
+		reason = "Forbidden: " + unauthenticatedMessage(err)
+	case !time.Now().Before(exp): // accepted within the leeway, yet expired
+		reason = msgTokenExpired
+	}
+	if reason != "" {
+		if c.legacy {
+			c.writeNow(frame("connection_error", "", errorPayload(reason)))
+		}
+		c.closeWith(closeForbidden, reason)
+		return false
+	}
+	c.ctx = withExpiry(domain.WithPrincipal(c.ctx, p), exp)
+	c.mu.Lock()
+	if !c.closed {
+		c.expiry = time.AfterFunc(time.Until(exp), func() { c.closeWith(closeForbidden, msgTokenExpired) })
+	}
+	c.mu.Unlock()
+	return true
 }
 
 // maxOps caps a connection's operations in flight (subscriptions, and
@@ -734,6 +773,9 @@ func (c *wsConn) closeWith(code int, reason string) {
 	c.ops, c.outbox, c.outboxBytes, c.ready = nil, nil, 0, nil
 	if c.keepAlive != nil {
 		c.keepAlive.Stop()
+	}
+	if c.expiry != nil {
+		c.expiry.Stop()
 	}
 	c.mu.Unlock()
 	c.t.mu.Lock()

@@ -14,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/ordergateway/gateway/app"
+	"github.com/ordergateway/gateway/auth"
 	"github.com/ordergateway/gateway/command"
 	"github.com/ordergateway/gateway/kafka"
 )
@@ -80,6 +81,7 @@ func startGatewayOpts(ctx context.Context, e *env, prefix, database string, with
 		HTTPReadTimeout: 10 * time.Second, HTTPIdleTimeout: 60 * time.Second, MaxConnections: 100_000, EmbeddedMongoAddr: "127.0.0.1:0",
 		LogLevel: slog.LevelWarn, AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"},
 		WSInitTimeout: 10 * time.Second, WSPingInterval: 15 * time.Second, WSWriteTimeout: 10 * time.Second, MaxSubscriptions: 100,
+		Auth: auth.Config{Secret: benchSecret}, // the clients send benchToken (auth.go)
 	}
 	m := &app.Main{Config: cfg, Logger: e.logger, StoreOptions: e.storeOptions(), WithoutProjector: !withProjector}
 	if err := m.Run(ctx); err != nil {
@@ -147,6 +149,7 @@ func (c *gql) do(ctx context.Context, query string, vars any, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+benchToken)
 	resp, err := c.client.Do(req)
 	if err != nil {
 		return err

@@ -487,6 +487,7 @@ func (b *bench) breakdown(ctx context.Context) error {
 	}
 	one := 1
 	r := runLoad(ctx, b.o.concurrency, b.o.duration, func(ctx context.Context, w, i int, r *loadResult) {
+		ctx = domain.WithPrincipal(ctx, benchStaff) // as the gateway's resolvers send it
 		cmd := domain.PlaceOrder{CustomerID: fmt.Sprintf("c-%d-%d", w, i%10), Currency: "EUR",
 			Items: []domain.ItemInput{{SKU: "TEA-1", Name: "Green tea", Quantity: 2, UnitPrice: "4.50"}, {SKU: "MUG-2", Name: "Mug", Quantity: 1, UnitPrice: "12.00"}}}
 		t0 := time.Now()

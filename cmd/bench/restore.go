@@ -141,6 +141,7 @@ func (b *bench) restore(ctx context.Context) error {
 		<-runDone
 	}()
 	one := 1
+	ctx = domain.WithPrincipal(ctx, benchStaff) // the handler checks each command's principal
 	start := time.Now()
 	go func() { defer close(runDone); _ = h.Run(runCtx) }()
 	joined := make(chan time.Duration, 1)

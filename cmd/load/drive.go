@@ -22,9 +22,10 @@ import (
 // client is one simulated frontend: it sends GraphQL requests over HTTP,
 // one at a time, as fast as answers come.
 type client struct {
-	http *http.Client
-	url  string
-	id   int
+	http  *http.Client
+	url   string
+	id    int
+	token string // "": its customer's (auth.go)
 }
 
 // gqlResult is what the driver reads of a GraphQL answer.
@@ -45,6 +46,7 @@ func (c *client) post(ctx context.Context, query string, vars map[string]any, ou
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+c.bearer())
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("TRANSPORT: %v", err)
@@ -119,6 +121,14 @@ func (c *client) mutate(ctx context.Context, query string, input map[string]any)
 const customers = 50
 
 func (c *client) customer() string { return fmt.Sprintf("load-c%d", c.id%customers) }
+
+// bearer is the client's token: its customer's, unless it has its own.
+func (c *client) bearer() string {
+	if c.token != "" {
+		return c.token
+	}
+	return tokens.customer(c.customer())
+}
 
 func (c *client) place(ctx context.Context) (payload, error) {
 	return c.mutate(ctx, placeMutation, map[string]any{
@@ -258,8 +268,10 @@ var scenarios = map[string]func(ctx context.Context, c *client, r *recorder, ids
 			ids.add(p.Order.ID)
 		}
 	},
-	// query: read an existing order by id (no consistency token).
+	// query: read an existing order by id (no consistency token), of any
+	// customer: as staff.
 	"query": func(ctx context.Context, c *client, r *recorder, ids *idPool) {
+		c.token = tokens.staff
 		id := ids.pick()
 		var out struct{ Order *struct{ ID string } }
 		if r.time("order", func() error { return c.post(ctx, orderQuery, map[string]any{"id": id}, &out) }) == nil && out.Order == nil {
@@ -363,11 +375,12 @@ func drive(ctx context.Context, url, scenario string, n int, warmup, d time.Dura
 // w's order with w's token (each ask waits up to the server's consistency
 // timeout) until the answer says the views got there, for at most limit.
 func catchUp(ctx context.Context, url string, w *written, since time.Time, limit time.Duration) (time.Duration, bool) {
-	c := &client{http: &http.Client{Timeout: 30 * time.Second}, url: url}
+	c := &client{http: &http.Client{Timeout: 30 * time.Second}, url: url, token: tokens.staff}
 	for time.Since(since) < limit && ctx.Err() == nil {
 		body, _ := json.Marshal(map[string]any{"query": orderQuery, "variables": map[string]any{"id": w.orderID, "t": w.token}})
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+c.bearer())
 		resp, err := c.http.Do(req)
 		if err != nil {
 			return 0, false

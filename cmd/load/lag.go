@@ -78,6 +78,7 @@ func (w *lagWatch) follow(ctx context.Context, url, customer string) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+tokens.customer(customer))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)

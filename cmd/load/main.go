@@ -98,6 +98,11 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "load: unknown stack %q\n", o.stack)
 		return 2
 	}
+	var err error
+	if tokens, err = newTokens(o.url); err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := measure(ctx, o, os.Stdout); err != nil {
@@ -245,7 +250,7 @@ func (s *stack) start(ctx context.Context, name, bin string, o options) (*system
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "LISTEN_ADDR=127.0.0.1:"+strconv.Itoa(port), "DATA_DIR="+dir,
 		"TOPIC_PREFIX="+id, "MONGODB_DATABASE="+id, "PARTITIONS="+strconv.Itoa(o.partitions), "LOG_LEVEL=warn",
-		"KAFKA_BROKERS="+s.brokers, "STORE_POSTGRESQL_URL="+s.pgURL)
+		"KAFKA_BROKERS="+s.brokers, "STORE_POSTGRESQL_URL="+s.pgURL, tokens.env())
 	cmd.Env = append(cmd.Env, o.env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -253,6 +253,64 @@ func (e OrderStatus) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Who a token says the caller is.
+type Role string
+
+const (
+	// A customer: their own orders and summary only.
+	RoleCustomer Role = "CUSTOMER"
+	// Fulfilment staff: every order and customer, and shipOrder, deliverOrder.
+	RoleStaff Role = "STAFF"
+)
+
+var AllRole = []Role{
+	RoleCustomer,
+	RoleStaff,
+}
+
+func (e Role) IsValid() bool {
+	switch e {
+	case RoleCustomer, RoleStaff:
+		return true
+	}
+	return false
+}
+
+func (e Role) String() string {
+	return string(e)
+}
+
+func (e *Role) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = Role(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid Role", str)
+	}
+	return nil
+}
+
+func (e Role) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *Role) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e Role) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
 type UserErrorCode string
 
 const (
