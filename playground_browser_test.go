@@ -18,6 +18,10 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/ordergateway/gateway/app"
+	"github.com/ordergateway/gateway/auth"
+	"github.com/ordergateway/gateway/domain"
 )
 
 // chromiumPath is the browser the playground test drives: $CHROMIUM, or
@@ -37,8 +41,10 @@ func chromiumPath() string {
 // pgBrowserLog keeps what the page did that the test checks afterwards.
 type pgBrowserLog struct {
 	mu         sync.Mutex
-	requests   []string // every URL the page requested
+	requests   []string // every URL the page requested but data: URLs
+	graphql    []string // the Authorization header of each POST to /graphql
 	websockets []string // every websocket's URL
+	wsSent     []string // every websocket message the page sent
 	problems   []string // exceptions, console and log errors
 }
 
@@ -54,6 +60,12 @@ func (b *pgBrowserLog) snapshot() (requests, websockets, problems []string) {
 	return append([]string(nil), b.requests...), append([]string(nil), b.websockets...), append([]string(nil), b.problems...)
 }
 
+func (b *pgBrowserLog) sent() (graphql, wsSent []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.graphql...), append([]string(nil), b.wsSent...)
+}
+
 // TestPlaygroundInBrowser opens the playground (GET /) in headless
 // Chromium against a started gateway: the GraphiQL editor renders with the
 // example tabs from assets of this origin only, running the PlaceOrder tab
@@ -67,7 +79,11 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		t.Skip("no chromium binary found (looked for $CHROMIUM, chromium, chromium-browser, google-chrome on PATH): " +
 			"the playground's browser test is skipped; install one (Debian: apt-get install chromium) to run it")
 	}
-	g := startGateway(t, testConfig(t))
+	cfg := testConfig(t)
+	g := startGateway(t, cfg)
+	// What a user pastes into GraphiQL's Headers: a token for customer c-1,
+	// signed as this gateway verifies them.
+	headers := `{"Authorization": "Bearer ` + pgCustomerToken(t, cfg, "c-1") + `"}`
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 1000))
@@ -86,6 +102,12 @@ func TestPlaygroundInBrowser(t *testing.T) {
 			if !strings.HasPrefix(ev.Request.URL, "data:") {
 				bl.add(&bl.requests, ev.Request.URL)
 			}
+			if ev.Request.Method == "POST" && strings.HasSuffix(ev.Request.URL, "/graphql") {
+				a, _ := ev.Request.Headers["Authorization"].(string)
+				bl.add(&bl.graphql, a)
+			}
+		case *network.EventWebSocketFrameSent:
+			bl.add(&bl.wsSent, string(ev.Response.PayloadData))
 		case *network.EventWebSocketCreated:
 			bl.add(&bl.websockets, ev.URL)
 		case *runtime.EventExceptionThrown:
@@ -148,13 +170,17 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		t.Errorf("the first tab's editor shows:\n%s", q)
 	}
 
-	// A mutation and a query from the page (POST /graphql).
+	// A mutation and a query from the page (POST /graphql). GraphiQL's
+	// schema introspection at load went before the headers were set.
+	introspection, _ := bl.sent()
+	pgSetHeaders(t, ctx, &bl, headers)
 	step("run PlaceOrder", 10*time.Second, chromedp.Click(chromedp.CSS(".graphiql-execute-button")))
 	text := response("PlaceOrder's result", regexp.MustCompile(`"id": "(ord_[^"]+)"[\s\S]*"status": "PENDING"[\s\S]*"consistencyToken": "[^"]+"`), 20*time.Second)
 	orderID := regexp.MustCompile(`"id": "(ord_[^"]+)"`).FindStringSubmatch(text)[1]
 	token := regexp.MustCompile(`"consistencyToken": "([^"]+)"`).FindStringSubmatch(text)[1]
 
 	pgSelectTab(t, ctx, &bl, "Order")
+	pgSetHeaders(t, ctx, &bl, headers)
 	vars, _ := json.Marshal(map[string]string{"id": orderID, "consistencyToken": token})
 	pgSetVariables(t, ctx, &bl, string(vars))
 	step("run Order", 10*time.Second, chromedp.Click(chromedp.CSS(".graphiql-execute-button")))
@@ -162,6 +188,7 @@ func TestPlaygroundInBrowser(t *testing.T) {
 
 	// A subscription from the page, and a change made over HTTP.
 	pgSelectTab(t, ctx, &bl, "WatchCustomer")
+	pgSetHeaders(t, ctx, &bl, headers)
 	step("start WatchCustomer", 10*time.Second, chromedp.Click(chromedp.CSS(".graphiql-execute-button")))
 	// The subscription starts asynchronously (a websocket, connection_init,
 	// subscribe): until an update shows, the server may not have it yet, so
@@ -181,6 +208,7 @@ func TestPlaygroundInBrowser(t *testing.T) {
 			break
 		}
 		if pgPaneShows(ctx, regexp.MustCompile(`"id": "`+regexp.QuoteMeta(id)+`"[\s\S]*"status": "PENDING"`), 3*time.Second) {
+			t.Logf("the subscription showed the order placed over HTTP at try %d", try)
 			break
 		}
 	}
@@ -217,6 +245,32 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		if u != wsURL {
 			t.Errorf("websocket to %s, want %s", u, wsURL)
 		}
+	}
+	// The Headers editor's token went with every request and in the
+	// websocket's connection_init.
+	graphql, wsSent := bl.sent()
+	graphql = graphql[len(introspection):]
+	if len(graphql) < 2 {
+		t.Errorf("%d POSTs to /graphql from the page, want 2 or more", len(graphql))
+	}
+	for i, a := range graphql {
+		if a == "" || !strings.Contains(headers, `"`+a+`"`) {
+			t.Errorf("POST /graphql %d from the page had Authorization %q", i, a)
+		}
+	}
+	initWithToken := false
+	for _, m := range wsSent {
+		var msg struct {
+			Type    string            `json:"type"`
+			Payload map[string]string `json:"payload"`
+		}
+		if json.Unmarshal([]byte(m), &msg) == nil && msg.Type == "connection_init" &&
+			msg.Payload["Authorization"] != "" && strings.Contains(headers, `"`+msg.Payload["Authorization"]+`"`) {
+			initWithToken = true
+		}
+	}
+	if !initWithToken {
+		t.Errorf("no connection_init carried the Headers' Authorization; the page sent %q", wsSent)
 	}
 	for _, p := range problems {
 		t.Errorf("in the page: %s", p)
@@ -283,6 +337,39 @@ func pgSelectTab(t *testing.T, ctx context.Context, bl *pgBrowserLog, name strin
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// pgSetHeaders replaces the current tab's request headers (GraphiQL's
+// Headers editor, the second of the editor tools).
+func pgSetHeaders(t *testing.T, ctx context.Context, bl *pgBrowserLog, headers string) {
+	t.Helper()
+	js := `(() => { const eds = document.querySelectorAll('.graphiql-editor-tool .graphiql-editor .CodeMirror');
+		if (eds.length !== 2 || !eds[1].CodeMirror) return 'no headers editor (' + eds.length + ' editors)';
+		eds[1].CodeMirror.setValue(` + pgJSString(headers) + `); return 'ok'; })()`
+	if r := pgEval(ctx, js); r != "ok" {
+		t.Fatalf("set headers: %s\n%s", r, pgPageState(ctx, bl))
+	}
+	time.Sleep(500 * time.Millisecond) // GraphiQL's debounce, as in pgSelectTab
+}
+
+// pgCustomerToken is a token for customer id signed as the gateway of cfg
+// verifies them: with its AUTH_JWT_SECRET, or (zero setup) the secret it
+// keeps in DATA_DIR.
+func pgCustomerToken(t *testing.T, cfg app.Config, id string) string {
+	t.Helper()
+	a := cfg.Auth
+	if len(a.Secret) == 0 {
+		s, _, err := auth.LoadOrCreateSecret(cfg.DataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Secret = s
+	}
+	tok, err := auth.Mint(a, domain.Principal{Role: domain.RoleCustomer, CustomerID: id}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // pgSetVariables replaces the current tab's variables (typed as a user would
