@@ -144,16 +144,6 @@ func loadTabs() ([]tab, error) {
 // is served at, or "" for none.
 func (h *Handler) URL(name string) string { return h.urls[name] }
 
-// Assets lists the paths of every asset served.
-func (h *Handler) Assets() []string {
-	var p []string
-	for k := range h.assets {
-		p = append(p, k)
-	}
-	sort.Strings(p)
-	return p
-}
-
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
