@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,9 @@ type securedBroker struct {
 	mech   string
 	user   string
 	pw     string
+	// reauth is the broker's connections.max.reauth.ms (0: none): SASL
+	// sessions must re-authenticate within it or are closed.
+	reauth time.Duration
 }
 
 func (b securedBroker) security() kafka.Security {
@@ -38,8 +42,10 @@ func securedBrokers(t *testing.T) []securedBroker {
 	kb := kafkatest.Start(t, true, kafkatest.User{Mechanism: kafka.SASLSCRAMSHA512, Name: user, Password: pw})
 	brokers := []securedBroker{{name: "embedded", addr: kb.Addr, caFile: kb.CAFile, mech: kafka.SASLSCRAMSHA512, user: user, pw: pw}}
 	if addr := os.Getenv("TEST_KAFKA_SASL_SSL_BROKERS"); addr != "" {
+		ms, _ := strconv.Atoi(os.Getenv("TEST_KAFKA_SASL_SSL_REAUTH_MS"))
 		brokers = append(brokers, securedBroker{name: "apache", addr: addr, caFile: os.Getenv("TEST_KAFKA_SASL_SSL_CA_FILE"),
-			mech: kafka.SASLSCRAMSHA256, user: os.Getenv("TEST_KAFKA_SASL_SSL_USERNAME"), pw: os.Getenv("TEST_KAFKA_SASL_SSL_PASSWORD")})
+			mech: kafka.SASLSCRAMSHA256, user: os.Getenv("TEST_KAFKA_SASL_SSL_USERNAME"), pw: os.Getenv("TEST_KAFKA_SASL_SSL_PASSWORD"),
+			reauth: time.Duration(ms) * time.Millisecond})
 	} else {
 		t.Log("TEST_KAFKA_SASL_SSL_BROKERS is not set: Apache Kafka's SASL_SSL listener is not tried (see scripts/kafka.sh sasl-env)")
 	}
@@ -121,6 +127,54 @@ func TestGatewayOnSecuredKafka(t *testing.T) {
 				}
 				t.Logf("start line: %s", ready)
 			})
+
+			// A broker that closes SASL sessions not re-authenticated
+			// within connections.max.reauth.ms (Apache Kafka; kfake does
+			// not close them): every client of the gateway re-authenticates
+			// (sarama, KIP-368), and mutations and reads keep working over
+			// several session lifetimes, for each mechanism.
+			if b.reauth > 0 {
+				for _, mech := range []string{kafka.SASLSCRAMSHA512, kafka.SASLPlain} {
+					t.Run("across re-authentications, "+mech, func(t *testing.T) {
+						if b.reauth > 10*time.Second {
+							t.Skipf("the broker's connections.max.reauth.ms is %s: too long to wait for here", b.reauth)
+						}
+						cfg := testConfig(t)
+						cfg.KafkaBrokers, cfg.KafkaSecurity = []string{b.addr}, b.security()
+						cfg.KafkaSecurity.SASLMechanism = mech
+						g := startGateway(t, cfg)
+						waitReady(t, g)
+						customer := "c-reauth-" + strings.ToLower(mech)
+						end := time.Now().Add(max(3*b.reauth, 10*time.Second))
+						var token string
+						n := 0
+						for ; time.Now().Before(end); n++ {
+							t0 := time.Now()
+							p := g.mutate(t, "placeOrder", placeInput(customer, item("R", 1, "1.00")))
+							if len(p.UserErrors) > 0 || p.ConsistencyToken == nil {
+								t.Fatalf("mutation %d after %s: %+v", n, time.Since(end.Add(-max(3*b.reauth, 10*time.Second))).Round(time.Millisecond), p.UserErrors)
+							}
+							if d := time.Since(t0); d > 3*time.Second {
+								t.Errorf("mutation %d took %s", n, d.Round(time.Millisecond))
+							}
+							token = *p.ConsistencyToken
+							time.Sleep(200 * time.Millisecond)
+						}
+						var list struct {
+							Orders struct{ TotalCount int }
+						}
+						g.data(t, `query($t: String) { orders(filter: {customerId: "`+customer+`"}, consistencyToken: $t) { totalCount } }`,
+							map[string]any{"t": token}, &list)
+						if list.Orders.TotalCount != n {
+							t.Errorf("orders of %s: %d, want %d", customer, list.Orders.TotalCount, n)
+						}
+						if !g.Ready() {
+							t.Errorf("the gateway is not ready after %d re-authentication periods", int(max(3*b.reauth, 10*time.Second)/b.reauth))
+						}
+						t.Logf("%d mutations over %s with SASL sessions of %s", n, max(3*b.reauth, 10*time.Second), b.reauth)
+					})
+				}
+			}
 
 			refused := func(t *testing.T, sec kafka.Security, want ...string) {
 				t.Helper()

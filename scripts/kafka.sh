@@ -14,7 +14,8 @@
 #      free port), beside the unchanged PLAINTEXT one. It has SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN
 #      enabled for one user (KAFKA_SASL_SSL_USERNAME, default gateway; a random password), and a server
 #      certificate for 127.0.0.1 and localhost signed by a throwaway CA made with openssl
-#      ($KAFKA_STATE_DIR/tls/ca.pem). Needs openssl.
+#      ($KAFKA_STATE_DIR/tls/ca.pem). Needs openssl. KAFKA_SASL_REAUTH_MS: the broker's
+#      connections.max.reauth.ms (SASL sessions must re-authenticate within it or are closed).
 set -euo pipefail
 
 KAFKA_VERSION=4.1.1
@@ -119,10 +120,16 @@ listener.name.sasl_ssl.ssl.keystore.type=PEM
 listener.name.sasl_ssl.ssl.keystore.location=$tls/server-keystore.pem
 listener.name.sasl_ssl.ssl.client.auth=none
 EOF
+  # KAFKA_SASL_REAUTH_MS: the session lifetime after which a SASL connection must
+  # re-authenticate (KIP-368) or be closed; unset: Kafka's default, 0 (never).
+  local reauth="${KAFKA_SASL_REAUTH_MS:-}"
+  [[ -z "$reauth" || "$reauth" =~ ^[1-9][0-9]*$ ]] || die "KAFKA_SASL_REAUTH_MS must be a positive number of milliseconds"
+  [[ -n "$reauth" ]] && echo "connections.max.reauth.ms=$reauth" >>"$STATE_DIR/server.properties"
   chmod 600 "$STATE_DIR/server.properties"
   ( umask 077
     printf 'export TEST_KAFKA_SASL_SSL_BROKERS=127.0.0.1:%s\nexport TEST_KAFKA_SASL_SSL_CA_FILE=%q\nexport TEST_KAFKA_SASL_SSL_USERNAME=%s\nexport TEST_KAFKA_SASL_SSL_PASSWORD=%s\n' \
-      "$sport" "$tls/ca.pem" "$SASL_USER" "$SASL_PASSWORD" >"$SASL_FILE" )
+      "$sport" "$tls/ca.pem" "$SASL_USER" "$SASL_PASSWORD" >"$SASL_FILE"
+    [[ -z "$reauth" ]] || echo "export TEST_KAFKA_SASL_SSL_REAUTH_MS=$reauth" >>"$SASL_FILE" )
 }
 
 start() {
