@@ -73,6 +73,16 @@ func authenticate(a Authenticator, w http.ResponseWriter, r *http.Request) (*htt
 			challenge = `Bearer error="invalid_token"`
 		}
 		w.Header().Set("WWW-Authenticate", challenge)
+		if r.ContentLength != 0 {
+			// The body is not read, and the connection is closed rather
+			// than kept for a body a client may send slowly, or never:
+			// net/http drains up to 256 KiB of an unread body after the
+			// handler even when the answer closes the connection, and with
+			// no read deadline (no ReadTimeout: it would end SSE streams)
+			// that drain would wait on the client. The deadline ends it.
+			w.Header().Set("Connection", "close")
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+		}
 		refuse(w, negotiate(r), http.StatusUnauthorized, string(domain.CodeUnauthenticated), unauthenticatedMessage(err))
 		return r, false
 	}
