@@ -40,7 +40,11 @@ func dumpViews(t testing.TB, uri, database string) map[string][]bson.Raw {
 	defer c.Disconnect(ctx)
 	out := map[string][]bson.Raw{}
 	for _, coll := range []string{"orders", "customers"} {
-		cur, err := c.Database(database).Collection(coll).Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+		// An order view's uncounted transitions depend on how the events
+		// fell into batches and when the summaries caught up: bookkeeping,
+		// not the view (view.OrderDoc.Uncounted).
+		cur, err := c.Database(database).Collection(coll).Find(ctx, bson.D{},
+			options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(bson.D{{Key: "uncounted", Value: 0}}))
 		if err != nil {
 			t.Fatalf("dump %s: %v", coll, err)
 		}

@@ -168,6 +168,9 @@ func (m *Main) Run(ctx context.Context) error {
 		// first. Not on PostgreSQL: other gateways may write the same views.
 		storeOpts = append(storeOpts, view.SoleWriter())
 	}
+	if onPostgreSQL {
+		storeOpts = append(storeOpts, view.SummaryLane())
+	}
 	store, err := view.Open(m.mongoURI, c.MongoDatabase, storeOpts...)
 	if err != nil {
 		if m.mongo == nil {

@@ -97,14 +97,65 @@ func notReached(ctx context.Context, message string) {
 }
 
 // customerSummary reads customer id's summary after the wait a token asks
-// for. The projector writes a batch's summaries before its order views, so
-// once the views include the token's write, the summary of that order's
-// customer does too.
+// for. The projector writes an order's view before it counts the change in
+// the summary, and the view carries what the summary may not count yet
+// (view.OrderDoc.Uncounted): once the views include the token's write, the
+// summary is read again (every summaryPoll, within the same deadline)
+// until it counts all of that.
 func (r *Resolver) customerSummary(ctx context.Context, id string, token *string) (*view.CustomerDoc, error) {
-	if err := r.awaitToken(ctx, token); err != nil {
+	deadline := time.Now().Add(r.ConsistencyTimeout)
+	if err := r.awaitTokenUntil(ctx, token, deadline); err != nil {
 		return nil, err
 	}
-	return r.Views.Customer(ctx, id)
+	c, err := r.Views.Customer(ctx, id)
+	if err != nil || token == nil || *token == "" || r.Waiter == nil {
+		return c, err
+	}
+	orderID, version, err := parseToken(*token)
+	if err != nil {
+		return nil, err
+	}
+	o, err := r.Views.Order(ctx, orderID)
+	if err != nil || o == nil || o.CustomerID != id || counts(c, o.Uncounted) {
+		return c, err // another customer's order has nothing to wait for
+	}
+	if !r.waits.acquire() {
+		notReached(ctx, fmt.Sprintf("too many reads are waiting for their writes (%d); this summary may not include version %d of order %s", r.waits.max(), version, orderID))
+		return c, nil
+	}
+	defer r.waits.release()
+	for !counts(c, o.Uncounted) {
+		if time.Now().Add(summaryPoll).After(deadline) {
+			notReached(ctx, fmt.Sprintf("the customer summary did not include version %d of order %s within %s; this answer may not include that write", version, orderID, r.ConsistencyTimeout))
+			return c, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(summaryPoll):
+		}
+		if c, err = r.Views.Customer(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// summaryPoll is how often customerSummary reads a summary again while it
+// waits for it to count a write.
+const summaryPoll = 20 * time.Millisecond
+
+// counts reports whether summary c counts every transition of ts.
+func counts(c *view.CustomerDoc, ts []view.Transition) bool {
+	for _, t := range ts {
+		if c == nil {
+			return false
+		}
+		if applied, ok := c.Applied[strconv.Itoa(int(t.Partition))]; !ok || applied < t.Offset {
+			return false
+		}
+	}
+	return true
 }
 
 // MaxConsistencyWaits bounds the reads that wait for their consistency

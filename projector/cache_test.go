@@ -80,24 +80,24 @@ func TestStaleCacheIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
 	// The claim projects v1 and caches the view it wrote.
 	cache := &docCache{max: 10}
 	ids, byOrder, source := batch(events[0])
-	final, _, _, err := p.write(ctx, 0, ids, byOrder, source, cache)
+	final, _, _, _, _, err := p.write(ctx, 0, ids, byOrder, source, cache, -1)
 	if err != nil || final["o1"].Version != 1 {
 		t.Fatalf("v1: %+v %v", final["o1"], err)
 	}
 	cache.put(final)
 	// Another instance (the partition's new owner) projects v2 and v3.
 	ids, byOrder, source = batch(events[1], events[2])
-	if _, _, _, err := p.write(ctx, 0, ids, byOrder, source, nil); err != nil {
+	if _, _, _, _, _, err := p.write(ctx, 0, ids, byOrder, source, nil, -1); err != nil {
 		t.Fatalf("v2, v3 by the new owner: %v", err)
 	}
 	// The zombie claim's next batch (v2) trusts its stale cache (v1): the
 	// guard refuses the write.
 	ids, byOrder, source = batch(events[1])
-	if _, _, _, err := p.write(ctx, 0, ids, byOrder, source, cache); !errors.Is(err, view.ErrConflict) {
+	if _, _, _, _, _, err := p.write(ctx, 0, ids, byOrder, source, cache, -1); !errors.Is(err, view.ErrConflict) {
 		t.Fatalf("a write from a stale cache: %v, want view.ErrConflict", err)
 	}
 	// The retry reads the store: v2 is already there, nothing moves back.
-	final, previous, gaps, err := p.write(ctx, 0, ids, byOrder, source, nil)
+	final, previous, _, _, gaps, err := p.write(ctx, 0, ids, byOrder, source, nil, -1)
 	if err != nil || len(gaps) != 0 || final["o1"].Version != 3 || previous["o1"] != string(domain.StatusConfirmed) {
 		t.Fatalf("retry: %+v previous %q gaps %d %v", final["o1"], previous["o1"], len(gaps), err)
 	}

@@ -5,9 +5,10 @@
 // for more events so that an order's quick succession of changes folds),
 // guards every order write by version and counts every event in a customer
 // summary once (by its offset), so that replays change nothing, and commits
-// offsets only after the writes. A batch's summaries are written first, then
-// its order documents, which it then publishes to the views topic that
-// feeds live subscriptions (see ConsumeClaim).
+// offsets only after the writes. A batch's order documents are written
+// first and published to the views topic that feeds live subscriptions;
+// its summaries are counted after, together with those of other batches
+// and partitions, while the next batches go on (see ConsumeClaim).
 package projector
 
 import (
@@ -70,6 +71,7 @@ type Projector struct {
 	legacyOnce  sync.Once // the warning about summaries in the first format
 	closeOnce   sync.Once
 	closeErr    error
+	closing     chan struct{} // closed by Close
 	sessions    atomic.Int64
 	deadLetters atomic.Int64
 	lastErr     atomic.Pointer[string]
@@ -125,7 +127,7 @@ func New(cfg Config, store *view.Store) (*Projector, error) {
 			cfg.Logger.Warn("projector", "err", err)
 		}
 	}()
-	p := &Projector{cfg: cfg, store: store, client: client, group: group, producer: producer, summaries: summaryCache{max: summaryCacheEntries}}
+	p := &Projector{cfg: cfg, store: store, client: client, group: group, producer: producer, summaries: summaryCache{max: summaryCacheEntries}, closing: make(chan struct{})}
 	p.outSince.Store(time.Now().UnixNano())
 	return p, nil
 }
@@ -153,6 +155,7 @@ func (p *Projector) LastError() string {
 // Close leaves the group and closes the connections. Later calls do nothing.
 func (p *Projector) Close() error {
 	p.closeOnce.Do(func() {
+		close(p.closing)
 		p.closeErr = p.group.Close()
 		p.producer.Close()
 		p.client.Close()
@@ -191,18 +194,27 @@ func (p *Projector) Stalled(after time.Duration) string {
 // hundred bytes each).
 const summaryCacheEntries = 100_000
 
+// maxUnflushedBatches bounds the batches of one claim whose order views
+// are written but whose summaries are not yet counted: past it the claim
+// waits for the summaries.
+const maxUnflushedBatches = 8
+
 // ConsumeClaim projects one partition for the length of a session. A batch
 // that cannot be written (the store is down) is retried with backoff; its
-// offsets are committed, and read-your-writes waiters woken, once it is
-// written.
+// offsets are committed once its order views are written and its summaries
+// counted.
 //
-// A batch's customer summaries are written before its order documents: a
-// summary counts each event once, by its offset (view.CustomerDoc.Count),
-// and an order document is never ahead of the summaries, so a replay (after
-// a crash before the commit) folds every event the summaries may lack from
-// an order document at or behind them, and counts exactly those the
-// summaries lack. An order view with a consistencyToken's version thus
-// implies a summary that includes it.
+// A batch's order views are written first (read-your-writes waiters are
+// woken and subscribers told at once), then its transitions are queued for
+// the customer summaries, which one writer counts for all partitions of
+// the instance, many batches in one write (see queueCustomers). Each order
+// view carries the transitions its customer's summary may not count yet
+// (view.OrderDoc.Uncounted): those after the offset up to which this claim
+// knows every summary is counted. A replay (after a crash between the two
+// writes, or a claim moved to another instance) finds the events it folds
+// already in the view and counts them from there; Count makes counting
+// twice harmless. The offsets are committed only once the summaries count
+// the batch, so every uncounted event is replayed.
 func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
 	// The views this claim wrote last: while the claim lasts no one else
@@ -210,16 +222,29 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 	// read back. A stale entry (a zombie claim) fails the write's version
 	// guard, and the retry reads the store.
 	cache := &docCache{max: 5000}
+	c := &claimCounts{unflushed: make(chan unflushed, maxUnflushedBatches), done: make(chan struct{})}
+	go c.commit(ctx, sess)
+	defer c.close()
+	first := true
 	for {
 		batch, ok := kafka.NextBatchWithin(ctx, claim.Messages(), p.cfg.BatchSize, p.cfg.Linger)
 		if !ok {
 			return nil
 		}
+		if first {
+			// The claim starts at the committed offset: the summaries count
+			// every event before it.
+			c.counted.Store(batch[0].Offset - 1)
+			first = false
+		}
 		backoff := 100 * time.Millisecond
-		var ids []string
+		var (
+			ids     []string
+			flushed <-chan error
+		)
 		for {
 			var err error
-			ids, err = p.apply(ctx, claim.Partition(), batch, cache)
+			ids, flushed, err = p.apply(ctx, claim.Partition(), batch, cache, c.counted.Load())
 			if err == nil {
 				p.lastErr.Store(nil)
 				p.failingSince.Store(0)
@@ -239,9 +264,58 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 		if p.cfg.OnProgress != nil {
 			p.cfg.OnProgress(ids)
 		}
-		sess.MarkMessage(batch[len(batch)-1], "")
+		select {
+		case c.unflushed <- unflushed{last: batch[len(batch)-1], flushed: flushed}:
+		case <-c.done:
+			return nil // the projector is closing
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// claimCounts follows the summary writes of one claim's batches, in order,
+// and commits each batch's offset once its summaries are written.
+type claimCounts struct {
+	// counted is the offset up to which the summaries count every event of
+	// the partition (as far as this claim knows).
+	counted   atomic.Int64
+	unflushed chan unflushed
+	done      chan struct{} // closed when commit returns
+}
+
+// unflushed is a batch whose order views are written: last is its last
+// message, flushed gets the result of the summary write that counts it.
+type unflushed struct {
+	last    *sarama.ConsumerMessage
+	flushed <-chan error
+}
+
+// commit marks and commits each batch's offset once its summaries are
+// written, until the claim ends or a summary write fails (the projector is
+// closing).
+func (c *claimCounts) commit(ctx context.Context, sess sarama.ConsumerGroupSession) {
+	defer close(c.done)
+	for u := range c.unflushed {
+		select {
+		case err := <-u.flushed:
+			if err != nil {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+		c.counted.Store(u.last.Offset)
+		sess.MarkMessage(u.last, "")
 		sess.Commit()
 	}
+}
+
+// close ends commit once the batches queued so far are committed (or the
+// session ends) and waits for it.
+func (c *claimCounts) close() {
+	close(c.unflushed)
+	<-c.done
 }
 
 func (p *Projector) noteError(what string, partition int32, offset int64, backoff time.Duration, err error) {
@@ -251,10 +325,13 @@ func (p *Projector) noteError(what string, partition int32, offset int64, backof
 	p.cfg.Logger.Warn(what, "partition", partition, "offset", offset, "in", backoff, "err", err)
 }
 
-// apply writes the summaries and the order views for one batch, publishes
-// the views and returns the batch's orders. It is idempotent: re-applying a
-// batch (after a crash before the offset commit) changes nothing.
-func (p *Projector) apply(ctx context.Context, partition int32, batch []*sarama.ConsumerMessage, cache *docCache) ([]string, error) {
+// apply writes the order views of one batch, publishes them, queues the
+// batch's transitions for the customer summaries and returns the batch's
+// orders and the channel that gets the result of the summary write. counted
+// is the offset up to which the summaries count every event of the
+// partition. It is idempotent: re-applying a batch (after a crash before the
+// offset commit) changes nothing.
+func (p *Projector) apply(ctx context.Context, partition int32, batch []*sarama.ConsumerMessage, cache *docCache, counted int64) ([]string, <-chan error, error) {
 	var (
 		dead    []*sarama.ProducerMessage
 		byOrder = map[string][]domain.Event{}
@@ -281,9 +358,11 @@ func (p *Projector) apply(ctx context.Context, partition int32, batch []*sarama.
 	}
 
 	var (
-		final    map[string]view.OrderDoc
-		previous map[string]string
-		err      error
+		final       map[string]view.OrderDoc
+		previous    map[string]string
+		transitions map[string][]view.Transition
+		flushed     <-chan error
+		err         error
 	)
 	for attempt := 1; ; attempt++ {
 		var gaps []*sarama.ProducerMessage
@@ -295,20 +374,25 @@ func (p *Projector) apply(ctx context.Context, partition int32, batch []*sarama.
 		if attempt == 1 {
 			trusted = cache
 		}
-		final, previous, gaps, err = p.write(ctx, partition, order, byOrder, source, trusted)
+		final, previous, transitions, flushed, gaps, err = p.write(ctx, partition, order, byOrder, source, trusted, counted)
 		if err == nil {
 			dead = append(dead, gaps...)
 			break
 		}
 		cache.clear()
 		if !errors.Is(err, view.ErrConflict) || attempt == 5 {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	cache.put(final)
+	if flushed == nil {
+		// The views carry the transitions: a crash from here on replays them
+		// from there.
+		flushed = p.queueCustomers(transitions)
+	}
 	if len(dead) > 0 {
 		if err := p.producer.SendMessages(dead); err != nil {
-			return nil, fmt.Errorf("dead-letter %d events: %w", len(dead), err)
+			return nil, nil, fmt.Errorf("dead-letter %d events: %w", len(dead), err)
 		}
 		p.deadLetters.Add(int64(len(dead)))
 		for _, d := range dead {
@@ -316,18 +400,26 @@ func (p *Projector) apply(ctx context.Context, partition int32, batch []*sarama.
 		}
 	}
 	if err := p.publish(final, previous, order); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return order, nil
+	return order, flushed, nil
 }
 
-// write folds each order's events onto its stored view, writes the
-// customer summaries the events change, then the orders that moved forward.
+// write folds each order's events onto its stored view and writes the
+// orders that moved forward, each with the transitions its customer's
+// summary may not count yet (those after counted: view.OrderDoc.Uncounted).
 // It returns the resulting view of every order in the batch, the status
-// each had before, and dead letters for events that would leave a gap in
-// an order's versions. With a cache, orders whose first event is version 1
-// are not read (they have no view yet), nor are those in the cache.
-func (p *Projector) write(ctx context.Context, partition int32, ids []string, byOrder map[string][]domain.Event, source map[string][]*sarama.ConsumerMessage, cache *docCache) (map[string]view.OrderDoc, map[string]string, []*sarama.ProducerMessage, error) {
+// each had before, the transitions to count (by customer, in offset order,
+// including those of events already in a view that it may not count yet),
+// and dead letters for events that would leave a gap in an order's
+// versions. If an order would carry more than view.MaxUncounted
+// transitions, it counts the transitions first and writes the views
+// without any, and returns the summary write's result as flushed (nil
+// otherwise: the caller queues the transitions). With a cache, orders whose
+// first event is version 1 are not read (they have no view yet), nor are
+// those in the cache.
+func (p *Projector) write(ctx context.Context, partition int32, ids []string, byOrder map[string][]domain.Event, source map[string][]*sarama.ConsumerMessage, cache *docCache, counted int64) (
+	final map[string]view.OrderDoc, previous map[string]string, transitions map[string][]view.Transition, flushed <-chan error, gaps []*sarama.ProducerMessage, err error) {
 	read := ids
 	cached := map[string]view.OrderDoc{}
 	if cache != nil {
@@ -342,34 +434,45 @@ func (p *Projector) write(ctx context.Context, partition int32, ids []string, by
 	}
 	stored, err := p.store.OrdersByID(ctx, read)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, nil, err
 	}
 	for id, d := range cached {
 		stored[id] = d
 	}
-	previous := make(map[string]string, len(stored))
+	previous = make(map[string]string, len(stored))
 	for id, d := range stored {
 		previous[id] = statusBefore(d, byOrder[id])
 	}
-	var gaps []*sarama.ProducerMessage
-	final := make(map[string]view.OrderDoc, len(ids))
-	transitions := map[string][]view.Transition{} // by customer, in offset order per order
+	final = make(map[string]view.OrderDoc, len(ids))
+	transitions = map[string][]view.Transition{} // by customer
 	var changed []string
+	countFirst := false
 	for _, id := range ids {
 		doc, exists := stored[id]
 		state := doc.ToOrder()
 		if !exists {
 			state = domain.Order{}
 		}
+		// What the summary may lack of the view as stored: the transitions
+		// after counted (the others are counted).
+		uncounted := slices.DeleteFunc(slices.Clone(doc.Uncounted), func(t view.Transition) bool {
+			return t.Partition != partition || t.Offset <= counted
+		})
 		moved := false
 		for i, e := range byOrder[id] {
+			offset := source[id][i].Offset
 			switch {
-			case e.Version <= state.Version: // already in the view, so in the summaries too
+			case e.Version <= state.Version: // already in the view
+				// A replay: count it from the view, unless counted.
+				if j := slices.IndexFunc(uncounted, func(t view.Transition) bool { return t.Offset == offset }); j >= 0 {
+					transitions[state.CustomerID] = append(transitions[state.CustomerID], uncounted[j])
+				}
 			case e.Version == state.Version+1:
 				from := view.ContributionOf(state)
 				state = domain.Evolve(state, e)
-				transitions[state.CustomerID] = append(transitions[state.CustomerID],
-					view.Transition{Partition: partition, Offset: source[id][i].Offset, From: from, To: view.ContributionOf(state)})
+				t := view.Transition{Partition: partition, Offset: offset, From: from, To: view.ContributionOf(state)}
+				transitions[state.CustomerID] = append(transitions[state.CustomerID], t)
+				uncounted = append(uncounted, t)
 				moved = true
 			default:
 				gaps = append(gaps, kafka.DeadLetter(p.cfg.Topics.DeadLetter, source[id][i], fmt.Errorf(
@@ -378,7 +481,10 @@ func (p *Projector) write(ctx context.Context, partition int32, ids []string, by
 			}
 		}
 		if moved {
-			final[id] = view.FromOrder(state)
+			d := view.FromOrder(state)
+			d.Uncounted = uncounted
+			countFirst = countFirst || len(uncounted) > view.MaxUncounted
+			final[id] = d
 			changed = append(changed, id)
 		} else if exists {
 			final[id] = doc
@@ -389,17 +495,30 @@ func (p *Projector) write(ctx context.Context, partition int32, ids []string, by
 	for _, ts := range transitions {
 		slices.SortFunc(ts, func(a, b view.Transition) int { return cmp.Compare(a.Offset, b.Offset) })
 	}
-	if err := <-p.queueCustomers(transitions); err != nil {
-		return nil, nil, nil, err
+	if countFirst {
+		// Too much to carry: count first, as summaries are written in
+		// order, this counts every earlier batch's transitions too, and the
+		// views need carry none.
+		done := make(chan error, 1)
+		if err := <-p.queueCustomers(transitions); err != nil {
+			return nil, nil, nil, nil, nil, err
+		}
+		done <- nil
+		flushed = done
+		for _, id := range changed {
+			d := final[id]
+			d.Uncounted = nil
+			final[id] = d
+		}
 	}
 	writes := make([]view.OrderWrite, len(changed))
 	for i, id := range changed {
 		writes[i] = view.OrderWrite{Doc: final[id], Prev: stored[id].Version}
 	}
 	if err := p.store.PutOrders(ctx, writes); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, nil, err
 	}
-	return final, previous, gaps, nil
+	return final, previous, transitions, flushed, gaps, nil
 }
 
 // statusBefore is the status the order had before the first of events (its
@@ -463,9 +582,11 @@ type customerQueue struct {
 }
 
 // queueCustomers queues transitions (by customer) for their customers'
-// summaries and returns a channel that gets the result of the write that
-// carries them (on error the caller queues them again; Count makes that
-// harmless).
+// summaries and returns a channel that gets nil once a write has counted
+// them, or errClosed if the projector closes first. A failed write is
+// retried, with what was queued meanwhile behind it, until it succeeds:
+// summaries are counted in the order their transitions were queued, which
+// for each partition is offset order.
 func (p *Projector) queueCustomers(transitions map[string][]view.Transition) <-chan error {
 	done := make(chan error, 1)
 	if len(transitions) == 0 {
@@ -489,12 +610,41 @@ func (p *Projector) queueCustomers(transitions map[string][]view.Transition) <-c
 	return done
 }
 
-// flushCustomers writes what is queued until nothing is.
+// errClosed answers the summary writes still queued when the projector
+// closes.
+var errClosed = errors.New("projector closed")
+
+// summaryInterval is the least time between the starts of two summary
+// writes: what is queued meanwhile goes in the next one, so a busy
+// customer's summary is written at most 10 times a second however many
+// batches change it.
+const summaryInterval = 100 * time.Millisecond
+
+// flushCustomers writes what is queued until nothing is, retrying a failed
+// write with backoff until it succeeds or the projector closes.
 func (p *Projector) flushCustomers() {
 	q := &p.customers
+	backoff := 100 * time.Millisecond
+	var pending map[string][]view.Transition
+	var waiters []chan error
+	var started time.Time
 	for {
+		if wait := time.Until(started.Add(summaryInterval)); wait > 0 {
+			select {
+			case <-p.closing:
+			case <-time.After(wait):
+			}
+		}
+		started = time.Now()
 		q.mu.Lock()
-		pending, waiters := q.pending, q.waiters
+		// What was queued since goes behind what failed.
+		for cid, ts := range q.pending {
+			if pending == nil {
+				pending = map[string][]view.Transition{}
+			}
+			pending[cid] = append(pending[cid], ts...)
+		}
+		waiters = append(waiters, q.waiters...)
 		q.pending, q.waiters = nil, nil
 		if len(waiters) == 0 {
 			q.running = false
@@ -507,9 +657,30 @@ func (p *Projector) flushCustomers() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := p.putCustomers(ctx, pending)
 		cancel()
-		for _, w := range waiters {
-			w <- err
+		if err == nil {
+			for _, w := range waiters {
+				w <- nil
+			}
+			pending, waiters, backoff = nil, nil, 100*time.Millisecond
+			continue
 		}
+		p.noteError("projector: customer summaries not written; retrying", -1, -1, backoff, err)
+		select {
+		case <-p.closing:
+			for _, w := range waiters {
+				w <- errClosed
+			}
+			pending, waiters = nil, nil
+			q.mu.Lock()
+			for _, w := range q.waiters {
+				w <- errClosed
+			}
+			q.pending, q.waiters, q.running = nil, nil, false
+			q.mu.Unlock()
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 

@@ -26,7 +26,18 @@ type OrderDoc struct {
 	Version            int         `bson:"version" json:"version"`
 	CreatedAt          time.Time   `bson:"createdAt" json:"createdAt"`
 	UpdatedAt          time.Time   `bson:"updatedAt" json:"updatedAt"`
+	// Uncounted are the transitions of this order's latest events that its
+	// customer's summary may not count yet (at most MaxUncounted): the
+	// projector writes order views before it counts their events in the
+	// summaries, and a projector that replays events already in this view
+	// (after a crash) counts them from here. Not part of the API.
+	Uncounted []Transition `bson:"uncounted,omitempty" json:"-"`
 }
+
+// MaxUncounted bounds OrderDoc.Uncounted: the projector counts a batch in
+// the summaries before it writes its order views when an order would carry
+// more.
+const MaxUncounted = 64
 
 type ItemDoc struct {
 	SKU       string `bson:"sku" json:"sku"`

@@ -35,6 +35,9 @@ type Store struct {
 	flavor atomic.Int32
 	// turn lets one write at a time reach FerretDB (see ferretBulkMax).
 	turn writeTurn
+	// summaryTurn, with SummaryLane, lets one summary write at a time
+	// reach FerretDB beside the order writes of turn.
+	summaryTurn *writeTurn
 	// soleWriter: this Store is the database's only writer (SoleWriter).
 	soleWriter bool
 }
@@ -53,6 +56,15 @@ type Option func(*Store)
 // fails with ErrConflict; a change made by another process would be
 // overwritten. On MongoDB the guard is in the write's filter either way.
 func SoleWriter() Option { return func(s *Store) { s.soleWriter = true } }
+
+// SummaryLane says that the FerretDB behind this Store has a backend that
+// takes concurrent writers (PostgreSQL): summary writes then go one at a
+// time beside the order writes, which go one at a time too, instead of
+// both taking turns. Two writes at once hold at most 2 × (ferretBulkMax+1)
+// of FerretDB's PostgreSQL connections (50 by default), and PostgreSQL
+// commits them together. Not for SQLite, whose single writer makes
+// concurrent writes slower (see ferretBulkMax).
+func SummaryLane() Option { return func(s *Store) { s.summaryTurn = &writeTurn{} } }
 
 const (
 	flavorMongo  = 1
@@ -615,10 +627,14 @@ func (s *Store) ferretWrite(ctx context.Context, urgent bool, write func() error
 	if !ferret {
 		return write()
 	}
-	if err := s.turn.acquire(ctx, urgent); err != nil {
+	turn := &s.turn
+	if !urgent && s.summaryTurn != nil {
+		turn = s.summaryTurn
+	}
+	if err := turn.acquire(ctx, urgent); err != nil {
 		return storeErr(err)
 	}
-	defer s.turn.release()
+	defer turn.release()
 	if err := ctx.Err(); err != nil {
 		return storeErr(err)
 	}

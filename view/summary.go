@@ -81,9 +81,9 @@ func (c *CustomerDoc) IsLegacy() bool { return len(c.Legacy.Value) > 0 }
 // in Status, and Total of Currency to the lifetime value once it is
 // delivered. The zero Contribution is no order at all.
 type Contribution struct {
-	Status   string
-	Total    int64
-	Currency string
+	Status   string `bson:"status,omitempty"`
+	Total    int64  `bson:"total,omitempty"`
+	Currency string `bson:"currency,omitempty"`
 }
 
 // ContributionOf is what order o contributes (nothing if it does not exist).
@@ -98,9 +98,10 @@ func ContributionOf(o domain.Order) Contribution {
 // is at Offset of Partition of the events topic; From is the order's
 // contribution before it, To after it.
 type Transition struct {
-	Partition int32
-	Offset    int64
-	From, To  Contribution
+	Partition int32        `bson:"partition"`
+	Offset    int64        `bson:"offset"`
+	From      Contribution `bson:"from"`
+	To        Contribution `bson:"to"`
 }
 
 // Count applies t to the summary unless the summary already counts it (its
