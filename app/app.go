@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -102,9 +103,6 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := c.check(); err != nil {
 		return err
 	}
-	if err := m.startAuth(); err != nil {
-		return err
-	}
 	m.brokers, m.mongoURI = c.KafkaBrokers, c.MongoURI
 	security, err := c.checkConnections()
 	if err != nil {
@@ -114,6 +112,20 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger.Warn("kafka: KAFKA_SASL_MECHANISM=PLAIN without KAFKA_TLS sends the password in clear text")
 	}
 	m.security = security
+	// The HTTP and debug addresses are taken first: one in use (or not
+	// this host's) ends the start in one line, before the embedded broker
+	// and store start. Requests wait in the backlog until Run serves them.
+	if m.listener, err = net.Listen("tcp", c.ListenAddr); err != nil {
+		return fmt.Errorf("LISTEN_ADDR (--listen-addr) %s: %v", c.ListenAddr, listenError(err))
+	}
+	if c.DebugAddr != "" {
+		if m.debugListener, err = net.Listen("tcp", c.DebugAddr); err != nil {
+			return fmt.Errorf("DEBUG_ADDR (--debug-addr) %s: %v", c.DebugAddr, listenError(err))
+		}
+	}
+	if err := m.startAuth(); err != nil {
+		return err
+	}
 	onPostgreSQL := m.mongoURI == "" && c.StorePostgreSQLURL != ""
 	// The data folder holds the embedded broker's files and the embedded
 	// store's SQLite files; on PostgreSQL the store keeps nothing there.
@@ -208,11 +220,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.goRun(func() error { return m.projector.Run(runCtx) })
 	}
 
-	ln, err := net.Listen("tcp", c.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", c.ListenAddr, err)
-	}
-	m.listener = ln
+	ln := m.listener
 	// No ReadTimeout: it would also end server-sent event streams. A
 	// request's headers have HTTP_READ_TIMEOUT (ReadHeaderTimeout), and
 	// graph.Server gives its body the same.
@@ -225,10 +233,8 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		return nil
 	})
-	if c.DebugAddr != "" {
-		if err := m.serveDebug(c.DebugAddr); err != nil {
-			return err
-		}
+	if m.debugListener != nil {
+		m.serveDebug(m.debugListener)
 	}
 	ready := []any{
 		"graphql", "http://" + displayAddr(ln.Addr()) + "/graphql",
@@ -246,11 +252,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 // serveDebug serves Go's profiling endpoints on their own address, so they
 // are never exposed with the GraphQL endpoint.
-func (m *Main) serveDebug(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s (DEBUG_ADDR): %w", addr, err)
-	}
+func (m *Main) serveDebug(ln net.Listener) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -265,7 +267,27 @@ func (m *Main) serveDebug(addr string) error {
 		return nil
 	})
 	m.Logger.Info("profiling endpoints", "url", "http://"+displayAddr(ln.Addr())+"/debug/pprof/")
-	return nil
+}
+
+// listenError words a failed listen without Go's "listen tcp" prefix.
+func listenError(err error) string {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return "the address is in use (another process listens on it)"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "the address is not one of this host's"
+	case errors.Is(err, syscall.EACCES):
+		return "permission denied (ports below 1024 need privileges)"
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return "the host name does not resolve"
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Err != nil {
+		return opErr.Err.Error()
+	}
+	return err.Error()
 }
 
 // ferretLogger is the embedded store's logger: FerretDB logs every error
@@ -498,6 +520,13 @@ func (m *Main) close() error {
 	}
 	if m.debug != nil {
 		errs = append(errs, m.debug.Close())
+	}
+	// Listeners taken by a Run that failed before serving them.
+	if m.http == nil && m.listener != nil {
+		m.listener.Close()
+	}
+	if m.debug == nil && m.debugListener != nil {
+		m.debugListener.Close()
 	}
 	if m.feed != nil {
 		errs = append(errs, m.feed.Close())

@@ -93,7 +93,7 @@ func settings() []setting {
 		}
 	}
 	return append([]setting{
-		{"listen-addr", "LISTEN_ADDR", ":8080", "HTTP address to serve GraphQL on", str(func(c *Config) *string { return &c.ListenAddr })},
+		{"listen-addr", "LISTEN_ADDR", ":8080", "HTTP address to serve GraphQL on (host:port; an empty host is every interface)", addr(func(c *Config) *string { return &c.ListenAddr })},
 		{"data-dir", "DATA_DIR", "./data", "folder for the embedded broker's and store's data", str(func(c *Config) *string { return &c.DataDir })},
 		{"kafka-brokers", "KAFKA_BROKERS", "", "comma-separated Kafka bootstrap servers (host:port); empty starts the embedded broker", func(c *Config, v string) error {
 			c.KafkaBrokers = splitList(v)
@@ -181,10 +181,20 @@ func settings() []setting {
 		{"ws-init-timeout", "WS_INIT_TIMEOUT", "10s", "how long a websocket may take to send connection_init", dur(func(c *Config) *time.Duration { return &c.WSInitTimeout })},
 		{"ws-ping-interval", "WS_PING_INTERVAL", "15s", "websocket keep-alive interval (a peer that misses two pongs is closed) and SSE keep-alive comment interval", dur(func(c *Config) *time.Duration { return &c.WSPingInterval })},
 		{"ws-write-timeout", "WS_WRITE_TIMEOUT", "10s", "how long a websocket write may wait for a client that does not read before it is disconnected", dur(func(c *Config) *time.Duration { return &c.WSWriteTimeout })},
-		{"max-subscriptions", "MAX_SUBSCRIPTIONS_PER_CONNECTION", "100", "subscriptions one websocket may hold at once", num(func(c *Config) *int { return &c.MaxSubscriptions }, 1, 100000)},
-		{"debug-addr", "DEBUG_ADDR", "", "address for Go's profiling endpoints (/debug/pprof/); empty turns them off", str(func(c *Config) *string { return &c.DebugAddr })},
+		{"max-subscriptions-per-connection", "MAX_SUBSCRIPTIONS_PER_CONNECTION", "100", "subscriptions one websocket may hold at once", num(func(c *Config) *int { return &c.MaxSubscriptions }, 1, 100000)},
+		{"debug-addr", "DEBUG_ADDR", "", "address (host:port) for Go's profiling endpoints (/debug/pprof/); empty turns them off", func(c *Config, v string) error {
+			if v == "" {
+				c.DebugAddr = ""
+				return nil
+			}
+			return addr(func(c *Config) *string { return &c.DebugAddr })(c, v)
+		}},
 		{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error {
-			return c.LogLevel.UnmarshalText([]byte(v))
+			switch strings.ToLower(v) {
+			case "debug", "info", "warn", "error":
+				return c.LogLevel.UnmarshalText([]byte(v))
+			}
+			return fmt.Errorf("%q is not debug, info, warn or error", cut(v, 40))
 		}},
 	}, authSettings()...)
 }
@@ -313,10 +323,59 @@ func usage(out io.Writer, ss []setting) {
 	fmt.Fprintln(out, "order-gateway: a GraphQL gateway for orders, CQRS over Kafka and MongoDB.")
 	fmt.Fprintln(out, "With no KAFKA_BROKERS or MONGODB_URI it starts embedded ones under DATA_DIR")
 	fmt.Fprintln(out, "(the store on PostgreSQL instead with STORE_POSTGRESQL_URL).")
-	fmt.Fprintln(out, "\nSettings (flag, environment variable, default):")
+	fmt.Fprintln(out, "\nSettings: a flag or its environment variable (the flag wins), and the default.")
 	for _, s := range ss {
-		fmt.Fprintf(out, "  --%-22s %-22s %-12q %s\n", s.flag, s.env, s.def, s.help)
+		fmt.Fprintf(out, "\n  --%s, %s (default %q)\n", s.flag, s.env, s.def)
+		for _, line := range wrap(s.help, 72) {
+			fmt.Fprintf(out, "        %s\n", line)
+		}
 	}
+	fmt.Fprintln(out, "\nAlso: `order-gateway token --help` mints tokens signed with the gateway's secret.")
+}
+
+// wrap breaks text into lines of at most width bytes, at spaces.
+func wrap(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(w) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	return append(lines, line)
+}
+
+// addr sets a host:port listen address, checked before anything starts.
+func addr(dst func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		host, port, err := net.SplitHostPort(v)
+		if err != nil {
+			return fmt.Errorf("%q is not host:port (such as :8080 or 127.0.0.1:8080)", cut(v, 60))
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			if _, err := net.LookupPort("tcp", port); err != nil {
+				return fmt.Errorf("port %q is not a number from 0 to 65535", cut(port, 20))
+			}
+		}
+		if strings.ContainsAny(host, " /\\") {
+			return fmt.Errorf("host %q is not a host name or IP address", cut(host, 60))
+		}
+		*dst(c) = v
+		return nil
+	}
+}
+
+// cut shortens s to at most n bytes for an error message.
+func cut(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 func defaultGetenv(k string) string { return os.Getenv(k) }

@@ -2,12 +2,16 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -433,5 +437,68 @@ func TestParseConfigKafkaSecurity(t *testing.T) {
 	}
 	if o := mustParse(t, nil, nil).corsOrigins(); !equalStrings(o, []string{"localhost:*", "127.0.0.1:*"}) {
 		t.Errorf("CORS_ALLOWED_ORIGINS unset: want ALLOWED_ORIGINS' list, got %q", o)
+	}
+}
+
+// Issue 21: a listen address is checked in ParseConfig, LOG_LEVEL's error
+// says what it takes (not slog's internal message), and --help has no
+// columns for a long flag or default to break.
+func TestParseConfigAddressesAndLogLevel(t *testing.T) {
+	mustFail(t, nil, map[string]string{"LISTEN_ADDR": "nonsense"}, "LISTEN_ADDR", `"nonsense"`, "host:port")
+	mustFail(t, []string{"--listen-addr=:99999"}, nil, "--listen-addr", "99999")
+	mustFail(t, nil, map[string]string{"DEBUG_ADDR": "localhost"}, "DEBUG_ADDR", "host:port")
+	err := mustFail(t, nil, map[string]string{"LOG_LEVEL": "verbose"}, "LOG_LEVEL", `"verbose"`, "debug, info, warn or error")
+	if strings.Contains(err.Error(), "slog") {
+		t.Errorf("LOG_LEVEL=verbose: %q shows slog's own message", err)
+	}
+	for _, v := range []string{"127.0.0.1:0", ":8080", "[::1]:8080", "localhost:http"} {
+		mustParse(t, nil, map[string]string{"LISTEN_ADDR": v})
+	}
+	for _, v := range []string{"DEBUG", "Warn"} {
+		mustParse(t, nil, map[string]string{"LOG_LEVEL": v})
+	}
+	var out bytes.Buffer
+	if _, err := ParseConfig([]string{"--help"}, envOf(nil), &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatal(err)
+	}
+	for _, s := range settings() {
+		if s.flag != strings.ReplaceAll(strings.ToLower(s.env), "_", "-") {
+			t.Errorf("flag --%s does not follow its variable %s", s.flag, s.env)
+		}
+		if !strings.Contains(out.String(), fmt.Sprintf("\n  --%s, %s (default %q)\n", s.flag, s.env, s.def)) {
+			t.Errorf("--help has no line of its own for --%s", s.flag)
+		}
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(line, "        ") && len(line) > 80 {
+			t.Errorf("--help: a description line is %d bytes long: %q", len(line), line)
+		}
+	}
+}
+
+// Issue 21: a listen address in use ends Run at once, in one line, before
+// the embedded broker and store start (they printed seven lines).
+func TestRunEndsAtOnceWhenTheAddressIsInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	for _, env := range []map[string]string{
+		{"LISTEN_ADDR": taken.Addr().String(), "DATA_DIR": dataDir},
+		{"LISTEN_ADDR": "127.0.0.1:0", "DEBUG_ADDR": taken.Addr().String(), "DATA_DIR": dataDir},
+	} {
+		c := mustParse(t, nil, env)
+		m := &Main{Config: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		start := time.Now()
+		err := m.Run(context.Background())
+		m.Close()
+		if err == nil || !strings.Contains(err.Error(), "in use") || strings.ContainsAny(err.Error(), "\n") {
+			t.Fatalf("%v: Run: %v; want one line saying the address is in use", env, err)
+		}
+		if _, statErr := os.Stat(dataDir); !os.IsNotExist(statErr) || time.Since(start) > 2*time.Second {
+			t.Errorf("%v: the start went on before the error %q (data folder: %v, %s)", env, err, statErr, time.Since(start))
+		}
 	}
 }
