@@ -15,9 +15,20 @@
   var props = {
     fetcher: fetcher,
     defaultTabs: config.tabs,
-    defaultEditorToolsVisibility: true,
-    shouldPersistHeaders: false
+    // Headers (a token) are not kept across reloads unless the user turns
+    // that on in GraphiQL's settings.
+    defaultEditorToolsVisibility: true
   };
+  // The schema's introspection, made by the server (schema.js): GraphiQL
+  // sends no introspection request. GraphiQL 4 takes a GraphQLSchema only,
+  // built with the graphql-js it bundles (GraphiQL.GraphQL).
+  if (window.playgroundSchema) {
+    try {
+      props.schema = GraphiQL.GraphQL.buildClientSchema(window.playgroundSchema);
+    } catch (e) {
+      console.warn('playground: schema.js does not build a schema; GraphiQL introspects the endpoint instead', e);
+    }
+  }
   if (config.headers) {
     props.defaultHeaders = config.headers;
   }

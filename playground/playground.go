@@ -7,6 +7,7 @@ package playground
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"embed"
@@ -21,6 +22,11 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/executor"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/introspection"
 )
 
 //go:embed page.js page.css assets/PACKAGES assets/*/LICENSE assets/*/*.js assets/*/*.css tabs
@@ -40,6 +46,13 @@ type Options struct {
 	// Headers, if set, gives the request headers the page's tabs start with
 	// (e.g. {"Authorization": "Bearer …"}); nil or empty: none.
 	Headers func(r *http.Request) map[string]string
+	// Schema, if set, is introspected once, in process, and the page
+	// carries the result (as schema.js): GraphiQL's Docs pane and
+	// autocompletion then need no request, so neither a token nor the
+	// endpoint's query limits (GraphiQL's introspection query nests deeper
+	// than they allow) stand in their way. nil: GraphiQL introspects the
+	// endpoint.
+	Schema graphql.ExecutableSchema
 }
 
 // asset is one file served under Prefix.
@@ -83,20 +96,14 @@ func New(opts Options) (*Handler, error) {
 		if err != nil || d.IsDir() || strings.HasPrefix(name, "tabs/") {
 			return err
 		}
-		ct, ok := types[path.Ext(name)]
-		if !ok {
+		if _, ok := types[path.Ext(name)]; !ok {
 			return fmt.Errorf("playground: no media type for %s", name)
 		}
 		body, err := files.ReadFile(name)
 		if err != nil {
 			return err
 		}
-		// The path names the content's hash: a changed file has a new URL,
-		// so every asset can be cached for good.
-		sum := sha256.Sum256(body)
-		served := Prefix + hex.EncodeToString(sum[:6]) + "/" + strings.TrimPrefix(name, "assets/")
-		h.assets[served] = asset{body: body, contentType: ct}
-		h.urls[name] = served
+		h.addAsset(name, body)
 		return nil
 	})
 	if err != nil {
@@ -105,7 +112,47 @@ func New(opts Options) (*Handler, error) {
 	if h.tabs, err = loadTabs(); err != nil {
 		return nil, err
 	}
+	if opts.Schema != nil {
+		data, err := introspect(opts.Schema)
+		if err != nil {
+			return nil, fmt.Errorf("playground: introspecting the schema: %w", err)
+		}
+		h.addAsset("schema.js", append(append([]byte("window.playgroundSchema = "), data...), ";\n"...))
+	}
 	return h, nil
+}
+
+// addAsset serves body at a path naming its hash.
+func (h *Handler) addAsset(name string, body []byte) {
+	// The path names the content's hash: a changed file has a new URL, so
+	// every asset can be cached for good.
+	sum := sha256.Sum256(body)
+	served := Prefix + hex.EncodeToString(sum[:6]) + "/" + strings.TrimPrefix(name, "assets/")
+	h.assets[served] = asset{body: body, contentType: types[path.Ext(name)]}
+	h.urls[name] = served
+}
+
+// introspect runs the full introspection query against es, without the
+// HTTP transport (no token, no limits), and returns its data.
+func introspect(es graphql.ExecutableSchema) (json.RawMessage, error) {
+	exec := executor.New(es)
+	exec.Use(extension.Introspection{})
+	ctx := graphql.StartOperationTrace(context.Background())
+	now := graphql.Now()
+	oc, errs := exec.CreateOperationContext(ctx, &graphql.RawParams{Query: introspection.Query,
+		ReadTime: graphql.TraceTiming{Start: now, End: now}})
+	if errs != nil {
+		return nil, errs
+	}
+	respond, ctx := exec.DispatchOperation(ctx, oc)
+	resp := respond(ctx)
+	if resp == nil {
+		return nil, fmt.Errorf("no response")
+	}
+	if len(resp.Errors) > 0 {
+		return nil, resp.Errors
+	}
+	return resp.Data, nil
 }
 
 // loadTabs reads tabs/: NAME.graphql, with NAME.json as its variables if
@@ -199,6 +246,10 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "playground: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
+	schemaScript := ""
+	if u := h.urls["schema.js"]; u != "" {
+		schemaScript = `<script src="` + u + `" defer></script>` + "\n"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<!doctype html>
 <html lang="en">
@@ -214,7 +265,7 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
 <script src="%s" defer></script>
 <script src="%s" defer></script>
 <script src="%s" defer></script>
-<script src="%s" defer></script>
+%s<script src="%s" defer></script>
 </head>
 <body>
 <div id="graphiql">Loading the playground…<noscript> It needs JavaScript.</noscript></div>
@@ -223,7 +274,7 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
 `, html.EscapeString(h.opts.Title),
 		h.urls["assets/graphiql/graphiql.min.css"], h.urls["page.css"], config,
 		h.urls["assets/react/react.production.min.js"], h.urls["assets/react-dom/react-dom.production.min.js"],
-		h.urls["assets/graphiql/graphiql.min.js"], h.urls["page.js"])
+		h.urls["assets/graphiql/graphiql.min.js"], schemaScript, h.urls["page.js"])
 
 	hd := w.Header()
 	hd.Set("Content-Type", "text/html; charset=utf-8")

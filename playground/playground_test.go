@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/ordergateway/gateway/graph"
 )
 
 func newServer(t *testing.T, opts Options) *httptest.Server {
@@ -233,5 +235,50 @@ func TestUnknownPaths(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /: %d", r.StatusCode)
+	}
+}
+
+// TestSchemaInThePage: with Options.Schema the page loads the schema's
+// introspection from schema.js (made in process, so GraphiQL sends no
+// introspection request), served like every asset.
+func TestSchemaInThePage(t *testing.T) {
+	h, err := New(Options{Schema: graph.NewExecutableSchema(graph.Config{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	u := h.URL("schema.js")
+	_, page := get(t, srv.URL+"/")
+	if u == "" || !strings.Contains(page, `<script src="`+u+`" defer></script>`) {
+		t.Fatalf("the page does not load schema.js (%q):\n%s", u, page)
+	}
+	if strings.Index(page, u) > strings.Index(page, h.URL("page.js")) {
+		t.Error("schema.js comes after page.js")
+	}
+	r, body := get(t, srv.URL+u)
+	if r.StatusCode != 200 || r.Header.Get("Content-Type") != "text/javascript; charset=utf-8" || !strings.Contains(r.Header.Get("Cache-Control"), "immutable") {
+		t.Fatalf("GET %s: %d %q %q", u, r.StatusCode, r.Header.Get("Content-Type"), r.Header.Get("Cache-Control"))
+	}
+	js, ok := strings.CutPrefix(body, "window.playgroundSchema = ")
+	if !ok {
+		t.Fatalf("schema.js starts %.60q", body)
+	}
+	var data struct {
+		Schema struct {
+			QueryType        struct{ Name string }
+			SubscriptionType struct{ Name string }
+			Types            []struct{ Name string }
+		} `json:"__schema"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSuffix(js, ";\n")), &data); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, ty := range data.Schema.Types {
+		names[ty.Name] = true
+	}
+	if data.Schema.QueryType.Name != "Query" || data.Schema.SubscriptionType.Name != "Subscription" || !names["Order"] || !names["PlaceOrderInput"] {
+		t.Errorf("introspection: %+v", data.Schema.QueryType)
 	}
 }
