@@ -18,10 +18,6 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-
-	"github.com/ordergateway/gateway/app"
-	"github.com/ordergateway/gateway/auth"
-	"github.com/ordergateway/gateway/domain"
 )
 
 // chromiumPath is the browser the playground test drives: $CHROMIUM, or
@@ -79,11 +75,11 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		t.Skip("no chromium binary found (looked for $CHROMIUM, chromium, chromium-browser, google-chrome on PATH): " +
 			"the playground's browser test is skipped; install one (Debian: apt-get install chromium) to run it")
 	}
-	cfg := testConfig(t)
-	g := startGateway(t, cfg)
+	g := startGateway(t, testConfig(t))
 	// What a user pastes into GraphiQL's Headers: a token for customer c-1,
-	// signed as this gateway verifies them.
-	headers := `{"Authorization": "Bearer ` + pgCustomerToken(t, cfg, "c-1") + `"}`
+	// signed with the tests' secret (authclient_test.go). The test's own
+	// requests over HTTP go as staff.
+	headers := `{"Authorization": "Bearer ` + customerToken("c-1") + `"}`
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 1000))
@@ -358,26 +354,6 @@ func pgSetHeaders(t *testing.T, ctx context.Context, bl *pgBrowserLog, headers s
 		t.Fatalf("set headers: %s\n%s", r, pgPageState(ctx, bl))
 	}
 	time.Sleep(500 * time.Millisecond) // GraphiQL's debounce, as in pgSelectTab
-}
-
-// pgCustomerToken is a token for customer id signed as the gateway of cfg
-// verifies them: with its AUTH_JWT_SECRET, or (zero setup) the secret it
-// keeps in DATA_DIR.
-func pgCustomerToken(t *testing.T, cfg app.Config, id string) string {
-	t.Helper()
-	a := cfg.Auth
-	if len(a.Secret) == 0 {
-		s, _, err := auth.LoadOrCreateSecret(cfg.DataDir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.Secret = s
-	}
-	tok, err := auth.Mint(a, domain.Principal{Role: domain.RoleCustomer, CustomerID: id}, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
 }
 
 // pgSetVariables replaces the current tab's variables (typed as a user would
