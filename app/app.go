@@ -245,6 +245,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if onPostgreSQL {
 		ready = append(ready, "postgresql", redact(c.StorePostgreSQLURL))
 	}
+	ready = append(ready, "auth", m.describeAuth())
 	m.Logger.Info("order gateway ready", append(ready, "data_dir", c.DataDir)...)
 	m.logZeroSetupTokens()
 	return nil

@@ -253,6 +253,17 @@ func (m *Main) authenticator() graph.Authenticator {
 	return m.verifier
 }
 
+// describeAuth names how tokens are checked, for the start log.
+func (m *Main) describeAuth() string {
+	switch {
+	case m.verifier == nil:
+		return "DISABLED (AUTH_DISABLED=true)"
+	case m.mintWith != nil:
+		return m.verifier.Describe() + " (generated in DATA_DIR)"
+	}
+	return m.verifier.Describe()
+}
+
 // authStatus is /readyz's "auth" entry.
 func (m *Main) authStatus() string {
 	if m.Config.Auth.Disabled {

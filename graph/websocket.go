@@ -79,7 +79,8 @@ const (
 // Apollo, urql, Relay) and the legacy graphql-ws protocol
 // (subscriptions-transport-ws), with keep-alives, an init timeout, an origin
 // allowlist, a cap on subscriptions per connection, and the protocol's
-// close codes (4400 bad message, 4401 subscribe before init, 4408 init
+// close codes (4400 bad message, 4401 subscribe before init, 4403 no valid
+// token in connection_init or the token expired (auth.go), 4408 init
 // timeout, 4409 duplicate id, 4429 second init).
 //
 // It is built for many mostly idle subscribers. A connection has one
