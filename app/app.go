@@ -47,24 +47,27 @@ type Main struct {
 	// it). Queries, subscriptions and consistency waits see no changes then.
 	WithoutProjector bool
 
-	kafka         *embedded.Kafka
-	mongo         *embedded.Mongo
-	dataLock      *embedded.DirLock // held while the embedded broker or store runs
-	brokers       []string
-	security      *kafka.Security // nil: plaintext, no SASL
-	mongoURI      string
-	store         *view.Store
-	bus           *command.Bus
-	handler       *command.Handler
-	projector     *projector.Projector
-	feed          *live.Feed
-	listener      net.Listener
-	http          *http.Server
-	gql           *graph.Server
-	debug         *http.Server // DEBUG_ADDR: profiling endpoints
-	debugListener net.Listener
-	verifier      *auth.Verifier // nil with AUTH_DISABLED
-	mintWith      *auth.Config   // zero setup: the generated secret, to log tokens with
+	kafka           *embedded.Kafka
+	mongo           *embedded.Mongo
+	dataLock        *embedded.DirLock // held while the embedded broker or store runs
+	brokers         []string
+	security        *kafka.Security // nil: plaintext, no SASL
+	mongoURI        string
+	store           *view.Store
+	bus             *command.Bus
+	handler         *command.Handler
+	projector       *projector.Projector
+	feed            *live.Feed
+	listener        net.Listener
+	http            *http.Server
+	gql             *graph.Server
+	debug           *http.Server // DEBUG_ADDR: profiling endpoints
+	debugListener   net.Listener
+	metrics         *gatewayMetrics
+	metricsServer   *http.Server // METRICS_ADDR: /metrics alone
+	metricsListener net.Listener
+	verifier        *auth.Verifier // nil with AUTH_DISABLED
+	mintWith        *auth.Config   // zero setup: the generated secret, to log tokens with
 
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
@@ -123,6 +126,12 @@ func (m *Main) Run(ctx context.Context) error {
 			return fmt.Errorf("DEBUG_ADDR (--debug-addr) %s: %v", c.DebugAddr, listenError(err))
 		}
 	}
+	if c.MetricsAddr != "" {
+		if m.metricsListener, err = net.Listen("tcp", c.MetricsAddr); err != nil {
+			return fmt.Errorf("METRICS_ADDR (--metrics-addr) %s: %v", c.MetricsAddr, listenError(err))
+		}
+	}
+	m.metrics = newGatewayMetrics()
 	if err := m.startAuth(); err != nil {
 		return err
 	}
@@ -195,18 +204,20 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
-	if m.bus, err = command.NewBus(command.BusConfig{Brokers: m.brokers, Topics: topics, Timeout: c.CommandTimeout, FetchWait: c.FetchWait, Logger: m.Logger, Security: m.security}); err != nil {
+	if m.bus, err = command.NewBus(command.BusConfig{Brokers: m.brokers, Topics: topics, Timeout: c.CommandTimeout, FetchWait: c.FetchWait, Logger: m.Logger, Security: m.security,
+		Metrics: m.metrics.commands}); err != nil {
 		return err
 	}
 	if m.handler, err = command.NewHandler(command.HandlerConfig{Brokers: m.brokers, Topics: topics, Group: m.handlerGroup(),
 		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger, Local: m.bus, Security: m.security,
-		AuthDisabled: c.Auth.Disabled}); err != nil {
+		AuthDisabled: c.Auth.Disabled, Metrics: m.metrics.handler}); err != nil {
 		return err
 	}
 	m.bus.Attach(m.handler)
 	if !m.WithoutProjector {
 		if m.projector, err = projector.New(projector.Config{Brokers: m.brokers, Topics: topics, Group: m.projectorGroup(),
-			FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Linger: c.ProjectorLinger, Logger: m.Logger, Security: m.security}, store); err != nil {
+			FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Linger: c.ProjectorLinger, Logger: m.Logger, Security: m.security,
+			Metrics: m.metrics.projection}, store); err != nil {
 			return err
 		}
 	}
@@ -235,6 +246,10 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	if m.debugListener != nil {
 		m.serveDebug(m.debugListener)
+	}
+	m.registerMetrics()
+	if m.metricsListener != nil {
+		m.serveMetrics(m.metricsListener)
 	}
 	ready := []any{
 		"graphql", "http://" + displayAddr(ln.Addr()) + "/graphql",
@@ -380,6 +395,7 @@ func (m *Main) routes() http.Handler {
 		Commands: m.bus, Views: m.store, Logger: m.Logger,
 		Waiter: live.Waiter{Feed: m.feed, Store: m.store}, ConsistencyTimeout: m.Config.ConsistencyTimeout,
 		Live: m.feed.Hub(), Snapshots: &live.Snapshots{Store: m.store}, Auth: m.authenticator(),
+		Metrics: m.metrics.graphql,
 	}, graph.WebsocketOptions{AllowedOrigins: m.Config.AllowedOrigins,
 		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, WriteTimeout: m.Config.WSWriteTimeout, MaxSubscriptionsPer: m.Config.MaxSubscriptions,
 		BodyTimeout: m.Config.HTTPReadTimeout})
@@ -401,7 +417,11 @@ func (m *Main) routes() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", m.readyz)
-	mux.HandleFunc("GET /metrics", m.metrics)
+	if m.metricsListener == nil {
+		// Prometheus' text format, without a token (a scraper has none);
+		// METRICS_ADDR moves it to an address of its own.
+		mux.Handle("GET /metrics", m.metrics.registry.Handler())
+	}
 	return mux
 }
 
@@ -444,19 +464,6 @@ func (m *Main) readyz(w http.ResponseWriter, r *http.Request) {
 		m.Logger.Warn("readiness: not ready", append(details, "status", status)...)
 	}
 	writeJSON(w, code, status)
-}
-
-// metrics serves this instance's counters in the Prometheus text format.
-func (m *Main) metrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	fmt.Fprintln(w, "# HELP order_gateway_dead_letters_total Messages this instance moved to the dead-letter topic, by the topic they came from.")
-	fmt.Fprintln(w, "# TYPE order_gateway_dead_letters_total counter")
-	fmt.Fprintf(w, "order_gateway_dead_letters_total{source=\"commands\"} %d\n", m.handler.DeadLetters())
-	var events int64
-	if m.projector != nil {
-		events = m.projector.DeadLetters()
-	}
-	fmt.Fprintf(w, "order_gateway_dead_letters_total{source=\"events\"} %d\n", events)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -522,6 +529,11 @@ func (m *Main) close() error {
 	}
 	if m.debug != nil {
 		errs = append(errs, m.debug.Close())
+	}
+	if m.metricsServer != nil {
+		errs = append(errs, m.metricsServer.Close())
+	} else if m.metricsListener != nil {
+		m.metricsListener.Close()
 	}
 	// Listeners taken by a Run that failed before serving them.
 	if m.http == nil && m.listener != nil {

@@ -53,6 +53,7 @@ type Config struct {
 	WSWriteTimeout     time.Duration
 	MaxSubscriptions   int
 	DebugAddr          string
+	MetricsAddr        string      // "": /metrics on LISTEN_ADDR
 	Auth               auth.Config // AUTH_* (app/auth.go)
 }
 
@@ -188,6 +189,13 @@ func settings() []setting {
 				return nil
 			}
 			return addr(func(c *Config) *string { return &c.DebugAddr })(c, v)
+		}},
+		{"metrics-addr", "METRICS_ADDR", "", "address (host:port) to serve /metrics (Prometheus) on instead of LISTEN_ADDR, e.g. one only the scraper reaches; empty: on LISTEN_ADDR, without a token", func(c *Config, v string) error {
+			if v == "" {
+				c.MetricsAddr = ""
+				return nil
+			}
+			return addr(func(c *Config) *string { return &c.MetricsAddr })(c, v)
 		}},
 		{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error {
 			switch strings.ToLower(v) {

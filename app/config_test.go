@@ -100,7 +100,7 @@ func TestParseConfigEnv(t *testing.T) {
 		"EMBEDDED_MONGODB_ADDR": "0.0.0.0:27017", "LOG_LEVEL": "debug",
 		"ALLOWED_ORIGINS": "app.example.com, *.example.org", "WS_INIT_TIMEOUT": "3s",
 		"WS_PING_INTERVAL": "20s", "MAX_SUBSCRIPTIONS_PER_CONNECTION": "7",
-		"DEBUG_ADDR": "127.0.0.1:6060", "WS_WRITE_TIMEOUT": "4s",
+		"DEBUG_ADDR": "127.0.0.1:6060", "WS_WRITE_TIMEOUT": "4s", "METRICS_ADDR": "127.0.0.1:9100",
 		"STORE_POSTGRESQL_URL": "",                       // not with MONGODB_URI: see TestParseConfigStorePostgreSQL
 		"AUTH_JWT_SECRET":      "", "AUTH_JWKS_FILE": "", // exclusive with AUTH_JWKS_URL: see TestParseConfigAuth
 		"AUTH_JWKS_URL": "https://id.example/jwks.json", "AUTH_ISSUER": "https://id.example", "AUTH_AUDIENCE": "orders",
@@ -120,6 +120,7 @@ func TestParseConfigEnv(t *testing.T) {
 		EmbeddedMongoAddr: "0.0.0.0:27017", LogLevel: slog.LevelDebug,
 		AllowedOrigins: []string{"app.example.com", "*.example.org"}, WSInitTimeout: 3 * time.Second,
 		WSPingInterval: 20 * time.Second, MaxSubscriptions: 7, DebugAddr: "127.0.0.1:6060", WSWriteTimeout: 4 * time.Second,
+		MetricsAddr: "127.0.0.1:9100",
 		Auth: auth.Config{JWKSURL: "https://id.example/jwks.json", Issuer: "https://id.example", Audience: "orders",
 			RoleClaim: "realm_access.roles", CustomerClaim: "customer_id", Leeway: 5 * time.Second},
 		KafkaSecurity:      kafka.Security{TLS: true, SASLMechanism: "SCRAM-SHA-512", SASLUsername: "gw", SASLPassword: "pw-1"},
@@ -447,6 +448,7 @@ func TestParseConfigAddressesAndLogLevel(t *testing.T) {
 	mustFail(t, nil, map[string]string{"LISTEN_ADDR": "nonsense"}, "LISTEN_ADDR", `"nonsense"`, "host:port")
 	mustFail(t, []string{"--listen-addr=:99999"}, nil, "--listen-addr", "99999")
 	mustFail(t, nil, map[string]string{"DEBUG_ADDR": "localhost"}, "DEBUG_ADDR", "host:port")
+	mustFail(t, nil, map[string]string{"METRICS_ADDR": "localhost"}, "METRICS_ADDR", "host:port")
 	err := mustFail(t, nil, map[string]string{"LOG_LEVEL": "verbose"}, "LOG_LEVEL", `"verbose"`, "debug, info, warn or error")
 	if strings.Contains(err.Error(), "slog") {
 		t.Errorf("LOG_LEVEL=verbose: %q shows slog's own message", err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/metrics"
 )
 
 // BusConfig configures a Bus.
@@ -27,6 +28,9 @@ type BusConfig struct {
 	Logger    *slog.Logger
 	// Security is how the clients connect (TLS, SASL); nil: plaintext.
 	Security *kafka.Security
+	// Metrics counts the commands sent and their outcomes; nil: counted
+	// nowhere.
+	Metrics *metrics.Commands
 }
 
 // Bus sends commands to the commands topic and awaits their outcomes on the
@@ -74,6 +78,9 @@ func (e *TimeoutError) Unwrap() error {
 func NewBus(cfg BusConfig) (*Bus, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewCommands(nil)
 	}
 	b := &Bus{cfg: cfg, instanceID: newID("gw_"), pending: map[string]chan Reply{}, done: make(chan struct{})}
 	sc := cfg.Security.Config("order-gateway-bus", cfg.FetchWait)
@@ -255,6 +262,8 @@ func (b *Bus) Send(ctx context.Context, cmd domain.Command, idempotencyKey strin
 		b.sending.RUnlock()
 		return Reply{}, unavailable("the gateway is shutting down; the command was not sent and can be retried")
 	}
+	start := time.Now()
+	var acked time.Time
 	go func() {
 		defer b.sending.RUnlock() // Close waits for sends in flight before it closes the producer
 		part, offset, err := b.producer.SendMessage(msg)
@@ -269,14 +278,26 @@ func (b *Bus) Send(ctx context.Context, cmd domain.Command, idempotencyKey strin
 			return Reply{OrderID: env.OrderID, Error: domain.Errorf(domain.CodeLimitExceeded, "the command is larger than the broker accepts")}, nil
 		}
 		if err != nil {
+			b.cfg.Metrics.Unsent.Inc()
 			b.cfg.Logger.Warn("command bus: command not sent", "command_id", env.CommandID, "err", err)
 			return Reply{}, unavailable("the command could not be sent to the broker; it was not handled and can be retried")
 		}
+		acked = time.Now()
+		b.cfg.Metrics.Sent(typ)
+		b.cfg.Metrics.Produce.Observe(acked.Sub(start).Seconds())
 	case <-ctx.Done():
 		return Reply{}, b.ctxErr(ctx, env.CommandID)
 	}
 	select {
 	case r := <-ch:
+		now := time.Now()
+		b.cfg.Metrics.Outcome.Observe(now.Sub(acked).Seconds())
+		b.cfg.Metrics.Duration.Observe(now.Sub(start).Seconds())
+		var code string
+		if r.Error != nil {
+			code = string(r.Error.Code)
+		}
+		b.cfg.Metrics.Answered(code)
 		return r, nil
 	case <-ctx.Done():
 		return Reply{}, b.ctxErr(ctx, env.CommandID)
@@ -285,6 +306,7 @@ func (b *Bus) Send(ctx context.Context, cmd domain.Command, idempotencyKey strin
 
 func (b *Bus) ctxErr(ctx context.Context, commandID string) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		b.cfg.Metrics.TimedOut.Inc()
 		return &TimeoutError{CommandID: commandID, After: b.cfg.Timeout}
 	}
 	return ctx.Err()

@@ -49,6 +49,7 @@ func (h *Handler) fencePreviousOwner(p int32) {
 		return
 	}
 	_ = prod.Close()
+	h.cfg.Metrics.Fenced.Inc()
 	log.Warn("command handler: restore held up by an open transaction; fenced the previous owner's transactional id, which aborts it",
 		"transactional id", id, "took", time.Since(t0).Round(time.Millisecond))
 }

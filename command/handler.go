@@ -12,6 +12,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/metrics"
 )
 
 // markerPrefix starts the keys of the markers the handler writes to the
@@ -45,6 +46,9 @@ type HandlerConfig struct {
 	// dead-letter topic. A command with a principal is always checked
 	// against its order (domain.Authorize).
 	AuthDisabled bool
+	// Metrics counts batches, transactions and restores; nil: counted
+	// nowhere.
+	Metrics *metrics.Handler
 }
 
 // LocalBus is a bus in the handler's own process (*Bus implements it).
@@ -95,6 +99,9 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewHandler(nil)
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 500
@@ -204,6 +211,7 @@ func (h *Handler) Setup(gs sarama.ConsumerGroupSession) error {
 		return err
 	}
 	h.sess.Store(s)
+	h.cfg.Metrics.Partitions.Set(float64(len(gs.Claims()[h.cfg.Topics.Commands])))
 	h.sessions.Add(1)
 	h.outSince.Store(0)
 	return nil
@@ -213,6 +221,7 @@ func (h *Handler) Setup(gs sarama.ConsumerGroupSession) error {
 // committer to finish the batch it is committing and closes the session.
 func (h *Handler) Cleanup(sarama.ConsumerGroupSession) error {
 	h.outSince.CompareAndSwap(0, time.Now().UnixNano())
+	h.cfg.Metrics.Partitions.Set(0)
 	if s := h.sess.Swap(nil); s != nil {
 		s.close()
 	}

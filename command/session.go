@@ -15,6 +15,7 @@ import (
 
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/metrics"
 )
 
 // restoreTimeout bounds how long a restore may go without reading a record
@@ -88,6 +89,8 @@ func (h *Handler) startSession(gs sarama.ConsumerGroupSession) (*session, error)
 		n += len(orders)
 		s.tallies[p] = tallyOf(orders)
 	}
+	h.cfg.Metrics.Restore.Observe(time.Since(t0).Seconds())
+	h.cfg.Metrics.OrdersRestored.Add(float64(n))
 	s.log.Debug("command handler: partitions restored", "partitions", parts, "orders", n, "took", time.Since(t0))
 	go s.run()
 	return s, nil
@@ -118,6 +121,7 @@ func (s *session) run() {
 			continue
 		}
 		s.busySince.Store(time.Now().UnixNano())
+		s.h.cfg.Metrics.BatchSize.Observe(float64(len(batch)))
 		err := s.commit(batch)
 		s.busySince.Store(0)
 		if err != nil {
@@ -319,6 +323,7 @@ type txnProducer struct {
 	mu      sync.Mutex
 	lastErr error
 	done    chan struct{}
+	metrics *metrics.Handler
 }
 
 // newTxnProducer creates the instance's transactional producer. Creating it
@@ -345,7 +350,7 @@ func (h *Handler) newTxnProducer() (*txnProducer, error) {
 	if err != nil {
 		return nil, err
 	}
-	tp := &txnProducer{AsyncProducer: ap, id: h.txnID, done: make(chan struct{})}
+	tp := &txnProducer{AsyncProducer: ap, id: h.txnID, done: make(chan struct{}), metrics: h.cfg.Metrics}
 	go func() {
 		defer close(tp.done)
 		for e := range ap.Errors() {
@@ -371,6 +376,8 @@ func (tp *txnProducer) Close() error {
 func (tp *txnProducer) runTxn(msgs []*sarama.ProducerMessage, lasts []*sarama.ConsumerMessage, meta *sarama.ConsumerGroupMetadata) error {
 	tp.txn.Lock()
 	defer tp.txn.Unlock()
+	start := time.Now()
+	defer func() { tp.metrics.Transaction.Observe(time.Since(start).Seconds()) }()
 	if err := tp.BeginTxn(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
@@ -387,6 +394,7 @@ func (tp *txnProducer) runTxn(msgs []*sarama.ProducerMessage, lasts []*sarama.Co
 		err = tp.CommitTxn()
 	}
 	if err != nil {
+		tp.metrics.Aborted.Inc()
 		if tp.TxnStatus()&sarama.ProducerTxnFlagAbortableError != 0 {
 			_ = tp.AbortTxn()
 		}
@@ -401,6 +409,7 @@ func (tp *txnProducer) runTxn(msgs []*sarama.ProducerMessage, lasts []*sarama.Co
 		}
 		return fmt.Errorf("commit transaction: %w", err)
 	}
+	tp.metrics.Committed.Inc()
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ordergateway/gateway/command"
 	"github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/metrics"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -54,6 +55,9 @@ type Resolver struct {
 	// Auth verifies tokens (auth.go); nil: authentication and
 	// authorization are off (AUTH_DISABLED) and anyone may do anything.
 	Auth Authenticator
+	// Metrics counts operations and subscription updates; nil: counted
+	// nowhere.
+	Metrics *metrics.GraphQL
 
 	waits waitSlots // consistency waits in progress (MaxConsistencyWaits)
 }

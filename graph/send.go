@@ -35,6 +35,7 @@ func (r *Resolver) send(ctx context.Context, cmd domain.Command, idempotencyKey 
 		payload.Version, payload.ConsistencyToken = &v, &token
 	}
 	if e := reply.Error; e != nil {
+		noteUserError(ctx, e.Code)
 		payload.UserErrors = append(payload.UserErrors, &model.UserError{Code: model.UserErrorCode(e.Code), Message: e.Message, Field: e.Field})
 	}
 	return payload, nil

@@ -16,6 +16,9 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/metrics"
 )
 
 // Server is the GraphQL endpoint: authentication (Resolver.Auth, see
@@ -29,6 +32,7 @@ type Server struct {
 	ws          *Websocket
 	bodyTimeout time.Duration
 	auth        Authenticator // nil: off
+	metrics     *metrics.GraphQL
 
 	mu      sync.Mutex
 	streams map[net.Conn]int // connections with SSE requests in progress
@@ -42,9 +46,13 @@ func NewServer(r *Resolver, ws WebsocketOptions) *Server {
 		ws.Logger = r.logger()
 	}
 	ws.auth = r.Auth
-	s := &Server{ws: NewWebsocket(ws), streams: map[net.Conn]int{}, bodyTimeout: ws.BodyTimeout, auth: r.Auth}
+	if r.Metrics == nil {
+		r.Metrics = metrics.NewGraphQL(nil)
+	}
+	ws.metrics = r.Metrics
+	s := &Server{ws: NewWebsocket(ws), streams: map[net.Conn]int{}, bodyTimeout: ws.BodyTimeout, auth: r.Auth, metrics: r.Metrics}
 	srv.AddTransport(s.ws)
-	srv.AddTransport(&SSE{KeepAlive: ws.PingInterval, shared: &s.ws.shared}) // keep-alives keep idle streams open through proxies
+	srv.AddTransport(&SSE{KeepAlive: ws.PingInterval, shared: &s.ws.shared, metrics: r.Metrics}) // keep-alives keep idle streams open through proxies
 	// Last: it takes (or refuses) every other request.
 	srv.AddTransport(httpTransport{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
@@ -53,6 +61,7 @@ func NewServer(r *Resolver, ws WebsocketOptions) *Server {
 	srv.SetParserTokenLimit(DefaultLimits.Tokens)
 	srv.Use(newLimitChecker(DefaultLimits, 1000))
 	srv.Use(extension.Introspection{})
+	srv.Use(opMetrics{m: r.Metrics})
 	srv.Use(errorCap{max: MaxErrors})
 	srv.SetErrorPresenter(ErrorPresenter)
 	srv.SetRecoverFunc(RecoverFunc(r.logger()))
@@ -69,6 +78,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// 401 and nothing else (a websocket's token is in connection_init).
 		var ok bool
 		if r, ok = authenticate(s.auth, w, r); !ok {
+			s.metrics.Request(metrics.OpUnknown, metrics.OutcomeUserError, string(domain.CodeUnauthenticated))
 			return
 		}
 	}
@@ -129,6 +139,13 @@ func (s *Server) untrack(c net.Conn) {
 	if s.streams[c]--; s.streams[c] <= 0 {
 		delete(s.streams, c)
 	}
+}
+
+// WebsocketConnections is the number of websocket connections open.
+func (s *Server) WebsocketConnections() int {
+	s.ws.mu.Lock()
+	defer s.ws.mu.Unlock()
+	return len(s.ws.conns)
 }
 
 // CloseStreams ends every subscription stream for a shutdown, without

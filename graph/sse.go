@@ -12,6 +12,8 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/ordergateway/gateway/metrics"
 )
 
 // SSE is the server-sent events transport: graphql-sse's "distinct
@@ -31,9 +33,20 @@ type SSE struct {
 	// which keeps it open through proxies; 0: never.
 	KeepAlive time.Duration
 	shared    *sharedResults
+	metrics   *metrics.GraphQL
 }
 
 var _ graphql.Transport = (*SSE)(nil)
+
+// countedNowhere is the metrics of a transport built without any.
+var countedNowhere = metrics.NewGraphQL(nil)
+
+func (t *SSE) m() *metrics.GraphQL {
+	if t.metrics == nil {
+		return countedNowhere
+	}
+	return t.metrics
+}
 
 // Supports takes a POST of JSON that accepts an event stream.
 func (t *SSE) Supports(r *http.Request) bool {
@@ -109,6 +122,8 @@ func (t *SSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecu
 		return
 	}
 	defer s.stream.close()
+	t.m().SSEStreams.Inc()
+	defer t.m().SSEStreams.Dec()
 	group := t.shared.join(shareKey(params.Query, params.OperationName, rc.Variables))
 	defer t.shared.leave(group)
 	var keepAlive <-chan time.Time
@@ -172,6 +187,7 @@ func (t *SSE) pull(s *sseStream, group *resultGroup, respond graphql.ResponseHan
 		if !s.next(payload) {
 			return sent, false, false
 		}
+		t.m().UpdatesSentSSE.Inc()
 		sent = true
 	}
 }
@@ -188,6 +204,8 @@ type sseStream struct {
 var _ pullTarget = (*sseStream)(nil)
 
 func (s *sseStream) attach(p pullStream) { s.stream = p }
+
+func (s *sseStream) attached() bool { return s.stream != nil }
 
 // wake is the hub's callback; it must not block.
 func (s *sseStream) wake() {

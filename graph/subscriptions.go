@@ -127,6 +127,8 @@ func (r *Resolver) subscribeOrders(ctx context.Context, customerID, owner string
 // The websocket transport puts one in the context of each subscription.
 type pullTarget interface {
 	attach(s pullStream)
+	// attached reports whether a stream is attached.
+	attached() bool
 	wake()
 }
 

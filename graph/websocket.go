@@ -26,6 +26,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/metrics"
 )
 
 // WebsocketOptions configures the websocket transport.
@@ -58,6 +59,8 @@ type WebsocketOptions struct {
 	Logger      *slog.Logger
 
 	auth Authenticator // Resolver.Auth (NewServer sets it); nil: off
+	// metrics counts the updates written (NewServer sets it).
+	metrics *metrics.GraphQL
 }
 
 // Websocket close codes of graphql-transport-ws (graphql-ws's PROTOCOL.md).
@@ -110,6 +113,9 @@ func NewWebsocket(o WebsocketOptions) *Websocket {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = defaultWriteTimeout
+	}
+	if o.metrics == nil {
+		o.metrics = metrics.NewGraphQL(nil)
 	}
 	return &Websocket{opts: o, conns: map[*wsConn]struct{}{}, fan: newFanout(runtime.GOMAXPROCS(0)), upgrader: websocket.Upgrader{
 		ReadBufferSize:  256, // clients send small messages; a larger one takes more reads
@@ -599,6 +605,12 @@ func (op *wsOp) attach(s pullStream) {
 	if stopped {
 		s.close()
 	}
+}
+
+func (op *wsOp) attached() bool {
+	op.conn.mu.Lock()
+	defer op.conn.mu.Unlock()
+	return op.stream != nil
 }
 
 // wake is the hub's callback: it queues the operation for the writer.

@@ -282,7 +282,11 @@ func (c *wsConn) pull(op *wsOp, w *fanWorker) sendResult {
 			return sent
 		}
 		*buf = appendMessageFrame((*buf)[:0], c.dataType(), op.idJSON, payload)
-		if r := c.sendFrame(*buf, w); r != sent {
+		r := c.sendFrame(*buf, w)
+		if r != failed { // written, or being written by the connection's goroutine
+			c.t.opts.metrics.UpdatesSentWS.Inc()
+		}
+		if r != sent {
 			return r
 		}
 	}

@@ -2,6 +2,7 @@ package live
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/ordergateway/gateway/view"
 )
@@ -20,6 +21,9 @@ type Hub struct {
 	byOrder map[string]map[*Subscription]struct{}
 	all     map[*Subscription]struct{}
 	closed  bool
+
+	coalesced atomic.Int64 // states replaced by a newer one before the subscriber took them
+	tooSlow   atomic.Int64 // subscriptions ended TooSlow
 }
 
 // NewHub returns an empty hub.
@@ -142,6 +146,25 @@ func (s *Subscription) end() {
 	}
 }
 
+// Counts is the number of live subscriptions of one order (SubscribeOrder)
+// and of the matching ones (SubscribeMatching).
+func (h *Hub) Counts() (oneOrder, matching int) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, set := range h.byOrder {
+		oneOrder += len(set)
+	}
+	return oneOrder, len(h.all)
+}
+
+// Coalesced is how many states were replaced by a newer state of the same
+// order before their subscriber took them.
+func (h *Hub) Coalesced() int64 { return h.coalesced.Load() }
+
+// TooSlow is how many subscriptions were ended because their subscriber
+// fell too far behind.
+func (h *Hub) TooSlow() int64 { return h.tooSlow.Load() }
+
 // Count is the number of live subscriptions.
 func (h *Hub) Count() int {
 	h.mu.RLock()
@@ -161,15 +184,20 @@ func (s *Subscription) offer(d view.OrderDoc) {
 	}
 	if s.match == nil { // one order: one slot
 		if !s.hasOne || d.Version > s.one.Version {
+			if s.hasOne {
+				s.hub.coalesced.Add(1)
+			}
 			s.one, s.hasOne = d, true
 		}
 	} else if cur, ok := s.pending[d.ID]; ok {
 		if d.Version > cur.Version {
 			s.pending[d.ID] = d // coalesce: the newest state replaces the older one
+			s.hub.coalesced.Add(1)
 		}
 	} else {
 		if len(s.order) >= s.max { // too far behind: end it rather than forget an order
 			s.tooSlow = true
+			s.hub.tooSlow.Add(1)
 			s.mu.Unlock()
 			s.end() // the subscriber unregisters it (Close) when it sees it ended
 			return

@@ -27,6 +27,7 @@ import (
 
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/metrics"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -48,6 +49,9 @@ type Config struct {
 	OnProgress func(orderIDs []string)
 	// Security is how the clients connect (TLS, SASL); nil: plaintext.
 	Security *kafka.Security
+	// Metrics counts the batches; nil: counted nowhere. The projection
+	// gap is Projector.GapCollector's.
+	Metrics *metrics.Projection
 }
 
 // Projector consumes events and maintains the views.
@@ -81,6 +85,7 @@ type Projector struct {
 	// outSince is when the projector last left a session (or was
 	// created), in Unix nanoseconds; 0 while it is in one.
 	outSince atomic.Int64
+	claims   claims // where each claim is, for the projection gap
 }
 
 // New connects to the brokers. Run starts consuming.
@@ -90,6 +95,9 @@ func New(cfg Config, store *view.Store) (*Projector, error) {
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 500
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewProjection(nil)
 	}
 	sc := cfg.Security.Config("order-gateway-projector", cfg.FetchWait)
 	sc.Consumer.Offsets.AutoCommit.Enable = false
@@ -225,6 +233,10 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 	c := &claimCounts{unflushed: make(chan unflushed, maxUnflushedBatches), done: make(chan struct{})}
 	go c.commit(ctx, sess)
 	defer c.close()
+	progress := p.claims.start(claim.Partition(), claim.InitialOffset())
+	defer p.claims.end(progress)
+	p.cfg.Metrics.Partitions.Inc()
+	defer p.cfg.Metrics.Partitions.Dec()
 	first := true
 	for {
 		batch, ok := kafka.NextBatchWithin(ctx, claim.Messages(), p.cfg.BatchSize, p.cfg.Linger)
@@ -238,6 +250,7 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 			first = false
 		}
 		backoff := 100 * time.Millisecond
+		started := time.Now()
 		var (
 			ids     []string
 			flushed <-chan error
@@ -261,6 +274,10 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 			}
 			backoff = min(backoff*2, 5*time.Second)
 		}
+		progress.applied(batch)
+		p.cfg.Metrics.Write.Observe(time.Since(started).Seconds())
+		p.cfg.Metrics.BatchSize.Observe(float64(len(batch)))
+		p.cfg.Metrics.Events.Add(float64(len(batch)))
 		if p.cfg.OnProgress != nil {
 			p.cfg.OnProgress(ids)
 		}

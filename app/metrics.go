@@ -1,0 +1,91 @@
+package app
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ordergateway/gateway/metrics"
+)
+
+// gatewayMetrics is one gateway's registry and the metric sets its parts
+// count in (README, Metrics).
+type gatewayMetrics struct {
+	registry   *metrics.Registry
+	graphql    *metrics.GraphQL
+	commands   *metrics.Commands
+	handler    *metrics.Handler
+	projection *metrics.Projection
+}
+
+func newGatewayMetrics() *gatewayMetrics {
+	r := metrics.NewRegistry()
+	return &gatewayMetrics{registry: r, graphql: metrics.NewGraphQL(r), commands: metrics.NewCommands(r),
+		handler: metrics.NewHandler(r), projection: metrics.NewProjection(r)}
+}
+
+// registerMetrics adds what is read from the started parts when scraped:
+// dead letters, websocket connections, subscriptions, the hub's counters
+// and the projection gap.
+func (m *Main) registerMetrics() {
+	r := m.metrics.registry
+	ns := metrics.Namespace
+	dead := func(source string, f func() int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "dead_letters_total",
+			Help:        "Messages this instance moved to the dead-letter topic, by the topic they came from (commands, events).",
+			ConstLabels: prometheus.Labels{"source": source}}, func() float64 { return float64(f()) })
+	}
+	r.MustRegister(dead("commands", m.handler.DeadLetters), dead("events", func() int64 {
+		if m.projector == nil {
+			return 0
+		}
+		return m.projector.DeadLetters()
+	}))
+	hub := m.feed.Hub()
+	subs := func(field string, count func(one, matching int) int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: "graphql", Name: "subscriptions",
+			Help:        "Subscriptions open (websocket and SSE), by field: orderUpdated (one order), ordersUpdated (matching orders).",
+			ConstLabels: prometheus.Labels{"field": field}}, func() float64 { return float64(count(hub.Counts())) })
+	}
+	r.MustRegister(
+		subs("orderUpdated", func(one, _ int) int { return one }),
+		subs("ordersUpdated", func(_, matching int) int { return matching }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: "graphql", Name: "websocket_connections",
+			Help: "Websocket connections open."}, func() float64 { return float64(m.gql.WebsocketConnections()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: "graphql", Name: "subscription_updates_coalesced_total",
+			Help: "Order states a subscriber had not taken yet that a newer state of the same order replaced (a slow subscriber gets the newest state)."},
+			func() float64 { return float64(hub.Coalesced()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: "graphql", Name: "subscribers_too_slow_total",
+			Help: "Subscriptions ended SUBSCRIBER_TOO_SLOW: their subscriber fell more than 256 orders behind."},
+			func() float64 { return float64(hub.TooSlow()) }),
+	)
+	if m.projector != nil {
+		r.MustRegister(m.projector.GapCollector())
+	}
+}
+
+// serveMetrics serves /metrics alone on METRICS_ADDR.
+func (m *Main) serveMetrics(ln net.Listener) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.metrics.registry.Handler())
+	m.metricsServer = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.goRun(func() error {
+		if err := m.metricsServer.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	m.Logger.Info("metrics endpoint", "url", "http://"+displayAddr(ln.Addr())+"/metrics")
+}
+
+// MetricsAddr is the address /metrics is served on: METRICS_ADDR's, or
+// the HTTP server's without it.
+func (m *Main) MetricsAddr() string {
+	if m.metricsListener != nil {
+		return m.metricsListener.Addr().String()
+	}
+	return m.Addr()
+}

@@ -1,0 +1,255 @@
+// Package metrics holds the gateway's Prometheus metrics: one registry per
+// gateway (so several gateways in one process, as in the tests, count
+// apart), and a set of collectors for each part of it. Every name starts
+// with order_gateway_ and says its unit; no label carries an order or
+// customer id.
+//
+// The parts take their set in their configuration; one left nil gets a set
+// registered nowhere (New*(nil)), so the code that counts never checks.
+// Counting is an atomic add on a child resolved at construction wherever
+// the labels are known in advance.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Namespace prefixes every metric of the gateway.
+const Namespace = "order_gateway"
+
+// Registry is a gateway's registry, with the Go runtime and process
+// collectors in it.
+type Registry struct {
+	*prometheus.Registry
+}
+
+// NewRegistry returns a registry holding the Go runtime and process
+// collectors.
+func NewRegistry() *Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &Registry{r}
+}
+
+// Handler serves the registry in the Prometheus text (or OpenMetrics)
+// format.
+func (r *Registry) Handler() http.Handler {
+	return promhttp.HandlerFor(r.Registry, promhttp.HandlerOpts{Registry: r.Registry, MaxRequestsInFlight: 4, Timeout: 10 * time.Second})
+}
+
+// register registers cs with reg unless reg is nil.
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) {
+	if reg == nil {
+		return
+	}
+	reg.MustRegister(cs...)
+}
+
+// Buckets of the duration histograms, in seconds: 1 ms to 10 s.
+var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// Buckets of the batch size histograms: 1 to 500 (the batch size limit).
+var batchBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 500}
+
+// GraphQL counts the GraphQL endpoint's operations and streams.
+type GraphQL struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	InFlight prometheus.Gauge
+	// SSEStreams is the number of server-sent event subscription streams
+	// open.
+	SSEStreams  prometheus.Gauge
+	updatesSent *prometheus.CounterVec
+	// UpdatesSentWS and UpdatesSentSSE count subscription results written.
+	UpdatesSentWS, UpdatesSentSSE prometheus.Counter
+	byType                        map[string]prometheus.Observer
+}
+
+// Operation types, as labels.
+const (
+	OpQuery        = "query"
+	OpMutation     = "mutation"
+	OpSubscription = "subscription"
+	// OpUnknown: a request refused before its operation was known (a parse
+	// error, a missing token).
+	OpUnknown = "unknown"
+)
+
+// Outcomes of a GraphQL request, as labels.
+const (
+	OutcomeOK        = "ok"
+	OutcomeUserError = "user_error"
+	OutcomeError     = "error"
+)
+
+// NewGraphQL returns the GraphQL metrics registered with reg (nil: none).
+func NewGraphQL(reg prometheus.Registerer) *GraphQL {
+	g := &GraphQL{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "graphql", Name: "requests_total",
+			Help: "GraphQL operations answered, by operation type (query, mutation, subscription: once when it starts; unknown: refused before the operation was known) and outcome: ok, user_error (a code the client can act on, userErrors included) or error (UNAVAILABLE, COMMAND_TIMEOUT, INTERNAL_SERVER_ERROR, other), with the first error's code."},
+			[]string{"operation_type", "outcome", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "graphql", Name: "request_duration_seconds",
+			Help: "Duration of GraphQL queries and mutations, from the start of the request to the result.", Buckets: durationBuckets},
+			[]string{"operation_type"}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "graphql", Name: "requests_in_flight",
+			Help: "GraphQL queries and mutations being executed."}),
+		SSEStreams: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "graphql", Name: "sse_streams",
+			Help: "Subscriptions open over server-sent events."}),
+		updatesSent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "graphql", Name: "subscription_updates_sent_total",
+			Help: "Subscription results written to subscribers, by transport (websocket, sse)."}, []string{"transport"}),
+	}
+	g.UpdatesSentWS = g.updatesSent.WithLabelValues("websocket")
+	g.UpdatesSentSSE = g.updatesSent.WithLabelValues("sse")
+	g.byType = map[string]prometheus.Observer{}
+	for _, t := range []string{OpQuery, OpMutation} {
+		g.byType[t] = g.duration.WithLabelValues(t)
+	}
+	register(reg, g.requests, g.duration, g.InFlight, g.SSEStreams, g.updatesSent)
+	return g
+}
+
+// Request counts one operation's outcome; code is "" for ok.
+func (g *GraphQL) Request(opType, outcome, code string) {
+	g.requests.WithLabelValues(opType, outcome, code).Inc()
+}
+
+// Observe records a query's or mutation's duration.
+func (g *GraphQL) Observe(opType string, d time.Duration) {
+	if o := g.byType[opType]; o != nil {
+		o.Observe(d.Seconds())
+	}
+}
+
+// Commands counts the command bus's commands.
+type Commands struct {
+	sent     *prometheus.CounterVec
+	answered *prometheus.CounterVec
+	// TimedOut counts commands whose outcome did not arrive within the
+	// command timeout.
+	TimedOut prometheus.Counter
+	// Unsent counts commands the broker did not take (unavailable).
+	Unsent prometheus.Counter
+	// Produce is how long the broker took to acknowledge a command.
+	Produce prometheus.Observer
+	// Outcome is how long a command's outcome took after the broker had
+	// it (the handler's batch and transaction, and the reply).
+	Outcome prometheus.Observer
+	// Duration is a command's whole time, from Send to its outcome.
+	Duration prometheus.Observer
+	ok       prometheus.Counter
+}
+
+// NewCommands returns the command metrics registered with reg (nil: none).
+func NewCommands(reg prometheus.Registerer) *Commands {
+	c := &Commands{
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "commands", Name: "sent_total",
+			Help: "Commands written to the commands topic, by command type."}, []string{"command"}),
+		answered: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "commands", Name: "answered_total",
+			Help: "Commands whose outcome arrived, by outcome (ok, rejected) and the rejection's code."}, []string{"outcome", "code"}),
+		TimedOut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "commands", Name: "timed_out_total",
+			Help: "Commands whose outcome did not arrive within COMMAND_TIMEOUT (answered COMMAND_TIMEOUT)."}),
+		Unsent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "commands", Name: "unsent_total",
+			Help: "Commands the broker did not take (answered UNAVAILABLE; nothing was handled)."}),
+	}
+	stage := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "commands", Name: "stage_duration_seconds",
+		Help: "Duration of a command's stages: produce (until the broker acknowledged it), outcome (from then until its outcome arrived: the handler's batch, transaction and reply), total.", Buckets: durationBuckets},
+		[]string{"stage"})
+	c.Produce, c.Outcome, c.Duration = stage.WithLabelValues("produce"), stage.WithLabelValues("outcome"), stage.WithLabelValues("total")
+	c.ok = c.answered.WithLabelValues("ok", "")
+	register(reg, c.sent, c.answered, c.TimedOut, c.Unsent, stage)
+	return c
+}
+
+// Sent counts one command of type typ written.
+func (c *Commands) Sent(typ string) { c.sent.WithLabelValues(typ).Inc() }
+
+// Answered counts an outcome: code "" is ok, else the rejection's code.
+func (c *Commands) Answered(code string) {
+	if code == "" {
+		c.ok.Inc()
+		return
+	}
+	c.answered.WithLabelValues("rejected", code).Inc()
+}
+
+// Handler counts the command handler's work.
+type Handler struct {
+	// BatchSize is the number of commands in each batch committed.
+	BatchSize prometheus.Histogram
+	// Committed and Aborted count transactions (restore markers' included).
+	Committed, Aborted prometheus.Counter
+	// Transaction is how long a transaction took, from begin to commit.
+	Transaction prometheus.Histogram
+	// Restore is how long restoring a session's partitions took.
+	Restore prometheus.Histogram
+	// OrdersRestored counts the orders restored.
+	OrdersRestored prometheus.Counter
+	// Fenced counts previous owners' open transactions fenced at restore.
+	Fenced prometheus.Counter
+	// Partitions is the number of commands partitions this instance owns.
+	Partitions prometheus.Gauge
+}
+
+// NewHandler returns the handler metrics registered with reg (nil: none).
+func NewHandler(reg prometheus.Registerer) *Handler {
+	txns := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "handler", Name: "transactions_total",
+		Help: "Kafka transactions of the command handler, by result (committed, aborted)."}, []string{"result"})
+	h := &Handler{
+		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "handler", Name: "batch_size_commands",
+			Help: "Commands in each batch the handler decided and committed in one transaction.", Buckets: batchBuckets}),
+		Committed: txns.WithLabelValues("committed"), Aborted: txns.WithLabelValues("aborted"),
+		Transaction: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "handler", Name: "transaction_duration_seconds",
+			Help: "Duration of the handler's transactions, from begin to commit or abort.", Buckets: durationBuckets}),
+		Restore: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "handler", Name: "restore_duration_seconds",
+			Help: "Duration of restoring the orders of the partitions a handler session was assigned.", Buckets: durationBuckets}),
+		OrdersRestored: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "handler", Name: "orders_restored_total",
+			Help: "Orders restored from the snapshots (or rebuilt from the events) when partitions were assigned."}),
+		Fenced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "handler", Name: "fenced_total",
+			Help: "Open transactions of a previous owner fenced during a restore."}),
+		Partitions: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "handler", Name: "partitions_assigned",
+			Help: "Partitions of the commands topic this instance's handler owns (summed over instances: the partition count, else commands wait)."}),
+	}
+	register(reg, h.BatchSize, txns, h.Transaction, h.Restore, h.OrdersRestored, h.Fenced, h.Partitions)
+	return h
+}
+
+// Projection counts the projector's work. The projection gap is collected
+// when scraped (see projector.GapCollector).
+type Projection struct {
+	// Events counts the events topic's records projected (each batch's
+	// records, dead-lettered ones included).
+	Events prometheus.Counter
+	// Write is how long writing a batch took (order views, publication).
+	Write prometheus.Histogram
+	// BatchSize is the number of records in each batch.
+	BatchSize prometheus.Histogram
+	// Partitions is the number of events partitions this instance's
+	// projector owns.
+	Partitions prometheus.Gauge
+}
+
+// NewProjection returns the projection metrics registered with reg (nil:
+// none).
+func NewProjection(reg prometheus.Registerer) *Projection {
+	p := &Projection{
+		Events: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "projection", Name: "events_applied_total",
+			Help: "Records of the events topic the projector applied to the views (dead-lettered ones included)."}),
+		Write: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "projection", Name: "write_duration_seconds",
+			Help: "Duration of projecting one batch: folding, writing the order views, publishing them (retries included).", Buckets: durationBuckets}),
+		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "projection", Name: "batch_size_events",
+			Help: "Records in each batch the projector applied.", Buckets: batchBuckets}),
+		Partitions: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "projection", Name: "partitions_assigned",
+			Help: "Partitions of the events topic this instance's projector owns."}),
+	}
+	register(reg, p.Events, p.Write, p.BatchSize, p.Partitions)
+	return p
+}
+
+// Partition is a partition number as a label.
+func Partition(p int32) string { return strconv.Itoa(int(p)) }

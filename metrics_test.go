@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// scrape reads the gateway's /metrics: every sample by its series, written
+// as the Prometheus text format writes it (labels in name order).
+func scrape(t testing.TB, g *gateway) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + g.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET /metrics: %d %s", resp.StatusCode, b)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// series names a sample as scrape keys it; labels are name, value pairs.
+func series(name string, labels ...string) string {
+	if len(labels) == 0 {
+		return name
+	}
+	type pair struct{ k, v string }
+	var ps []pair
+	for i := 0; i < len(labels); i += 2 {
+		ps = append(ps, pair{labels[i], labels[i+1]})
+	}
+	slices.SortFunc(ps, func(a, b pair) int { return strings.Compare(a.k, b.k) })
+	var b strings.Builder
+	b.WriteString(name + "{")
+	for i, p := range ps {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(p.k + `="` + p.v + `"`)
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// sumOf adds the samples of metric name (any labels).
+func sumOf(m map[string]float64, name string) float64 {
+	var s float64
+	for k, v := range m {
+		if k == name || strings.HasPrefix(k, name+"{") {
+			s += v
+		}
+	}
+	return s
+}
+
+// TestMetricsCountAKnownWorkload scrapes /metrics before and after a known
+// workload over HTTP and SSE and checks that each counter moved by exactly
+// what the workload did.
+func TestMetricsCountAKnownWorkload(t *testing.T) {
+	g := startGateway(t, testConfig(t))
+	waitReady(t, g)
+	before := scrape(t, g)
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "order_gateway_handler_partitions_assigned"} {
+		if _, ok := before[name]; !ok {
+			t.Errorf("/metrics has no %s", name)
+		}
+	}
+	if v := before["order_gateway_handler_partitions_assigned"]; v != 3 {
+		t.Errorf("handler partitions assigned = %v, want 3", v)
+	}
+
+	// An SSE subscription to an order, then: three orders placed, the
+	// first confirmed, a missing one confirmed (NOT_FOUND), a query, a
+	// document that does not parse, a request without a token.
+	first := g.mustMutate(t, "placeOrder", placeInput("c-m1", item("A", 1, "1.00")))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream := sseAs(t, ctx, g, staffToken, `subscription($id: ID!) { orderUpdated(id: $id) { id status version } }`, map[string]any{"id": first.ID})
+	events := readSSE(stream.Body)
+	nextVersion := func(want int) {
+		t.Helper()
+		for {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					t.Fatal("the event stream ended")
+				}
+				if ev.event == "next" && strings.Contains(ev.data, `"version":`+strconv.Itoa(want)) {
+					return
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatalf("no update to version %d", want)
+			}
+		}
+	}
+	nextVersion(1) // the current state: once the view has it
+	open := scrape(t, g)
+	for k, want := range map[string]float64{
+		series("order_gateway_graphql_subscriptions", "field", "orderUpdated"):  1,
+		series("order_gateway_graphql_subscriptions", "field", "ordersUpdated"): 0,
+		"order_gateway_graphql_sse_streams":                                     1,
+	} {
+		if open[k] != want {
+			t.Errorf("%s = %v with the stream open, want %v", k, open[k], want)
+		}
+	}
+	g.mustMutate(t, "placeOrder", placeInput("c-m2", item("B", 2, "2.00")))
+	g.mustMutate(t, "placeOrder", placeInput("c-m3", item("C", 3, "3.00")))
+	g.mustMutate(t, "confirmOrder", map[string]any{"orderId": first.ID})
+	nextVersion(2)
+	if p := g.mutate(t, "confirmOrder", map[string]any{"orderId": "no-such-order"}); len(p.UserErrors) != 1 || p.UserErrors[0].Code != "NOT_FOUND" {
+		t.Fatalf("confirmOrder of a missing order: %+v", p.UserErrors)
+	}
+	g.orderAt(t, first.ID, "")
+	if r := g.do(t, `query { order(id: `, nil); len(r.Errors) == 0 {
+		t.Fatal("a document that does not parse was answered without errors")
+	}
+	req, _ := http.NewRequest(http.MethodPost, g.url+"/graphql", bytes.NewReader([]byte(`{"query":"{ __typename }"}`)))
+	req.Header.Set("Content-Type", "application/json")
+	withoutToken(req.Header)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a request without a token: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	cancel()
+
+	// The projection of the last events and the stream's end are
+	// asynchronous: wait for them before the last scrape.
+	var after map[string]float64
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		after = scrape(t, g)
+		if after["order_gateway_projection_events_applied_total"]-before["order_gateway_projection_events_applied_total"] >= 4 &&
+			after["order_gateway_graphql_sse_streams"] == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	moved := func(k string) float64 { return after[k] - before[k] }
+	for k, want := range map[string]float64{
+		series("order_gateway_graphql_requests_total", "operation_type", "mutation", "outcome", "ok", "code", ""):                            4,
+		series("order_gateway_graphql_requests_total", "operation_type", "mutation", "outcome", "user_error", "code", "NOT_FOUND"):           1,
+		series("order_gateway_graphql_requests_total", "operation_type", "query", "outcome", "ok", "code", ""):                               1,
+		series("order_gateway_graphql_requests_total", "operation_type", "subscription", "outcome", "ok", "code", ""):                        1,
+		series("order_gateway_graphql_requests_total", "operation_type", "unknown", "outcome", "user_error", "code", "GRAPHQL_PARSE_FAILED"): 1,
+		series("order_gateway_graphql_requests_total", "operation_type", "unknown", "outcome", "user_error", "code", "UNAUTHENTICATED"):      1,
+		series("order_gateway_graphql_request_duration_seconds_count", "operation_type", "mutation"):                                         5,
+		series("order_gateway_graphql_request_duration_seconds_count", "operation_type", "query"):                                            1,
+		series("order_gateway_graphql_subscription_updates_sent_total", "transport", "sse"):                                                  2,
+		series("order_gateway_graphql_subscription_updates_sent_total", "transport", "websocket"):                                            0,
+		"order_gateway_graphql_requests_in_flight":                                                                                           0,
+		"order_gateway_graphql_sse_streams":                                                         0,
+		series("order_gateway_graphql_subscriptions", "field", "orderUpdated"):                      0,
+		series("order_gateway_commands_sent_total", "command", "PlaceOrder"):                        3,
+		series("order_gateway_commands_sent_total", "command", "ConfirmOrder"):                      2,
+		series("order_gateway_commands_answered_total", "outcome", "ok", "code", ""):                4,
+		series("order_gateway_commands_answered_total", "outcome", "rejected", "code", "NOT_FOUND"): 1,
+		series("order_gateway_commands_stage_duration_seconds_count", "stage", "total"):             5,
+		"order_gateway_commands_timed_out_total":                                                    0,
+		"order_gateway_handler_batch_size_commands_sum":                                             5,
+		"order_gateway_projection_events_applied_total":                                             4,
+		"order_gateway_projection_batch_size_events_sum":                                            4,
+		series("order_gateway_dead_letters_total", "source", "commands"):                            0,
+		series("order_gateway_dead_letters_total", "source", "events"):                              0,
+	} {
+		if got := moved(k); got != want {
+			t.Errorf("%s moved by %v, want %v", k, got, want)
+		}
+	}
+	// Transactions: at least one per batch, none aborted.
+	if moved(series("order_gateway_handler_transactions_total", "result", "committed")) < 1 ||
+		moved(series("order_gateway_handler_transactions_total", "result", "aborted")) != 0 {
+		t.Errorf("transactions: committed +%v, aborted +%v", moved(series("order_gateway_handler_transactions_total", "result", "committed")),
+			moved(series("order_gateway_handler_transactions_total", "result", "aborted")))
+	}
+	if n := sumOf(after, "order_gateway_projection_records_behind"); n != 0 {
+		t.Errorf("records behind after the workload: %v", n)
+	}
+	for k, v := range after {
+		if strings.Contains(k, "no-such-order") || strings.Contains(k, first.ID) || strings.Contains(k, "c-m1") {
+			t.Errorf("a metric names an order or a customer: %s %v", k, v)
+		}
+	}
+}
+
+// TestMetricsProjectionGap: while events wait for the projector (here: its
+// linger, 2 s after an event), the projection gap of their partition is
+// up, in events and seconds; once they are applied it is 0 again.
+func TestMetricsProjectionGap(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ProjectorLinger = 2 * time.Second
+	g := startGateway(t, cfg)
+	waitReady(t, g)
+	for round := 1; round <= 3; round++ {
+		placed := time.Now()
+		g.mustMutate(t, "placeOrder", placeInput("c-gap", item("A", 1, "1.00")))
+		m := scrape(t, g)
+		if time.Since(placed) > 1500*time.Millisecond {
+			t.Skip("the machine is too slow to scrape within the projector's linger")
+		}
+		behind, gap := sumOf(m, "order_gateway_projection_records_behind"), 0.0
+		for k, v := range m {
+			if strings.HasPrefix(k, "order_gateway_projection_gap_seconds{") {
+				gap = max(gap, v)
+			}
+		}
+		// One event, and the commit marker of the transaction before it
+		// when that one wrote to the same partition.
+		if behind < 1 || behind > 2 || gap <= 0 {
+			t.Fatalf("round %d: with one event waiting: records behind %v, gap %vs (want 1 or 2, and > 0)", round, behind, gap)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			m = scrape(t, g)
+			behind = sumOf(m, "order_gateway_projection_records_behind")
+			gap = sumOf(m, "order_gateway_projection_gap_seconds")
+			if behind == 0 && gap == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the gap stayed up: records behind %v, gap %vs", round, behind, gap)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if n := sumOf(m, "order_gateway_projection_partitions_assigned"); n != 3 {
+			t.Errorf("projector partitions assigned: %v, want 3", n)
+		}
+		if got := strings.Count(strings.Join(keys(m), "\n"), "order_gateway_projection_gap_seconds{"); got != 3 {
+			t.Errorf("%d partitions have a gap series, want 3", got)
+		}
+	}
+}
+
+func keys(m map[string]float64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// TestMetricsAddr: with METRICS_ADDR, /metrics is served there and not on
+// the GraphQL listener.
+func TestMetricsAddr(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MetricsAddr = "127.0.0.1:0"
+	g := startGateway(t, cfg)
+	if g.MetricsAddr() == g.Addr() {
+		t.Fatal("METRICS_ADDR is the GraphQL listener")
+	}
+	if m := scrape(t, g); m["order_gateway_graphql_requests_in_flight"] != 0 {
+		t.Fatalf("in flight: %v", m["order_gateway_graphql_requests_in_flight"])
+	}
+	resp, err := http.Get(g.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("/metrics on LISTEN_ADDR with METRICS_ADDR set: %d, want 404", resp.StatusCode)
+	}
+}
