@@ -4,13 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // scrape reads the gateway's /metrics: every sample by its series, written
@@ -284,5 +289,79 @@ func TestMetricsAddr(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("/metrics on LISTEN_ADDR with METRICS_ADDR set: %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestDeployFilesUseServedMetrics: every metric the Grafana dashboard and
+// the alert rules under deploy/ name is one a gateway serves.
+func TestDeployFilesUseServedMetrics(t *testing.T) {
+	g := startGateway(t, testConfig(t))
+	waitReady(t, g)
+	served := map[string]bool{}
+	deadline := time.Now().Add(15 * time.Second)
+	for !served["order_gateway_projection_gap_seconds"] {
+		if time.Now().After(deadline) {
+			t.Fatal("no projection gap series: the projector holds no claim")
+		}
+		clear(served)
+		resp, err := http.Get(g.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for line := range strings.Lines(string(body)) {
+			f := strings.Fields(line)
+			if len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
+				served[f[2]] = true
+				if f[3] == "histogram" {
+					served[f[2]+"_bucket"], served[f[2]+"_sum"], served[f[2]+"_count"] = true, true, true
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct{ Alert, Expr string }
+		}
+	}
+	alerts, err := os.ReadFile("deploy/prometheus/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(alerts, &rules); err != nil {
+		t.Fatalf("alerts.yml: %v", err)
+	}
+	var names []string
+	for _, gr := range rules.Groups {
+		for _, r := range gr.Rules {
+			names = append(names, r.Alert)
+		}
+	}
+	for _, want := range []string{"OrderGatewayProjectionGap", "OrderGatewayDeadLetters", "OrderGatewayCommandTimeouts", "OrderGatewayHandlerNotAssigned"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("alerts.yml has no %s (it has %v)", want, names)
+		}
+	}
+	dashboard, err := os.ReadFile("deploy/grafana/order-gateway.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(dashboard) {
+		t.Fatal("the dashboard is not JSON")
+	}
+	metricName := regexp.MustCompile(`\b(order_gateway|go|process)_[a-z_]+\b`)
+	for file, text := range map[string][]byte{"alerts.yml": alerts, "order-gateway.json": dashboard} {
+		found := 0
+		for _, name := range metricName.FindAllString(string(text), -1) {
+			found++
+			if !served[name] {
+				t.Errorf("%s names %s, which the gateway does not serve", file, name)
+			}
+		}
+		if found == 0 {
+			t.Errorf("%s names no metric", file)
+		}
 	}
 }

@@ -62,6 +62,9 @@ func (m *Main) registerMetrics() {
 			Help: "Subscriptions ended SUBSCRIBER_TOO_SLOW: their subscriber fell more than 256 orders behind."},
 			func() float64 { return float64(hub.TooSlow()) }),
 	)
+	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "partitions",
+		Help: "PARTITIONS: the partition count of the commands and events topics (the handler's and the projector's partitions assigned, summed over instances, should equal it)."},
+		func() float64 { return float64(m.Config.Partitions) }))
 	if m.projector != nil {
 		r.MustRegister(m.projector.GapCollector())
 	}

@@ -110,6 +110,9 @@ func NewGraphQL(reg prometheus.Registerer) *GraphQL {
 	for _, t := range []string{OpQuery, OpMutation} {
 		g.byType[t] = g.duration.WithLabelValues(t)
 	}
+	for _, t := range []string{OpQuery, OpMutation, OpSubscription} {
+		g.requests.WithLabelValues(t, OutcomeOK, "") // a series from the start, for rate()
+	}
 	register(reg, g.requests, g.duration, g.InFlight, g.SSEStreams, g.updatesSent)
 	return g
 }
@@ -162,6 +165,11 @@ func NewCommands(reg prometheus.Registerer) *Commands {
 		[]string{"stage"})
 	c.Produce, c.Outcome, c.Duration = stage.WithLabelValues("produce"), stage.WithLabelValues("outcome"), stage.WithLabelValues("total")
 	c.ok = c.answered.WithLabelValues("ok", "")
+	// The command types (domain.MarshalCommand's), each a series from the
+	// start; a type not listed is counted all the same.
+	for _, t := range []string{"PlaceOrder", "AddOrderItem", "RemoveOrderItem", "ConfirmOrder", "ShipOrder", "DeliverOrder", "CancelOrder"} {
+		c.sent.WithLabelValues(t)
+	}
 	register(reg, c.sent, c.answered, c.TimedOut, c.Unsent, stage)
 	return c
 }
