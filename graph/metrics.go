@@ -35,6 +35,19 @@ type opOutcome struct{ userCode string }
 
 type opOutcomeKey struct{}
 
+// outcomeCtx is a context carrying an opOutcome: one allocation for both.
+type outcomeCtx struct {
+	context.Context
+	o opOutcome
+}
+
+func (c *outcomeCtx) Value(key any) any {
+	if key == (opOutcomeKey{}) {
+		return &c.o
+	}
+	return c.Context.Value(key)
+}
+
 // subscriptionOutcome marks a subscription's context (its updates are not
 // requests).
 var subscriptionOutcome = &opOutcome{}
@@ -76,8 +89,9 @@ func (x opMetrics) InterceptOperation(ctx context.Context, next graphql.Operatio
 		start = time.Now()
 	}
 	x.m.InFlight.Inc()
-	o := &opOutcome{}
-	h := next(context.WithValue(ctx, opOutcomeKey{}, o))
+	oc := &outcomeCtx{Context: ctx}
+	o := &oc.o
+	h := next(oc)
 	return func(ctx context.Context) *graphql.Response {
 		defer x.m.InFlight.Dec()
 		resp := h(ctx)
