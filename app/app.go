@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordergateway/gateway/auth"
 	"github.com/ordergateway/gateway/command"
@@ -31,6 +33,7 @@ import (
 	"github.com/ordergateway/gateway/live"
 	"github.com/ordergateway/gateway/playground"
 	"github.com/ordergateway/gateway/projector"
+	"github.com/ordergateway/gateway/tracing"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -46,28 +49,33 @@ type Main struct {
 	// benchmark (what the command path does without the projector beside
 	// it). Queries, subscriptions and consistency waits see no changes then.
 	WithoutProjector bool
+	// TracerProvider, if set, traces the gateway (the tests' in-memory
+	// exporter); else the OTEL_* variables choose (off by default).
+	TracerProvider trace.TracerProvider
 
-	kafka           *embedded.Kafka
-	mongo           *embedded.Mongo
-	dataLock        *embedded.DirLock // held while the embedded broker or store runs
-	brokers         []string
-	security        *kafka.Security // nil: plaintext, no SASL
-	mongoURI        string
-	store           *view.Store
-	bus             *command.Bus
-	handler         *command.Handler
-	projector       *projector.Projector
-	feed            *live.Feed
-	listener        net.Listener
-	http            *http.Server
-	gql             *graph.Server
-	debug           *http.Server // DEBUG_ADDR: profiling endpoints
-	debugListener   net.Listener
-	metrics         *gatewayMetrics
-	metricsServer   *http.Server // METRICS_ADDR: /metrics alone
-	metricsListener net.Listener
-	verifier        *auth.Verifier // nil with AUTH_DISABLED
-	mintWith        *auth.Config   // zero setup: the generated secret, to log tokens with
+	kafka             *embedded.Kafka
+	mongo             *embedded.Mongo
+	dataLock          *embedded.DirLock // held while the embedded broker or store runs
+	brokers           []string
+	security          *kafka.Security // nil: plaintext, no SASL
+	mongoURI          string
+	store             *view.Store
+	bus               *command.Bus
+	handler           *command.Handler
+	projector         *projector.Projector
+	feed              *live.Feed
+	listener          net.Listener
+	http              *http.Server
+	gql               *graph.Server
+	debug             *http.Server // DEBUG_ADDR: profiling endpoints
+	debugListener     net.Listener
+	metrics           *gatewayMetrics
+	tracer            *tracing.Tracer          // nil: tracing off
+	ownTracerProvider *sdktrace.TracerProvider // started from OTEL_*: shut down by Close
+	metricsServer     *http.Server             // METRICS_ADDR: /metrics alone
+	metricsListener   net.Listener
+	verifier          *auth.Verifier // nil with AUTH_DISABLED
+	mintWith          *auth.Config   // zero setup: the generated secret, to log tokens with
 
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
@@ -132,6 +140,9 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 	m.metrics = newGatewayMetrics()
+	if err := m.startTracing(ctx); err != nil {
+		return err
+	}
 	if err := m.startAuth(); err != nil {
 		return err
 	}
@@ -205,12 +216,12 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	if m.bus, err = command.NewBus(command.BusConfig{Brokers: m.brokers, Topics: topics, Timeout: c.CommandTimeout, FetchWait: c.FetchWait, Logger: m.Logger, Security: m.security,
-		Metrics: m.metrics.commands}); err != nil {
+		Metrics: m.metrics.commands, Tracer: m.tracer}); err != nil {
 		return err
 	}
 	if m.handler, err = command.NewHandler(command.HandlerConfig{Brokers: m.brokers, Topics: topics, Group: m.handlerGroup(),
 		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger, Local: m.bus, Security: m.security,
-		AuthDisabled: c.Auth.Disabled, Metrics: m.metrics.handler}); err != nil {
+		AuthDisabled: c.Auth.Disabled, Metrics: m.metrics.handler, Tracer: m.tracer}); err != nil {
 		return err
 	}
 	m.bus.Attach(m.handler)
@@ -395,7 +406,7 @@ func (m *Main) routes() http.Handler {
 		Commands: m.bus, Views: m.store, Logger: m.Logger,
 		Waiter: live.Waiter{Feed: m.feed, Store: m.store}, ConsistencyTimeout: m.Config.ConsistencyTimeout,
 		Live: m.feed.Hub(), Snapshots: &live.Snapshots{Store: m.store}, Auth: m.authenticator(),
-		Metrics: m.metrics.graphql,
+		Metrics: m.metrics.graphql, Tracer: m.tracer,
 	}, graph.WebsocketOptions{AllowedOrigins: m.Config.AllowedOrigins,
 		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, WriteTimeout: m.Config.WSWriteTimeout, MaxSubscriptionsPer: m.Config.MaxSubscriptions,
 		BodyTimeout: m.Config.HTTPReadTimeout})
@@ -568,6 +579,7 @@ func (m *Main) close() error {
 		m.kafka.Close()
 	}
 	m.verifier.Close()
+	errs = append(errs, m.stopTracing())
 	errs = append(errs, m.dataLock.Close())
 	return errors.Join(errs...)
 }

@@ -13,10 +13,12 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/kafka"
 	"github.com/ordergateway/gateway/metrics"
+	"github.com/ordergateway/gateway/tracing"
 )
 
 // BusConfig configures a Bus.
@@ -31,6 +33,9 @@ type BusConfig struct {
 	// Metrics counts the commands sent and their outcomes; nil: counted
 	// nowhere.
 	Metrics *metrics.Commands
+	// Tracer gives each command a producer span and puts its trace
+	// context in the command's headers; nil: off.
+	Tracer *tracing.Tracer
 }
 
 // Bus sends commands to the commands topic and awaits their outcomes on the
@@ -244,6 +249,9 @@ func (b *Bus) Send(ctx context.Context, cmd domain.Command, idempotencyKey strin
 		msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(HeaderPrincipal), Value: domain.MarshalPrincipal(p)})
 	}
 
+	span := b.cfg.Tracer.StartProducer(ctx, &msg.Headers, msg.Topic, env.CommandID)
+	defer span.End() // at once if the command is not sent; else after the broker took it
+
 	ch := make(chan Reply, 1)
 	b.mu.Lock()
 	b.pending[env.CommandID] = ch
@@ -268,8 +276,14 @@ func (b *Bus) Send(ctx context.Context, cmd domain.Command, idempotencyKey strin
 		defer b.sending.RUnlock() // Close waits for sends in flight before it closes the producer
 		part, offset, err := b.producer.SendMessage(msg)
 		if err == nil {
+			if span.IsRecording() {
+				span.SetAttributes(tracing.Kafka("send", msg.Topic, part, offset)...)
+			}
 			b.offerLocally(msg, part, offset)
+		} else if span.IsRecording() {
+			span.SetStatus(codes.Error, err.Error())
 		}
+		span.End()
 		sent <- err
 	}()
 	select {

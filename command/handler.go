@@ -13,6 +13,7 @@ import (
 
 	"github.com/ordergateway/gateway/kafka"
 	"github.com/ordergateway/gateway/metrics"
+	"github.com/ordergateway/gateway/tracing"
 )
 
 // markerPrefix starts the keys of the markers the handler writes to the
@@ -49,6 +50,9 @@ type HandlerConfig struct {
 	// Metrics counts batches, transactions and restores; nil: counted
 	// nowhere.
 	Metrics *metrics.Handler
+	// Tracer traces each command's handling and puts its context in the
+	// events' headers; nil: off.
+	Tracer *tracing.Tracer
 }
 
 // LocalBus is a bus in the handler's own process (*Bus implements it).

@@ -53,6 +53,7 @@ type session struct {
 	// busySince is when the committer took the batch it has not yet
 	// committed, in Unix nanoseconds; 0 while it waits for commands.
 	busySince atomic.Int64
+	traced    *batchTrace // the spans of the batch being committed (the committer's alone); nil: tracing off
 }
 
 // inbound is a command for the committer: fetched from its partition, or
@@ -122,7 +123,10 @@ func (s *session) run() {
 		}
 		s.busySince.Store(time.Now().UnixNano())
 		s.h.cfg.Metrics.BatchSize.Observe(float64(len(batch)))
+		s.traced = s.h.traceBatch(batch)
 		err := s.commit(batch)
+		s.traced.end(err)
+		s.traced = nil
 		s.busySince.Store(0)
 		if err != nil {
 			if s.ctx.Err() != nil {
@@ -234,6 +238,7 @@ func (s *session) tryBatch(batch []*sarama.ConsumerMessage) error {
 		if derr != nil {
 			return derr
 		}
+		s.traced.inject(d.records, s.h.cfg.Topics.Events)
 		after := tallies(s.tallies, s.states, d.changed)
 		for p, t := range after {
 			d.records = append(d.records, t.record(s.h.cfg.Topics.Snapshots, p))

@@ -16,6 +16,7 @@ import (
 	"github.com/ordergateway/gateway/command"
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/metrics"
+	"github.com/ordergateway/gateway/tracing"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -58,6 +59,8 @@ type Resolver struct {
 	// Metrics counts operations and subscription updates; nil: counted
 	// nowhere.
 	Metrics *metrics.GraphQL
+	// Tracer gives queries and mutations their spans; nil: off.
+	Tracer *tracing.Tracer
 
 	waits waitSlots // consistency waits in progress (MaxConsistencyWaits)
 }

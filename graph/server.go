@@ -62,6 +62,9 @@ func NewServer(r *Resolver, ws WebsocketOptions) *Server {
 	srv.Use(newLimitChecker(DefaultLimits, 1000))
 	srv.Use(extension.Introspection{})
 	srv.Use(opMetrics{m: r.Metrics})
+	if r.Tracer != nil {
+		srv.Use(opTracing{t: r.Tracer})
+	}
 	srv.Use(errorCap{max: MaxErrors})
 	srv.SetErrorPresenter(ErrorPresenter)
 	srv.SetRecoverFunc(RecoverFunc(r.logger()))

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ordergateway/gateway/app"
+)
+
+// startTraced starts a gateway whose spans go to an in-memory exporter.
+func startTraced(t *testing.T) (*gateway, *tracetest.InMemoryExporter, app.Config) {
+	t.Helper()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	cfg := testConfig(t)
+	g := startMain(t, &app.Main{Config: cfg, TracerProvider: tp})
+	waitReady(t, g)
+	return g, exp, cfg
+}
+
+// spanNamed waits for the span of trace id named name.
+func spanNamed(t *testing.T, exp *tracetest.InMemoryExporter, id trace.TraceID, name string) tracetest.SpanStub {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		for _, s := range exp.GetSpans() {
+			if s.Name == name && (!id.IsValid() || s.SpanContext.TraceID() == id) {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			var names []string
+			for _, s := range exp.GetSpans() {
+				names = append(names, s.Name+" "+s.SpanContext.TraceID().String())
+			}
+			t.Fatalf("no span %q in trace %s; spans: %v", name, id, names)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func attr(s tracetest.SpanStub, key string) attribute.Value {
+	for _, kv := range s.Attributes {
+		if string(kv.Key) == key {
+			return kv.Value
+		}
+	}
+	return attribute.Value{}
+}
+
+func linked(s tracetest.SpanStub, to trace.SpanContext) bool {
+	for _, l := range s.Links {
+		if l.SpanContext.SpanID() == to.SpanID() && l.SpanContext.TraceID() == to.TraceID() {
+			return true
+		}
+	}
+	return false
+}
+
+// TestTraceOfAMutation: one placeOrder is one trace from its GraphQL span
+// through the command's producer span to the handler's consumer span, which
+// is linked with its batch's transaction span.
+func TestTraceOfAMutation(t *testing.T) {
+	g, exp, cfg := startTraced(t)
+	var out struct{ M Payload }
+	g.data(t, `mutation Place($input: PlaceOrderInput!) { m: placeOrder(input: $input) { `+payloadFields+` } }`,
+		map[string]any{"input": placeInput("c-trace", item("A", 1, "1.00"))}, &out)
+	if out.M.Order == nil {
+		t.Fatalf("placeOrder: %+v", out.M.UserErrors)
+	}
+
+	gql := spanNamed(t, exp, trace.TraceID{}, "mutation")
+	id := gql.SpanContext.TraceID()
+	if gql.SpanKind != trace.SpanKindServer || attr(gql, "graphql.operation.type").AsString() != "mutation" ||
+		attr(gql, "graphql.operation.name").AsString() != "Place" {
+		t.Errorf("GraphQL span: kind %v, attributes %v", gql.SpanKind, gql.Attributes)
+	}
+	send := spanNamed(t, exp, id, "send "+cfg.TopicPrefix+".commands")
+	if send.Parent.SpanID() != gql.SpanContext.SpanID() || send.SpanKind != trace.SpanKindProducer {
+		t.Errorf("the producer span is not the GraphQL span's child (kind %v)", send.SpanKind)
+	}
+	if attr(send, "messaging.system").AsString() != "kafka" || attr(send, "messaging.destination.name").AsString() != cfg.TopicPrefix+".commands" ||
+		attr(send, "messaging.destination.partition.id").AsString() == "" || attr(send, "messaging.kafka.offset").Type() != attribute.INT64 {
+		t.Errorf("producer span attributes: %v", send.Attributes)
+	}
+	process := spanNamed(t, exp, id, "process "+cfg.TopicPrefix+".commands")
+	if process.Parent.SpanID() != send.SpanContext.SpanID() || process.SpanKind != trace.SpanKindConsumer {
+		t.Errorf("the handler's span is not the producer span's child (kind %v)", process.SpanKind)
+	}
+	if attr(process, "messaging.kafka.offset") != attr(send, "messaging.kafka.offset") {
+		t.Errorf("the handler processed offset %v, the bus sent %v", attr(process, "messaging.kafka.offset"), attr(send, "messaging.kafka.offset"))
+	}
+	var txn tracetest.SpanStub
+	for _, s := range exp.GetSpans() {
+		if s.Name == "commit "+cfg.TopicPrefix+".events" && linked(s, process.SpanContext) {
+			txn = s
+		}
+	}
+	if !txn.SpanContext.IsValid() || !linked(process, txn.SpanContext) {
+		t.Errorf("the handler's span and its transaction's are not linked both ways")
+	}
+	for _, s := range []tracetest.SpanStub{gql, send, process, txn} {
+		if s.Status.Code != 0 && s.Status.Code != 1 { // unset or ok
+			t.Errorf("%s: status %v", s.Name, s.Status)
+		}
+	}
+}
