@@ -36,11 +36,16 @@ const maxQuotedName = 100
 // selection) nor its complexity walk (which walks a fragment again at every
 // spread) runs on a document over them, and none is cached.
 type Limits struct {
-	Tokens     int // lexical tokens in the document
-	Depth      int // nesting of selections
-	Fields     int // fields in all, fragments expanded
-	Width      int // fields directly in one selection set, fragments expanded
-	RootFields int // fields of the operation's root, aliases included
+	Tokens int // lexical tokens in the document
+	Depth  int // nesting of selections
+	// IntrospectionDepth is the nesting allowed under __schema and __type:
+	// the introspection query of graphql-js, which GraphiQL, codegen and
+	// Apollo's tools send, nests __Type.ofType 7 to 9 times, 13 to 15
+	// deep in all.
+	IntrospectionDepth int
+	Fields             int // fields in all, fragments expanded
+	Width              int // fields directly in one selection set, fragments expanded
+	RootFields         int // fields of the operation's root, aliases included
 	// Cost weighs each field 1, and the fields under orders(first: n) n
 	// times (20 when first is not given; a variable counts with its value).
 	Cost int
@@ -48,7 +53,7 @@ type Limits struct {
 
 // DefaultLimits are generous for any page a frontend builds: the largest
 // query of the schema's own examples costs about 50.
-var DefaultLimits = Limits{Tokens: 15_000, Depth: 12, Fields: 2_000, Width: 200, RootFields: 20, Cost: 10_000}
+var DefaultLimits = Limits{Tokens: 15_000, Depth: 12, IntrospectionDepth: 24, Fields: 2_000, Width: 200, RootFields: 20, Cost: 10_000}
 
 // maxFirst is the most orders a page holds (view.Store caps first at it).
 const maxFirst = 100
@@ -128,6 +133,7 @@ func tooComplex(format string, args ...any) *gqlerror.Error {
 type measure struct {
 	fields int // fields in all
 	depth  int // deepest nesting below and including this set
+	intro  int // the same, of the __schema and __type fields in it
 	width  int // widest selection set at or below this one
 	direct int // fields directly in this set (spreads and inline fragments expanded)
 }
@@ -145,7 +151,12 @@ func (w *walker) set(ss ast.SelectionSet) measure {
 		case *ast.Field:
 			child := w.set(s.SelectionSet)
 			m.fields = satAdd(m.fields, satAdd(1, child.fields))
-			m.depth = max(m.depth, child.depth+1)
+			if s.Name == "__schema" || s.Name == "__type" {
+				m.intro = max(m.intro, child.depth+1, child.intro+1)
+			} else {
+				m.depth = max(m.depth, child.depth+1)
+				m.intro = max(m.intro, child.intro)
+			}
 			m.width = max(m.width, child.width)
 			m.direct = satAdd(m.direct, 1)
 		case *ast.InlineFragment:
@@ -163,6 +174,7 @@ func (w *walker) set(ss ast.SelectionSet) measure {
 func (m *measure) add(f measure) {
 	m.fields = satAdd(m.fields, f.fields)
 	m.depth = max(m.depth, f.depth)
+	m.intro = max(m.intro, f.intro)
 	m.width = max(m.width, f.width)
 	m.direct = satAdd(m.direct, f.direct)
 }
@@ -213,6 +225,8 @@ func (c *limitChecker) checkStatic(doc *ast.QueryDocument) *gqlerror.Error {
 		switch {
 		case m.depth > l.Depth:
 			return tooComplex("selections are nested %d deep, more than %d", m.depth, l.Depth)
+		case m.intro > l.IntrospectionDepth:
+			return tooComplex("introspection selections are nested %d deep, more than %d", m.intro, l.IntrospectionDepth)
 		case m.fields > l.Fields:
 			return tooComplex("it asks for more than %d fields (fragments expanded)", l.Fields)
 		case m.width > l.Width:

@@ -90,3 +90,55 @@ func TestLimitsRefuseHostileDocuments(t *testing.T) {
 		t.Errorf("150 fields of 100 orders (cost 15,000): accepted")
 	}
 }
+
+// introspectionQuery is graphql-js 16's getIntrospectionQuery() (with
+// descriptions, specifiedByURL, directive repeatability, schema
+// description and input value deprecation, as GraphiQL 4 sends it).
+const introspectionQuery = `query IntrospectionQuery {
+  __schema {
+    description
+    queryType { name }
+    mutationType { name }
+    subscriptionType { name }
+    types { ...FullType }
+    directives { name description isRepeatable locations args(includeDeprecated: true) { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description specifiedByURL
+  fields(includeDeprecated: true) { name description args(includeDeprecated: true) { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields(includeDeprecated: true) { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue isDeprecated deprecationReason }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } } }
+}`
+
+// The introspection query of GraphiQL, codegen and Apollo's tools nests
+// deeper than DefaultLimits.Depth allows the schema's own fields; it has a
+// depth of its own, and every other limit still holds under __schema.
+func TestLimitsLetTheIntrospectionQueryThrough(t *testing.T) {
+	c := newLimitChecker(DefaultLimits, 10)
+	ctx := context.Background()
+	if err := c.MutateOperationParameters(ctx, &graphql.RawParams{Query: introspectionQuery}); err != nil {
+		t.Fatalf("graphql-js's introspection query: %v", err)
+	}
+	deep := "{ __schema { types { " + strings.Repeat("ofType { ", 30) + "name" + strings.Repeat(" }", 30) + " } } }"
+	if err := c.MutateOperationParameters(ctx, &graphql.RawParams{Query: deep}); err == nil || err.Extensions["code"] != CodeQueryTooComplex {
+		t.Errorf("introspection 32 deep: %v, want %s", err, CodeQueryTooComplex)
+	}
+	// Under __type, and in a fragment, too.
+	deepType := "{ ...Q } fragment Q on Query { __type(name: \"Order\") { " + strings.Repeat("ofType { ", 30) + "name" + strings.Repeat(" }", 30) + " } }"
+	if err := c.MutateOperationParameters(ctx, &graphql.RawParams{Query: deepType}); err == nil || err.Extensions["code"] != CodeQueryTooComplex {
+		t.Errorf("__type 31 deep in a fragment: %v, want %s", err, CodeQueryTooComplex)
+	}
+	// The schema's own fields keep their depth.
+	deepOrders := "{ __typename orders { edges { node { " + strings.Repeat("items { ", 12) + "sku" + strings.Repeat(" }", 12) + " } } } }"
+	if err := c.MutateOperationParameters(ctx, &graphql.RawParams{Query: deepOrders}); err == nil || err.Extensions["code"] != CodeQueryTooComplex {
+		t.Errorf("orders 16 deep: %v, want %s", err, CodeQueryTooComplex)
+	}
+}
