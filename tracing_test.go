@@ -64,8 +64,8 @@ func linked(s tracetest.SpanStub, to trace.SpanContext) bool {
 }
 
 // TestTraceOfAMutation: one placeOrder is one trace from its GraphQL span
-// through the command's producer span to the handler's consumer span, which
-// is linked with its batch's transaction span.
+// through the command's producer span to the handler's consumer span (linked
+// with its batch's transaction span), to the projector's span of its event.
 func TestTraceOfAMutation(t *testing.T) {
 	g, exp, cfg := startTraced(t)
 	var out struct{ M Payload }
@@ -105,7 +105,12 @@ func TestTraceOfAMutation(t *testing.T) {
 	if !txn.SpanContext.IsValid() || !linked(process, txn.SpanContext) {
 		t.Errorf("the handler's span and its transaction's are not linked both ways")
 	}
-	for _, s := range []tracetest.SpanStub{gql, send, process, txn} {
+	project := spanNamed(t, exp, id, "process "+cfg.TopicPrefix+".events")
+	if project.Parent.SpanID() != process.SpanContext.SpanID() || project.SpanKind != trace.SpanKindConsumer ||
+		attr(project, "messaging.destination.name").AsString() != cfg.TopicPrefix+".events" {
+		t.Errorf("the projector's span is not the handler span's child (kind %v, attributes %v)", project.SpanKind, project.Attributes)
+	}
+	for _, s := range []tracetest.SpanStub{gql, send, process, txn, project} {
 		if s.Status.Code != 0 && s.Status.Code != 1 { // unset or ok
 			t.Errorf("%s: status %v", s.Name, s.Status)
 		}

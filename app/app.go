@@ -228,7 +228,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if !m.WithoutProjector {
 		if m.projector, err = projector.New(projector.Config{Brokers: m.brokers, Topics: topics, Group: m.projectorGroup(),
 			FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Linger: c.ProjectorLinger, Logger: m.Logger, Security: m.security,
-			Metrics: m.metrics.projection}, store); err != nil {
+			Metrics: m.metrics.projection, Tracer: m.tracer}, store); err != nil {
 			return err
 		}
 	}

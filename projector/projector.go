@@ -28,6 +28,7 @@ import (
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/kafka"
 	"github.com/ordergateway/gateway/metrics"
+	"github.com/ordergateway/gateway/tracing"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -52,6 +53,9 @@ type Config struct {
 	// Metrics counts the batches; nil: counted nowhere. The projection
 	// gap is Projector.GapCollector's.
 	Metrics *metrics.Projection
+	// Tracer traces each traced event's projection and puts its context
+	// in the view change's headers; nil: off.
+	Tracer *tracing.Tracer
 }
 
 // Projector consumes events and maintains the views.
@@ -85,7 +89,8 @@ type Projector struct {
 	// outSince is when the projector last left a session (or was
 	// created), in Unix nanoseconds; 0 while it is in one.
 	outSince atomic.Int64
-	claims   claims // where each claim is, for the projection gap
+	claims   claims   // where each claim is, for the projection gap
+	traced   sync.Map // order id → the span context of its event being applied (tracing on)
 }
 
 // New connects to the brokers. Run starts consuming.
@@ -136,6 +141,9 @@ func New(cfg Config, store *view.Store) (*Projector, error) {
 		}
 	}()
 	p := &Projector{cfg: cfg, store: store, client: client, group: group, producer: producer, summaries: summaryCache{max: summaryCacheEntries}, closing: make(chan struct{})}
+	if cfg.Tracer != nil {
+		p.producer = tracedProducer{SyncProducer: producer, views: cfg.Topics.Views, t: cfg.Tracer, traced: &p.traced}
+	}
 	p.outSince.Store(time.Now().UnixNano())
 	return p, nil
 }
@@ -257,7 +265,9 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 		)
 		for {
 			var err error
+			traced := p.traceBatch(batch)
 			ids, flushed, err = p.apply(ctx, claim.Partition(), batch, cache, c.counted.Load())
+			traced.end(err)
 			if err == nil {
 				p.lastErr.Store(nil)
 				p.failingSince.Store(0)
