@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/graph/model"
@@ -113,6 +114,31 @@ func (r *queryResolver) Customer(ctx context.Context, id string, consistencyToke
 		return nil, r.internal(ctx, err)
 	}
 	return customerModel(*d), nil
+}
+
+// Node is the resolver for the node field.
+func (r *queryResolver) Node(ctx context.Context, id string, consistencyToken *string) (model.Node, error) {
+	nodes, err := r.Nodes(ctx, []string{id}, consistencyToken)
+	if err != nil {
+		return nil, err
+	}
+	return nodes[0], nil
+}
+
+// Nodes is the resolver for the nodes field.
+func (r *queryResolver) Nodes(ctx context.Context, ids []string, consistencyToken *string) ([]model.Node, error) {
+	if len(ids) > MaxNodes {
+		return nil, &domain.Error{Code: domain.CodeInvalidInput, Field: []string{"ids"},
+			Message: fmt.Sprintf("nodes takes at most %d ids, not %d", MaxNodes, len(ids))}
+	}
+	if err := r.awaitToken(ctx, consistencyToken); err != nil {
+		return nil, r.internal(ctx, err)
+	}
+	own, err := r.ownCustomer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.readNodes(ctx, ids, own)
 }
 
 // OrderUpdated is the resolver for the orderUpdated field.

@@ -10,6 +10,15 @@ import (
 	"time"
 )
 
+// An object that can be fetched again by its id alone (Relay's Global Object
+// Identification): node(id:) and nodes(ids:) take any id a Node carries. Order
+// is the only Node; its id is the order id as it is, already unique across the
+// gateway, so order(id:) and node(id:) take the same id.
+type Node interface {
+	IsNode()
+	GetID() string
+}
+
 type AddOrderItemInput struct {
 	OrderID         string          `json:"orderId"`
 	Item            *OrderItemInput `json:"item"`
@@ -74,6 +83,7 @@ type Mutation struct {
 }
 
 type Order struct {
+	// Globally unique: the same id for order(id:), node(id:) and the mutations.
 	ID         string       `json:"id"`
 	CustomerID string       `json:"customerId"`
 	Status     OrderStatus  `json:"status"`
@@ -90,6 +100,9 @@ type Order struct {
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }
+
+func (Order) IsNode()            {}
+func (this Order) GetID() string { return this.ID }
 
 type OrderConnection struct {
 	Edges      []*OrderEdge `json:"edges"`
