@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,9 +67,16 @@ func linked(s tracetest.SpanStub, to trace.SpanContext) bool {
 
 // TestTraceOfAMutation: one placeOrder is one trace from its GraphQL span
 // through the command's producer span to the handler's consumer span (linked
-// with its batch's transaction span), to the projector's span of its event.
+// with its batch's transaction span), to the projector's span of its event
+// and the span of the subscription update it caused.
 func TestTraceOfAMutation(t *testing.T) {
 	g, exp, cfg := startTraced(t)
+	// A subscriber of the customer's orders, over SSE, before the mutation.
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stream := sseAs(t, ctx, g, staffToken, `subscription { ordersUpdated(customerId: "c-trace") { id version } }`, nil)
+	events := readSSE(stream.Body)
+	waitSubscribers(t, g, 1)
 	var out struct{ M Payload }
 	g.data(t, `mutation Place($input: PlaceOrderInput!) { m: placeOrder(input: $input) { `+payloadFields+` } }`,
 		map[string]any{"input": placeInput("c-trace", item("A", 1, "1.00"))}, &out)
@@ -110,9 +119,33 @@ func TestTraceOfAMutation(t *testing.T) {
 		attr(project, "messaging.destination.name").AsString() != cfg.TopicPrefix+".events" {
 		t.Errorf("the projector's span is not the handler span's child (kind %v, attributes %v)", project.SpanKind, project.Attributes)
 	}
-	for _, s := range []tracetest.SpanStub{gql, send, process, txn, project} {
+	select {
+	case ev := <-events:
+		if ev.event != "next" || !strings.Contains(ev.data, out.M.Order.ID) {
+			t.Fatalf("the subscriber got %q %s", ev.event, ev.data)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the subscriber got no update")
+	}
+	push := spanNamed(t, exp, id, "push subscription update")
+	if push.Parent.SpanID() != project.SpanContext.SpanID() || attr(push, "network.protocol.name").AsString() != "sse" {
+		t.Errorf("the subscription update's span is not the projector span's child (attributes %v)", push.Attributes)
+	}
+	for _, s := range []tracetest.SpanStub{gql, send, process, txn, project, push} {
 		if s.Status.Code != 0 && s.Status.Code != 1 { // unset or ok
 			t.Errorf("%s: status %v", s.Name, s.Status)
 		}
+	}
+}
+
+// waitSubscribers waits until the gateway's hub holds n subscriptions.
+func waitSubscribers(t *testing.T, g *gateway, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for g.Hub().Count() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscriptions, want %d", g.Hub().Count(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -232,7 +232,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if m.feed, err = live.NewFeed(live.FeedConfig{Brokers: m.brokers, Topics: topics, FetchWait: c.FetchWait, Logger: m.Logger, Security: m.security}); err != nil {
+	if m.feed, err = live.NewFeed(live.FeedConfig{Brokers: m.brokers, Topics: topics, FetchWait: c.FetchWait, Logger: m.Logger, Security: m.security, Tracer: m.tracer}); err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -406,7 +406,7 @@ func (m *Main) routes() http.Handler {
 		Commands: m.bus, Views: m.store, Logger: m.Logger,
 		Waiter: live.Waiter{Feed: m.feed, Store: m.store}, ConsistencyTimeout: m.Config.ConsistencyTimeout,
 		Live: m.feed.Hub(), Snapshots: &live.Snapshots{Store: m.store}, Auth: m.authenticator(),
-		Metrics: m.metrics.graphql, Tracer: m.tracer,
+		Metrics: m.metrics.graphql, Tracer: m.tracer, Traces: m.feed,
 	}, graph.WebsocketOptions{AllowedOrigins: m.Config.AllowedOrigins,
 		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, WriteTimeout: m.Config.WSWriteTimeout, MaxSubscriptionsPer: m.Config.MaxSubscriptions,
 		BodyTimeout: m.Config.HTTPReadTimeout})

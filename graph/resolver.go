@@ -61,6 +61,8 @@ type Resolver struct {
 	Metrics *metrics.GraphQL
 	// Tracer gives queries and mutations their spans; nil: off.
 	Tracer *tracing.Tracer
+	// Traces, with Tracer, gives subscription updates their parent span.
+	Traces TraceSource
 
 	waits waitSlots // consistency waits in progress (MaxConsistencyWaits)
 }

@@ -50,9 +50,10 @@ func NewServer(r *Resolver, ws WebsocketOptions) *Server {
 		r.Metrics = metrics.NewGraphQL(nil)
 	}
 	ws.metrics = r.Metrics
+	ws.push = pushTracer{t: r.Tracer, sources: r.Traces}
 	s := &Server{ws: NewWebsocket(ws), streams: map[net.Conn]int{}, bodyTimeout: ws.BodyTimeout, auth: r.Auth, metrics: r.Metrics}
 	srv.AddTransport(s.ws)
-	srv.AddTransport(&SSE{KeepAlive: ws.PingInterval, shared: &s.ws.shared, metrics: r.Metrics}) // keep-alives keep idle streams open through proxies
+	srv.AddTransport(&SSE{KeepAlive: ws.PingInterval, shared: &s.ws.shared, metrics: r.Metrics, push: ws.push}) // keep-alives keep idle streams open through proxies
 	// Last: it takes (or refuses) every other request.
 	srv.AddTransport(httpTransport{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))

@@ -34,6 +34,7 @@ type SSE struct {
 	KeepAlive time.Duration
 	shared    *sharedResults
 	metrics   *metrics.GraphQL
+	push      pushTracer
 }
 
 var _ graphql.Transport = (*SSE)(nil)
@@ -184,7 +185,10 @@ func (t *SSE) pull(s *sseStream, group *resultGroup, respond graphql.ResponseHan
 		if payload == nil { // the operation's context ended
 			return sent, false, false
 		}
-		if !s.next(payload) {
+		span := t.push.start(d.ID, d.Version, "sse")
+		ok := s.next(payload)
+		span.End()
+		if !ok {
 			return sent, false, false
 		}
 		t.m().UpdatesSentSSE.Inc()

@@ -50,3 +50,38 @@ func (x opTracing) InterceptOperation(ctx context.Context, next graphql.Operatio
 		return resp
 	}
 }
+
+// TraceSource gives the trace context a view change carried (*live.Feed
+// implements it).
+type TraceSource interface {
+	TraceOf(orderID string, version int) (trace.SpanContext, bool)
+}
+
+// pushTracer gives each subscription update written a span, a child of the
+// span of the view change it shows (the projector's span of the order's
+// event: the mutation's trace). Its zero value is off.
+type pushTracer struct {
+	t       *tracing.Tracer
+	sources TraceSource
+}
+
+// start starts the span of an update of orderID at version written over
+// transport; it does nothing when tracing is off or the change carried no
+// trace context.
+func (p pushTracer) start(orderID string, version int, transport string) trace.Span {
+	if p.t == nil || p.sources == nil {
+		return noSpan
+	}
+	sc, ok := p.sources.TraceOf(orderID, version)
+	if !ok {
+		return noSpan
+	}
+	_, span := p.t.Start(trace.ContextWithRemoteSpanContext(context.Background(), sc), "push subscription update",
+		trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+			attribute.String("graphql.operation.type", "subscription"),
+			attribute.String("network.protocol.name", transport),
+			attribute.Int("order.version", version)))
+	return span
+}
+
+var noSpan = trace.SpanFromContext(context.Background())

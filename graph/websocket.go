@@ -61,6 +61,7 @@ type WebsocketOptions struct {
 	auth Authenticator // Resolver.Auth (NewServer sets it); nil: off
 	// metrics counts the updates written (NewServer sets it).
 	metrics *metrics.GraphQL
+	push    pushTracer // spans of the updates written (NewServer sets it)
 }
 
 // Websocket close codes of graphql-transport-ws (graphql-ws's PROTOCOL.md).

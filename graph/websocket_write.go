@@ -282,7 +282,9 @@ func (c *wsConn) pull(op *wsOp, w *fanWorker) sendResult {
 			return sent
 		}
 		*buf = appendMessageFrame((*buf)[:0], c.dataType(), op.idJSON, payload)
+		span := c.t.opts.push.start(d.ID, d.Version, "websocket")
 		r := c.sendFrame(*buf, w)
+		span.End()
 		if r != failed { // written, or being written by the connection's goroutine
 			c.t.opts.metrics.UpdatesSentWS.Inc()
 		}

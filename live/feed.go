@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/tracing"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -31,6 +33,8 @@ type Feed struct {
 	mu      sync.Mutex
 	waiters map[string]map[chan struct{}]struct{} // order id → waiters to wake on any change
 	hub     *Hub
+	tracer  *tracing.Tracer
+	traces  traces // tracing on: the trace context of recent changes
 }
 
 // FeedConfig configures a Feed.
@@ -41,6 +45,9 @@ type FeedConfig struct {
 	Logger    *slog.Logger
 	// Security is how the clients connect (TLS, SASL); nil: plaintext.
 	Security *kafka.Security
+	// Tracer, if set, keeps the trace context each view change carries
+	// for the subscription updates it leads to (TraceOf); nil: off.
+	Tracer *tracing.Tracer
 }
 
 // NewFeed starts following the views topic from its current end.
@@ -58,7 +65,7 @@ func NewFeed(cfg FeedConfig) (*Feed, error) {
 		client.Close()
 		return nil, fmt.Errorf("views feed: %w", err)
 	}
-	f := &Feed{logger: cfg.Logger, client: client, consumer: consumer, waiters: map[string]map[chan struct{}]struct{}{}, hub: NewHub()}
+	f := &Feed{logger: cfg.Logger, client: client, consumer: consumer, waiters: map[string]map[chan struct{}]struct{}{}, hub: NewHub(), tracer: cfg.Tracer}
 	parts, err := consumer.Partitions(cfg.Topics.Views)
 	if err != nil {
 		f.Close()
@@ -109,6 +116,9 @@ func (f *Feed) read(m *sarama.ConsumerMessage) {
 	if err := json.Unmarshal(m.Value, &c); err != nil || c.Order.ID == "" {
 		f.logger.Warn("views feed: undecodable view change", "partition", m.Partition, "offset", m.Offset, "err", err)
 		return
+	}
+	if f.tracer != nil {
+		f.traces.put(c.Order.ID, c.Order.Version, trace.SpanContextFromContext(f.tracer.Extract(context.Background(), m.Headers)))
 	}
 	f.wake(c.Order.ID)
 	f.hub.Publish(c)
