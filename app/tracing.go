@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 func (m *Main) startTracing(ctx context.Context) error {
 	if m.TracerProvider != nil {
 		m.tracer = tracing.New(m.TracerProvider)
+		m.Logger = slog.New(tracing.LogHandler(m.Logger.Handler()))
 		return nil
 	}
 	tp, err := tracing.FromEnv(ctx)
@@ -24,6 +26,9 @@ func (m *Main) startTracing(ctx context.Context) error {
 	if tp != nil {
 		m.ownTracerProvider = tp
 		m.tracer = tracing.New(tp)
+		// Lines logged with a request's context carry its trace_id and
+		// span_id.
+		m.Logger = slog.New(tracing.LogHandler(m.Logger.Handler()))
 		m.Logger.Info("tracing on", "exporter", os.Getenv("OTEL_TRACES_EXPORTER"))
 	}
 	return nil

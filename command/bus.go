@@ -293,7 +293,7 @@ func (b *Bus) Send(ctx context.Context, cmd domain.Command, idempotencyKey strin
 		}
 		if err != nil {
 			b.cfg.Metrics.Unsent.Inc()
-			b.cfg.Logger.Warn("command bus: command not sent", "command_id", env.CommandID, "err", err)
+			b.cfg.Logger.WarnContext(ctx, "command bus: command not sent", "command_id", env.CommandID, "err", err)
 			return Reply{}, unavailable("the command could not be sent to the broker; it was not handled and can be retried")
 		}
 		acked = time.Now()

@@ -113,14 +113,14 @@ func (r *Resolver) internal(ctx context.Context, err error) error {
 	if errors.As(err, &de) {
 		var h *domain.Hidden
 		if errors.As(err, &h) {
-			r.logger().Warn("resolver failed", "code", de.Code, "err", err, "path", graphql.GetPath(ctx))
+			r.logger().WarnContext(ctx, "resolver failed", "code", de.Code, "err", err, "path", graphql.GetPath(ctx))
 		}
 		return err
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return &domain.Error{Code: domain.CodeUnavailable, Message: "the request was cancelled or timed out"}
 	}
-	r.logger().Error("resolver failed", "err", err, "path", graphql.GetPath(ctx))
+	r.logger().ErrorContext(ctx, "resolver failed", "err", err, "path", graphql.GetPath(ctx))
 	return &domain.Error{Code: domain.CodeInternal, Message: "internal server error"}
 }
 
