@@ -323,16 +323,18 @@ func TestAuthorizationTable(t *testing.T) {
 			}
 
 			// customer: their own only.
-			const customerQ = `query($id: ID!) { customer(id: $id) { customerId orderCount } }`
+			// (The tokens make the summaries include the writes above.)
+			const customerQ = `query($id: ID!, $t: String) { customer(id: $id, consistencyToken: $t) { customerId orderCount } }`
 			var sum struct{ Customer *struct{ CustomerID string } }
-			if r = as(aliceTok, customerQ, map[string]any{"id": alice}); len(r.Errors) > 0 || json.Unmarshal(r.Data, &sum) != nil || sum.Customer == nil {
+			if r = as(aliceTok, customerQ, map[string]any{"id": alice, "t": consistencyTokenFor(mine.ID, 6)}); len(r.Errors) > 0 || json.Unmarshal(r.Data, &sum) != nil || sum.Customer == nil {
 				t.Errorf("alice reads her summary: %+v %s", r.Errors, r.Data)
 			}
 			if r = as(aliceTok, customerQ, map[string]any{"id": bob}); r.code() != "FORBIDDEN" || strings.Contains(string(r.Data), "orderCount") {
 				t.Errorf("alice reads bob's summary: want FORBIDDEN, got %+v %s", r.Errors, r.Data)
 			}
-			if sum.Customer = nil; json.Unmarshal(as(staffToken, customerQ, map[string]any{"id": bob}).Data, &sum) != nil || sum.Customer == nil {
-				t.Errorf("staff reads bob's summary: none")
+			sum.Customer = nil
+			if r = as(staffToken, customerQ, map[string]any{"id": bob, "t": consistencyTokenFor(theirs.ID, 2)}); json.Unmarshal(r.Data, &sum) != nil || sum.Customer == nil || sum.Customer.CustomerID != bob {
+				t.Errorf("staff reads bob's summary: %+v %s", r.Errors, r.Data)
 			}
 		})
 	}
@@ -818,4 +820,43 @@ func TestZeroSetupTokens(t *testing.T) {
 	if r := g.doAs(t, staffToken, `{ orders { totalCount } }`, nil); r.Status != http.StatusUnauthorized {
 		t.Errorf("a token of another secret: status %d", r.Status)
 	}
+}
+
+// TestConsistencyTokenOfAnotherCustomersOrder: a customer's read with a
+// consistencyToken naming another customer's order waits and answers as for
+// a missing order, so neither its time nor its answer tells the order
+// exists; the customer's own token is answered at once.
+func TestConsistencyTokenOfAnotherCustomersOrder(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ConsistencyTimeout = time.Second
+	g := startGateway(t, cfg)
+	theirs := g.mustMutate(t, "placeOrder", placeInput("bob-ct", item("B", 1, "1")))
+	mine := g.mustMutate(t, "placeOrder", placeInput("alice-ct", item("A", 1, "1")))
+	g.orderAt(t, theirs.ID, consistencyTokenFor(theirs.ID, 1))
+	g.orderAt(t, mine.ID, consistencyTokenFor(mine.ID, 1))
+	alice := customerToken("alice-ct")
+	read := func(id string) (gqlResponse, time.Duration) {
+		t.Helper()
+		t0 := time.Now()
+		r := g.doAs(t, alice, `query($id: ID!, $t: String) { order(id: $id, consistencyToken: $t) { id } }`,
+			map[string]any{"id": id, "t": consistencyTokenFor(id, 1)})
+		return r, time.Since(t0)
+	}
+	shape := func(r gqlResponse, id string) string {
+		b, _ := json.Marshal(map[string]any{"data": r.Data, "errors": r.Errors, "extensions": r.Extensions})
+		return strings.ReplaceAll(string(b), id, "ID")
+	}
+	other, otherTook := read(theirs.ID)
+	missing, missingTook := read("ord_never_placed")
+	if shape(other, theirs.ID) != shape(missing, "ord_never_placed") || other.Extensions["consistency"] == nil {
+		t.Errorf("another customer's order answers\n%s\na missing one\n%s", shape(other, theirs.ID), shape(missing, "ord_never_placed"))
+	}
+	if otherTook < 900*time.Millisecond || missingTook < 900*time.Millisecond {
+		t.Errorf("waits: another customer's order %v, a missing one %v; want both the consistency timeout (1s)", otherTook, missingTook)
+	}
+	own, ownTook := read(mine.ID)
+	if own.Extensions["consistency"] != nil || !strings.Contains(string(own.Data), mine.ID) || ownTook > 500*time.Millisecond {
+		t.Errorf("her own order: %s %v in %v", own.Data, own.Extensions, ownTook)
+	}
+	t.Logf("another customer's order: %v, a missing one: %v, her own: %v", otherTook.Round(time.Millisecond), missingTook.Round(time.Millisecond), ownTook.Round(time.Millisecond))
 }

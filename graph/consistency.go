@@ -68,13 +68,32 @@ func (r *Resolver) awaitTokenUntil(ctx context.Context, token *string, deadline 
 	defer r.waits.release()
 	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	if !r.Waiter.WaitForOrder(wctx, orderID, version) {
+	reached := r.Waiter.WaitForOrder(wctx, orderID, version)
+	if reached && r.othersOrder(ctx, orderID) {
+		// A customer's token naming another customer's order waits as for
+		// a missing order, so how long a read waits tells nothing of it.
+		<-wctx.Done()
+		reached = false
+	}
+	if !reached {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		notReached(ctx, fmt.Sprintf("the views did not include version %d of order %s within %s; this answer may not include that write", version, orderID, r.ConsistencyTimeout))
 	}
 	return nil
+}
+
+// othersOrder reports whether the caller is a customer and the order's view
+// is another customer's (a view that cannot be read counts as theirs: the
+// wait then runs out as for a missing order).
+func (r *Resolver) othersOrder(ctx context.Context, orderID string) bool {
+	own, err := r.ownCustomer(ctx)
+	if err != nil || own == "" {
+		return err != nil
+	}
+	d, err := r.Views.Order(ctx, orderID)
+	return err != nil || d != nil && d.CustomerID != own
 }
 
 // consistencyMu serialises the check-then-register of notReached (gqlgen
