@@ -162,7 +162,7 @@ func TestMetricsCountAKnownWorkload(t *testing.T) {
 	for {
 		after = scrape(t, g)
 		if after["order_gateway_projection_events_applied_total"]-before["order_gateway_projection_events_applied_total"] >= 4 &&
-			after["order_gateway_graphql_sse_streams"] == 0 || time.Now().After(deadline) {
+			after["order_gateway_graphql_sse_streams"] == 0 && sumOf(after, "order_gateway_consumer_lag_records") == 0 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -207,6 +207,16 @@ func TestMetricsCountAKnownWorkload(t *testing.T) {
 	if n := sumOf(after, "order_gateway_projection_records_behind"); n != 0 {
 		t.Errorf("records behind after the workload: %v", n)
 	}
+	// Both groups' lag, read from their committed offsets: one series per
+	// partition, 0 once everything is committed.
+	for _, group := range []string{"command-handler", "projector"} {
+		for p := range 3 {
+			k := series("order_gateway_consumer_lag_records", "group", group, "partition", strconv.Itoa(p))
+			if v, ok := after[k]; !ok || v != 0 {
+				t.Errorf("%s = %v (present %v), want 0", k, v, ok)
+			}
+		}
+	}
 	for k, v := range after {
 		if strings.Contains(k, "no-such-order") || strings.Contains(k, first.ID) || strings.Contains(k, "c-m1") {
 			t.Errorf("a metric names an order or a customer: %s %v", k, v)
@@ -240,16 +250,19 @@ func TestMetricsProjectionGap(t *testing.T) {
 		if behind < 1 || behind > 2 || gap <= 0 {
 			t.Fatalf("round %d: with one event waiting: records behind %v, gap %vs (want 1 or 2, and > 0)", round, behind, gap)
 		}
+		if lag := projectorLag(m); lag < 1 {
+			t.Errorf("round %d: with one event waiting the projector's lag is %v", round, lag)
+		}
 		deadline := time.Now().Add(15 * time.Second)
 		for {
 			m = scrape(t, g)
 			behind = sumOf(m, "order_gateway_projection_records_behind")
 			gap = sumOf(m, "order_gateway_projection_gap_seconds")
-			if behind == 0 && gap == 0 {
+			if behind == 0 && gap == 0 && projectorLag(m) == 0 {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("round %d: the gap stayed up: records behind %v, gap %vs", round, behind, gap)
+				t.Fatalf("round %d: the gap stayed up: records behind %v, gap %vs, projector lag %v", round, behind, gap, projectorLag(m))
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -260,6 +273,17 @@ func TestMetricsProjectionGap(t *testing.T) {
 			t.Errorf("%d partitions have a gap series, want 3", got)
 		}
 	}
+}
+
+// projectorLag sums the projector group's consumer lag.
+func projectorLag(m map[string]float64) float64 {
+	var n float64
+	for k, v := range m {
+		if strings.HasPrefix(k, "order_gateway_consumer_lag_records{") && strings.Contains(k, `group="projector"`) {
+			n += v
+		}
+	}
+	return n
 }
 
 func keys(m map[string]float64) []string {

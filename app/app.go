@@ -74,6 +74,7 @@ type Main struct {
 	ownTracerProvider *sdktrace.TracerProvider // started from OTEL_*: shut down by Close
 	metricsServer     *http.Server             // METRICS_ADDR: /metrics alone
 	metricsListener   net.Listener
+	lagClient         sarama.Client  // the consumer lag's (registerMetrics)
 	verifier          *auth.Verifier // nil with AUTH_DISABLED
 	mintWith          *auth.Config   // zero setup: the generated secret, to log tokens with
 
@@ -568,6 +569,9 @@ func (m *Main) close() error {
 	m.wg.Wait()
 	if m.bus != nil {
 		errs = append(errs, m.bus.Close())
+	}
+	if m.lagClient != nil {
+		m.lagClient.Close()
 	}
 	if m.store != nil {
 		errs = append(errs, m.store.Close(context.Background()))

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ordergateway/gateway/metrics"
@@ -67,6 +68,14 @@ func (m *Main) registerMetrics() {
 		func() float64 { return float64(m.Config.Partitions) }))
 	if m.projector != nil {
 		r.MustRegister(m.projector.GapCollector())
+	}
+	// The consumer groups' lag, read with a client of its own (one
+	// request at a time per connection: not behind the consumers' fetches).
+	if client, err := sarama.NewClient(m.brokers, m.security.Config("order-gateway-lag", m.Config.FetchWait)); err != nil {
+		m.Logger.Warn("metrics: consumer lag left out", "err", err)
+	} else {
+		m.lagClient = client
+		r.MustRegister(&lagCollector{m: m, client: client})
 	}
 }
 
