@@ -126,7 +126,7 @@ func NewBus(cfg BusConfig) (*Bus, error) {
 	}
 	// Starting at the newest offset before any command is sent means every
 	// reply to this instance is seen.
-	replies, err := b.consumer.ConsumePartition(cfg.Topics.Replies, b.replyPartition, sarama.OffsetNewest)
+	replies, err := kafka.ConsumeWhenLed(b.consumerClient, b.consumer, cfg.Topics.Replies, b.replyPartition, sarama.OffsetNewest)
 	if err != nil {
 		b.consumer.Close()
 		b.consumerClient.Close()

@@ -7,7 +7,6 @@ package live
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -73,7 +72,7 @@ func NewFeed(cfg FeedConfig) (*Feed, error) {
 	}
 	firsts := make([]sarama.PartitionConsumer, 0, len(parts))
 	for _, p := range parts {
-		pc, err := consumeNewest(client, consumer, cfg.Topics.Views, p)
+		pc, err := kafka.ConsumeWhenLed(client, consumer, cfg.Topics.Views, p, sarama.OffsetNewest)
 		if err != nil {
 			for _, pc := range firsts {
 				pc.AsyncClose()
@@ -196,30 +195,4 @@ func (w Waiter) WaitForOrder(ctx context.Context, orderID string, version int) b
 			return false
 		}
 	}
-}
-
-// leaderWait bounds how long NewFeed waits for a partition's leader: just
-// after the gateway creates its topics, Apache Kafka may name a leader in
-// its metadata that does not act as one yet (NOT_LEADER_OR_FOLLOWER).
-const leaderWait = 30 * time.Second
-
-// consumeNewest starts consuming partition p of topic from its end, waiting
-// up to leaderWait while its leader is not ready.
-func consumeNewest(client sarama.Client, consumer sarama.Consumer, topic string, p int32) (sarama.PartitionConsumer, error) {
-	deadline := time.Now().Add(leaderWait)
-	backoff := 50 * time.Millisecond
-	for {
-		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetNewest)
-		if err == nil || !leaderNotReady(err) || time.Now().After(deadline) {
-			return pc, err
-		}
-		time.Sleep(backoff)
-		backoff = min(2*backoff, time.Second)
-		_ = client.RefreshMetadata(topic) // the next attempt reports what is still wrong
-	}
-}
-
-func leaderNotReady(err error) bool {
-	return errors.Is(err, sarama.ErrNotLeaderForPartition) || errors.Is(err, sarama.ErrLeaderNotAvailable) ||
-		errors.Is(err, sarama.ErrUnknownTopicOrPartition) || errors.Is(err, sarama.ErrOffsetsLoadInProgress)
 }
