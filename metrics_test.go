@@ -177,9 +177,12 @@ func TestMetricsCountAKnownWorkload(t *testing.T) {
 		series("order_gateway_graphql_requests_total", "operation_type", "unknown", "outcome", "user_error", "code", "UNAUTHENTICATED"):      1,
 		series("order_gateway_graphql_request_duration_seconds_count", "operation_type", "mutation"):                                         5,
 		series("order_gateway_graphql_request_duration_seconds_count", "operation_type", "query"):                                            1,
+		series("order_gateway_graphql_field_duration_seconds_count", "operation_type", "mutation", "field", "placeOrder"):                    3,
+		series("order_gateway_graphql_field_duration_seconds_count", "operation_type", "mutation", "field", "confirmOrder"):                  2,
+		series("order_gateway_graphql_field_duration_seconds_count", "operation_type", "query", "field", "order"):                            1,
 		series("order_gateway_graphql_subscription_updates_sent_total", "transport", "sse"):                                                  2,
 		series("order_gateway_graphql_subscription_updates_sent_total", "transport", "websocket"):                                            0,
-		"order_gateway_graphql_requests_in_flight":                                                                                           0,
+		"order_gateway_graphql_requests_in_flight":                                                  0,
 		"order_gateway_graphql_sse_streams":                                                         0,
 		series("order_gateway_graphql_subscriptions", "field", "orderUpdated"):                      0,
 		series("order_gateway_commands_sent_total", "command", "PlaceOrder"):                        3,
@@ -321,6 +324,7 @@ func TestMetricsAddr(t *testing.T) {
 func TestDeployFilesUseServedMetrics(t *testing.T) {
 	g := startGateway(t, testConfig(t))
 	waitReady(t, g)
+	g.do(t, `{ __typename }`, nil) // the histograms by field have a series once observed
 	served := map[string]bool{}
 	deadline := time.Now().Add(15 * time.Second)
 	for !served["order_gateway_projection_gap_seconds"] {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
@@ -18,6 +19,20 @@ import (
 // refused before its operation ran (parse, validation, limits) once. A
 // subscription's updates are counted by the transports that write them.
 type opMetrics struct{ m *metrics.GraphQL }
+
+// fieldObserver is the duration histogram of the operation's first root
+// field, or nil. The document was validated against the schema, so the
+// field names are the schema's: a bounded set.
+func (x opMetrics) fieldObserver(op *ast.OperationDefinition) prometheus.Observer {
+	if len(op.SelectionSet) == 0 {
+		return nil
+	}
+	f, ok := op.SelectionSet[0].(*ast.Field)
+	if !ok {
+		return nil
+	}
+	return x.m.FieldObserver(string(op.Operation), f.Name)
+}
 
 var (
 	_ graphql.HandlerExtension     = opMetrics{}
@@ -88,6 +103,7 @@ func (x opMetrics) InterceptOperation(ctx context.Context, next graphql.Operatio
 	if start.IsZero() {
 		start = time.Now()
 	}
+	field := x.fieldObserver(rc.Operation)
 	x.m.InFlight.Inc()
 	oc := &outcomeCtx{Context: ctx}
 	o := &oc.o
@@ -97,7 +113,11 @@ func (x opMetrics) InterceptOperation(ctx context.Context, next graphql.Operatio
 		resp := h(ctx)
 		outcome, code := classify(resp, o.userCode)
 		x.m.Request(typ, outcome, code)
-		x.m.Observe(typ, time.Since(start))
+		took := time.Since(start)
+		x.m.Observe(typ, took)
+		if field != nil {
+			field.Observe(took.Seconds())
+		}
 		return resp
 	}
 }

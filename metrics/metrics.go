@@ -69,6 +69,7 @@ type GraphQL struct {
 	// UpdatesSentWS and UpdatesSentSSE count subscription results written.
 	UpdatesSentWS, UpdatesSentSSE prometheus.Counter
 	byType                        map[string]prometheus.Observer
+	fields                        *prometheus.HistogramVec
 	ok                            map[string]prometheus.Counter // requests_total's ok children
 }
 
@@ -105,6 +106,9 @@ func NewGraphQL(reg prometheus.Registerer) *GraphQL {
 		updatesSent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "graphql", Name: "subscription_updates_sent_total",
 			Help: "Subscription results written to subscribers, by transport (websocket, sse)."}, []string{"transport"}),
 	}
+	g.fields = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "graphql", Name: "field_duration_seconds",
+		Help: "Duration of GraphQL queries and mutations by their first root field (placeOrder, order, …: the schema's fields, a bounded set), from the start of the request to the result.", Buckets: durationBuckets},
+		[]string{"operation_type", "field"})
 	g.UpdatesSentWS = g.updatesSent.WithLabelValues("websocket")
 	g.UpdatesSentSSE = g.updatesSent.WithLabelValues("sse")
 	g.byType = map[string]prometheus.Observer{}
@@ -115,7 +119,7 @@ func NewGraphQL(reg prometheus.Registerer) *GraphQL {
 	for _, t := range []string{OpQuery, OpMutation, OpSubscription} {
 		g.ok[t] = g.requests.WithLabelValues(t, OutcomeOK, "") // a series from the start, for rate()
 	}
-	register(reg, g.requests, g.duration, g.InFlight, g.SSEStreams, g.updatesSent)
+	register(reg, g.requests, g.duration, g.fields, g.InFlight, g.SSEStreams, g.updatesSent)
 	return g
 }
 
@@ -126,6 +130,13 @@ func (g *GraphQL) Request(opType, outcome, code string) {
 		return
 	}
 	g.requests.WithLabelValues(opType, outcome, code).Inc()
+}
+
+// FieldObserver is the duration histogram of operations of opType whose
+// first root field is field; field must come from a bounded set (the
+// schema's root fields, as a validated document names).
+func (g *GraphQL) FieldObserver(opType, field string) prometheus.Observer {
+	return g.fields.WithLabelValues(opType, field)
 }
 
 // Observe records a query's or mutation's duration.
