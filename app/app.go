@@ -411,6 +411,7 @@ func (m *Main) routes() http.Handler {
 	}, graph.WebsocketOptions{AllowedOrigins: m.Config.AllowedOrigins,
 		InitTimeout: m.Config.WSInitTimeout, PingInterval: m.Config.WSPingInterval, WriteTimeout: m.Config.WSWriteTimeout, MaxSubscriptionsPer: m.Config.MaxSubscriptions,
 		BodyTimeout: m.Config.HTTPReadTimeout})
+	m.configurePersisted(m.gql)
 
 	mux := http.NewServeMux()
 	// CORS outermost: a preflight carries no token, and a refusal must

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ordergateway/gateway/auth"
+	"github.com/ordergateway/gateway/graph"
 	"github.com/ordergateway/gateway/kafka"
 	"github.com/ordergateway/gateway/view"
 )
@@ -55,6 +56,13 @@ type Config struct {
 	DebugAddr          string
 	MetricsAddr        string      // "": /metrics on LISTEN_ADDR
 	Auth               auth.Config // AUTH_* (app/auth.go)
+	// APQCacheSize is APQ_CACHE_SIZE: 0 is graph.DefaultAPQCacheSize, a
+	// negative size turns automatic persisted queries off (app/persisted.go).
+	APQCacheSize int
+	// TrustedDocumentsFile is TRUSTED_DOCUMENTS_FILE ("": any document
+	// runs), and TrustedDocuments its manifest as ParseConfig read it.
+	TrustedDocumentsFile string
+	TrustedDocuments     *graph.TrustedDocuments
 }
 
 // setting is one configuration entry: its flag, environment variable,
@@ -183,6 +191,8 @@ func settings() []setting {
 		{"ws-ping-interval", "WS_PING_INTERVAL", "15s", "websocket keep-alive interval (a peer that misses two pongs is closed) and SSE keep-alive comment interval", dur(func(c *Config) *time.Duration { return &c.WSPingInterval })},
 		{"ws-write-timeout", "WS_WRITE_TIMEOUT", "10s", "how long a websocket write may wait for a client that does not read before it is disconnected", dur(func(c *Config) *time.Duration { return &c.WSWriteTimeout })},
 		{"max-subscriptions-per-connection", "MAX_SUBSCRIPTIONS_PER_CONNECTION", "100", "subscriptions one websocket may hold at once", num(func(c *Config) *int { return &c.MaxSubscriptions }, 1, 100000)},
+		{"apq-cache-size", "APQ_CACHE_SIZE", "1000", "automatic persisted queries (Apollo's APQ) kept, the least recently used dropped first (16 MiB of documents at most); 0 turns APQ off", setAPQCacheSize},
+		{"trusted-documents-file", "TRUSTED_DOCUMENTS_FILE", "", "JSON manifest of trusted documents (Apollo's persisted query manifest, or an object of SHA-256 to document): when set, only its documents run; empty: any document", setTrustedDocumentsFile},
 		{"debug-addr", "DEBUG_ADDR", "", "address (host:port) for Go's profiling endpoints (/debug/pprof/); empty turns them off", func(c *Config, v string) error {
 			if v == "" {
 				c.DebugAddr = ""

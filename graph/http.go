@@ -129,10 +129,6 @@ func (t httpTransport) get(w http.ResponseWriter, r *http.Request, exec graphql.
 		}
 	}
 	params := &graphql.RawParams{Query: q.Get("query"), OperationName: q.Get("operationName")}
-	if params.Query == "" {
-		refuse(w, media, http.StatusBadRequest, CodeBadRequest, notGraphQLQuery("it has no query"))
-		return
-	}
 	for _, f := range []struct {
 		name string
 		into *map[string]any
@@ -146,8 +142,25 @@ func (t httpTransport) get(w http.ResponseWriter, r *http.Request, exec graphql.
 			}
 		}
 	}
+	if q.Has(documentIDKey) {
+		params.Extensions = withDocumentID(params.Extensions, q.Get(documentIDKey))
+	}
+	if params.Query == "" && !hasPersisted(params.Extensions) {
+		refuse(w, media, http.StatusBadRequest, CodeBadRequest, notGraphQLQuery("it has no query"))
+		return
+	}
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
 	execute(w, r, exec, media, params)
+}
+
+// withDocumentID puts a request's top-level documentId among its
+// extensions, where PersistedQueries looks for it.
+func withDocumentID(ext map[string]any, id any) map[string]any {
+	if ext == nil {
+		ext = map[string]any{}
+	}
+	ext[documentIDKey] = id
+	return ext
 }
 
 // execute runs a decoded request and answers it.
@@ -161,6 +174,12 @@ func execute(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
 		status := http.StatusOK
 		if media == mediaGraphQLResponse {
 			status = http.StatusBadRequest
+		}
+		if s, noCache, ok := persistedStatus(errs); ok {
+			status = s
+			if noCache {
+				w.Header().Set("Cache-Control", "private, no-cache, must-revalidate")
+			}
 		}
 		resp := exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
 		resp.Data = nil
@@ -284,15 +303,22 @@ func decodeParams(body []byte) (*graphql.RawParams, *gqlerror.Error) {
 	if !validText(body) {
 		return nil, badRequest(msgNotUTF8)
 	}
-	params := &graphql.RawParams{}
+	var req struct {
+		graphql.RawParams
+		DocumentID any `json:"documentId"` // persisted documents (GraphQL over HTTP)
+	}
+	params := &req.RawParams
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	err := dec.Decode(params)
+	err := dec.Decode(&req)
 	if err == nil && dec.Decode(new(json.RawMessage)) != io.EOF {
 		return nil, badRequest(notGraphQL("it holds more than one JSON value"))
 	}
 	if err != nil {
 		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			te.Field = strings.TrimPrefix(te.Field, "RawParams.") // the embedded struct's fields
+		}
 		switch {
 		case errors.Is(err, io.EOF):
 			return nil, badRequest(notGraphQL("it is empty"))
@@ -308,7 +334,10 @@ func decodeParams(body []byte) (*graphql.RawParams, *gqlerror.Error) {
 			return nil, badRequest(notGraphQL("it is not valid JSON"))
 		}
 	}
-	if params.Query == "" {
+	if req.DocumentID != nil {
+		params.Extensions = withDocumentID(params.Extensions, req.DocumentID)
+	}
+	if params.Query == "" && !hasPersisted(params.Extensions) {
 		return nil, badRequest(notGraphQL("it has no query"))
 	}
 	return params, nil

@@ -33,6 +33,7 @@ type Server struct {
 	bodyTimeout time.Duration
 	auth        Authenticator // nil: off
 	metrics     *metrics.GraphQL
+	persisted   *PersistedQueries
 
 	mu      sync.Mutex
 	streams map[net.Conn]int // connections with SSE requests in progress
@@ -57,6 +58,9 @@ func NewServer(r *Resolver, ws WebsocketOptions) *Server {
 	// Last: it takes (or refuses) every other request.
 	srv.AddTransport(httpTransport{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	// First: it puts the document of a hash or documentId in the request.
+	s.persisted = newPersistedQueries()
+	srv.Use(s.persisted)
 	// The limits replace gqlgen's complexity limit, whose walk visits a
 	// fragment again at every spread (exponential in nested spreads).
 	srv.SetParserTokenLimit(DefaultLimits.Tokens)
@@ -72,6 +76,10 @@ func NewServer(r *Resolver, ws WebsocketOptions) *Server {
 	s.handler = srv
 	return s
 }
+
+// PersistedQueries configures automatic persisted queries and trusted
+// documents (persisted.go), before the server serves.
+func (s *Server) PersistedQueries() *PersistedQueries { return s.persisted }
 
 // MaxRequestBytes bounds a request's body.
 const MaxRequestBytes = 1 << 20
