@@ -95,6 +95,14 @@ func TestPersistedQueries(t *testing.T) {
 			t.Errorf("%s with the hash alone: %d %+v %s", m, status, r.Errors, r.Data)
 		}
 	}
+	// Over a websocket too: a miss is an error message, a known hash runs.
+	c := dialWS(t, g, wsDial{})
+	if m := wsOperation(t, c, "1", map[string]any{"extensions": pq(sha256Hex(query + "\n")), "variables": vars}); m.Type != "error" || !strings.Contains(string(m.Payload), "PERSISTED_QUERY_NOT_FOUND") {
+		t.Errorf("websocket miss: %s %s", m.Type, m.Payload)
+	}
+	if m := wsOperation(t, c, "2", map[string]any{"extensions": pq(hash), "variables": vars}); m.Type != "next" || !strings.Contains(string(m.Payload), `{"order":null}`) {
+		t.Errorf("websocket, the hash alone: %s %s", m.Type, m.Payload)
+	}
 	// A hash that is not the query's.
 	status, _, r = rawGraphQL(t, g, http.MethodPost, map[string]any{"query": query + " ", "extensions": pq(hash), "variables": vars}, "")
 	if r.code() != "PERSISTED_QUERY_HASH_MISMATCH" || r.Data != nil {
@@ -185,6 +193,17 @@ func TestTrustedDocuments(t *testing.T) {
 		t.Errorf("documentId and query: %d %+v", status, r)
 	}
 
+	// A websocket: a query by documentId runs, another document is refused
+	// with an error message.
+	c := dialWS(t, g, wsDial{})
+	send := func(id string, payload map[string]any) wsMsg { t.Helper(); return wsOperation(t, c, id, payload) }
+	if m := send("1", map[string]any{"documentId": "sha256:" + hash, "variables": vars}); m.Type != "next" || !strings.Contains(string(m.Payload), `{"order":null}`) {
+		t.Errorf("websocket documentId: %s %s", m.Type, m.Payload)
+	}
+	if m := send("2", map[string]any{"query": other}); m.Type != "error" || !strings.Contains(string(m.Payload), "PERSISTED_QUERY_NOT_IN_LIST") {
+		t.Errorf("websocket, another document: %s %s", m.Type, m.Payload)
+	}
+
 	// SSE: the trusted subscription starts (its first event is the order's
 	// state, none here, so the stream stays open), another is refused.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -233,4 +252,21 @@ func TestApolloPersistedQueries(t *testing.T) {
 	if err != nil {
 		t.Fatalf("node apq.mjs: %v", err)
 	}
+}
+
+// wsOperation sends a subscribe message with payload and returns the
+// operation's first next or error message.
+func wsOperation(t *testing.T, c *wsClient, id string, payload map[string]any) wsMsg {
+	t.Helper()
+	b, _ := json.Marshal(payload)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.send(ctx, wsMsg{ID: id, Type: "subscribe", Payload: b}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.tryNext(5*time.Second, func(m wsMsg) bool { return m.ID == id && (m.Type == "next" || m.Type == "error") })
+	if err != nil {
+		t.Fatalf("websocket operation %s: %v", id, err)
+	}
+	return m
 }
