@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ type runnableBlock struct {
 	line   int
 	code   string
 	prints []string // nil: no errors allowed
+	js     bool     // a node module: run in testdata/apollo (graphql-ws, ws), with the shell's variables in its environment
 }
 
 var runnableMarker = regexp.MustCompile(`^<!-- runnable(?:, prints: (.*))? -->$`)
@@ -32,10 +34,10 @@ func runnableBlocks(t *testing.T, readme string) []runnableBlock {
 		if m == nil {
 			continue
 		}
-		if i+1 >= len(lines) || lines[i+1] != "```sh" {
-			t.Fatalf("README.md:%d: a runnable marker must stand right before a ```sh block", i+1)
+		if i+1 >= len(lines) || lines[i+1] != "```sh" && lines[i+1] != "```js" {
+			t.Fatalf("README.md:%d: a runnable marker must stand right before a ```sh or ```js block", i+1)
 		}
-		b := runnableBlock{line: i + 2}
+		b := runnableBlock{line: i + 2, js: lines[i+1] == "```js"}
 		if m[1] != "" {
 			for p := range strings.SplitSeq(m[1], "|") {
 				b.prints = append(b.prints, strings.TrimSpace(p))
@@ -86,8 +88,25 @@ func TestREADMERunnableBlocks(t *testing.T) {
 	if err := os.WriteFile(state, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	node, errNode := exec.LookPath("node")
 	for _, b := range blocks {
 		code := strings.ReplaceAll(b.code, "localhost:8080", g.Addr())
+		if b.js {
+			if errNode != nil {
+				t.Logf("README.md:%d: not run: node is needed for a js block (apt-get install nodejs npm)", b.line)
+				continue
+			}
+			modules := nodeModules(t)
+			file, err := filepath.Abs(filepath.Join(modules, fmt.Sprintf(".readme-%d.mjs", b.line)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(file, []byte(code), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Remove(file)
+			code = fmt.Sprintf("(set -a; . %s; %q %q)\n", state, node, file) // the variables exported to node only
+		}
 		script := "set -euo pipefail\n" + shim + ". " + state + "\n" + code + "\ndeclare -p | grep -E '^declare -- [A-Z][A-Z0-9_]*=' > " + state + ".new || true\nmv " + state + ".new " + state + "\n"
 		bctx, bcancel := context.WithTimeout(context.Background(), time.Minute)
 		cmd := exec.CommandContext(bctx, "bash", "-c", script)
