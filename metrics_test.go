@@ -124,17 +124,24 @@ func TestMetricsCountAKnownWorkload(t *testing.T) {
 		}
 	}
 	nextVersion(1) // the current state: once the view has it
+	// And a websocket subscription to the second customer's orders.
+	ws := dialWS(t, g, wsDial{})
+	ws.subscribe(t, "1", `subscription { ordersUpdated(customerId: "c-m2") { id version } }`, nil)
+	waitSubscribers(t, g, 2)
 	open := scrape(t, g)
 	for k, want := range map[string]float64{
 		series("order_gateway_graphql_subscriptions", "field", "orderUpdated"):  1,
-		series("order_gateway_graphql_subscriptions", "field", "ordersUpdated"): 0,
+		series("order_gateway_graphql_subscriptions", "field", "ordersUpdated"): 1,
 		"order_gateway_graphql_sse_streams":                                     1,
+		"order_gateway_graphql_websocket_connections":                           1,
 	} {
 		if open[k] != want {
 			t.Errorf("%s = %v with the stream open, want %v", k, open[k], want)
 		}
 	}
 	g.mustMutate(t, "placeOrder", placeInput("c-m2", item("B", 2, "2.00")))
+	ws.nextOrder(t, "1", "ordersUpdated")
+	ws.close()
 	g.mustMutate(t, "placeOrder", placeInput("c-m3", item("C", 3, "3.00")))
 	g.mustMutate(t, "confirmOrder", map[string]any{"orderId": first.ID})
 	nextVersion(2)
@@ -162,7 +169,7 @@ func TestMetricsCountAKnownWorkload(t *testing.T) {
 	for {
 		after = scrape(t, g)
 		if after["order_gateway_projection_events_applied_total"]-before["order_gateway_projection_events_applied_total"] >= 4 &&
-			after["order_gateway_graphql_sse_streams"] == 0 && sumOf(after, "order_gateway_consumer_lag_records") == 0 || time.Now().After(deadline) {
+			after["order_gateway_graphql_sse_streams"] == 0 && after["order_gateway_graphql_websocket_connections"] == 0 && sumOf(after, "order_gateway_consumer_lag_records") == 0 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -172,7 +179,7 @@ func TestMetricsCountAKnownWorkload(t *testing.T) {
 		series("order_gateway_graphql_requests_total", "operation_type", "mutation", "outcome", "ok", "code", ""):                            4,
 		series("order_gateway_graphql_requests_total", "operation_type", "mutation", "outcome", "user_error", "code", "NOT_FOUND"):           1,
 		series("order_gateway_graphql_requests_total", "operation_type", "query", "outcome", "ok", "code", ""):                               1,
-		series("order_gateway_graphql_requests_total", "operation_type", "subscription", "outcome", "ok", "code", ""):                        1,
+		series("order_gateway_graphql_requests_total", "operation_type", "subscription", "outcome", "ok", "code", ""):                        2,
 		series("order_gateway_graphql_requests_total", "operation_type", "unknown", "outcome", "user_error", "code", "GRAPHQL_PARSE_FAILED"): 1,
 		series("order_gateway_graphql_requests_total", "operation_type", "unknown", "outcome", "user_error", "code", "UNAUTHENTICATED"):      1,
 		series("order_gateway_graphql_request_duration_seconds_count", "operation_type", "mutation"):                                         5,
@@ -181,9 +188,10 @@ func TestMetricsCountAKnownWorkload(t *testing.T) {
 		series("order_gateway_graphql_field_duration_seconds_count", "operation_type", "mutation", "field", "confirmOrder"):                  2,
 		series("order_gateway_graphql_field_duration_seconds_count", "operation_type", "query", "field", "order"):                            1,
 		series("order_gateway_graphql_subscription_updates_sent_total", "transport", "sse"):                                                  2,
-		series("order_gateway_graphql_subscription_updates_sent_total", "transport", "websocket"):                                            0,
+		series("order_gateway_graphql_subscription_updates_sent_total", "transport", "websocket"):                                            1,
 		"order_gateway_graphql_requests_in_flight":                                                  0,
 		"order_gateway_graphql_sse_streams":                                                         0,
+		"order_gateway_graphql_websocket_connections":                                               0,
 		series("order_gateway_graphql_subscriptions", "field", "orderUpdated"):                      0,
 		series("order_gateway_commands_sent_total", "command", "PlaceOrder"):                        3,
 		series("order_gateway_commands_sent_total", "command", "ConfirmOrder"):                      2,
