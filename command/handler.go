@@ -295,6 +295,28 @@ func (h *Handler) Offer(m *sarama.ConsumerMessage) {
 // read_committed learn of a transaction's commit only at their next fetch).
 // If the gateway dies between the commit and this, the mutation times out
 // and its retry with the same idempotency key returns the recorded outcome.
+// splitReplies separates the replies to this instance's bus from those to
+// other instances, which it returns as records of the replies topic: the
+// committer puts them in the transaction, so that a reply is exactly as
+// durable as the outcome it reports (a handler that dies after its commit
+// can no longer leave another instance's mutation waiting for a reply
+// that never comes), and the buses read them read_committed.
+func (h *Handler) splitReplies(replies []addressedReply) (local []addressedReply, remote []*sarama.ProducerMessage) {
+	self := ""
+	if h.cfg.Local != nil {
+		self = h.cfg.Local.InstanceID()
+	}
+	for _, a := range replies {
+		if a.to == self {
+			local = append(local, a)
+			continue
+		}
+		v, _ := json.Marshal(a.reply)
+		remote = append(remote, &sarama.ProducerMessage{Topic: h.cfg.Topics.Replies, Partition: a.partition, Key: sarama.StringEncoder(a.to), Value: sarama.ByteEncoder(v)})
+	}
+	return local, remote
+}
+
 func (h *Handler) deliver(replies []addressedReply) {
 	var remote []*sarama.ProducerMessage
 	local := ""

@@ -243,6 +243,8 @@ func (s *session) tryBatch(batch []*sarama.ConsumerMessage) error {
 		for p, t := range after {
 			d.records = append(d.records, t.record(s.h.cfg.Topics.Snapshots, p))
 		}
+		local, remote := s.h.splitReplies(d.replies)
+		d.records = append(d.records, remote...)
 		if err = s.prod.runTxn(d.records, lastOfEachPartition(batch), s.meta); err == nil {
 			for p, t := range after {
 				s.tallies[p] = t
@@ -256,7 +258,7 @@ func (s *session) tryBatch(batch []*sarama.ConsumerMessage) error {
 				}
 			}
 			s.h.deadLetters.Add(d.dead)
-			s.h.deliver(d.replies)
+			s.h.deliver(local) // the others were in the transaction
 			return nil
 		}
 		if s.prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 || refused(err) || kafka.IsFencedByGroup(err) || s.ctx.Err() != nil {
