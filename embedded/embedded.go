@@ -223,7 +223,7 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 	// lose the last commits, as it may lose the embedded broker's last
 	// records and committed offsets (it does not fsync either); the views and
 	// the projector's offsets can then reach disk in either order, and views
-	// left behind their offsets have to be rebuilt (README, "Limits").
+	// left behind their offsets have to be rebuilt (docs/embedded.md, Durability).
 	//
 	// busy_timeout comes first because the pragmas run in order and
 	// synchronous may already touch the database: FerretDB's own
