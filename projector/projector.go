@@ -318,18 +318,33 @@ type unflushed struct {
 	flushed <-chan error
 }
 
+// commitGrace is how long a claim whose session ended (a rebalance, a
+// shutdown) still waits for the summaries of the batches it wrote, to
+// commit their offsets: without it every clean stop left the last batches
+// uncommitted, and the next owner replayed them.
+const commitGrace = 2 * time.Second
+
 // commit marks and commits each batch's offset once its summaries are
-// written, until the claim ends or a summary write fails (the projector is
-// closing).
+// written, until the claim ends (then for at most commitGrace more) or a
+// summary write fails (the projector is closing).
 func (c *claimCounts) commit(ctx context.Context, sess sarama.ConsumerGroupSession) {
 	defer close(c.done)
+	var grace <-chan time.Time
 	for u := range c.unflushed {
+		var err error
 		select {
-		case err := <-u.flushed:
-			if err != nil {
+		case err = <-u.flushed:
+		case <-ctx.Done():
+			if grace == nil {
+				grace = time.After(commitGrace)
+			}
+			select {
+			case err = <-u.flushed:
+			case <-grace:
 				return
 			}
-		case <-ctx.Done():
+		}
+		if err != nil {
 			return
 		}
 		c.counted.Store(u.last.Offset)
