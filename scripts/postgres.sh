@@ -68,10 +68,14 @@ running_pid() {  # prints the postmaster's pid if it is alive
 }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[[ "$EPHEMERAL_LOW" =~ ^[0-9]+$ && "$EPHEMERAL_LOW" -gt 11000 ]] || EPHEMERAL_LOW=32768
 free_port() {
   local p
   for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 40000))
+    # Below the kernel's ephemeral range: a port in it may be the local end of some client's
+    # connection, which no probe sees and which makes the bind fail ("Address already in use").
+    p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
     ! port_busy "$p" && { echo "$p"; return; }
   done
   die "no free loopback port found"
