@@ -317,21 +317,14 @@ func (h *Handler) splitReplies(replies []addressedReply) (local []addressedReply
 	return local, remote
 }
 
+// deliver hands replies to this instance's bus (one whose Send gave up
+// waiting is dropped: no other bus waits for it) and sends the others
+// through the replies topic, after a commit: for replies that could not go
+// in a transaction (a command set aside).
 func (h *Handler) deliver(replies []addressedReply) {
-	var remote []*sarama.ProducerMessage
-	local := ""
-	if h.cfg.Local != nil {
-		local = h.cfg.Local.InstanceID()
-	}
-	for _, a := range replies {
-		if a.to == local && h.cfg.Local.Deliver(a.reply) {
-			continue
-		}
-		if a.to == local {
-			continue // its Send gave up waiting; no other bus waits for it
-		}
-		v, _ := json.Marshal(a.reply)
-		remote = append(remote, &sarama.ProducerMessage{Topic: h.cfg.Topics.Replies, Partition: a.partition, Key: sarama.StringEncoder(a.to), Value: sarama.ByteEncoder(v)})
+	local, remote := h.splitReplies(replies)
+	for _, a := range local {
+		h.cfg.Local.Deliver(a.reply)
 	}
 	if len(remote) > 0 {
 		h.remote <- remote
