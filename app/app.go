@@ -204,7 +204,6 @@ func (m *Main) Run(ctx context.Context) error {
 	if onPostgreSQL {
 		storeOpts = append(storeOpts, view.SummaryLane())
 	}
-	storeOpts = append(storeOpts, view.WithErrors(m.metrics.errors), view.WithTracer(m.tracer))
 	store, err := view.Open(m.mongoURI, c.MongoDatabase, storeOpts...)
 	if err != nil {
 		if m.mongo == nil {
@@ -230,7 +229,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if !m.WithoutProjector {
 		if m.projector, err = projector.New(projector.Config{Brokers: m.brokers, Topics: topics, Group: m.projectorGroup(),
 			FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Linger: c.ProjectorLinger, Logger: m.Logger, Security: m.security,
-			Metrics: m.metrics.projection, Tracer: m.tracer}, store); err != nil {
+			Metrics: m.metrics.projection, Tracer: m.tracer, Durable: m.storeFlush()}, store); err != nil {
 			return err
 		}
 	}
@@ -601,3 +600,14 @@ func displayAddr(a net.Addr) string {
 // redact hides a password in a connection string (mongodb://, postgres://)
 // before it is logged.
 func redact(uri string) string { return view.RedactURI(uri) }
+
+// storeFlush is the projector's Config.Durable: the embedded store's Flush
+// (the store on PostgreSQL commits asynchronously), nil for an external
+// MongoDB, whose acknowledged writes are as durable as its write concern
+// makes them.
+func (m *Main) storeFlush() func(context.Context) error {
+	if m.mongo == nil {
+		return nil
+	}
+	return m.mongo.Flush
+}

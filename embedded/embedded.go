@@ -190,6 +190,8 @@ type Mongo struct {
 	indexer idIndexing
 	// closeExtra, if set, is called after FerretDB and the indexer stopped.
 	closeExtra func()
+	// flush, if set, is Flush's work (the store on PostgreSQL).
+	flush func(ctx context.Context) error
 	// reloads counts a store on PostgreSQL's restarts of FerretDB (see
 	// pgcatalog.go).
 	reloads atomic.Int64

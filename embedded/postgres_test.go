@@ -328,16 +328,60 @@ func TestRedactURL(t *testing.T) {
 
 func TestPostgreSQLURL(t *testing.T) {
 	got, err := postgresURL("postgres://gw@db:5432/ferretdb?sslmode=disable")
-	if err != nil || got != "postgres://gw@db:5432/ferretdb?plan_cache_mode=force_custom_plan&sslmode=disable" {
+	if err != nil || got != "postgres://gw@db:5432/ferretdb?plan_cache_mode=force_custom_plan&sslmode=disable&synchronous_commit=off" {
 		t.Errorf("postgresURL = %q, %v", got, err)
 	}
-	if got, err := postgresURL("postgresql://db/x?plan_cache_mode=auto"); err != nil || got != "postgresql://db/x?plan_cache_mode=auto" {
-		t.Errorf("postgresURL with plan_cache_mode = %q, %v; want it kept", got, err)
+	if got, err := postgresURL("postgresql://db/x?plan_cache_mode=auto&synchronous_commit=on"); err != nil || got != "postgresql://db/x?plan_cache_mode=auto&synchronous_commit=on" {
+		t.Errorf("postgresURL with plan_cache_mode and synchronous_commit = %q, %v; want them kept", got, err)
 	}
 	for _, bad := range []string{"mongodb://db/x", "db:5432", "postgres:///x", "postgres://u:pw@db/x\x7f"} {
 		_, err := postgresURL(bad)
 		if err == nil || strings.Contains(err.Error(), "pw@") {
 			t.Errorf("postgresURL(%q): err = %v, want an error without the password", bad, err)
 		}
+	}
+}
+
+// FerretDB's connections commit asynchronously (postgresURL: the settings
+// reach PostgreSQL as a pgx connection's runtime parameters, which is how
+// FerretDB connects), and Flush returns once the write-ahead log is on disk
+// past every write the store acknowledged before it.
+func TestFlushMakesAsynchronousCommitsDurable(t *testing.T) {
+	pgURL := testPostgreSQLURL(t)
+	ferretURL, err := postgresURL(pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ferretSession := pgConn(t, ferretURL)
+	for setting, want := range map[string]string{"synchronous_commit": "off", "plan_cache_mode": "force_custom_plan"} {
+		var got string
+		if err := ferretSession.QueryRow(context.Background(), "SHOW "+setting).Scan(&got); err != nil || got != want {
+			t.Errorf("%s in a session with FerretDB's URL: %q, %v; want %q", setting, got, err, want)
+		}
+	}
+
+	m, client := startPostgreSQLStore(t, pgURL)
+	pg := pgConn(t, pgURL)
+	coll := client.Database(testDatabase(t, client, "flush")).Collection("orders")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 20 {
+		if _, err := coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: "o1"}}, bson.D{{Key: "_id", Value: "o1"}, {Key: "n", Value: i}}, options.Replace().SetUpsert(true)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var written, flushed string
+	if err := pg.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&written); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var behind bool
+	if err := pg.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text, pg_current_wal_flush_lsn() < $1::pg_lsn", written).Scan(&flushed, &behind); err != nil {
+		t.Fatal(err)
+	}
+	if behind {
+		t.Errorf("after Flush the WAL is flushed to %s, before the writes' end %s", flushed, written)
 	}
 }

@@ -56,6 +56,13 @@ type Config struct {
 	// Tracer traces each traced event's projection and puts its context
 	// in the view change's headers; nil: off.
 	Tracer *tracing.Tracer
+	// Durable, if set, returns once every write the store acknowledged
+	// before the call is durable (the store on PostgreSQL commits
+	// asynchronously: embedded.Mongo.Flush). The projector calls it before
+	// it commits the offsets of what it wrote; a batch whose call fails is
+	// committed with the next one that succeeds. Nil: the store's writes are
+	// durable when acknowledged.
+	Durable func(context.Context) error
 }
 
 // Projector consumes events and maintains the views.
@@ -80,6 +87,7 @@ type Projector struct {
 	closeOnce   sync.Once
 	closeErr    error
 	closing     chan struct{} // closed by Close
+	durable     durability    // Config.Durable, coalesced
 	sessions    atomic.Int64
 	deadLetters atomic.Int64
 	lastErr     atomic.Pointer[string]
@@ -137,11 +145,11 @@ func New(cfg Config, store *view.Store) (*Projector, error) {
 	}
 	go func() {
 		for err := range group.Errors() {
-			cfg.Metrics.Errors.Broker("consume", kafka.ErrorKind(err))
 			cfg.Logger.Warn("projector", "err", err)
 		}
 	}()
-	p := &Projector{cfg: cfg, store: store, client: client, group: group, producer: producer, summaries: summaryCache{max: summaryCacheEntries}, closing: make(chan struct{})}
+	p := &Projector{cfg: cfg, store: store, client: client, group: group, producer: producer, summaries: summaryCache{max: summaryCacheEntries}, closing: make(chan struct{}),
+		durable: durability{fn: cfg.Durable}}
 	if cfg.Tracer != nil {
 		p.producer = tracedProducer{SyncProducer: producer, views: cfg.Topics.Views, t: cfg.Tracer, traced: &p.traced}
 	}
@@ -239,7 +247,10 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 	// read back. A stale entry (a zombie claim) fails the write's version
 	// guard, and the retry reads the store.
 	cache := &docCache{max: 5000}
-	c := &claimCounts{unflushed: make(chan unflushed, maxUnflushedBatches), done: make(chan struct{})}
+	c := &claimCounts{unflushed: make(chan unflushed, maxUnflushedBatches), done: make(chan struct{}), durable: &p.durable,
+		noteError: func(offset int64, err error) {
+			p.noteError("projector: store not flushed; offsets committed later", claim.Partition(), offset, 0, err)
+		}}
 	go c.commit(ctx, sess)
 	defer c.close()
 	progress := p.claims.start(claim.Partition(), claim.InitialOffset())
@@ -310,6 +321,8 @@ type claimCounts struct {
 	counted   atomic.Int64
 	unflushed chan unflushed
 	done      chan struct{} // closed when commit returns
+	durable   *durability
+	noteError func(offset int64, err error)
 }
 
 // unflushed is a batch whose order views are written: last is its last
@@ -349,6 +362,16 @@ func (c *claimCounts) commit(ctx context.Context, sess sarama.ConsumerGroupSessi
 			return
 		}
 		c.counted.Store(u.last.Offset)
+		// Not the session's context: the grace after it ends is for this.
+		flushCtx, cancel := context.WithTimeout(context.Background(), durableTimeout)
+		err = c.durable.wait(flushCtx)
+		cancel()
+		if err != nil {
+			// The next batch's commit, after a flush that works, covers
+			// this one; until then a restart replays it.
+			c.noteError(u.last.Offset, err)
+			continue
+		}
 		sess.MarkMessage(u.last, "")
 		sess.Commit()
 	}
@@ -426,7 +449,6 @@ func (p *Projector) apply(ctx context.Context, partition int32, batch []*sarama.
 		if !errors.Is(err, view.ErrConflict) || attempt == 5 {
 			return nil, nil, err
 		}
-		p.cfg.Metrics.OrdersConflicts.Inc()
 	}
 	cache.put(final)
 	if flushed == nil {
@@ -436,7 +458,6 @@ func (p *Projector) apply(ctx context.Context, partition int32, batch []*sarama.
 	}
 	if len(dead) > 0 {
 		if err := p.producer.SendMessages(dead); err != nil {
-			p.cfg.Metrics.Errors.Broker("produce", kafka.ErrorKind(err))
 			return nil, nil, fmt.Errorf("dead-letter %d events: %w", len(dead), err)
 		}
 		p.deadLetters.Add(int64(len(dead)))
@@ -747,7 +768,6 @@ func (p *Projector) putCustomers(ctx context.Context, transitions map[string][]v
 		if !trusted || !errors.Is(err, view.ErrConflict) {
 			return err
 		}
-		p.cfg.Metrics.CustomersConflicts.Inc()
 	}
 }
 
@@ -856,7 +876,6 @@ func (p *Projector) publish(final map[string]view.OrderDoc, previous map[string]
 		return nil
 	}
 	if err := p.producer.SendMessages(msgs); err != nil {
-		p.cfg.Metrics.Errors.Broker("produce", kafka.ErrorKind(err))
 		return fmt.Errorf("publish %d view changes: %w", len(msgs), err)
 	}
 	return nil
