@@ -235,6 +235,7 @@ func TestStoreOutage(t *testing.T) {
 	cfg.StallTimeout = time.Second
 	g := startGateway(t, cfg)
 	before := makeOrders(t, g, 4)
+	metricsBefore := scrape(t, g)
 
 	store.Close()
 	var during []Order
@@ -247,6 +248,12 @@ func TestStoreOutage(t *testing.T) {
 	}
 	if msg := r.Errors[0].Message; strings.Contains(msg, "127.0.0.1") || strings.Contains(msg, "topology") || len(msg) > 100 {
 		t.Errorf("query while the store is down: the message shows the driver's detail: %q", msg)
+	}
+	// The failed query (and the projector's failed writes) are counted as
+	// network errors of the store.
+	key := series("order_gateway_store_errors_total", "kind", "network")
+	if n := scrape(t, g)[key] - metricsBefore[key]; n < 1 {
+		t.Errorf("%s moved by %v while the store was down, want at least 1", key, n)
 	}
 	if code := httpStatus(t, g.url+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz while the store is down: %d", code)
@@ -355,6 +362,16 @@ func TestBrokerRestart(t *testing.T) {
 		t.Errorf("mutation with the broker down: want UNAVAILABLE within %s, got %+v after %s", cfg.CommandTimeout, r.Errors, time.Since(start))
 	}
 	t.Logf("mutation with the broker down answered %v in %s", r.Errors[0].Extensions["code"], time.Since(start))
+	// The command the broker did not take is counted as a produce error.
+	produceErrors := 0.0
+	for k, v := range scrape(t, g) {
+		if strings.HasPrefix(k, `order_gateway_broker_errors_total{api="produce"`) {
+			produceErrors += v
+		}
+	}
+	if n := produceErrors; n < 1 {
+		t.Errorf("broker produce errors with the broker down: %v, want at least 1", n)
+	}
 	time.Sleep(time.Second)
 	if code := httpStatus(t, g.url+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz while the broker is down: %d", code)

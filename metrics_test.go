@@ -204,6 +204,7 @@ func TestMetricsCountAKnownWorkload(t *testing.T) {
 		"order_gateway_projection_batch_size_events_sum":                                            4,
 		series("order_gateway_dead_letters_total", "source", "commands"):                            0,
 		series("order_gateway_dead_letters_total", "source", "events"):                              0,
+		series("order_gateway_projection_conflicts_retried_total", "view", "orders"):                0,
 	} {
 		if got := moved(k); got != want {
 			t.Errorf("%s moved by %v, want %v", k, got, want)
@@ -214,6 +215,15 @@ func TestMetricsCountAKnownWorkload(t *testing.T) {
 		moved(series("order_gateway_handler_transactions_total", "result", "aborted")) != 0 {
 		t.Errorf("transactions: committed +%v, aborted +%v", moved(series("order_gateway_handler_transactions_total", "result", "committed")),
 			moved(series("order_gateway_handler_transactions_total", "result", "aborted")))
+	}
+	// Nothing failed: every error series is there, and none moved.
+	for _, name := range []string{"order_gateway_store_errors_total", "order_gateway_broker_errors_total"} {
+		if n := sumOf(after, name) - sumOf(before, name); n != 0 {
+			t.Errorf("%s moved by %v", name, n)
+		}
+	}
+	if _, ok := after[series("order_gateway_broker_errors_total", "api", "transaction", "kind", "fenced")]; !ok {
+		t.Error("no broker errors series for fenced transactions")
 	}
 	if n := sumOf(after, "order_gateway_projection_records_behind"); n != 0 {
 		t.Errorf("records behind after the workload: %v", n)

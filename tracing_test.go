@@ -149,3 +149,39 @@ func waitSubscribers(t *testing.T, g *gateway, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestTraceOfAQuery: a query's server span has the store's command under
+// it as a client span, named and attributed per the OTel database
+// conventions, without the order's id.
+func TestTraceOfAQuery(t *testing.T) {
+	g, exp, _ := startTraced(t)
+	placed := g.mustMutate(t, "placeOrder", placeInput("c-trace-q", item("A", 1, "1.00")))
+	var out struct{ Order *Order }
+	g.data(t, `query Read($id: ID!) { order(id: $id) { id version } }`, map[string]any{"id": placed.ID}, &out)
+	if out.Order == nil {
+		t.Fatal("the order was not found")
+	}
+	var query tracetest.SpanStub
+	for _, s := range exp.GetSpans() {
+		if s.Name == "query" && attr(s, "graphql.operation.name").AsString() == "Read" {
+			query = s
+		}
+	}
+	if !query.SpanContext.IsValid() {
+		t.Fatal("no span of the query Read")
+	}
+	find := spanNamed(t, exp, query.SpanContext.TraceID(), "find orders")
+	if find.Parent.SpanID() != query.SpanContext.SpanID() || find.SpanKind != trace.SpanKindClient {
+		t.Errorf("the store's span is not the query span's child (kind %v)", find.SpanKind)
+	}
+	for k, want := range map[string]string{"db.system": "mongodb", "db.operation.name": "find", "db.collection.name": "orders"} {
+		if got := attr(find, k).AsString(); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	for _, kv := range find.Attributes {
+		if strings.Contains(kv.Value.Emit(), placed.ID) {
+			t.Errorf("attribute %s names the order", kv.Key)
+		}
+	}
+}

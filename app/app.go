@@ -204,6 +204,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if onPostgreSQL {
 		storeOpts = append(storeOpts, view.SummaryLane())
 	}
+	storeOpts = append(storeOpts, view.WithErrors(m.metrics.errors), view.WithTracer(m.tracer))
 	store, err := view.Open(m.mongoURI, c.MongoDatabase, storeOpts...)
 	if err != nil {
 		if m.mongo == nil {

@@ -20,12 +20,15 @@ type gatewayMetrics struct {
 	commands   *metrics.Commands
 	handler    *metrics.Handler
 	projection *metrics.Projection
+	errors     *metrics.Errors // the store's and the broker's, shared by the parts
 }
 
 func newGatewayMetrics() *gatewayMetrics {
 	r := metrics.NewRegistry()
-	return &gatewayMetrics{registry: r, graphql: metrics.NewGraphQL(r), commands: metrics.NewCommands(r),
-		handler: metrics.NewHandler(r), projection: metrics.NewProjection(r)}
+	m := &gatewayMetrics{registry: r, graphql: metrics.NewGraphQL(r), commands: metrics.NewCommands(r),
+		handler: metrics.NewHandler(r), projection: metrics.NewProjection(r), errors: metrics.NewErrors(r)}
+	m.commands.Errors, m.handler.Errors, m.projection.Errors = m.errors, m.errors, m.errors
+	return m
 }
 
 // registerMetrics adds what is read from the started parts when scraped:

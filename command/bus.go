@@ -288,6 +288,7 @@ func (b *Bus) Send(ctx context.Context, cmd domain.Command, idempotencyKey strin
 	}()
 	select {
 	case err := <-sent:
+		b.cfg.Metrics.Errors.Broker("produce", kafka.ErrorKind(err))
 		if kafka.IsTooLarge(err) {
 			return Reply{OrderID: env.OrderID, Error: domain.Errorf(domain.CodeLimitExceeded, "the command is larger than the broker accepts")}, nil
 		}

@@ -149,6 +149,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 		remote: make(chan []*sarama.ProducerMessage, maxPendingReplies), sent: make(chan struct{})}
 	go func() {
 		for err := range group.Errors() {
+			cfg.Metrics.Errors.Broker("consume", kafka.ErrorKind(err))
 			cfg.Logger.Warn("command handler", "err", err)
 		}
 	}()
@@ -337,6 +338,7 @@ func (h *Handler) sendRemoteReplies() {
 	defer close(h.sent)
 	for batch := range h.remote {
 		if err := h.replies.SendMessages(batch); err != nil {
+			h.cfg.Metrics.Errors.Broker("produce", kafka.ErrorKind(err))
 			h.cfg.Logger.Warn("command handler: replies not sent; their mutations will time out and can be retried", "count", len(batch), "err", err)
 		}
 	}

@@ -361,6 +361,7 @@ func (h *Handler) newTxnProducer() (*txnProducer, error) {
 	go func() {
 		defer close(tp.done)
 		for e := range ap.Errors() {
+			tp.metrics.Errors.Broker("produce", kafka.ErrorKind(e.Err))
 			tp.mu.Lock()
 			tp.lastErr = e.Err
 			tp.mu.Unlock()
@@ -402,6 +403,7 @@ func (tp *txnProducer) runTxn(msgs []*sarama.ProducerMessage, lasts []*sarama.Co
 	}
 	if err != nil {
 		tp.metrics.Aborted.Inc()
+		tp.metrics.Errors.Broker("transaction", kafka.ErrorKind(err))
 		if tp.TxnStatus()&sarama.ProducerTxnFlagAbortableError != 0 {
 			_ = tp.AbortTxn()
 		}

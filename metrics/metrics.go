@@ -162,7 +162,9 @@ type Commands struct {
 	Outcome prometheus.Observer
 	// Duration is a command's whole time, from Send to its outcome.
 	Duration prometheus.Observer
-	ok       prometheus.Counter
+	// Errors counts the bus's broker errors; nil: counted nowhere.
+	Errors *Errors
+	ok     prometheus.Counter
 }
 
 // NewCommands returns the command metrics registered with reg (nil: none).
@@ -219,6 +221,8 @@ type Handler struct {
 	Fenced prometheus.Counter
 	// Partitions is the number of commands partitions this instance owns.
 	Partitions prometheus.Gauge
+	// Errors counts the handler's broker errors; nil: counted nowhere.
+	Errors *Errors
 }
 
 // NewHandler returns the handler metrics registered with reg (nil: none).
@@ -257,6 +261,12 @@ type Projection struct {
 	// Partitions is the number of events partitions this instance's
 	// projector owns.
 	Partitions prometheus.Gauge
+	// OrdersConflicts and CustomersConflicts count writes of order views
+	// and of customer summaries refused by their version guard (another
+	// writer, a stale cache, a replay) and retried from the store.
+	OrdersConflicts, CustomersConflicts prometheus.Counter
+	// Errors counts the projector's broker errors; nil: counted nowhere.
+	Errors *Errors
 }
 
 // NewProjection returns the projection metrics registered with reg (nil:
@@ -272,8 +282,71 @@ func NewProjection(reg prometheus.Registerer) *Projection {
 		Partitions: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "projection", Name: "partitions_assigned",
 			Help: "Partitions of the events topic this instance's projector owns."}),
 	}
-	register(reg, p.Events, p.Write, p.BatchSize, p.Partitions)
+	conflicts := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "projection", Name: "conflicts_retried_total",
+		Help: "Writes the store refused because the view changed since it was read (a version guard: another writer, a stale cache, a replay), retried after reading the store, by view (orders, customers)."},
+		[]string{"view"})
+	p.OrdersConflicts, p.CustomersConflicts = conflicts.WithLabelValues("orders"), conflicts.WithLabelValues("customers")
+	register(reg, p.Events, p.Write, p.BatchSize, p.Partitions, conflicts)
 	return p
+}
+
+// Errors counts the errors the store and the broker return, by kind (a
+// short fixed list each: view.ErrorKind's and kafka.ErrorKind's), where
+// they happen. A nil *Errors counts nothing.
+type Errors struct {
+	store, broker *prometheus.CounterVec
+}
+
+// StoreErrorKinds are the kinds of store errors (view.ErrorKind).
+var StoreErrorKinds = []string{"timeout", "network", "duplicate_key", "write_conflict", "other"}
+
+// BrokerErrorKinds are the kinds of broker errors (kafka.ErrorKind).
+var BrokerErrorKinds = []string{"timeout", "network", "not_leader", "fenced", "refused", "authorization", "other"}
+
+// BrokerAPIs are what the gateway asked the broker for when it answered an
+// error: produce (a command, a reply, a view change, a dead letter),
+// transaction (begin, add offsets, commit), consume (a consumer group's
+// fetches, joins and heartbeats).
+var BrokerAPIs = []string{"produce", "transaction", "consume"}
+
+// NewErrors returns the error counters registered with reg (nil: none).
+func NewErrors(reg prometheus.Registerer) *Errors {
+	e := &Errors{
+		store: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "store", Name: "errors_total",
+			Help: "Errors the view store (MongoDB, FerretDB) returned, by kind: timeout, network (unreachable, no server selected), duplicate_key (an insert of a view that exists: a conflict, retried), write_conflict, other."},
+			[]string{"kind"}),
+		broker: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "broker", Name: "errors_total",
+			Help: "Errors from Kafka, by what was asked (api: produce, transaction, consume) and kind: timeout, network (unreachable, disconnected), not_leader (a leader or coordinator moving), fenced (another producer or group generation took over), refused (a record the broker will never take), authorization, other."},
+			[]string{"api", "kind"}),
+	}
+	for _, k := range StoreErrorKinds {
+		e.store.WithLabelValues(k)
+	}
+	for _, a := range BrokerAPIs {
+		for _, k := range BrokerErrorKinds {
+			e.broker.WithLabelValues(a, k)
+		}
+	}
+	register(reg, e.store, e.broker)
+	return e
+}
+
+// Store counts a store error of kind; "" (no error, or the caller gave
+// up: a cancelled request) counts nothing.
+func (e *Errors) Store(kind string) {
+	if e == nil || kind == "" {
+		return
+	}
+	e.store.WithLabelValues(kind).Inc()
+}
+
+// Broker counts a broker error of kind answered to api; "" counts
+// nothing.
+func (e *Errors) Broker(api, kind string) {
+	if e == nil || kind == "" {
+		return
+	}
+	e.broker.WithLabelValues(api, kind).Inc()
 }
 
 // Partition is a partition number as a label.

@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/embedded"
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/metrics"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -104,8 +106,9 @@ func TestStaleCacheIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
 // the summary ends with every order of both instances, each counted once.
 func TestStaleSummaryIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
 	store, ctx := embeddedStore(t)
-	a := &Projector{cfg: Config{Topics: kafka.NewTopics("projtest")}, store: store}
-	b := &Projector{cfg: Config{Topics: kafka.NewTopics("projtest")}, store: store}
+	am, bm := metrics.NewProjection(nil), metrics.NewProjection(nil)
+	a := &Projector{cfg: Config{Topics: kafka.NewTopics("projtest"), Metrics: am}, store: store}
+	b := &Projector{cfg: Config{Topics: kafka.NewTopics("projtest"), Metrics: bm}, store: store}
 	pending := view.Contribution{Status: string(domain.StatusPending), Total: 100, Currency: "EUR"}
 	confirmed := view.Contribution{Status: string(domain.StatusConfirmed), Total: 100, Currency: "EUR"}
 	put := func(p *Projector, partition int32, offset int64, from, to view.Contribution) error {
@@ -126,6 +129,9 @@ func TestStaleSummaryIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
 	// from the store.
 	if err := put(a, 0, 11, pending, confirmed); err != nil {
 		t.Fatalf("a, o1 confirmed: %v", err)
+	}
+	if n := testutil.ToFloat64(am.CustomersConflicts); n != 1 {
+		t.Errorf("a's summary conflicts retried: %v, want 1", n)
 	}
 	// A replay of o1's confirmation changes nothing.
 	if err := put(a, 0, 11, pending, confirmed); err != nil {

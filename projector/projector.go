@@ -145,6 +145,7 @@ func New(cfg Config, store *view.Store) (*Projector, error) {
 	}
 	go func() {
 		for err := range group.Errors() {
+			cfg.Metrics.Errors.Broker("consume", kafka.ErrorKind(err))
 			cfg.Logger.Warn("projector", "err", err)
 		}
 	}()
@@ -449,6 +450,7 @@ func (p *Projector) apply(ctx context.Context, partition int32, batch []*sarama.
 		if !errors.Is(err, view.ErrConflict) || attempt == 5 {
 			return nil, nil, err
 		}
+		p.cfg.Metrics.OrdersConflicts.Inc()
 	}
 	cache.put(final)
 	if flushed == nil {
@@ -458,6 +460,7 @@ func (p *Projector) apply(ctx context.Context, partition int32, batch []*sarama.
 	}
 	if len(dead) > 0 {
 		if err := p.producer.SendMessages(dead); err != nil {
+			p.cfg.Metrics.Errors.Broker("produce", kafka.ErrorKind(err))
 			return nil, nil, fmt.Errorf("dead-letter %d events: %w", len(dead), err)
 		}
 		p.deadLetters.Add(int64(len(dead)))
@@ -768,6 +771,7 @@ func (p *Projector) putCustomers(ctx context.Context, transitions map[string][]v
 		if !trusted || !errors.Is(err, view.ErrConflict) {
 			return err
 		}
+		p.cfg.Metrics.CustomersConflicts.Inc()
 	}
 }
 
@@ -876,6 +880,7 @@ func (p *Projector) publish(final map[string]view.OrderDoc, previous map[string]
 		return nil
 	}
 	if err := p.producer.SendMessages(msgs); err != nil {
+		p.cfg.Metrics.Errors.Broker("produce", kafka.ErrorKind(err))
 		return fmt.Errorf("publish %d view changes: %w", len(msgs), err)
 	}
 	return nil

@@ -17,8 +17,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/metrics"
+	"github.com/ordergateway/gateway/tracing"
 )
 
 // MaxPageSize caps the `first` argument of orders.
@@ -40,6 +43,10 @@ type Store struct {
 	summaryTurn *writeTurn
 	// soleWriter: this Store is the database's only writer (SoleWriter).
 	soleWriter bool
+	// errs counts errors by kind (WithErrors); nil counts nothing.
+	errs *metrics.Errors
+	// tracer traces commands under a span (WithTracer); nil: off.
+	tracer *tracing.Tracer
 }
 
 // Option configures a Store.
@@ -74,10 +81,17 @@ const (
 // Open connects to uri and uses database. It does not wait for the server:
 // the first operation (or Ping) does, for at most a few seconds.
 func Open(uri, database string, storeOpts ...Option) (*Store, error) {
+	s := &Store{}
+	for _, o := range storeOpts {
+		o(s)
+	}
 	opts := options.Client().ApplyURI(uri).
 		SetServerSelectionTimeout(3 * time.Second).
 		SetConnectTimeout(3 * time.Second).
 		SetAppName("order-gateway")
+	if s.tracer != nil {
+		opts.SetMonitor((&commandSpans{t: s.tracer, spans: map[commandKey]trace.Span{}}).monitor())
+	}
 	client, err := mongo.Connect(opts)
 	if err != nil {
 		// The driver's parse errors quote parts of the URI; none of them
@@ -85,10 +99,7 @@ func Open(uri, database string, storeOpts ...Option) (*Store, error) {
 		return nil, &uriError{msg: fmt.Sprintf("mongodb %s: %s", RedactURI(uri), scrub(err.Error(), uri)), err: err}
 	}
 	db := client.Database(database)
-	s := &Store{client: client, db: db, orders: db.Collection("orders"), customers: db.Collection("customers")}
-	for _, o := range storeOpts {
-		o(s)
-	}
+	s.client, s.db, s.orders, s.customers = client, db, db.Collection("orders"), db.Collection("customers")
 	return s, nil
 }
 
@@ -184,7 +195,7 @@ func (s *Store) Close(ctx context.Context) error { return s.client.Disconnect(ct
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	return storeErr(s.client.Ping(ctx, nil))
+	return s.storeErr(s.client.Ping(ctx, nil))
 }
 
 // EnsureIndexes creates the indexes the queries use, skipping those that
@@ -201,7 +212,7 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 	}
 	specs, err := s.orders.Indexes().ListSpecifications(ctx)
 	if err != nil {
-		return storeErr(err)
+		return s.storeErr(err)
 	}
 	have := map[string]bool{}
 	for _, spec := range specs {
@@ -217,15 +228,16 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 		return nil
 	}
 	_, err = s.orders.Indexes().CreateMany(ctx, missing)
-	return storeErr(err)
+	return s.storeErr(err)
 }
 
-// storeErr maps driver errors: connectivity problems become UNAVAILABLE so
-// clients can tell an outage from a bug.
-func storeErr(err error) error {
+// storeErr counts a driver error by kind and maps it: connectivity
+// problems become UNAVAILABLE so clients can tell an outage from a bug.
+func (s *Store) storeErr(err error) error {
 	if err == nil {
 		return nil
 	}
+	s.errs.Store(ErrorKind(err))
 	var sse topology.ServerSelectionError
 	if errors.As(err, &sse) || mongo.IsNetworkError(err) || mongo.IsTimeout(err) || errors.Is(err, mongo.ErrClientDisconnected) {
 		return domain.Hide(domain.CodeUnavailable, "the view store is unavailable; retry later", err)
@@ -241,7 +253,7 @@ func (s *Store) Order(ctx context.Context, id string) (*OrderDoc, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, storeErr(err)
+		return nil, s.storeErr(err)
 	}
 	return &d, nil
 }
@@ -254,7 +266,7 @@ func (s *Store) Customer(ctx context.Context, id string) (*CustomerDoc, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, storeErr(err)
+		return nil, s.storeErr(err)
 	}
 	return &d, nil
 }
@@ -330,7 +342,7 @@ func (s *Store) Orders(ctx context.Context, f OrderFilter, first int, after stri
 	if count {
 		total, err := s.orders.CountDocuments(ctx, filter)
 		if err != nil {
-			return Page{}, storeErr(err)
+			return Page{}, s.storeErr(err)
 		}
 		page.TotalCount = total
 	}
@@ -351,10 +363,10 @@ func (s *Store) Orders(ctx context.Context, f OrderFilter, first int, after stri
 	opts := options.Find().SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(int64(first + 1))
 	cur, err := s.orders.Find(ctx, filter, opts)
 	if err != nil {
-		return Page{}, storeErr(err)
+		return Page{}, s.storeErr(err)
 	}
 	if err := cur.All(ctx, &page.Orders); err != nil {
-		return Page{}, storeErr(err)
+		return Page{}, s.storeErr(err)
 	}
 	if len(page.Orders) > first {
 		page.Orders = page.Orders[:first]
@@ -380,7 +392,7 @@ func (s *Store) onFerretDB(ctx context.Context) (bool, error) {
 	}
 	var info bson.M
 	if err := s.db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
-		return false, storeErr(err)
+		return false, s.storeErr(err)
 	}
 	f := int32(flavorMongo)
 	if _, ok := info["ferretdbVersion"]; ok {
@@ -403,11 +415,11 @@ func byIDs[T any](ctx context.Context, s *Store, coll *mongo.Collection, ids []s
 	if !ferret && len(ids) > 1 {
 		cur, err := coll.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
 		if err != nil {
-			return storeErr(err)
+			return s.storeErr(err)
 		}
 		var docs []T
 		if err := cur.All(ctx, &docs); err != nil {
-			return storeErr(err)
+			return s.storeErr(err)
 		}
 		for _, d := range docs {
 			add(d)
@@ -438,7 +450,7 @@ func byIDs[T any](ctx context.Context, s *Store, coll *mongo.Collection, ids []s
 				case errors.Is(err, mongo.ErrNoDocuments):
 				case err != nil:
 					if first == nil {
-						first = storeErr(err)
+						first = s.storeErr(err)
 					}
 				default:
 					add(d)
@@ -526,13 +538,13 @@ func (s *Store) putGuarded(ctx context.Context, coll *mongo.Collection, guard st
 	if len(inserts) > 0 {
 		err := s.ferretWrite(ctx, urgent, func() error {
 			_, err := coll.InsertMany(ctx, inserts, options.InsertMany().SetOrdered(false))
-			return err
+			return s.storeErr(err) // a duplicate key is counted, and stays one
 		})
 		switch {
 		case mongo.IsDuplicateKeyError(err):
 			conflict = true
 		case err != nil:
-			return storeErr(err)
+			return err
 		}
 	}
 	if len(replaces) > 0 {
@@ -632,11 +644,11 @@ func (s *Store) ferretWrite(ctx context.Context, urgent bool, write func() error
 		turn = s.summaryTurn
 	}
 	if err := turn.acquire(ctx, urgent); err != nil {
-		return storeErr(err)
+		return s.storeErr(err)
 	}
 	defer turn.release()
 	if err := ctx.Err(); err != nil {
-		return storeErr(err)
+		return s.storeErr(err)
 	}
 	return write()
 }
@@ -658,7 +670,7 @@ func (s *Store) replaceAll(ctx context.Context, coll *mongo.Collection, urgent b
 		err := s.ferretWrite(ctx, urgent, func() error {
 			res, err := coll.BulkWrite(ctx, models[:n], options.BulkWrite().SetOrdered(false))
 			if err != nil {
-				return storeErr(err)
+				return s.storeErr(err)
 			}
 			matched += res.MatchedCount
 			return nil
@@ -754,7 +766,7 @@ func (s *Store) PutCustomers(ctx context.Context, writes []CustomerWrite) error 
 // Drop removes the views (used to rebuild them from the events topic).
 func (s *Store) Drop(ctx context.Context) error {
 	if err := s.orders.Drop(ctx); err != nil {
-		return storeErr(err)
+		return s.storeErr(err)
 	}
-	return storeErr(s.customers.Drop(ctx))
+	return s.storeErr(s.customers.Drop(ctx))
 }
