@@ -157,7 +157,9 @@ func TestTraceOfAQuery(t *testing.T) {
 	g, exp, _ := startTraced(t)
 	placed := g.mustMutate(t, "placeOrder", placeInput("c-trace-q", item("A", 1, "1.00")))
 	var out struct{ Order *Order }
-	g.data(t, `query Read($id: ID!) { order(id: $id) { id version } }`, map[string]any{"id": placed.ID}, &out)
+	// With the placement's consistency token the query waits for the view.
+	g.data(t, `query Read($id: ID!, $t: String) { order(id: $id, consistencyToken: $t) { id version } }`,
+		map[string]any{"id": placed.ID, "t": consistencyTokenFor(placed.ID, 1)}, &out)
 	if out.Order == nil {
 		t.Fatal("the order was not found")
 	}

@@ -10,6 +10,8 @@
 //	go run ./cmd/load -stack kafka-postgres            # Apache Kafka + FerretDB on PostgreSQL (scripts/postgres.sh)
 //	go run ./cmd/load -url http://host:8080/graphql    # a gateway that is already running
 //
+//	go run ./cmd/load -systems gateway,gateway-traced,gateway,gateway-traced -scenarios place-confirm   # the cost of tracing
+//
 // For each system, scenario and client count it reports orders/s, the
 // latency of each operation (p50, p90, p99, max), errors by code, and the
 // CPU of every process involved: the system under test, the broker's JVM,
@@ -59,7 +61,7 @@ func run() int {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.StringVar(&o.stack, "stack", "embedded", "embedded, kafka (Apache Kafka + embedded store) or kafka-postgres (Apache Kafka + FerretDB on PostgreSQL)")
 	fs.StringVar(&o.url, "url", "", "drive a running gateway at this GraphQL URL instead of starting one")
-	fs.StringVar(&systems, "systems", "gateway,plain", "systems to measure: gateway (the real binary), plain (cmd/plain, the plain produce-consume service)")
+	fs.StringVar(&systems, "systems", "gateway,plain", "systems to measure, in this order (one may come back: gateway,gateway-traced,gateway,gateway-traced): gateway (the real binary), gateway-traced (the same with every trace sampled and exported: OTEL_TRACES_EXPORTER=console, OTEL_TRACES_SAMPLER=always_on, the spans written to /dev/null), plain (cmd/plain, the plain produce-consume service)")
 	fs.StringVar(&scen, "scenarios", "place-confirm", "comma-separated: place, place-confirm, query, mixed, lag (open loop at -rate, gateway only: how long after a mutation's answer a subscriber sees its change)")
 	fs.IntVar(&o.rate, "rate", 500, "orders/s (each placed, then confirmed) offered in the lag scenario")
 	fs.DurationVar(&o.drain, "drain", 30*time.Second, "how long the lag scenario waits for the last changes after the load")
@@ -253,6 +255,18 @@ func (s *stack) start(ctx context.Context, name, bin string, o options) (*system
 		"KAFKA_BROKERS="+s.brokers, "STORE_POSTGRESQL_URL="+s.pgURL, tokens.env())
 	cmd.Env = append(cmd.Env, o.env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if name == "gateway-traced" {
+		// Every trace sampled, and every span encoded as JSON by the
+		// console exporter, as to a collector, but written to /dev/null
+		// (the gateway logs to standard error).
+		cmd.Env = append(cmd.Env, "OTEL_TRACES_EXPORTER=console", "OTEL_TRACES_SAMPLER=always_on")
+		devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer devNull.Close()
+		cmd.Stdout = devNull
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -337,7 +351,7 @@ func measure(ctx context.Context, o options, w io.Writer) error {
 		var groups []group
 		var sys *system
 		if url == "" {
-			pkg := map[string]string{"gateway": ".", "plain": "./cmd/plain"}[name]
+			pkg := map[string]string{"gateway": ".", "gateway-traced": ".", "plain": "./cmd/plain"}[name]
 			if pkg == "" {
 				return fmt.Errorf("unknown system %q", name)
 			}
@@ -356,7 +370,7 @@ func measure(ctx context.Context, o options, w io.Writer) error {
 		ids := &idPool{}
 		for _, scenario := range o.scenarios {
 			if scenario == "lag" {
-				if name != "gateway" {
+				if name == "plain" {
 					continue // the plain service has no subscriptions (its documents are written before it answers)
 				}
 				r, err := runLag(ctx, url, o.rate, o.duration, o.drain, groups)
