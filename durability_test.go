@@ -284,7 +284,7 @@ func TestDeadLetters(t *testing.T) {
 	sources := map[string]int{}
 	for _, m := range dead {
 		reason, src := kafka.Header(m, kafka.HeaderDLError), kafka.Header(m, kafka.HeaderDLTopic)
-		if reason == "" || kafka.Header(m, kafka.HeaderDLPartition) == "" || kafka.Header(m, kafka.HeaderDLOffset) == "" {
+		if reason == "" || kafka.Header(m, kafka.HeaderDLPartition) == "" || kafka.Header(m, kafka.HeaderDLOffset) == "" || kafka.Header(m, kafka.HeaderDLReason) == "" {
 			t.Errorf("dead letter %s lacks its headers: %v", m.Key, m.Headers)
 		}
 		sources[src]++

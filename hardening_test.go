@@ -193,6 +193,9 @@ func TestCommandRefusedByTheBrokerIsSetAside(t *testing.T) {
 	} else {
 		t.Logf("dead letter: the command's %d bytes, reason %q", len(dead[0].Value), why)
 	}
+	if code := kafka.Header(dead[0], kafka.HeaderDLReason); code != kafka.ReasonTooLarge {
+		t.Errorf("dead letter's reason code %q, want %s", code, kafka.ReasonTooLarge)
+	}
 	if len(dead[0].Value) == 0 || kafka.Header(dead[0], kafka.HeaderDLTopic) != topics.Commands {
 		t.Errorf("dead letter lacks the command: %d bytes from %s", len(dead[0].Value), kafka.Header(dead[0], kafka.HeaderDLTopic))
 	}

@@ -58,7 +58,9 @@ func runnableBlocks(t *testing.T, readme string) []runnableBlock {
 // against a started gateway, as a newcomer would paste them. Two things are
 // changed: localhost:8080 is the test gateway's address, and `go run .` is
 // the gateway built once by the test (go build -o), with AUTH_JWT_SECRET the
-// tests' secret so that `go run . token` mints tokens the gateway takes.
+// tests' secret so that `go run . token` mints tokens the gateway takes, and
+// KAFKA_BROKERS and TOPIC_PREFIX the test gateway's, for `go run .
+// deadletters`.
 func TestREADMERunnableBlocks(t *testing.T) {
 	for _, tool := range []string{"bash", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -83,7 +85,9 @@ func TestREADMERunnableBlocks(t *testing.T) {
 
 	dir := t.TempDir()
 	shim := `go() { if [[ "$1" == run && "$2" == . ]]; then shift 2; "$ORDER_GATEWAY_BIN" "$@"; else command go "$@"; fi; }` + "\n"
-	env := append(os.Environ(), "ORDER_GATEWAY_BIN="+bin, "AUTH_JWT_SECRET="+string(testSecret), "DATA_DIR="+dir)
+	// `go run . deadletters` reads the test gateway's topics.
+	env := append(os.Environ(), "ORDER_GATEWAY_BIN="+bin, "AUTH_JWT_SECRET="+string(testSecret), "DATA_DIR="+dir,
+		"KAFKA_BROKERS="+strings.Join(g.Config.KafkaBrokers, ","), "TOPIC_PREFIX="+g.Config.TopicPrefix)
 	state := filepath.Join(dir, "state.sh") // the variables a block leaves for the next
 	if err := os.WriteFile(state, nil, 0o600); err != nil {
 		t.Fatal(err)

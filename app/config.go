@@ -348,7 +348,8 @@ func usage(out io.Writer, ss []setting) {
 			fmt.Fprintf(out, "        %s\n", line)
 		}
 	}
-	fmt.Fprintln(out, "\nAlso: `order-gateway token --help` mints tokens signed with the gateway's secret.")
+	fmt.Fprintln(out, "\nAlso: `order-gateway token --help` mints tokens signed with the gateway's secret;")
+	fmt.Fprintln(out, "`order-gateway deadletters --help` lists, shows and replays dead letters.")
 }
 
 // wrap breaks text into lines of at most width bytes, at spaces.

@@ -110,6 +110,9 @@ func (h *Handler) decideBatch(states partitionStates, batch []*sarama.ConsumerMe
 		if err == nil && env.OrderID != string(m.Key) {
 			err = fmt.Errorf("command for order %q was keyed %q", env.OrderID, m.Key)
 		}
+		if err != nil {
+			err = kafka.Reason(kafka.ReasonUndecodable, err)
+		}
 		var events []domain.Event
 		var state *orderState
 		if err == nil {
@@ -139,6 +142,7 @@ func (h *Handler) decideBatch(states partitionStates, batch []*sarama.ConsumerMe
 			if errors.As(err, &pe) {
 				h.cfg.Logger.Warn("command handler: dead-lettering a command without a valid principal", "partition", p, "offset", m.Offset, "err", err)
 				answer = domain.Errorf(domain.CodeForbidden, "the command carries no valid principal; it was set aside")
+				err = kafka.Reason(kafka.ReasonPrincipal, err)
 			} else {
 				h.cfg.Logger.Error("command handler: dead-lettering command", "partition", p, "offset", m.Offset, "err", err)
 			}

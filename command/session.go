@@ -300,10 +300,12 @@ func lastOfEachPartition(batch []*sarama.ConsumerMessage) []*sarama.ConsumerMess
 func (s *session) setAside(m *sarama.ConsumerMessage, why error) error {
 	log := s.log.With("partition", m.Partition, "offset", m.Offset)
 	answer := domain.Errorf(domain.CodeInternal, "the command could not be processed and was set aside")
+	code := kafka.ReasonRefused
 	if errors.Is(why, errSnapshotTooLarge) || kafka.IsTooLarge(why) {
 		answer = domain.Errorf(domain.CodeLimitExceeded, "the order would be larger than the broker accepts; the command was not applied")
+		code = kafka.ReasonTooLarge
 	}
-	dead := kafka.DeadLetter(s.h.cfg.Topics.DeadLetter, m, why)
+	dead := kafka.DeadLetter(s.h.cfg.Topics.DeadLetter, m, kafka.Reason(code, why))
 	last := []*sarama.ConsumerMessage{m}
 	err := s.prod.runTxn([]*sarama.ProducerMessage{dead}, last, s.meta)
 	if refused(err) {

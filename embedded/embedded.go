@@ -44,7 +44,7 @@ func StartKafka(dir string, port int) (*Kafka, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded kafka: %w", err)
 	}
-	running := filepath.Join(dir, "gateway-running")
+	running := filepath.Join(dir, runningFile)
 	_, err := os.Stat(running)
 	unclean := err == nil
 	journal := filepath.Join(dir, commitJournalName)
@@ -86,7 +86,9 @@ func StartKafka(dir string, port int) (*Kafka, error) {
 		return nil, fmt.Errorf("embedded kafka in %s: %w", dir, err)
 	}
 	k.commits.watch(c)
-	if err := os.WriteFile(k.running, nil, 0o644); err != nil {
+	// The marker holds the broker's address, for the tools (`deadletters`)
+	// that reach the broker of a gateway that holds the data folder.
+	if err := os.WriteFile(k.running, []byte(k.Addr()+"\n"), 0o644); err != nil {
 		k.Close()
 		return nil, fmt.Errorf("embedded kafka: %w", err)
 	}
@@ -171,6 +173,24 @@ func (k *Kafka) FinishedCommits() int { return k.finished }
 
 // Addr is the broker's host:port.
 func (k *Kafka) Addr() string { return k.cluster.ListenAddrs()[0] }
+
+// runningFile is the broker's marker in its folder while it runs: left
+// behind, it tells the next start that the broker did not stop cleanly. It
+// holds the broker's host:port.
+const runningFile = "gateway-running"
+
+// RunningKafkaAddr is the address the embedded broker whose folder is dir
+// recorded when it started, and false if none is recorded. It is only
+// meaningful while that broker runs: the data folder's lock (LockDir) is
+// held then; a broker killed leaves a stale address behind.
+func RunningKafkaAddr(dir string) (string, bool) {
+	b, err := os.ReadFile(filepath.Join(dir, runningFile))
+	addr := strings.TrimSpace(string(b))
+	if err != nil || addr == "" || len(addr) > 256 {
+		return "", false
+	}
+	return addr, true
+}
 
 // Close stops the broker and flushes its state to disk.
 func (k *Kafka) Close() {

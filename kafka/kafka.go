@@ -204,23 +204,63 @@ func sameCounts(topics []string, counts map[string]int32, partitions int32) erro
 }
 
 // Dead-letter headers: why a message was set aside and where it came from.
+// A dead letter keeps the original record's key, value and headers, and
+// adds these (HeaderDLReason since the dead-letter tools came; a record
+// without it reads as ReasonUnknown). The record's timestamp is when it was
+// set aside.
 const (
 	HeaderDLError     = "dlq-error"
+	HeaderDLReason    = "dlq-reason"
 	HeaderDLTopic     = "dlq-source-topic"
 	HeaderDLPartition = "dlq-source-partition"
 	HeaderDLOffset    = "dlq-source-offset"
+	// HeaderDLReplayOf is on a record `deadletters replay` wrote back to
+	// its source topic: the dead letter it replays ("partition/offset" in
+	// the dead-letter topic). A replay that is set aside again keeps it, so
+	// its new dead letter points back at the old one.
+	HeaderDLReplayOf = "dlq-replay-of"
+	// headerDLPrefix starts every dead-letter header: DeadLetter drops the
+	// original record's (but HeaderDLReplayOf) before adding its own.
+	headerDLPrefix = "dlq-"
 )
+
+// Reason codes of dead letters (HeaderDLReason): short, stable words for
+// `deadletters list` and alerts; HeaderDLError says more.
+const (
+	ReasonUndecodable   = "undecodable"   // not a record of the gateway's format, or keyed by another order
+	ReasonPrincipal     = "principal"     // a command without a valid principal header (authentication on)
+	ReasonUnprocessable = "unprocessable" // decoded, but handling it failed (a panic, an unexpected error)
+	ReasonTooLarge      = "too-large"     // its records would be larger than the broker accepts
+	ReasonRefused       = "refused"       // the broker refused its records for what they are
+	ReasonGap           = "gap"           // an event whose order's view is behind it: the views need a rebuild
+	ReasonUnknown       = "unknown"       // a dead letter without HeaderDLReason (written before it existed)
+)
+
+// ReasonError is why a record goes to the dead-letter topic: a reason code
+// and the error.
+type ReasonError struct {
+	Code string
+	Err  error
+}
+
+func (e *ReasonError) Error() string { return e.Err.Error() }
+func (e *ReasonError) Unwrap() error { return e.Err }
+
+// Reason gives err a reason code for DeadLetter.
+func Reason(code string, err error) error { return &ReasonError{Code: code, Err: err} }
 
 // maxDeadLetterReason bounds the dlq-error header: reasons can quote what
 // they failed on.
 const maxDeadLetterReason = 1024
 
 // DeadLetter builds the dead-letter copy of msg with the reason in headers
-// (cut to 1 KiB). The original key, value and headers are kept.
+// (the error cut to 1 KiB; its code from a ReasonError in reason, else
+// ReasonUnprocessable). The original key, value and headers are kept, but
+// for dead-letter headers of its own (other than HeaderDLReplayOf).
 func DeadLetter(topic string, msg *sarama.ConsumerMessage, reason error) *sarama.ProducerMessage {
-	headers := make([]sarama.RecordHeader, 0, len(msg.Headers)+4)
+	headers := make([]sarama.RecordHeader, 0, len(msg.Headers)+5)
 	for _, h := range msg.Headers {
-		if h != nil {
+		if h != nil && (!strings.HasPrefix(string(h.Key), headerDLPrefix) || string(h.Key) == HeaderDLReplayOf) {
 			headers = append(headers, *h)
 		}
 	}
@@ -228,8 +268,13 @@ func DeadLetter(topic string, msg *sarama.ConsumerMessage, reason error) *sarama
 	if len(why) > maxDeadLetterReason {
 		why = strings.ToValidUTF8(why[:maxDeadLetterReason], "") + "…"
 	}
+	code := ReasonUnprocessable
+	if re := (*ReasonError)(nil); errors.As(reason, &re) {
+		code = re.Code
+	}
 	headers = append(headers,
 		sarama.RecordHeader{Key: []byte(HeaderDLError), Value: []byte(why)},
+		sarama.RecordHeader{Key: []byte(HeaderDLReason), Value: []byte(code)},
 		sarama.RecordHeader{Key: []byte(HeaderDLTopic), Value: []byte(msg.Topic)},
 		sarama.RecordHeader{Key: []byte(HeaderDLPartition), Value: []byte(strconv.Itoa(int(msg.Partition)))},
 		sarama.RecordHeader{Key: []byte(HeaderDLOffset), Value: []byte(strconv.FormatInt(msg.Offset, 10))},

@@ -414,7 +414,7 @@ func (p *Projector) apply(ctx context.Context, partition int32, batch []*sarama.
 			err = fmt.Errorf("event for order %q was keyed %q", e.OrderID, m.Key)
 		}
 		if err != nil {
-			dead = append(dead, kafka.DeadLetter(p.cfg.Topics.DeadLetter, m, err))
+			dead = append(dead, kafka.DeadLetter(p.cfg.Topics.DeadLetter, m, kafka.Reason(kafka.ReasonUndecodable, err)))
 			continue
 		}
 		if _, ok := byOrder[e.OrderID]; !ok {
@@ -544,9 +544,9 @@ func (p *Projector) write(ctx context.Context, partition int32, ids []string, by
 				uncounted = append(uncounted, t)
 				moved = true
 			default:
-				gaps = append(gaps, kafka.DeadLetter(p.cfg.Topics.DeadLetter, source[id][i], fmt.Errorf(
+				gaps = append(gaps, kafka.DeadLetter(p.cfg.Topics.DeadLetter, source[id][i], kafka.Reason(kafka.ReasonGap, fmt.Errorf(
 					"view of order %q is at version %d, event version %d would leave a gap; rebuild the views from the start of the events topic",
-					id, state.Version, e.Version)))
+					id, state.Version, e.Version))))
 			}
 		}
 		if moved {
