@@ -316,3 +316,91 @@ func TestDeadLettersWithTheEmbeddedBroker(t *testing.T) {
 		t.Errorf("empty data folder: %q", out)
 	}
 }
+
+// TestConcurrentReplaysCannotBothCommit: two replayers of one dead letter
+// at once, as two `deadletters replay` processes. The second one's start
+// fences the first: the first's replay fails, the second finds no mark and
+// replays, and the dead letter is replayed exactly once.
+func TestConcurrentReplaysCannotBothCommit(t *testing.T) {
+	cfg := testConfig(t)
+	startGateway(t, cfg)
+	topics := kafka.NewTopics(cfg.TopicPrefix)
+	env := dlEnv(cfg)
+	place := domain.PlaceOrder{OrderID: "ord_dl_race", CustomerID: "c-dl", Currency: "USD", Items: []domain.ItemInput{{SKU: "A", Name: "A", Quantity: 1, UnitPrice: "1"}}}
+	if _, _, err := forgeProducer(t, cfg.KafkaBrokers).SendMessage(commandRecord(topics.Commands, "cmd_dl_race", place, nil)); err != nil {
+		t.Fatal(err)
+	}
+	var l dlList
+	waitFor(t, eventWait, "the dead letter", func() bool { l = listDeadLetters(t, env); return l.Total == 1 })
+	id, _, err := kafka.ParseDeadLetterID(l.DeadLetters[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sarama.NewClient(cfg.KafkaBrokers, kafka.Config("test-replay", 20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	reader := &kafka.DeadLetterReader{Client: client, Topic: topics.DeadLetter}
+	rec, err := reader.Get(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := kafka.ReplayMessage(rec, []string{topics.Commands})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newReplayer := func() *kafka.Replayer {
+		r, err := kafka.NewReplayer(cfg.KafkaBrokers, kafka.Config("test-replay", 20*time.Millisecond), topics.DeadLetter, kafka.ReplayTransactionalID(cfg.TopicPrefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	marks := func(r *kafka.Replayer) int {
+		until, err := r.Fence([]int32{id.Partition})
+		if err != nil {
+			t.Fatalf("fence: %v", err)
+		}
+		n := 0
+		if err := reader.Scan(t.Context(), []int32{id.Partition}, until, func(_ *kafka.DeadLetterRecord, m *kafka.ReplayMark) error {
+			if m != nil && m.Of == id {
+				n++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	first := newReplayer()
+	if n := marks(first); n != 0 {
+		t.Fatalf("first replayer: %d marks before any replay", n)
+	}
+	second := newReplayer() // fences the first
+	if n := marks(second); n != 0 {
+		t.Fatalf("second replayer: %d marks before any replay", n)
+	}
+	if _, err := first.Replay(rec, msg, false); err == nil {
+		t.Fatal("the fenced replayer's replay committed")
+	} else {
+		t.Logf("the fenced replayer: %v", err)
+	}
+	msg2, _ := kafka.ReplayMessage(rec, []string{topics.Commands})
+	if _, err := second.Replay(rec, msg2, false); err != nil {
+		t.Fatalf("the second replayer: %v", err)
+	}
+	if l = listDeadLetters(t, env); l.Replays != 1 || len(l.DeadLetters[0].Replays) != 1 {
+		t.Errorf("%d replays recorded (%+v), want 1", l.Replays, l.DeadLetters[0].Replays)
+	}
+	replayed := 0
+	for _, m := range readTopic(t, topics.Commands, time.Second) {
+		if kafka.Header(m, kafka.HeaderDLReplayOf) == id.String() {
+			replayed++
+		}
+	}
+	if replayed != 1 {
+		t.Errorf("%d replayed commands in %s, want 1", replayed, topics.Commands)
+	}
+}

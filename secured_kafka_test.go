@@ -110,6 +110,19 @@ func TestGatewayOnSecuredKafka(t *testing.T) {
 					t.Errorf("/readyz: %d %s", resp.StatusCode, body)
 				}
 				wantNoSecret(t, "/readyz", string(body), b.pw)
+				// `deadletters` takes the same settings: it reads, and replays
+				// through its transactional producer, over TLS and SASL.
+				env := map[string]string{"KAFKA_BROKERS": b.addr, "KAFKA_TLS": "true", "KAFKA_CA_FILE": b.caFile, "KAFKA_SASL_MECHANISM": b.mech,
+					"KAFKA_SASL_USERNAME": b.user, "KAFKA_SASL_PASSWORD": b.pw, "TOPIC_PREFIX": cfg.TopicPrefix}
+				if out := deadLetters(t, env, 0, "list"); !strings.Contains(out, "no dead letters in "+cfg.TopicPrefix+".deadletter") {
+					t.Errorf("deadletters list: %q", out)
+				}
+				if out := deadLetters(t, env, 0, "replay", "--all"); !strings.Contains(out, "no dead letters left to replay") {
+					t.Errorf("deadletters replay --all: %q", out)
+				}
+				env["KAFKA_SASL_PASSWORD"] = "wrong-" + b.pw
+				out := deadLetters(t, env, 1, "list")
+				wantNoSecret(t, "deadletters with a wrong password", out, b.pw)
 				g.stop()
 
 				all := logs.String()
