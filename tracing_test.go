@@ -127,11 +127,17 @@ func TestTraceOfAMutation(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("the subscriber got no update")
 	}
+	// The subscription's start has a server span of its own (its trace,
+	// not the mutation's).
+	sub := spanNamed(t, exp, trace.TraceID{}, "subscription")
+	if sub.SpanKind != trace.SpanKindServer || attr(sub, "graphql.operation.type").AsString() != "subscription" || sub.SpanContext.TraceID() == id {
+		t.Errorf("subscription span: kind %v, attributes %v, in the mutation's trace %v", sub.SpanKind, sub.Attributes, sub.SpanContext.TraceID() == id)
+	}
 	push := spanNamed(t, exp, id, "push subscription update")
 	if push.Parent.SpanID() != project.SpanContext.SpanID() || attr(push, "network.protocol.name").AsString() != "sse" {
 		t.Errorf("the subscription update's span is not the projector span's child (attributes %v)", push.Attributes)
 	}
-	for _, s := range []tracetest.SpanStub{gql, send, process, txn, project, push} {
+	for _, s := range []tracetest.SpanStub{gql, send, process, txn, project, sub, push} {
 		if s.Status.Code != 0 && s.Status.Code != 1 { // unset or ok
 			t.Errorf("%s: status %v", s.Name, s.Status)
 		}

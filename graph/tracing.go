@@ -15,8 +15,12 @@ import (
 // opTracing is the extension that gives each query and mutation a server
 // span (OTel GraphQL semantic conventions: named by the operation type,
 // graphql.operation.type and graphql.operation.name). Its resolvers run
-// under it, so a mutation's command carries it to the handler. Only added
-// when tracing is on.
+// under it, so a mutation's command carries it to the handler. A
+// subscription's span covers its start: until its root resolver has
+// subscribed (authorization, the hub's registration, the read of the
+// order's current state); its updates get spans of their own, in the traces
+// of the mutations that caused them (pushTracer). Only added when tracing is
+// on.
 type opTracing struct{ t *tracing.Tracer }
 
 var (
@@ -29,9 +33,6 @@ func (opTracing) Validate(graphql.ExecutableSchema) error { return nil }
 
 func (x opTracing) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 	rc := graphql.GetOperationContext(ctx)
-	if rc.Operation.Operation == ast.Subscription {
-		return next(ctx)
-	}
 	typ := string(rc.Operation.Operation)
 	attrs := []attribute.KeyValue{attribute.String("graphql.operation.type", typ)}
 	if rc.OperationName != "" {
@@ -41,6 +42,12 @@ func (x opTracing) InterceptOperation(ctx context.Context, next graphql.Operatio
 	}
 	ctx, span := x.t.Start(ctx, typ, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 	h := next(ctx)
+	if rc.Operation.Operation == ast.Subscription {
+		// The root resolver ran in next: the subscription has started (or
+		// failed; its error is the first response, not a span status).
+		span.End()
+		return h
+	}
 	return func(ctx context.Context) *graphql.Response {
 		defer span.End()
 		resp := h(ctx)
