@@ -200,6 +200,7 @@ func TestMetricsCountAKnownWorkload(t *testing.T) {
 		series("order_gateway_commands_stage_duration_seconds_count", "stage", "total"):             5,
 		"order_gateway_commands_timed_out_total":                                                    0,
 		"order_gateway_handler_batch_size_commands_sum":                                             5,
+		"order_gateway_handler_queued_duration_seconds_count":                                       5,
 		"order_gateway_projection_events_applied_total":                                             4,
 		"order_gateway_projection_batch_size_events_sum":                                            4,
 		series("order_gateway_dead_letters_total", "source", "commands"):                            0,

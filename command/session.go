@@ -123,6 +123,7 @@ func (s *session) run() {
 		}
 		s.busySince.Store(time.Now().UnixNano())
 		s.h.cfg.Metrics.BatchSize.Observe(float64(len(batch)))
+		observeQueued(s.h.cfg.Metrics, batch)
 		s.traced = s.h.traceBatch(batch)
 		err := s.commit(batch)
 		s.traced.end(err)

@@ -2,6 +2,7 @@ package command
 
 import (
 	"context"
+	"time"
 
 	"github.com/IBM/sarama"
 	"go.opentelemetry.io/otel/attribute"
@@ -9,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/metrics"
 	"github.com/ordergateway/gateway/tracing"
 )
 
@@ -61,6 +63,16 @@ func (bt *batchTrace) inject(records []*sarama.ProducerMessage, eventsTopic stri
 				}
 				break
 			}
+		}
+	}
+}
+
+// observeQueued records how long each command of batch waited for it.
+func observeQueued(m *metrics.Handler, batch []*sarama.ConsumerMessage) {
+	now := time.Now()
+	for _, c := range batch {
+		if !c.Timestamp.IsZero() {
+			m.Queued.Observe(max(now.Sub(c.Timestamp), 0).Seconds())
 		}
 	}
 }

@@ -213,6 +213,9 @@ type Handler struct {
 	Committed, Aborted prometheus.Counter
 	// Transaction is how long a transaction took, from begin to commit.
 	Transaction prometheus.Histogram
+	// Queued is how long each command waited between the broker taking it
+	// and the handler's batch that decides it.
+	Queued prometheus.Histogram
 	// Restore is how long restoring a session's partitions took.
 	Restore prometheus.Histogram
 	// OrdersRestored counts the orders restored.
@@ -235,6 +238,8 @@ func NewHandler(reg prometheus.Registerer) *Handler {
 		Committed: txns.WithLabelValues("committed"), Aborted: txns.WithLabelValues("aborted"),
 		Transaction: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "handler", Name: "transaction_duration_seconds",
 			Help: "Duration of the handler's transactions, from begin to commit or abort.", Buckets: durationBuckets}),
+		Queued: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "handler", Name: "queued_duration_seconds",
+			Help: "How long each command waited between the broker taking it (its record's timestamp; for a command this instance's bus offered directly, the broker's acknowledgment) and the start of the handler's batch that decides it.", Buckets: durationBuckets}),
 		Restore: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "handler", Name: "restore_duration_seconds",
 			Help: "Duration of restoring the orders of the partitions a handler session was assigned.", Buckets: durationBuckets}),
 		OrdersRestored: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "handler", Name: "orders_restored_total",
@@ -244,7 +249,7 @@ func NewHandler(reg prometheus.Registerer) *Handler {
 		Partitions: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "handler", Name: "partitions_assigned",
 			Help: "Partitions of the commands topic this instance's handler owns (summed over instances: the partition count, else commands wait)."}),
 	}
-	register(reg, h.BatchSize, txns, h.Transaction, h.Restore, h.OrdersRestored, h.Fenced, h.Partitions)
+	register(reg, h.BatchSize, txns, h.Transaction, h.Queued, h.Restore, h.OrdersRestored, h.Fenced, h.Partitions)
 	return h
 }
 
