@@ -285,3 +285,33 @@ func (c *hostileRequest) do(t *testing.T, client *http.Client, base string) (int
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 100<<10))
 	return resp.StatusCode, resp.Header, raw
 }
+
+// PLAYGROUND=false takes the playground (whose page holds the schema, for
+// anyone who can reach the address) off / and /playground/; /graphql is
+// unchanged. By default it is served.
+func TestPlaygroundCanBeTurnedOff(t *testing.T) {
+	status := func(url string) int {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	on := startGateway(t, testConfig(t))
+	if got := status(on.url + "/"); got != http.StatusOK {
+		t.Errorf("default: GET / = %d, want 200", got)
+	}
+	cfg := testConfig(t)
+	cfg.NoPlayground = true
+	off := startGateway(t, cfg)
+	for _, path := range []string{"/", "/playground/", "/playground/graphiql.min.js"} {
+		if got := status(off.url + path); got != http.StatusNotFound {
+			t.Errorf("PLAYGROUND=false: GET %s = %d, want 404", path, got)
+		}
+	}
+	if r := off.do(t, `{ __typename }`, nil); len(r.Errors) > 0 {
+		t.Errorf("PLAYGROUND=false: /graphql: %v", r.Errors)
+	}
+}

@@ -266,7 +266,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	ready := []any{
 		"graphql", "http://" + displayAddr(ln.Addr()) + "/graphql",
-		"playground", "http://" + displayAddr(ln.Addr()) + "/",
+		"playground", m.playgroundURL(ln.Addr()),
 		"kafka", m.brokers, "kafka_embedded", m.kafka != nil, "kafka_security", m.security.Describe(),
 		"mongodb", redact(m.mongoURI), "mongodb_embedded", m.mongo != nil,
 	}
@@ -420,13 +420,15 @@ func (m *Main) routes() http.Handler {
 	mux.Handle("/graphql", graph.CORS(m.Config.corsOrigins(), m.gql))
 	// GraphiQL, served from the binary (works offline): the page at /, its
 	// scripts and styles under /playground/.
-	pg, err := playground.New(playground.Options{Title: "Order gateway", Endpoint: "/graphql",
-		Schema: graph.NewExecutableSchema(graph.Config{})}) // introspected once, for Docs and autocompletion
-	if err != nil {
-		panic(err) // the embedded files are checked by playground's tests
+	if !m.Config.NoPlayground {
+		pg, err := playground.New(playground.Options{Title: "Order gateway", Endpoint: "/graphql",
+			Schema: graph.NewExecutableSchema(graph.Config{})}) // introspected once, for Docs and autocompletion
+		if err != nil {
+			panic(err) // the embedded files are checked by playground's tests
+		}
+		mux.Handle("GET /{$}", pg)
+		mux.Handle("GET "+playground.Prefix, pg)
 	}
-	mux.Handle("GET /{$}", pg)
-	mux.Handle("GET "+playground.Prefix, pg)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -611,4 +613,13 @@ func (m *Main) storeFlush() func(context.Context) error {
 		return nil
 	}
 	return m.mongo.Flush
+}
+
+// playgroundURL is where the start log says the playground is: "off" with
+// PLAYGROUND=false.
+func (m *Main) playgroundURL(a net.Addr) string {
+	if m.Config.NoPlayground {
+		return "off"
+	}
+	return "http://" + displayAddr(a) + "/"
 }

@@ -63,6 +63,8 @@ type Config struct {
 	// runs), and TrustedDocuments its manifest as ParseConfig read it.
 	TrustedDocumentsFile string
 	TrustedDocuments     *graph.TrustedDocuments
+	// NoPlayground is PLAYGROUND=false: / and /playground/ answer 404.
+	NoPlayground bool
 }
 
 // setting is one configuration entry: its flag, environment variable,
@@ -193,6 +195,14 @@ func settings() []setting {
 		{"max-subscriptions-per-connection", "MAX_SUBSCRIPTIONS_PER_CONNECTION", "100", "subscriptions one websocket may hold at once", num(func(c *Config) *int { return &c.MaxSubscriptions }, 1, 100000)},
 		{"apq-cache-size", "APQ_CACHE_SIZE", "1000", "automatic persisted queries (Apollo's APQ) kept, the least recently used dropped first (16 MiB of documents at most); 0 turns APQ off", setAPQCacheSize},
 		{"trusted-documents-file", "TRUSTED_DOCUMENTS_FILE", "", "JSON manifest of trusted documents (Apollo's persisted query manifest, or an object of SHA-256 to document): when set, only its documents run; empty: any document", setTrustedDocumentsFile},
+		{"playground", "PLAYGROUND", "true", "serve the GraphiQL playground at / (its page holds the schema, for anyone who can reach the address); false: / answers 404, and tools introspect /graphql with a token", func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%q is not true or false", cut(v, 40))
+			}
+			c.NoPlayground = !b
+			return nil
+		}},
 		{"debug-addr", "DEBUG_ADDR", "", "address (host:port) for Go's profiling endpoints (/debug/pprof/); empty turns them off", func(c *Config, v string) error {
 			if v == "" {
 				c.DebugAddr = ""

@@ -108,8 +108,8 @@ func TestParseConfigEnv(t *testing.T) {
 		"AUTH_ROLE_CLAIM": "realm_access.roles", "AUTH_CUSTOMER_CLAIM": "customer_id", "AUTH_LEEWAY": "5s", "AUTH_DISABLED": "false",
 		"KAFKA_TLS": "true", "KAFKA_CA_FILE": "", // a CA file is read at once: see TestParseConfigKafkaSecurity
 		"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "gw", "KAFKA_SASL_PASSWORD": "pw-1",
-		"CORS_ALLOWED_ORIGINS": "shop.example.com",
-		"APQ_CACHE_SIZE":       "50", "TRUSTED_DOCUMENTS_FILE": "", // a manifest is read at once: see TestParseConfigPersistedQueries
+		"CORS_ALLOWED_ORIGINS": "shop.example.com", "PLAYGROUND": "false",
+		"APQ_CACHE_SIZE": "50", "TRUSTED_DOCUMENTS_FILE": "", // a manifest is read at once: see TestParseConfigPersistedQueries
 	}
 	c := mustParse(t, nil, env)
 	want := Config{
@@ -126,8 +126,8 @@ func TestParseConfigEnv(t *testing.T) {
 		Auth: auth.Config{JWKSURL: "https://id.example/jwks.json", Issuer: "https://id.example", Audience: "orders",
 			RoleClaim: "realm_access.roles", CustomerClaim: "customer_id", Leeway: 5 * time.Second},
 		KafkaSecurity:      kafka.Security{TLS: true, SASLMechanism: "SCRAM-SHA-512", SASLUsername: "gw", SASLPassword: "pw-1"},
-		CORSAllowedOrigins: []string{"shop.example.com"},
-		APQCacheSize:       50,
+		CORSAllowedOrigins: []string{"shop.example.com"}, NoPlayground: true,
+		APQCacheSize: 50,
 	}
 	if c.KafkaSecurity.SASLPassword != "pw-1" {
 		t.Errorf("KAFKA_SASL_PASSWORD: not read")
@@ -428,6 +428,7 @@ func TestParseConfigKafkaSecurity(t *testing.T) {
 		{map[string]string{"KAFKA_BROKERS": "k:9093", "KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM"},
 		{map[string]string{"KAFKA_BROKERS": "k:9093", "KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_PASSWORD": pw}, "KAFKA_SASL_USERNAME"},
 		{map[string]string{"KAFKA_TLS": "yes please"}, "KAFKA_TLS"},
+		{map[string]string{"PLAYGROUND": "off"}, "PLAYGROUND"},
 		{map[string]string{"CORS_ALLOWED_ORIGINS": "https://shop.example.com"}, "CORS_ALLOWED_ORIGINS"},
 	} {
 		_, err := ParseConfig(nil, envOf(tc.env), io.Discard)
