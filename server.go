@@ -22,6 +22,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "deadletters" { // go run . deadletters list | show ID | replay ID
 		os.Exit(app.DeadLettersCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "views" { // go run . views rebuild | switch | drop | status
+		os.Exit(app.ViewsCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
 	cfg, err := app.ParseConfig(os.Args[1:], os.Getenv, os.Stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return

@@ -52,6 +52,11 @@ type Main struct {
 	// TracerProvider, if set, traces the gateway (the tests' in-memory
 	// exporter); else the OTEL_* variables choose (off by default).
 	TracerProvider trace.TracerProvider
+	// ViewsOnly starts the broker and store (embedded ones if none are
+	// configured) and the view store, and nothing else: no listener, no
+	// command handler, projector or feed. The views commands (views.go)
+	// run on such a Main.
+	ViewsOnly bool
 
 	kafka             *embedded.Kafka
 	mongo             *embedded.Mongo
@@ -62,7 +67,15 @@ type Main struct {
 	store             *view.Store
 	bus               *command.Bus
 	handler           *command.Handler
-	projector         *projector.Projector
+	projMu            sync.Mutex
+	projector         *projector.Projector // guarded by projMu once Run returned; the active generation's
+	deadLettersBefore int64                // dead letters of the projectors a switch closed (guarded by projMu)
+	projClosed        bool                 // Close took the projector (guarded by projMu)
+	handover          *handover            // a caught-up projector a views command here hands over (guarded by projMu)
+	viewsBusy         sync.Mutex           // one views rebuild or switch at a time in this process
+	rebuild           rebuildStatus        // the views command running here, for /readyz
+	topics            kafka.Topics
+	runCtx            context.Context
 	feed              *live.Feed
 	listener          net.Listener
 	http              *http.Server
@@ -115,6 +128,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := c.check(); err != nil {
 		return err
 	}
+	if m.ViewsOnly {
+		return m.runViewsOnly(ctx)
+	}
 	m.brokers, m.mongoURI = c.KafkaBrokers, c.MongoURI
 	security, err := c.checkConnections()
 	if err != nil {
@@ -147,6 +163,24 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.startAuth(); err != nil {
 		return err
 	}
+	return m.runServing(ctx)
+}
+
+// runServing is Run from the embedded stack on: the dependencies, the
+// views of the active generation, the command side, the projector and
+// the feed, and the HTTP server.
+func (m *Main) runServing(ctx context.Context) error {
+	if err := m.startStores(ctx); err != nil {
+		return err
+	}
+	return m.startServing()
+}
+
+// startStores starts the broker and the store (embedded ones if none are
+// configured), creates the topics, opens the view store and reads the
+// active generation of the views.
+func (m *Main) startStores(ctx context.Context) error {
+	c := m.Config
 	onPostgreSQL := m.mongoURI == "" && c.StorePostgreSQLURL != ""
 	// The data folder holds the embedded broker's files and the embedded
 	// store's SQLite files; on PostgreSQL the store keeps nothing there.
@@ -191,6 +225,7 @@ func (m *Main) Run(ctx context.Context) error {
 		storeName = "mongodb at " + m.mongoURI
 	}
 	topics := kafka.NewTopics(c.TopicPrefix)
+	m.topics = topics
 	if err := m.prepareKafka(ctx, topics); err != nil {
 		return err
 	}
@@ -213,10 +248,25 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.store = store
-	if err := m.retry(ctx, c.StartupTimeout, storeName, store.EnsureIndexes); err != nil {
-		return err
-	}
+	// The active generation of the views (1 until a rebuild switched).
+	return m.retry(ctx, c.StartupTimeout, storeName, func(ctx context.Context) error {
+		gen, err := store.ActiveGeneration(ctx)
+		if err != nil {
+			return err
+		}
+		store.Use(gen)
+		return store.EnsureIndexes(ctx)
+	})
+}
 
+// startServing starts the command side, the projector of the active
+// generation, the feed, the views' follower and the HTTP server.
+func (m *Main) startServing() error {
+	var err error
+	c := m.Config
+	topics, store := m.topics, m.store
+	gen := store.Generation()
+	m.metrics.views.Generation.Set(float64(gen))
 	if m.bus, err = command.NewBus(command.BusConfig{Brokers: m.brokers, Topics: topics, Timeout: c.CommandTimeout, FetchWait: c.FetchWait, Logger: m.Logger, Security: m.security,
 		Metrics: m.metrics.commands, Tracer: m.tracer}); err != nil {
 		return err
@@ -228,9 +278,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.bus.Attach(m.handler)
 	if !m.WithoutProjector {
-		if m.projector, err = projector.New(projector.Config{Brokers: m.brokers, Topics: topics, Group: m.projectorGroup(),
-			FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Linger: c.ProjectorLinger, Logger: m.Logger, Security: m.security,
-			Metrics: m.metrics.projection, Tracer: m.tracer, Durable: m.storeFlush()}, store); err != nil {
+		if m.projector, err = m.newProjector(gen, nil); err != nil {
 			return err
 		}
 	}
@@ -238,11 +286,14 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	m.cancel = cancel
+	m.cancel, m.runCtx = cancel, runCtx
 	m.goRun(func() error { return m.handler.Run(runCtx) })
 	if m.projector != nil {
-		m.goRun(func() error { return m.projector.Run(runCtx) })
+		p := m.projector
+		m.goRun(func() error { return p.Run(runCtx) })
 	}
+	// Every instance follows the active generation (a views switch).
+	m.goRun(func() error { store.Follow(runCtx, m.switched); return nil })
 
 	ln := m.listener
 	// No ReadTimeout: it would also end server-sent event streams. A
@@ -270,10 +321,10 @@ func (m *Main) Run(ctx context.Context) error {
 		"kafka", m.brokers, "kafka_embedded", m.kafka != nil, "kafka_security", m.security.Describe(),
 		"mongodb", redact(m.mongoURI), "mongodb_embedded", m.mongo != nil,
 	}
-	if onPostgreSQL {
+	if m.mongoURI != c.MongoURI && c.StorePostgreSQLURL != "" {
 		ready = append(ready, "postgresql", redact(c.StorePostgreSQLURL))
 	}
-	ready = append(ready, "auth", m.describeAuth())
+	ready = append(ready, "views_generation", store.Generation(), "auth", m.describeAuth())
 	m.Logger.Info("order gateway ready", append(ready, "data_dir", c.DataDir)...)
 	m.logZeroSetupTokens()
 	return nil
@@ -368,9 +419,16 @@ func (m *Main) prepareKafka(ctx context.Context, topics kafka.Topics) error {
 	})
 }
 
-// handlerGroup and projectorGroup are the consumer groups' names.
-func (m *Main) handlerGroup() string   { return m.Config.TopicPrefix + ".command-handler" }
-func (m *Main) projectorGroup() string { return m.Config.TopicPrefix + ".projector" }
+// handlerGroup and projectorGroup are the consumer groups' names: the
+// projector's is one per generation of the views (generation 1 keeps the
+// name it always had, so its committed offsets carry over).
+func (m *Main) handlerGroup() string { return m.Config.TopicPrefix + ".command-handler" }
+func (m *Main) projectorGroup(gen int) string {
+	if gen <= 1 {
+		return m.Config.TopicPrefix + ".projector"
+	}
+	return fmt.Sprintf("%s.projector.v%d", m.Config.TopicPrefix, gen)
+}
 
 // retry calls f until it succeeds or timeout passes, then returns one line
 // naming what could not be reached. A kafka.ConfigError ends it at once,
@@ -460,17 +518,22 @@ func (m *Main) readyz(w http.ResponseWriter, r *http.Request) {
 	} else if why := m.handler.Stalled(m.Config.StallTimeout); why != "" {
 		status["commandHandler"], ok = why, false
 	}
+	p := m.proj()
 	switch {
-	case m.projector == nil:
+	case p == nil:
 		status["projector"] = "off"
-	case !m.projector.Ready():
+	case !p.Ready():
 		status["projector"], ok = "starting", false
-	case m.projector.Stalled(m.Config.StallTimeout) != "":
-		status["projector"], ok = m.projector.Stalled(m.Config.StallTimeout), false
-		details = append(details, "projector", m.projector.LastError())
-	case m.projector.LastError() != "":
+	case p.Stalled(m.Config.StallTimeout) != "":
+		status["projector"], ok = p.Stalled(m.Config.StallTimeout), false
+		details = append(details, "projector", p.LastError())
+	case p.LastError() != "":
 		status["projector"] = "retrying"
-		details = append(details, "projector", m.projector.LastError())
+		details = append(details, "projector", p.LastError())
+	}
+	status["views"] = fmt.Sprintf("generation %d", m.store.Generation())
+	if r := m.rebuild.String(); r != "" {
+		status["viewsRebuild"] = r
 	}
 	code := http.StatusOK
 	if !ok {
@@ -491,7 +554,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // Ready reports whether the command handler and the projector (unless it
 // is left out) have joined their groups.
 func (m *Main) Ready() bool {
-	return m.handler != nil && m.handler.Ready() && (m.projector == nil || m.projector.Ready())
+	p := m.proj()
+	return m.handler != nil && m.handler.Ready() && (p == nil || p.Ready())
 }
 
 // Bus is the gateway's command bus.
@@ -567,8 +631,15 @@ func (m *Main) close() error {
 	if m.handler != nil {
 		errs = append(errs, m.handler.Close())
 	}
-	if m.projector != nil {
-		errs = append(errs, m.projector.Close())
+	m.projMu.Lock()
+	p, h := m.projector, m.handover
+	m.projClosed, m.handover = true, nil
+	m.projMu.Unlock()
+	if p != nil {
+		errs = append(errs, p.Close())
+	}
+	if h != nil {
+		h.p.Close()
 	}
 	m.wg.Wait()
 	if m.bus != nil {

@@ -38,7 +38,7 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 		marker              int64 // the commit marker after the last record (the events are written in transactions)
 	}{
 		{"command-handler", c.m.handlerGroup(), topics.Commands, 0},
-		{"projector", c.m.projectorGroup(), topics.Events, 1},
+		{"projector", c.m.projectorGroup(c.m.store.Generation()), topics.Events, 1},
 	}
 	failed := false
 	for _, g := range groups {

@@ -21,12 +21,13 @@ type gatewayMetrics struct {
 	handler    *metrics.Handler
 	projection *metrics.Projection
 	errors     *metrics.Errors // the store's and the broker's, shared by the parts
+	views      *metrics.Views
 }
 
 func newGatewayMetrics() *gatewayMetrics {
 	r := metrics.NewRegistry()
 	m := &gatewayMetrics{registry: r, graphql: metrics.NewGraphQL(r), commands: metrics.NewCommands(r),
-		handler: metrics.NewHandler(r), projection: metrics.NewProjection(r), errors: metrics.NewErrors(r)}
+		handler: metrics.NewHandler(r), projection: metrics.NewProjection(r), errors: metrics.NewErrors(r), views: metrics.NewViews(r)}
 	m.commands.Errors, m.handler.Errors, m.projection.Errors = m.errors, m.errors, m.errors
 	return m
 }
@@ -43,10 +44,9 @@ func (m *Main) registerMetrics() {
 			ConstLabels: prometheus.Labels{"source": source}}, func() float64 { return float64(f()) })
 	}
 	r.MustRegister(dead("commands", m.handler.DeadLetters), dead("events", func() int64 {
-		if m.projector == nil {
-			return 0
-		}
-		return m.projector.DeadLetters()
+		m.projMu.Lock()
+		defer m.projMu.Unlock()
+		return m.deadLettersBefore + m.projector.DeadLetters() // nil-safe: 0 without a projector
 	}))
 	hub := m.feed.Hub()
 	subs := func(field string, count func(one, matching int) int) prometheus.Collector {
@@ -69,8 +69,8 @@ func (m *Main) registerMetrics() {
 	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "partitions",
 		Help: "PARTITIONS: the partition count of the commands and events topics (the handler's and the projector's partitions assigned, summed over instances, should equal it)."},
 		func() float64 { return float64(m.Config.Partitions) }))
-	if m.projector != nil {
-		r.MustRegister(m.projector.GapCollector())
+	if p := m.proj(); p != nil {
+		r.MustRegister(&currentGap{m: m, describe: p.GapCollector()})
 	}
 	// The consumer groups' lag, read with a client of its own (one
 	// request at a time per connection: not behind the consumers' fetches).

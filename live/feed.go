@@ -133,6 +133,21 @@ func (f *Feed) wake(orderID string) {
 	}
 }
 
+// WakeAll wakes every read-your-writes wait, to look at the store again:
+// after a switch of the views' generation, a wait may be satisfied by the
+// new generation without a change to come.
+func (f *Feed) WakeAll() {
+	f.mu.Lock()
+	all := f.waiters
+	f.waiters = map[string]map[chan struct{}]struct{}{}
+	f.mu.Unlock()
+	for _, ws := range all {
+		for ch := range ws {
+			close(ch)
+		}
+	}
+}
+
 // Changed returns a channel closed at the next change of orderID, and a
 // function to call if the caller stops waiting first.
 func (f *Feed) Changed(orderID string) (<-chan struct{}, func()) {

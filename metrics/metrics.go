@@ -356,3 +356,33 @@ func (e *Errors) Broker(api, kind string) {
 
 // Partition is a partition number as a label.
 func Partition(p int32) string { return strconv.Itoa(int(p)) }
+
+// Views counts the generations of the views (docs/design.md, "Rebuilding
+// the views"): the one this instance reads, the switches it followed, and a
+// rebuild running in this process.
+type Views struct {
+	Generation     prometheus.Gauge
+	Switches       prometheus.Counter
+	RebuildGen     prometheus.Gauge
+	RebuildApplied prometheus.Gauge
+	RebuildBehind  prometheus.Gauge
+}
+
+// NewViews registers the views' generation metrics with reg (nil: counted
+// nowhere).
+func NewViews(reg prometheus.Registerer) *Views {
+	v := &Views{
+		Generation: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "views", Name: "generation",
+			Help: "The generation of the views this instance reads and projects (1: the collections orders and customers; N: orders_vN and customers_vN)."}),
+		Switches: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "views", Name: "switches_total",
+			Help: "Changes of the active generation this instance followed."}),
+		RebuildGen: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "views", Name: "rebuild_generation",
+			Help: "The generation a rebuild (or a switch's catch-up) in this process is projecting; 0: none."}),
+		RebuildApplied: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "views", Name: "rebuild_events_applied",
+			Help: "Records of the events topic the running rebuild applied so far."}),
+		RebuildBehind: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "views", Name: "rebuild_records_behind",
+			Help: "Committed records of the events topic the running rebuild has not applied yet (its gap; it switches below --max-gap)."}),
+	}
+	register(reg, v.Generation, v.Switches, v.RebuildGen, v.RebuildApplied, v.RebuildBehind)
+	return v
+}

@@ -63,6 +63,11 @@ type Config struct {
 	// committed with the next one that succeeds. Nil: the store's writes are
 	// durable when acknowledged.
 	Durable func(context.Context) error
+	// Publish, if set, says whether to publish the view changes of the
+	// batch being applied to the views topic: a rebuild does not publish
+	// while it is behind (subscribers would get every old state again).
+	// nil: always.
+	Publish func() bool
 }
 
 // Projector consumes events and maintains the views.
@@ -90,6 +95,7 @@ type Projector struct {
 	durable     durability    // Config.Durable, coalesced
 	sessions    atomic.Int64
 	deadLetters atomic.Int64
+	applied     atomic.Int64 // events (records) of the batches applied
 	lastErr     atomic.Pointer[string]
 	// failingSince is when the current run of failed batches began, in
 	// Unix nanoseconds; 0 after a success.
@@ -166,8 +172,40 @@ func (p *Projector) Run(ctx context.Context) error {
 // Ready reports whether the projector has joined its group.
 func (p *Projector) Ready() bool { return p.sessions.Load() > 0 }
 
+// Pause stops (true) or resumes (false) fetching the partitions this
+// projector holds; batches already fetched are still applied. A rebuild
+// yields to the active generation's projectors with it. A claim taken
+// after a pause starts unpaused: call it again.
+func (p *Projector) Pause(pause bool) {
+	if pause {
+		p.group.PauseAll()
+	} else {
+		p.group.ResumeAll()
+	}
+}
+
+// Applied counts the records of the batches this projector applied.
+func (p *Projector) Applied() int64 { return p.applied.Load() }
+
+// Positions is, for each partition this projector holds a claim on, the
+// offset after the last record it applied (or the claim's first).
+func (p *Projector) Positions() map[int32]int64 {
+	out := map[int32]int64{}
+	for _, cp := range p.claims.snapshot() {
+		next, _ := cp.get()
+		out[cp.partition] = next
+	}
+	return out
+}
+
 // DeadLetters counts the events this projector moved to the dead-letter topic.
-func (p *Projector) DeadLetters() int64 { return p.deadLetters.Load() }
+// A nil Projector has none.
+func (p *Projector) DeadLetters() int64 {
+	if p == nil {
+		return 0
+	}
+	return p.deadLetters.Load()
+}
 
 // LastError is the error of the last failed batch since the last success,
 // or "".
@@ -298,6 +336,7 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 			backoff = min(backoff*2, 5*time.Second)
 		}
 		progress.applied(batch)
+		p.applied.Add(int64(len(batch)))
 		p.cfg.Metrics.Write.Observe(time.Since(started).Seconds())
 		p.cfg.Metrics.BatchSize.Observe(float64(len(batch)))
 		p.cfg.Metrics.Events.Add(float64(len(batch)))
@@ -545,7 +584,7 @@ func (p *Projector) write(ctx context.Context, partition int32, ids []string, by
 				moved = true
 			default:
 				gaps = append(gaps, kafka.DeadLetter(p.cfg.Topics.DeadLetter, source[id][i], kafka.Reason(kafka.ReasonGap, fmt.Errorf(
-					"view of order %q is at version %d, event version %d would leave a gap; rebuild the views from the start of the events topic",
+					"view of order %q is at version %d, event version %d would leave a gap; rebuild the views (views rebuild)",
 					id, state.Version, e.Version))))
 			}
 		}
@@ -811,7 +850,7 @@ func (p *Projector) writeCustomers(ctx context.Context, transitions map[string][
 		if c.IsLegacy() {
 			p.legacyOnce.Do(func() {
 				p.cfg.Logger.Warn("projector: customer summaries in the first format (a list of every order) were found; their counts carry over, " +
-					"but events replayed since the last committed offsets may be counted twice: rebuild the views to be exact (README, Limits)")
+					"but events replayed since the last committed offsets may be counted twice: rebuild the views to be exact (views rebuild)")
 			})
 		}
 		prev := c.Rev
@@ -837,9 +876,8 @@ func (p *Projector) writeCustomers(ctx context.Context, transitions map[string][
 // summaryCache holds the customer summaries this instance wrote last, up to
 // max of them; when full it starts over (a miss only costs a read). Only
 // flushCustomers, which runs one at a time, uses it. It relies on a
-// summary's revision only growing: views dropped for a rebuild while the
-// instance runs could bring a summary back to a cached revision with other
-// counts, so stop the instances to rebuild.
+// summary's revision only growing, which holds within a generation of the
+// views (a rebuild writes new collections, with a projector of its own).
 type summaryCache struct {
 	max  int
 	docs map[string]view.CustomerDoc
@@ -864,6 +902,9 @@ func (c *summaryCache) clear() { c.docs = nil }
 // publish sends the current view of each order in the batch to the views
 // topic. A redelivered document is harmless: readers keep the highest version.
 func (p *Projector) publish(final map[string]view.OrderDoc, previous map[string]string, ids []string) error {
+	if p.cfg.Publish != nil && !p.cfg.Publish() {
+		return nil
+	}
 	msgs := make([]*sarama.ProducerMessage, 0, len(ids))
 	for _, id := range ids {
 		d, ok := final[id]

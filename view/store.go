@@ -29,15 +29,20 @@ const MaxPageSize = 100
 
 // Store reads and writes the views in one MongoDB database.
 type Store struct {
-	client    *mongo.Client
-	db        *mongo.Database
-	orders    *mongo.Collection
-	customers *mongo.Collection
+	client *mongo.Client
+	db     *mongo.Database
+	// cols are the collections of the generation this Store reads and
+	// writes (see Use and At; generations.go).
+	cols atomic.Pointer[collections]
+	// derived: made by At, sharing the client of the Store it came from
+	// (Close leaves the client open).
+	derived bool
 	// flavor is 0 until the server was asked, then flavorMongo or
-	// flavorFerret (see onFerretDB).
-	flavor atomic.Int32
-	// turn lets one write at a time reach FerretDB (see ferretBulkMax).
-	turn writeTurn
+	// flavorFerret (see onFerretDB). Shared with the Stores made by At.
+	flavor *atomic.Int32
+	// turn lets one write at a time reach FerretDB (see ferretBulkMax),
+	// shared with the Stores made by At.
+	turn *writeTurn
 	// summaryTurn, with SummaryLane, lets one summary write at a time
 	// reach FerretDB beside the order writes of turn.
 	summaryTurn *writeTurn
@@ -81,7 +86,7 @@ const (
 // Open connects to uri and uses database. It does not wait for the server:
 // the first operation (or Ping) does, for at most a few seconds.
 func Open(uri, database string, storeOpts ...Option) (*Store, error) {
-	s := &Store{}
+	s := &Store{flavor: new(atomic.Int32), turn: &writeTurn{}}
 	for _, o := range storeOpts {
 		o(s)
 	}
@@ -99,7 +104,8 @@ func Open(uri, database string, storeOpts ...Option) (*Store, error) {
 		return nil, &uriError{msg: fmt.Sprintf("mongodb %s: %s", RedactURI(uri), scrub(err.Error(), uri)), err: err}
 	}
 	db := client.Database(database)
-	s.client, s.db, s.orders, s.customers = client, db, db.Collection("orders"), db.Collection("customers")
+	s.client, s.db = client, db
+	s.cols.Store(s.collectionsOf(1))
 	return s, nil
 }
 
@@ -188,8 +194,13 @@ func scrub(msg, uri string) string {
 	return secretParams.ReplaceAllString(msg, "${1}xxxxx")
 }
 
-// Close disconnects.
-func (s *Store) Close(ctx context.Context) error { return s.client.Disconnect(ctx) }
+// Close disconnects; on a Store made by At it does nothing.
+func (s *Store) Close(ctx context.Context) error {
+	if s.derived {
+		return nil
+	}
+	return s.client.Disconnect(ctx)
+}
 
 // Ping checks that the store answers. It returns an UNAVAILABLE error if not.
 func (s *Store) Ping(ctx context.Context) error {
@@ -202,6 +213,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // exist. (Asking FerretDB 1.24 to create an existing named index again makes
 // it drop the connection, so existing ones are never re-sent.)
 func (s *Store) EnsureIndexes(ctx context.Context) error {
+	orders := s.c().orders
 	want := []struct {
 		name string
 		keys bson.D
@@ -210,7 +222,7 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 		{"customer_createdAt_id", bson.D{{Key: "customerId", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}},
 		{"status_createdAt_id", bson.D{{Key: "status", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}},
 	}
-	specs, err := s.orders.Indexes().ListSpecifications(ctx)
+	specs, err := orders.Indexes().ListSpecifications(ctx)
 	if err != nil {
 		return s.storeErr(err)
 	}
@@ -227,7 +239,7 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	_, err = s.orders.Indexes().CreateMany(ctx, missing)
+	_, err = orders.Indexes().CreateMany(ctx, missing)
 	return s.storeErr(err)
 }
 
@@ -248,7 +260,7 @@ func (s *Store) storeErr(err error) error {
 // Order returns the view of one order, or nil if there is none.
 func (s *Store) Order(ctx context.Context, id string) (*OrderDoc, error) {
 	var d OrderDoc
-	err := s.orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+	err := s.c().orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, nil
 	}
@@ -261,7 +273,7 @@ func (s *Store) Order(ctx context.Context, id string) (*OrderDoc, error) {
 // Customer returns the summary of one customer, or nil if there is none.
 func (s *Store) Customer(ctx context.Context, id string) (*CustomerDoc, error) {
 	var d CustomerDoc
-	err := s.customers.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+	err := s.c().customers.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, nil
 	}
@@ -338,9 +350,10 @@ func (s *Store) Orders(ctx context.Context, f OrderFilter, first int, after stri
 	if len(created) > 0 {
 		filter = append(filter, bson.E{Key: "createdAt", Value: created})
 	}
+	orders := s.c().orders // one generation for the count and the page
 	page := Page{Orders: []OrderDoc{}, HasPrevious: after != ""}
 	if count {
-		total, err := s.orders.CountDocuments(ctx, filter)
+		total, err := orders.CountDocuments(ctx, filter)
 		if err != nil {
 			return Page{}, s.storeErr(err)
 		}
@@ -361,7 +374,7 @@ func (s *Store) Orders(ctx context.Context, f OrderFilter, first int, after stri
 		return page, nil
 	}
 	opts := options.Find().SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(int64(first + 1))
-	cur, err := s.orders.Find(ctx, filter, opts)
+	cur, err := orders.Find(ctx, filter, opts)
 	if err != nil {
 		return Page{}, s.storeErr(err)
 	}
@@ -471,7 +484,7 @@ func byIDs[T any](ctx context.Context, s *Store, coll *mongo.Collection, ids []s
 // UNAVAILABLE when the store cannot be reached.
 func (s *Store) OrdersByID(ctx context.Context, ids []string) (map[string]OrderDoc, error) {
 	out := make(map[string]OrderDoc, len(ids))
-	err := byIDs(ctx, s, s.orders, ids, func(d OrderDoc) { out[d.ID] = d })
+	err := byIDs(ctx, s, s.c().orders, ids, func(d OrderDoc) { out[d.ID] = d })
 	if err != nil {
 		return nil, err
 	}
@@ -482,7 +495,7 @@ func (s *Store) OrdersByID(ctx context.Context, ids []string) (map[string]OrderD
 // Errors: UNAVAILABLE when the store cannot be reached.
 func (s *Store) CustomersByID(ctx context.Context, ids []string) (map[string]CustomerDoc, error) {
 	out := make(map[string]CustomerDoc, len(ids))
-	err := byIDs(ctx, s, s.customers, ids, func(d CustomerDoc) { out[d.ID] = d })
+	err := byIDs(ctx, s, s.c().customers, ids, func(d CustomerDoc) { out[d.ID] = d })
 	if err != nil {
 		return nil, err
 	}
@@ -509,7 +522,7 @@ func (s *Store) PutOrders(ctx context.Context, writes []OrderWrite) error {
 	for i, w := range writes {
 		g[i] = guardedWrite{id: w.Doc.ID, doc: w.Doc, prev: int64(w.Prev)}
 	}
-	return s.putGuarded(ctx, s.orders, "version", true, g)
+	return s.putGuarded(ctx, s.c().orders, "version", true, g)
 }
 
 // guardedWrite is one document to write if its stored guard field is at
@@ -639,7 +652,7 @@ func (s *Store) ferretWrite(ctx context.Context, urgent bool, write func() error
 	if !ferret {
 		return write()
 	}
-	turn := &s.turn
+	turn := s.turn
 	if !urgent && s.summaryTurn != nil {
 		turn = s.summaryTurn
 	}
@@ -760,13 +773,15 @@ func (s *Store) PutCustomers(ctx context.Context, writes []CustomerWrite) error 
 	for i, w := range writes {
 		g[i] = guardedWrite{id: w.Doc.ID, doc: w.Doc, prev: w.Prev}
 	}
-	return s.putGuarded(ctx, s.customers, "rev", false, g)
+	return s.putGuarded(ctx, s.c().customers, "rev", false, g)
 }
 
-// Drop removes the views (used to rebuild them from the events topic).
+// Drop removes the views of this Store's generation (DropGeneration
+// keeps the generations' record too).
 func (s *Store) Drop(ctx context.Context) error {
-	if err := s.orders.Drop(ctx); err != nil {
+	c := s.c()
+	if err := c.orders.Drop(ctx); err != nil {
 		return s.storeErr(err)
 	}
-	return s.storeErr(s.customers.Drop(ctx))
+	return s.storeErr(c.customers.Drop(ctx))
 }

@@ -1,0 +1,480 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ordergateway/gateway/app"
+	"github.com/ordergateway/gateway/view"
+)
+
+// The views' generations (docs/design.md, "Rebuilding the views"): a
+// rebuild under load, a switch back, a drop. The views commands run as
+// `go run . views ...` runs them against Kafka and MongoDB: in a Main of
+// their own (ViewsOnly) beside the serving gateway.
+
+// startViews starts a views command's Main on cfg's broker and store.
+func startViews(t testing.TB, cfg app.Config) *app.Main {
+	t.Helper()
+	m := &app.Main{Config: cfg, ViewsOnly: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := m.Run(ctx); err != nil {
+		m.Close()
+		t.Fatalf("start views command: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// lineWriter passes each complete line to the test log.
+type lineWriter struct {
+	t   testing.TB
+	mu  sync.Mutex
+	buf bytes.Buffer
+	all bytes.Buffer
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.all.Write(p)
+	w.buf.Write(p)
+	for {
+		line, err := w.buf.ReadString('\n')
+		if err != nil {
+			w.buf.WriteString(line)
+			return len(p), nil
+		}
+		w.t.Log(strings.TrimSpace(line))
+	}
+}
+
+func (w *lineWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.all.String()
+}
+
+// gqlTry posts a GraphQL request without testing.TB (for the load's
+// goroutines): an error for a transport failure, a GraphQL error or a
+// consistency wait that ran out.
+func gqlTry(url, query string, vars map[string]any, out any) error {
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	resp, err := http.Post(url+"/graphql", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var r gqlResponse
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return fmt.Errorf("response %d: %s", resp.StatusCode, raw)
+	}
+	if len(r.Errors) > 0 {
+		return fmt.Errorf("errors: %s", raw)
+	}
+	if r.Extensions["consistency"] != nil {
+		return fmt.Errorf("consistency not reached: %s", raw)
+	}
+	return json.Unmarshal(r.Data, out)
+}
+
+// loadOrder is one order a load client wrote, as its last write left it.
+type loadOrder struct {
+	id, customer, status, token string
+	version                     int
+}
+
+// viewsLoad runs clients that each place, read, change, confirm and read
+// orders until stop is closed, counting errors.
+type viewsLoad struct {
+	url     string
+	errs    atomic.Int64
+	ops     atomic.Int64
+	mu      sync.Mutex
+	orders  []loadOrder
+	firstEr []string
+}
+
+func (l *viewsLoad) fail(err error) {
+	l.errs.Add(1)
+	l.mu.Lock()
+	if len(l.firstEr) < 5 {
+		l.firstEr = append(l.firstEr, err.Error())
+	}
+	l.mu.Unlock()
+}
+
+const viewsPayload = `order { id status version } version consistencyToken userErrors { code message }`
+
+func (l *viewsLoad) mutate(name string, input map[string]any) (loadOrder, error) {
+	inputType := strings.ToUpper(name[:1]) + name[1:] + "Input"
+	var out struct {
+		M struct {
+			Order            *struct{ ID, Status string } `json:"order"`
+			Version          *int                         `json:"version"`
+			ConsistencyToken *string                      `json:"consistencyToken"`
+			UserErrors       []UserError                  `json:"userErrors"`
+		} `json:"m"`
+	}
+	q := fmt.Sprintf("mutation($input: %s!) { m: %s(input: $input) { %s } }", inputType, name, viewsPayload)
+	if err := gqlTry(l.url, q, map[string]any{"input": input}, &out); err != nil {
+		return loadOrder{}, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(out.M.UserErrors) > 0 || out.M.Order == nil || out.M.Version == nil || out.M.ConsistencyToken == nil {
+		return loadOrder{}, fmt.Errorf("%s: %+v", name, out.M)
+	}
+	return loadOrder{id: out.M.Order.ID, status: out.M.Order.Status, version: *out.M.Version, token: *out.M.ConsistencyToken}, nil
+}
+
+// read reads the order with the token and checks that the answer includes
+// the write.
+func (l *viewsLoad) read(o loadOrder) error {
+	var out struct {
+		Order *struct {
+			Status  string `json:"status"`
+			Version int    `json:"version"`
+		} `json:"order"`
+	}
+	err := gqlTry(l.url, `query($id: ID!, $t: String) { order(id: $id, consistencyToken: $t) { status version } }`,
+		map[string]any{"id": o.id, "t": o.token}, &out)
+	switch {
+	case err != nil:
+		return fmt.Errorf("order %s: %w", o.id, err)
+	case out.Order == nil:
+		return fmt.Errorf("order %s v%d: missing", o.id, o.version)
+	case out.Order.Version < o.version || out.Order.Version == o.version && out.Order.Status != o.status:
+		return fmt.Errorf("order %s: read %s v%d after writing %s v%d", o.id, out.Order.Status, out.Order.Version, o.status, o.version)
+	}
+	return nil
+}
+
+func (l *viewsLoad) client(i int, stop <-chan struct{}) {
+	customer := fmt.Sprintf("cust-views-%d", i)
+	addr := map[string]any{"name": "Ada", "line1": "1 Main St", "city": "Berlin", "postalCode": "10115", "country": "DE"}
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		in := placeInput(customer, item("A", 1, "2.50"))
+		in["shippingAddress"] = addr
+		o, err := l.mutate("placeOrder", in)
+		if err != nil {
+			l.fail(err)
+			continue
+		}
+		o.customer = customer
+		steps := []func() (loadOrder, error){
+			func() (loadOrder, error) { return o, l.read(o) },
+			func() (loadOrder, error) {
+				return l.mutate("addOrderItem", map[string]any{"orderId": o.id, "item": item("B"+strconv.Itoa(n), 2, "1")})
+			},
+			func() (loadOrder, error) { return l.mutate("confirmOrder", map[string]any{"orderId": o.id}) },
+		}
+		last := o
+		for _, step := range steps {
+			next, err := step()
+			if err != nil {
+				l.fail(err)
+				break
+			}
+			next.customer = customer
+			last = next
+		}
+		if err := l.read(last); err != nil {
+			l.fail(err)
+		}
+		l.ops.Add(1)
+		l.mu.Lock()
+		l.orders = append(l.orders, last)
+		l.mu.Unlock()
+	}
+}
+
+// viewsSubscriber follows ordersUpdated of one customer over a websocket
+// and keeps each order's versions as they arrive.
+type viewsSubscriber struct {
+	mu       sync.Mutex
+	versions map[string][]int
+	err      error
+	done     chan struct{}
+}
+
+func subscribeCustomer(t *testing.T, g *gateway, customer string, stop <-chan struct{}) *viewsSubscriber {
+	c := dialWS(t, g, wsDial{})
+	c.subscribe(t, "1", `subscription($c: ID) { ordersUpdated(customerId: $c) { id customerId status version itemCount items { sku quantity } } }`, map[string]any{"c": customer})
+	waitForSubs(t, g, 1)
+	s := &viewsSubscriber{versions: map[string][]int{}, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			o, err := c.tryNextOrder("1", "ordersUpdated", 500*time.Millisecond)
+			if err != nil {
+				select {
+				case <-stop:
+					return // the load is over and nothing came for 500 ms
+				default:
+				}
+				if strings.Contains(err.Error(), "within") {
+					continue
+				}
+				s.mu.Lock()
+				s.err = err
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Lock()
+			s.versions[o.ID] = append(s.versions[o.ID], o.Version)
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+// TestViewsRebuildUnderLoad: 20 clients place, change, confirm and read
+// orders (each read with the write's consistency token) while a views
+// rebuild runs to completion and switches: no query fails or misses its
+// write, every order is in the new generation at its last version after
+// the switch, and a subscriber of one customer's orders gets every order's
+// versions in order up to its last, across the switch.
+func TestViewsRebuildUnderLoad(t *testing.T) {
+	const clients = 20
+	cfg := testConfig(t)
+	g := startGateway(t, cfg)
+	load := &viewsLoad{url: g.url}
+	stop := make(chan struct{})
+	subStop := make(chan struct{})
+	sub := subscribeCustomer(t, g, "cust-views-0", subStop)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			load.client(i, stop)
+		}()
+	}
+	stopLoad := func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+			wg.Wait()
+		}
+	}
+	defer stopLoad()
+	// History for the rebuild to replay.
+	waitFor(t, 60*time.Second, "100 orders written before the rebuild", func() bool { return load.ops.Load() >= 100 })
+
+	views := startViews(t, cfg)
+	out := &lineWriter{t: t}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	started := time.Now()
+	gen, err := views.RebuildViews(ctx, out, app.DefaultMaxGap)
+	if err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	took := time.Since(started)
+	if gen != 2 {
+		t.Fatalf("rebuild made generation %d, want 2", gen)
+	}
+	waitFor(t, 5*time.Second, "the gateway to follow the switch", func() bool { return g.ViewsGeneration() == 2 })
+	atSwitch := load.ops.Load()
+	// The load goes on over the new generation.
+	waitFor(t, 60*time.Second, "50 more orders after the switch", func() bool { return load.ops.Load() >= atSwitch+50 })
+	stopLoad()
+	close(subStop)
+	<-sub.done
+
+	if n := load.errs.Load(); n != 0 {
+		t.Fatalf("%d errors in %d orders' writes and reads; first: %v", n, load.ops.Load(), load.firstEr)
+	}
+	if m := regexp.MustCompile(`switched to generation 2 \(from 1\) after \S+: (\d+) events applied`).FindStringSubmatch(out.String()); m == nil {
+		t.Fatalf("no switch line in the rebuild's output:\n%s", out)
+	} else {
+		applied, _ := strconv.Atoi(m[1])
+		t.Logf("rebuild: %d events applied in %s: %.0f events/s (kafka: %s), %d orders before the switch, %d after",
+			applied, took.Round(time.Millisecond), float64(applied)/took.Seconds(), testKafka, atSwitch, load.ops.Load()-atSwitch)
+	}
+	if !strings.Contains(out.String(), "events applied,") || !strings.Contains(out.String(), "ETA") {
+		t.Errorf("no progress line in the rebuild's output:\n%s", out)
+	}
+	// Every order, read from the new generation without a token, is at
+	// its last write.
+	byCustomer := map[string]int{}
+	for _, o := range load.orders {
+		var got struct {
+			Order *struct {
+				Status  string `json:"status"`
+				Version int    `json:"version"`
+			} `json:"order"`
+		}
+		g.data(t, `query($id: ID!) { order(id: $id) { status version } }`, map[string]any{"id": o.id}, &got)
+		if got.Order == nil || got.Order.Version != o.version || got.Order.Status != o.status {
+			t.Fatalf("order %s after the switch: %+v, want %s v%d", o.id, got.Order, o.status, o.version)
+		}
+		byCustomer[o.customer]++
+	}
+	// And the summaries count them.
+	for customer, n := range byCustomer {
+		var got struct {
+			Customer *struct{ OrderCount int } `json:"customer"`
+		}
+		g.data(t, `query($id: ID!) { customer(id: $id) { orderCount } }`, map[string]any{"id": customer}, &got)
+		if got.Customer == nil || got.Customer.OrderCount < n {
+			t.Fatalf("customer %s after the switch: %+v, want at least %d orders", customer, got.Customer, n)
+		}
+	}
+	// The subscriber got every order of its customer up to its last
+	// version, versions only going up.
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.err != nil {
+		t.Fatalf("subscriber: %v", sub.err)
+	}
+	seen := 0
+	for _, o := range load.orders {
+		if o.customer != "cust-views-0" {
+			continue
+		}
+		vs := sub.versions[o.id]
+		checkIncreasing(t, "subscriber of "+o.id, vs)
+		if len(vs) == 0 || vs[len(vs)-1] != o.version {
+			t.Fatalf("subscriber: order %s: versions %v, want up to %d", o.id, vs, o.version)
+		}
+		seen++
+	}
+	t.Logf("subscriber: %d orders followed to their last version", seen)
+	// /readyz and the metrics name the generation.
+	checkGenerationShown(t, g, 2)
+}
+
+// checkGenerationShown checks /readyz's body and the metrics for the
+// gateway's generation.
+func checkGenerationShown(t *testing.T, g *gateway, gen int) {
+	t.Helper()
+	resp, err := http.Get(g.url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ready map[string]string
+	json.NewDecoder(resp.Body).Decode(&ready)
+	resp.Body.Close()
+	if ready["views"] != fmt.Sprintf("generation %d", gen) {
+		t.Errorf("/readyz: %v, want views: generation %d", ready, gen)
+	}
+	resp, err = http.Get("http://" + g.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), fmt.Sprintf("\norder_gateway_views_generation %d\n", gen)) {
+		t.Errorf("metrics: no order_gateway_views_generation %d", gen)
+	}
+}
+
+// TestViewsSwitchBackAndDrop: after a rebuild, orders written on the new
+// generation are in the old one once switched back to it (it catches up
+// from its committed offsets); the active generation cannot be dropped,
+// the other can, and a dropped generation's number is not reused.
+func TestViewsSwitchBackAndDrop(t *testing.T) {
+	cfg := testConfig(t)
+	g := startGateway(t, cfg)
+	place := func(customer string) Order {
+		return g.mustMutate(t, "placeOrder", placeInput(customer, item("A", 1, "3")))
+	}
+	before := place("cust-back")
+	views := startViews(t, cfg)
+	out := &lineWriter{t: t}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if gen, err := views.RebuildViews(ctx, out, 0); err != nil || gen != 2 {
+		t.Fatalf("rebuild: generation %d, %v", gen, err)
+	}
+	waitFor(t, 5*time.Second, "the gateway on generation 2", func() bool { return g.ViewsGeneration() == 2 })
+	if o := g.orderAt(t, before.ID, ""); o == nil || o.Version != 1 {
+		t.Fatalf("order placed before the rebuild, in generation 2: %+v", o)
+	}
+	// Written while generation 2 is active: generation 1 does not have it.
+	during := g.mutate(t, "placeOrder", placeInput("cust-back", item("B", 2, "1")))
+	confirmed := g.mutate(t, "confirmOrder", map[string]any{"orderId": before.ID})
+	if o := g.orderAt(t, during.Order.ID, *during.ConsistencyToken); o == nil {
+		t.Fatal("order written on generation 2 missing")
+	}
+	if err := views.SwitchViews(ctx, out, 1, 0); err != nil {
+		t.Fatalf("switch back: %v", err)
+	}
+	waitFor(t, 5*time.Second, "the gateway back on generation 1", func() bool { return g.ViewsGeneration() == 1 })
+	// A token issued on generation 2 is honoured by generation 1.
+	if o := g.orderAt(t, during.Order.ID, *during.ConsistencyToken); o == nil || o.Version != 1 {
+		t.Fatalf("order written on generation 2, read from generation 1: %+v", o)
+	}
+	if o := g.orderAt(t, before.ID, *confirmed.ConsistencyToken); o == nil || o.Status != "CONFIRMED" {
+		t.Fatalf("order confirmed on generation 2, read from generation 1: %+v", o)
+	}
+	// The gateway projects generation 1 again.
+	after := g.mutate(t, "placeOrder", placeInput("cust-back", item("C", 1, "1")))
+	if o := g.orderAt(t, after.Order.ID, *after.ConsistencyToken); o == nil {
+		t.Fatal("order written after the switch back missing")
+	}
+	checkGenerationShown(t, g, 1)
+
+	if err := views.DropViews(ctx, 1); err == nil || !strings.Contains(err.Error(), "active") {
+		t.Fatalf("drop of the active generation: %v, want a refusal", err)
+	}
+	if err := views.DropViews(ctx, 2); err != nil {
+		t.Fatalf("drop generation 2: %v", err)
+	}
+	if err := views.DropViews(ctx, 7); err == nil {
+		t.Fatal("drop of an unknown generation: no error")
+	}
+	if err := views.SwitchViews(ctx, out, 2, 0); err == nil || !strings.Contains(err.Error(), "dropped") {
+		t.Fatalf("switch to a dropped generation: %v, want a refusal", err)
+	}
+	gens, err := views.ViewsStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[int]string{}
+	for _, s := range gens {
+		states[s.Generation] = s.State
+		if s.Active != (s.Generation == 1) {
+			t.Errorf("generation %d active: %v", s.Generation, s.Active)
+		}
+	}
+	if states[1] != view.StateBuilt || states[2] != view.StateDropped {
+		t.Fatalf("generations: %+v", gens)
+	}
+	// Its collections are gone.
+	v2 := g.Store().At(2)
+	if d, err := v2.Order(ctx, before.ID); err != nil || d != nil {
+		t.Fatalf("generation 2 after its drop: %+v, %v", d, err)
+	}
+	// A new rebuild takes the next number; the old views keep serving
+	// meanwhile, and the new generation has every order.
+	gen, err := views.RebuildViews(ctx, out, 0)
+	if err != nil || gen != 3 {
+		t.Fatalf("second rebuild: generation %d, %v", gen, err)
+	}
+	waitFor(t, 5*time.Second, "the gateway on generation 3", func() bool { return g.ViewsGeneration() == 3 })
+	for _, id := range []string{before.ID, during.Order.ID, after.Order.ID} {
+		if o := g.orderAt(t, id, ""); o == nil {
+			t.Fatalf("order %s missing from generation 3", id)
+		}
+	}
+}
