@@ -106,13 +106,14 @@ type viewsLoad struct {
 	mu      sync.Mutex
 	orders  []loadOrder
 	firstEr []string
+	phase   atomic.Value // "before the rebuild", "during the rebuild", "after the switch": in the errors
 }
 
 func (l *viewsLoad) fail(err error) {
 	l.errs.Add(1)
 	l.mu.Lock()
 	if len(l.firstEr) < 5 {
-		l.firstEr = append(l.firstEr, err.Error())
+		l.firstEr = append(l.firstEr, fmt.Sprintf("%s, %s: %v", l.phase.Load(), time.Now().Format("15:04:05.000"), err))
 	}
 	l.mu.Unlock()
 }
@@ -256,6 +257,7 @@ func TestViewsRebuildUnderLoad(t *testing.T) {
 	cfg := testConfig(t)
 	g := startGateway(t, cfg)
 	load := &viewsLoad{url: g.url}
+	load.phase.Store("before the rebuild")
 	stop := make(chan struct{})
 	subStop := make(chan struct{})
 	sub := subscribeCustomer(t, g, "cust-views-0", subStop)
@@ -284,7 +286,11 @@ func TestViewsRebuildUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	started := time.Now()
+	load.phase.Store("during the rebuild")
+	t.Logf("rebuild started at %s", started.Format("15:04:05.000"))
 	gen, err := views.RebuildViews(ctx, out, app.DefaultMaxGap)
+	load.phase.Store("after the switch")
+	t.Logf("rebuild returned at %s", time.Now().Format("15:04:05.000"))
 	if err != nil {
 		t.Fatalf("rebuild: %v", err)
 	}

@@ -122,6 +122,7 @@ func notReached(ctx context.Context, message string) {
 // summary is read again (every summaryPoll, within the same deadline)
 // until it counts all of that.
 func (r *Resolver) customerSummary(ctx context.Context, id string, token *string) (*view.CustomerDoc, error) {
+	ctx = view.Pin(ctx) // the wait and the reads on one generation of the views
 	deadline := time.Now().Add(r.ConsistencyTimeout)
 	if err := r.awaitTokenUntil(ctx, token, deadline); err != nil {
 		return nil, err
@@ -153,6 +154,7 @@ func (r *Resolver) customerSummary(ctx context.Context, id string, token *string
 			return nil, ctx.Err()
 		case <-time.After(summaryPoll):
 		}
+		view.Repin(ctx) // a switch meanwhile: the summary of the new generation (offsets are the same)
 		if c, err = r.Views.Customer(ctx, id); err != nil {
 			return nil, err
 		}

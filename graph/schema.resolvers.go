@@ -49,6 +49,7 @@ func (r *mutationResolver) CancelOrder(ctx context.Context, input model.CancelOr
 
 // Order is the resolver for the order field.
 func (r *queryResolver) Order(ctx context.Context, id string, consistencyToken *string) (*model.Order, error) {
+	ctx = view.Pin(ctx) // the wait and the read on one generation of the views
 	if err := r.awaitToken(ctx, consistencyToken); err != nil {
 		return nil, r.internal(ctx, err)
 	}
@@ -65,6 +66,7 @@ func (r *queryResolver) Order(ctx context.Context, id string, consistencyToken *
 
 // Orders is the resolver for the orders field.
 func (r *queryResolver) Orders(ctx context.Context, filter *model.OrderFilter, first *int, after *string, consistencyToken *string) (*model.OrderConnection, error) {
+	ctx = view.Pin(ctx) // the wait and the read on one generation of the views
 	if err := r.awaitToken(ctx, consistencyToken); err != nil {
 		return nil, r.internal(ctx, err)
 	}
@@ -131,6 +133,7 @@ func (r *queryResolver) Nodes(ctx context.Context, ids []string, consistencyToke
 		return nil, &domain.Error{Code: domain.CodeInvalidInput, Field: []string{"ids"},
 			Message: fmt.Sprintf("nodes takes at most %d ids, not %d", MaxNodes, len(ids))}
 	}
+	ctx = view.Pin(ctx) // the wait and the read on one generation of the views
 	if err := r.awaitToken(ctx, consistencyToken); err != nil {
 		return nil, r.internal(ctx, err)
 	}

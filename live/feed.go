@@ -198,6 +198,7 @@ type Waiter struct {
 func (w Waiter) WaitForOrder(ctx context.Context, orderID string, version int) bool {
 	for {
 		changed, stop := w.Feed.Changed(orderID)
+		view.Repin(ctx) // the active generation, pinned for the caller's read after (view.Pin)
 		d, err := w.Store.Order(ctx, orderID)
 		if err == nil && d != nil && d.Version >= version {
 			stop()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -84,6 +85,44 @@ func (s *Store) collectionsOf(gen int) *collections {
 // c is the collections in use now: a method that makes several requests
 // takes them once, so that a switch cannot split it.
 func (s *Store) c() *collections { return s.cols.Load() }
+
+// pinKey is the context key of a pin (Pin).
+type pinKey struct{}
+
+// pin holds the collections the reads under one context use.
+type pin struct{ cols atomic.Pointer[collections] }
+
+// Pin returns a context under which the reads of a Store that follows the
+// active generation all use one generation: the one active at the first
+// read (or the first after Repin). A consistency wait and the read that
+// follows it then see the same generation, whatever switch happens between
+// them. Stores made by At keep their own generation.
+func Pin(ctx context.Context) context.Context { return context.WithValue(ctx, pinKey{}, &pin{}) }
+
+// Repin makes the next read under ctx (see Pin) take the active generation
+// again, and pin it. A wait calls it before each look at the store, so that
+// it follows a switch.
+func Repin(ctx context.Context) {
+	if p, ok := ctx.Value(pinKey{}).(*pin); ok {
+		p.cols.Store(nil)
+	}
+}
+
+// cfor is the collections a request under ctx uses: this Store's
+// generation, or the one pinned in ctx.
+func (s *Store) cfor(ctx context.Context) *collections {
+	c := s.cols.Load()
+	if s.derived {
+		return c
+	}
+	if p, ok := ctx.Value(pinKey{}).(*pin); ok {
+		if p.cols.CompareAndSwap(nil, c) {
+			return c
+		}
+		return p.cols.Load()
+	}
+	return c
+}
 
 // Generation is the generation this Store reads and writes.
 func (s *Store) Generation() int { return s.c().gen }

@@ -213,7 +213,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // exist. (Asking FerretDB 1.24 to create an existing named index again makes
 // it drop the connection, so existing ones are never re-sent.)
 func (s *Store) EnsureIndexes(ctx context.Context) error {
-	orders := s.c().orders
+	orders := s.cfor(ctx).orders
 	want := []struct {
 		name string
 		keys bson.D
@@ -260,7 +260,7 @@ func (s *Store) storeErr(err error) error {
 // Order returns the view of one order, or nil if there is none.
 func (s *Store) Order(ctx context.Context, id string) (*OrderDoc, error) {
 	var d OrderDoc
-	err := s.c().orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+	err := s.cfor(ctx).orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, nil
 	}
@@ -273,7 +273,7 @@ func (s *Store) Order(ctx context.Context, id string) (*OrderDoc, error) {
 // Customer returns the summary of one customer, or nil if there is none.
 func (s *Store) Customer(ctx context.Context, id string) (*CustomerDoc, error) {
 	var d CustomerDoc
-	err := s.c().customers.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+	err := s.cfor(ctx).customers.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, nil
 	}
@@ -350,7 +350,7 @@ func (s *Store) Orders(ctx context.Context, f OrderFilter, first int, after stri
 	if len(created) > 0 {
 		filter = append(filter, bson.E{Key: "createdAt", Value: created})
 	}
-	orders := s.c().orders // one generation for the count and the page
+	orders := s.cfor(ctx).orders // one generation for the count and the page
 	page := Page{Orders: []OrderDoc{}, HasPrevious: after != ""}
 	if count {
 		total, err := orders.CountDocuments(ctx, filter)
@@ -484,7 +484,7 @@ func byIDs[T any](ctx context.Context, s *Store, coll *mongo.Collection, ids []s
 // UNAVAILABLE when the store cannot be reached.
 func (s *Store) OrdersByID(ctx context.Context, ids []string) (map[string]OrderDoc, error) {
 	out := make(map[string]OrderDoc, len(ids))
-	err := byIDs(ctx, s, s.c().orders, ids, func(d OrderDoc) { out[d.ID] = d })
+	err := byIDs(ctx, s, s.cfor(ctx).orders, ids, func(d OrderDoc) { out[d.ID] = d })
 	if err != nil {
 		return nil, err
 	}
@@ -495,7 +495,7 @@ func (s *Store) OrdersByID(ctx context.Context, ids []string) (map[string]OrderD
 // Errors: UNAVAILABLE when the store cannot be reached.
 func (s *Store) CustomersByID(ctx context.Context, ids []string) (map[string]CustomerDoc, error) {
 	out := make(map[string]CustomerDoc, len(ids))
-	err := byIDs(ctx, s, s.c().customers, ids, func(d CustomerDoc) { out[d.ID] = d })
+	err := byIDs(ctx, s, s.cfor(ctx).customers, ids, func(d CustomerDoc) { out[d.ID] = d })
 	if err != nil {
 		return nil, err
 	}
@@ -522,7 +522,7 @@ func (s *Store) PutOrders(ctx context.Context, writes []OrderWrite) error {
 	for i, w := range writes {
 		g[i] = guardedWrite{id: w.Doc.ID, doc: w.Doc, prev: int64(w.Prev)}
 	}
-	return s.putGuarded(ctx, s.c().orders, "version", true, g)
+	return s.putGuarded(ctx, s.cfor(ctx).orders, "version", true, g)
 }
 
 // guardedWrite is one document to write if its stored guard field is at
@@ -773,13 +773,13 @@ func (s *Store) PutCustomers(ctx context.Context, writes []CustomerWrite) error 
 	for i, w := range writes {
 		g[i] = guardedWrite{id: w.Doc.ID, doc: w.Doc, prev: w.Prev}
 	}
-	return s.putGuarded(ctx, s.c().customers, "rev", false, g)
+	return s.putGuarded(ctx, s.cfor(ctx).customers, "rev", false, g)
 }
 
 // Drop removes the views of this Store's generation (DropGeneration
 // keeps the generations' record too).
 func (s *Store) Drop(ctx context.Context) error {
-	c := s.c()
+	c := s.cfor(ctx)
 	if err := c.orders.Drop(ctx); err != nil {
 		return s.storeErr(err)
 	}
