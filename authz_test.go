@@ -538,7 +538,7 @@ func TestUnauthenticated(t *testing.T) {
 	// websocket: closed with 4403 after connection_init (both protocols).
 	for _, proto := range []string{protoTransportWS, protoLegacyWS} {
 		for _, token := range []string{"-", "not.a.jwt", expired, foreign} {
-			c := dialWS(t, g, wsDial{proto: proto, noInit: true})
+			c := dialWS(t, g, wsDial{proto: proto, noInit: true, token: token})
 			c.start()
 			payload := initPayload(token)
 			if token == foreign { // the other spelling of the key
@@ -601,6 +601,49 @@ func asCloseError(err error, ce *coderws.CloseError) bool {
 // TestStreamsEndWhenTheirTokenExpires: a websocket is closed with 4403
 // "token expired", and an SSE stream ends with a result carrying
 // TOKEN_EXPIRED and then complete, within a second of the token's exp.
+// TestWebsocketTokenInTheUpgradeRequest: a client that can set headers on
+// the upgrade request (graphql-ws under node, mobile apps) may send its
+// token there instead of in connection_init; a token in connection_init
+// wins over it, and a bad one there is refused as in connection_init.
+func TestWebsocketTokenInTheUpgradeRequest(t *testing.T) {
+	g := startGateway(t, testConfig(t))
+	bearer := func(token string) http.Header { return http.Header{"Authorization": {"Bearer " + token}} }
+	acked := func(c *wsClient, payload json.RawMessage) error {
+		c.start()
+		if err := c.send(context.Background(), wsMsg{Type: "connection_init", Payload: payload}); err != nil {
+			return err
+		}
+		_, err := c.tryNext(eventWait, func(m wsMsg) bool { return m.Type == "connection_ack" })
+		return err
+	}
+	// The header alone: acknowledged, and the principal is the header's
+	// (a customer sees only their orders, so another's reads as missing).
+	c := dialWS(t, g, wsDial{noInit: true, header: bearer(customerToken("c-up"))})
+	if err := acked(c, nil); err != nil {
+		t.Fatalf("connection_init without a token, the header's token valid: %v", err)
+	}
+	placeForAnother := `{"query": "mutation { placeOrder(input: {customerId: \"c-other\", currencyCode: \"EUR\", items: [{sku: \"A\", name: \"A\", quantity: 1, unitPrice: \"1\"}]}) { order { id } } }"}`
+	if err := c.send(context.Background(), wsMsg{ID: "1", Type: "subscribe", Payload: json.RawMessage(placeForAnother)}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.tryNext(eventWait, func(m wsMsg) bool { return m.ID == "1" && (m.Type == "next" || m.Type == "error") })
+	if err != nil || !strings.Contains(string(m.Payload), `"FORBIDDEN"`) {
+		t.Errorf("the header's customer placed an order for another customer: want FORBIDDEN, got %v %s %s", err, m.Type, m.Payload)
+	}
+	// A bad header and no token in connection_init: 4403.
+	c = dialWS(t, g, wsDial{noInit: true, header: bearer("not.a.jwt")})
+	err = acked(c, nil)
+	var ce coderws.CloseError
+	if !asCloseError(err, &ce) || ce.Code != 4403 {
+		t.Errorf("a bad token in the upgrade request: want close 4403, got %v", err)
+	}
+	// connection_init's token wins over the header's.
+	c = dialWS(t, g, wsDial{noInit: true, header: bearer("not.a.jwt")})
+	if err := acked(c, initPayload(staffToken)); err != nil {
+		t.Errorf("a valid token in connection_init beside a bad header: %v", err)
+	}
+}
+
 func TestStreamsEndWhenTheirTokenExpires(t *testing.T) {
 	g := startGateway(t, testConfig(t))
 	o := g.mustMutate(t, "placeOrder", placeInput("c-exp", item("A", 1, "1")))

@@ -28,7 +28,8 @@ type Authenticator interface {
 //     token the answer is 401 with WWW-Authenticate: Bearer and one error
 //     of code UNAUTHENTICATED; nothing runs.
 //   - websocket: the connection_init payload's "authorization" (or
-//     "Authorization") entry. Without a valid token the connection is
+//     "Authorization") entry, or, when it has none, the upgrade request's
+//     Authorization header. Without a valid token the connection is
 //     closed with 4403 instead of being acknowledged.
 //
 // The principal goes into the context of every operation (domain.

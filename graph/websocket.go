@@ -156,12 +156,15 @@ func (t *Websocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	ws.SetReadLimit(websocketReadLimit)
 	// The request's context ends when Do returns; the connection keeps its
 	// values (the operation trace) but not its cancellation.
-	// The connection keeps nothing of the upgrade request: not its context,
-	// which ends when Do returns, nor its headers, which it would hold for
-	// its whole life.
+	// The connection keeps nothing else of the upgrade request: not its
+	// context, which ends when Do returns, nor its other headers, which it
+	// would hold for its whole life.
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &wsConn{t: t, ws: ws, exec: exec, ctx: ctx, cancel: cancel, writeLock: make(chan struct{}, 1),
 		legacy: ws.Subprotocol() != protoTransportWS, ops: map[string]*wsOp{}}
+	if a := r.Header.Get("Authorization"); len(a) <= maxUpgradeAuthorization {
+		c.upgradeAuthorization = a
+	}
 	c.nc = hw.conn.Conn
 	c.raw = rawConn(c.nc)
 	// Control frames go through the writer too (see websocket_write.go):
@@ -265,6 +268,11 @@ type wsConn struct {
 	legacy bool // graphql-ws (subscriptions-transport-ws) rather than graphql-transport-ws
 
 	initialised bool // reader only
+	// upgradeAuthorization is the upgrade request's Authorization header
+	// (at most maxUpgradeAuthorization bytes; a longer one is dropped): the
+	// token of a connection_init without one. Browsers cannot set it;
+	// other clients (graphql-ws under node, mobile apps) often do.
+	upgradeAuthorization string
 
 	// write side; see websocket_write.go
 	nc        net.Conn        // the socket, for the writer's frames (ws writes nothing after the upgrade)
@@ -491,7 +499,12 @@ func (c *wsConn) handle(m wsMessage) bool {
 // closes the connection with 4403 "token expired" when the token expires.
 // Only the reader calls it.
 func (c *wsConn) authenticate(payload json.RawMessage) bool {
-	p, exp, err := c.t.opts.auth.Authenticate(initAuthorization(payload))
+	token := initAuthorization(payload)
+	if token == "" {
+		token = c.upgradeAuthorization
+	}
+	c.upgradeAuthorization = "" // read once
+	p, exp, err := c.t.opts.auth.Authenticate(token)
 	reason := ""
 	switch {
 	case err != nil:
@@ -514,6 +527,11 @@ func (c *wsConn) authenticate(payload json.RawMessage) bool {
 	c.mu.Unlock()
 	return true
 }
+
+// maxUpgradeAuthorization bounds the upgrade request's Authorization
+// header a websocket keeps until its connection_init (8 KiB: a JWT of a
+// few dozen claims).
+const maxUpgradeAuthorization = 8 << 10
 
 // maxOps caps a connection's operations in flight (subscriptions, and
 // queries or mutations still running) at its subscriptions and 100 more,
