@@ -513,7 +513,9 @@ func (m *Main) readyz(w http.ResponseWriter, r *http.Request) {
 		status["mongodb"], ok = "unavailable", false
 		details = append(details, "mongodb", err)
 	}
-	if !m.handler.Ready() {
+	if why := m.handler.Refused(); why != "" {
+		status["commandHandler"], ok = why, false
+	} else if !m.handler.Ready() {
 		status["commandHandler"], ok = "starting", false
 	} else if why := m.handler.Stalled(m.Config.StallTimeout); why != "" {
 		status["commandHandler"], ok = why, false

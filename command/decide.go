@@ -36,8 +36,30 @@ var errSnapshotTooLarge = fmt.Errorf("the order's snapshot would be larger than 
 // snapshot: the aggregate plus the outcomes of recent commands by
 // idempotency key.
 type orderState struct {
-	Order    domain.Order `json:"order"`
-	Outcomes []outcome    `json:"outcomes,omitempty"`
+	// SchemaVersion is the version of Order's shape in a snapshot
+	// (domain.SchemaVersion when written; absent in version 1).
+	SchemaVersion int          `json:"schemaVersion,omitempty"`
+	Order         domain.Order `json:"order"`
+	Outcomes      []outcome    `json:"outcomes,omitempty"`
+}
+
+// decodeSnapshot decodes a snapshot of any schema version up to
+// domain.SchemaVersion, its order upcast to today's shape. A newer version
+// is a *domain.SchemaVersionError: the handler refuses to start on it.
+func decodeSnapshot(b []byte) (*orderState, error) {
+	var wire struct {
+		SchemaVersion int             `json:"schemaVersion"`
+		Order         json.RawMessage `json:"order"`
+		Outcomes      []outcome       `json:"outcomes"`
+	}
+	if err := json.Unmarshal(b, &wire); err != nil {
+		return nil, fmt.Errorf("snapshot is not valid JSON: %w", err)
+	}
+	o, err := domain.UnmarshalOrder(wire.SchemaVersion, wire.Order)
+	if err != nil {
+		return nil, err
+	}
+	return &orderState{SchemaVersion: domain.SchemaVersion, Order: o, Outcomes: wire.Outcomes}, nil
 }
 
 type outcome struct {
@@ -246,6 +268,7 @@ func kafkaHeaderBytes(m *sarama.ConsumerMessage, key string) []byte {
 // otherwise be over MaxSnapshotBytes. The newest outcome is always kept; if
 // that is still too large, it returns errSnapshotTooLarge.
 func encodeSnapshot(s *orderState) ([]byte, error) {
+	s.SchemaVersion = domain.SchemaVersion
 	v, err := json.Marshal(s)
 	if err != nil || len(v) <= MaxSnapshotBytes {
 		return v, err

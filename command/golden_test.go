@@ -4,23 +4,27 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 
 	"github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/domain/domaintest"
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/view"
 )
 
 // updateGolden rewrites the golden records of the schema version this code
 // writes (never those of older versions: they record what older code wrote).
-var updateGolden = flag.Bool("update-golden", false, "write domain/testdata/golden/v<EventSchemaVersion>/ from this code")
+var updateGolden = flag.Bool("update-golden", false, "write domain/testdata/golden/v<SchemaVersion>/ from this code")
 
 // goldenDir holds one folder per schema version, v1, v2, ...
 const goldenDir = "../domain/testdata/golden"
@@ -40,9 +44,7 @@ type goldenStep struct {
 	Cmd domain.Command
 }
 
-var goldenT0 = time.Date(2026, time.March, 2, 10, 0, 0, 0, time.UTC)
-
-func goldenAt(minutes int) time.Time { return goldenT0.Add(time.Duration(minutes) * time.Minute) }
+var goldenAt = domaintest.GoldenAt
 
 // goldenSteps is a history with every event type, both cancellations
 // (pending and confirmed), a shipping address and a refused command (an
@@ -64,6 +66,10 @@ var goldenSteps = []goldenStep{
 		Items: []domain.ItemInput{{SKU: "KETTLE", Name: "Kettle", Quantity: 1, UnitPrice: "4500"}}}},
 	{goldenAt(21), "k-c2", domain.ConfirmOrder{OrderID: "ord_golden_c"}},
 	{goldenAt(22), "k-c3", domain.CancelOrder{OrderID: "ord_golden_c", Reason: "out of stock"}},
+	// From schema version 2 on: a cancellation with a reason code.
+	{goldenAt(30), "k-d1", domain.PlaceOrder{OrderID: "ord_golden_d", CustomerID: "cust-golden-2", Currency: "GBP",
+		Items: []domain.ItemInput{{SKU: "LAMP", Name: "Lamp", Quantity: 1, UnitPrice: "25"}}}},
+	{goldenAt(31), "k-d2", domain.CancelOrder{OrderID: "ord_golden_d", Reason: "card reported stolen", ReasonCode: domain.ReasonFraudSuspected}},
 }
 
 // goldenRecords decides goldenSteps with this code and returns the records
@@ -171,7 +177,7 @@ func readGolden(t *testing.T, path string) []goldenRecord {
 // TestGoldenRecordsOfThisVersion -update-golden).
 func TestGoldenRecordsOfThisVersion(t *testing.T) {
 	events, snapshots := goldenRecords(t)
-	dir := filepath.Join(goldenDir, fmt.Sprintf("v%d", domain.EventSchemaVersion))
+	dir := filepath.Join(goldenDir, fmt.Sprintf("v%d", domain.SchemaVersion))
 	if *updateGolden {
 		writeGolden(t, filepath.Join(dir, "events.jsonl"), events)
 		writeGolden(t, filepath.Join(dir, "snapshots.jsonl"), snapshots)
@@ -188,5 +194,81 @@ func TestGoldenRecordsOfThisVersion(t *testing.T) {
 				t.Errorf("%s record %d:\n this code: %s\n golden:    %s", name, i+1, g, w)
 			}
 		}
+	}
+}
+
+// goldenVersions lists the schema versions that have golden records.
+func goldenVersions(t *testing.T) []int {
+	t.Helper()
+	var vs []int
+	for v := 1; v <= domain.SchemaVersion; v++ {
+		if _, err := os.Stat(filepath.Join(goldenDir, fmt.Sprintf("v%d", v))); err == nil {
+			vs = append(vs, v)
+		}
+	}
+	if len(vs) == 0 || vs[0] != 1 || vs[len(vs)-1] != domain.SchemaVersion {
+		t.Fatalf("golden records for versions %v; want 1 and %d at least", vs, domain.SchemaVersion)
+	}
+	return vs
+}
+
+// TestGoldenSnapshotsUpcast: the golden snapshots of every schema version,
+// decoded as a restore decodes them (decodeSnapshot, the last of each
+// order), are the states the golden rules' events make, and their views
+// are the rules' views (domaintest.Golden). Snapshots of version 1 have no
+// schema version; their cancelled orders get reason code OTHER.
+func TestGoldenSnapshotsUpcast(t *testing.T) {
+	for _, v := range goldenVersions(t) {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			states := map[string]*orderState{}
+			for i, r := range readGolden(t, filepath.Join(goldenDir, fmt.Sprintf("v%d", v), "snapshots.jsonl")) {
+				s, err := decodeSnapshot([]byte(r.Value))
+				if err != nil {
+					t.Fatalf("record %d: %v", i+1, err)
+				}
+				if s.SchemaVersion != domain.SchemaVersion {
+					t.Errorf("record %d: decoded as schema version %d", i+1, s.SchemaVersion)
+				}
+				states[r.Key] = s
+			}
+			seen := 0
+			for _, rule := range domaintest.Golden {
+				s := states[rule.Name]
+				if s == nil {
+					continue // an order added to the golden history after version v
+				}
+				seen++
+				if want := domain.Fold(rule.Given); !reflect.DeepEqual(s.Order, want) {
+					t.Errorf("%s: snapshot state\n got  %+v\n want %+v", rule.Name, s.Order, want)
+				}
+				domaintest.CheckView(t, view.FromOrder(s.Order), rule.Then)
+				if len(s.Outcomes) == 0 {
+					t.Errorf("%s: no idempotency outcomes", rule.Name)
+				}
+			}
+			if seen != len(states) {
+				t.Errorf("%d orders in the golden snapshots, %d of them in domaintest.Golden", len(states), seen)
+			}
+		})
+	}
+}
+
+// TestNewerSnapshotIsRefused: a snapshot of a newer schema version than
+// this build reads is a *domain.SchemaVersionError, not a damaged record
+// (which restore would rebuild from the events, misreading nothing but
+// dropping the newer build's outcomes).
+func TestNewerSnapshotIsRefused(t *testing.T) {
+	for _, in := range []string{
+		fmt.Sprintf(`{"schemaVersion":%d,"order":{"id":"o","status":"PENDING","version":1}}`, domain.SchemaVersion+1),
+		`{"schemaVersion":99,"order":"a shape from the future"}`,
+	} {
+		_, err := decodeSnapshot([]byte(in))
+		var newer *domain.SchemaVersionError
+		if !errors.As(err, &newer) || newer.Version <= domain.SchemaVersion {
+			t.Errorf("decodeSnapshot(%s) = %v, want a *domain.SchemaVersionError", in, err)
+		}
+	}
+	if _, err := decodeSnapshot([]byte(`{"order":`)); err == nil {
+		t.Error("a truncated snapshot decoded")
 	}
 }

@@ -3,6 +3,7 @@ package command
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/kafka"
 	"github.com/ordergateway/gateway/metrics"
 	"github.com/ordergateway/gateway/tracing"
@@ -90,9 +92,13 @@ type Handler struct {
 	sessions atomic.Int64 // sessions started, for readiness
 	// outSince is when the handler last left a session (or was created),
 	// in Unix nanoseconds; 0 while it is in one.
-	outSince    atomic.Int64
-	closeOnce   sync.Once
-	closeErr    error
+	outSince  atomic.Int64
+	closeOnce sync.Once
+	closeErr  error
+	// refused says why the handler refused to handle commands (data of a
+	// newer schema version than this build reads); runCancel ends Run then.
+	refused     atomic.Pointer[string]
+	runCancel   atomic.Pointer[context.CancelCauseFunc]
 	deadLetters atomic.Int64
 }
 
@@ -176,12 +182,52 @@ func h0config(cfg HandlerConfig) *sarama.Config {
 // Run handles commands until ctx ends or Close is called. A failed
 // transaction ends the session; Run then rejoins, and the partitions restart
 // from their last committed offset with state restored from snapshots.
+//
+// When the snapshots (or, rebuilding, the events) of a partition it is
+// given are of a newer schema version than this build reads, it refuses:
+// Run returns the *domain.SchemaVersionError, Ready is false and Refused
+// says why. The handler then leaves the partitions to the group's other
+// members (a build that reads them) instead of misreading or rejoining.
 func (h *Handler) Run(ctx context.Context) error {
-	return h.loop.Run(ctx, h.group, []string{h.cfg.Topics.Commands}, h, h.cfg.Logger)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	h.runCancel.Store(&cancel)
+	err := h.loop.Run(ctx, h.group, []string{h.cfg.Topics.Commands}, h, h.cfg.Logger)
+	var newer *domain.SchemaVersionError
+	if cause := context.Cause(ctx); errors.As(cause, &newer) {
+		return cause
+	}
+	return err
 }
 
-// Ready reports whether the handler has joined its group at least once.
-func (h *Handler) Ready() bool { return h.sessions.Load() > 0 }
+// Ready reports whether the handler has joined its group at least once and
+// has not refused to handle commands.
+func (h *Handler) Ready() bool { return h.sessions.Load() > 0 && h.refused.Load() == nil }
+
+// Refused is why the handler refused to handle commands, or "". It names
+// no order and quotes nothing unbounded (it goes to /readyz).
+func (h *Handler) Refused() string {
+	if r := h.refused.Load(); r != nil {
+		return *r
+	}
+	return ""
+}
+
+// refuse stops Run for good when err is (or wraps) a
+// *domain.SchemaVersionError, and reports whether it did.
+func (h *Handler) refuse(err error) bool {
+	var newer *domain.SchemaVersionError
+	if !errors.As(err, &newer) {
+		return false
+	}
+	why := fmt.Sprintf("refused: %s of schema version %d, newer than this build reads (1 to %d); run a newer build", newer.What, newer.Version, domain.SchemaVersion)
+	h.refused.Store(&why)
+	h.cfg.Logger.Error("command handler: refusing to handle commands: the data is of a newer schema version than this build reads; run a newer build", "err", err)
+	if c := h.runCancel.Load(); c != nil {
+		(*c)(err)
+	}
+	return true
+}
 
 // DeadLetters counts the commands this handler moved to the dead-letter topic.
 func (h *Handler) DeadLetters() int64 { return h.deadLetters.Load() }
@@ -207,6 +253,9 @@ func (h *Handler) Close() error {
 // the partitions the session was assigned and starts its committer.
 func (h *Handler) Setup(gs sarama.ConsumerGroupSession) error {
 	s, err := h.startSession(gs)
+	if err != nil && h.refuse(err) {
+		return err
+	}
 	if err != nil {
 		level := slog.LevelError
 		if gs.Context().Err() != nil {

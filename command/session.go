@@ -527,14 +527,18 @@ func (h *Handler) restorePartition(ctx context.Context, p int32, marker string) 
 			case m.Value == nil:
 				delete(states, key)
 			default:
-				var s orderState
-				if err := json.Unmarshal(m.Value, &s); err != nil {
+				s, err := decodeSnapshot(m.Value)
+				var newer *domain.SchemaVersionError
+				if errors.As(err, &newer) {
+					return nil, nil, fmt.Errorf("snapshot of order %q (partition %d, offset %d): %w", key, p, m.Offset, err)
+				}
+				if err != nil {
 					h.cfg.Logger.Error("command handler: undecodable snapshot", "partition", p, "offset", m.Offset, "err", err)
 					delete(states, key)
 					damaged = true
 					continue
 				}
-				states[key] = &s
+				states[key] = s
 			}
 		case err := <-pc.Errors():
 			return nil, nil, fmt.Errorf("read snapshots of partition %d: %w", p, err)

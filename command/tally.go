@@ -3,6 +3,7 @@ package command
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -151,6 +152,10 @@ func (h *Handler) rebuildPartition(ctx context.Context, prod *txnProducer, p int
 				continue
 			}
 			e, err := domain.UnmarshalEvent(m.Value)
+			var newer *domain.SchemaVersionError
+			if errors.As(err, &newer) { // skipping it would rebuild the order wrong
+				return nil, fmt.Errorf("event of order %q (partition %d, offset %d): %w", m.Key, p, m.Offset, err)
+			}
 			s := states[string(m.Key)]
 			if s == nil {
 				s = &orderState{}

@@ -3,20 +3,16 @@ package domain
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
-
-// EventSchemaVersion is the schema version this code writes for every event
-// type. Readers accept versions up to it; a newer version is a decode error
-// (the message goes to the dead-letter topic rather than being misread).
-const EventSchemaVersion = 1
 
 // eventEnvelope is the wire form of an Event on the events topic.
 type eventEnvelope struct {
 	OrderID       string          `json:"orderId"`
 	Version       int             `json:"version"`
 	Type          string          `json:"type"`
-	SchemaVersion int             `json:"schemaVersion"`
+	SchemaVersion int             `json:"schemaVersion"` // absent: 1
 	OccurredAt    time.Time       `json:"occurredAt"`
 	CommandID     string          `json:"commandId,omitempty"`
 	Data          json.RawMessage `json:"data"`
@@ -32,6 +28,16 @@ var eventFactories = map[string]func() EventData{
 	"OrderCancelled":   func() EventData { return &OrderCancelled{} },
 }
 
+// EventTypes returns the wire names of every event type, sorted.
+func EventTypes() []string {
+	types := make([]string, 0, len(eventFactories))
+	for t := range eventFactories {
+		types = append(types, t)
+	}
+	slices.Sort(types)
+	return types
+}
+
 // MarshalEvent encodes e as its wire envelope.
 func MarshalEvent(e Event) ([]byte, error) {
 	data, err := json.Marshal(e.Data)
@@ -39,14 +45,16 @@ func MarshalEvent(e Event) ([]byte, error) {
 		return nil, err
 	}
 	return json.Marshal(eventEnvelope{
-		OrderID: e.OrderID, Version: e.Version, Type: e.Data.EventType(), SchemaVersion: EventSchemaVersion,
+		OrderID: e.OrderID, Version: e.Version, Type: e.Data.EventType(), SchemaVersion: SchemaVersion,
 		OccurredAt: e.OccurredAt.UTC(), CommandID: e.CommandID, Data: data,
 	})
 }
 
-// UnmarshalEvent decodes a wire envelope. It returns an error naming what is
-// wrong for malformed JSON, an unknown type, a schema version newer than this
-// code understands, a missing order id or a version below 1.
+// UnmarshalEvent decodes a wire envelope of any schema version up to
+// SchemaVersion, upcasting older data to today's shape (an envelope without
+// a schema version is version 1). It returns a *SchemaVersionError for a
+// newer version, and an error naming what is wrong for malformed JSON, an
+// unknown type, a missing order id or a version below 1.
 func UnmarshalEvent(b []byte) (Event, error) {
 	var env eventEnvelope
 	if err := json.Unmarshal(b, &env); err != nil {
@@ -56,8 +64,11 @@ func UnmarshalEvent(b []byte) (Event, error) {
 	if !ok {
 		return Event{}, fmt.Errorf("unknown event type %q", env.Type)
 	}
-	if env.SchemaVersion < 1 || env.SchemaVersion > EventSchemaVersion {
-		return Event{}, fmt.Errorf("event %s has schema version %d; this build reads 1 to %d", env.Type, env.SchemaVersion, EventSchemaVersion)
+	if env.SchemaVersion == 0 {
+		env.SchemaVersion = 1
+	}
+	if env.SchemaVersion < 0 || env.SchemaVersion > SchemaVersion {
+		return Event{}, &SchemaVersionError{What: "event " + env.Type, Version: env.SchemaVersion}
 	}
 	if env.OrderID == "" {
 		return Event{}, fmt.Errorf("event %s has no orderId", env.Type)
@@ -65,6 +76,11 @@ func UnmarshalEvent(b []byte) (Event, error) {
 	if env.Version < 1 {
 		return Event{}, fmt.Errorf("event %s for order %q has version %d; versions start at 1", env.Type, env.OrderID, env.Version)
 	}
+	raw, err := upcastEvent(env.SchemaVersion, env.Type, env.Data)
+	if err != nil {
+		return Event{}, fmt.Errorf("event %s of schema version %d: %w", env.Type, env.SchemaVersion, err)
+	}
+	env.Data = raw
 	data := newData()
 	if len(env.Data) > 0 && string(env.Data) != "null" {
 		if err := json.Unmarshal(env.Data, data); err != nil {

@@ -56,10 +56,13 @@ type DeliverOrder struct {
 	ExpectedVersion *int   `json:"expectedVersion,omitempty"`
 }
 
+// CancelOrder cancels a pending or confirmed order. ReasonCode is optional
+// (ReasonOther when empty); Reason is the free text, required.
 type CancelOrder struct {
-	OrderID         string `json:"orderId"`
-	Reason          string `json:"reason"`
-	ExpectedVersion *int   `json:"expectedVersion,omitempty"`
+	OrderID         string                 `json:"orderId"`
+	Reason          string                 `json:"reason"`
+	ReasonCode      CancellationReasonCode `json:"reasonCode,omitempty"`
+	ExpectedVersion *int                   `json:"expectedVersion,omitempty"`
 }
 
 func (c PlaceOrder) TargetOrderID() string      { return c.OrderID }

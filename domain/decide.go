@@ -85,7 +85,11 @@ func Decide(state Order, cmd Command, now time.Time) ([]Event, error) {
 		if err := requireStatus(state, "cancel", StatusPending, StatusConfirmed); err != nil {
 			return nil, err
 		}
-		return emit(OrderCancelled{Reason: c.Reason})
+		code := c.ReasonCode
+		if code == "" {
+			code = ReasonOther
+		}
+		return emit(OrderCancelled{Reason: c.Reason, ReasonCode: code})
 	}
 	return nil, invalid(nil, "unknown command %s", cmd.CommandType())
 }

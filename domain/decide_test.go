@@ -1,35 +1,32 @@
-package domain
+package domain_test
 
 import (
 	"errors"
 	"fmt"
+	. "github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/domain/domaintest"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 )
 
-// Shared fixtures for the domain tests.
+// Shared fixtures for the domain tests: the given/when/then form is
+// domaintest's, shared with the upcaster golden tests.
 
 var (
 	// testNow is the fixed clock Decide is called with.
-	testNow = time.Date(2025, time.March, 4, 12, 30, 0, 0, time.UTC)
+	testNow = domaintest.Now
 	// testStart is when the first given event occurred; later given events
 	// follow one minute apart.
-	testStart = time.Date(2025, time.March, 1, 9, 0, 0, 0, time.UTC)
+	testStart = domaintest.Start
 )
 
-const oid = "order-1"
+const oid = domaintest.OrderID
 
 // history turns event payloads into the events of order oid, with versions
 // 1..n and times one minute apart from testStart.
-func history(data ...EventData) []Event {
-	evs := make([]Event, len(data))
-	for i, d := range data {
-		evs[i] = Event{OrderID: oid, Version: i + 1, OccurredAt: at(i), Data: d}
-	}
-	return evs
-}
+func history(data ...EventData) []Event { return domaintest.History(oid, data...) }
 
 // at is the time of the i-th (0-based) event made by history.
 func at(i int) time.Time { return testStart.Add(time.Duration(i) * time.Minute) }
@@ -82,267 +79,181 @@ func validAddress() *Address {
 
 // decideCase is one given/when/then case: given events (versions 1..n), when
 // a command is decided at testNow, then these events, or this error.
-type decideCase struct {
-	name      string
-	given     []EventData
-	when      Command
-	then      []EventData
-	wantErr   Code
-	wantField []string // checked when wantErr is set; required for INVALID_INPUT
-	wantMsg   string   // substring of the error message, when it matters
-}
+type decideCase = domaintest.Case
 
-func runDecideCases(t *testing.T, cases []decideCase) {
-	t.Helper()
-	names := map[string]bool{}
-	for _, tc := range cases {
-		if names[tc.name] {
-			t.Fatalf("duplicate case name %q", tc.name)
-		}
-		names[tc.name] = true
-		if tc.wantErr == CodeInvalidInput && tc.wantField == nil {
-			t.Fatalf("case %q: INVALID_INPUT cases must name wantField", tc.name)
-		}
-		if tc.wantErr == "" && tc.then == nil {
-			t.Fatalf("case %q: neither then nor wantErr", tc.name)
-		}
-		t.Run(tc.name, func(t *testing.T) {
-			given := history(tc.given...)
-			state := Fold(given)
-			pristine := Fold(given)
-			got, err := Decide(state, tc.when, testNow)
-			if !reflect.DeepEqual(state, pristine) {
-				t.Errorf("Decide modified the state it was given:\n got  %+v\n want %+v", state, pristine)
-			}
-			if tc.wantErr != "" {
-				if got != nil {
-					t.Errorf("events = %+v, want none with an error", got)
-				}
-				checkError(t, err, tc.wantErr, tc.wantField, tc.wantMsg)
-				return
-			}
-			if err != nil {
-				t.Fatalf("Decide: unexpected error %v", err)
-			}
-			checkEvents(t, state, tc.when, got, tc.then)
-			// The events must apply cleanly on top of the given ones.
-			after := Fold(append(given, got...))
-			if after.Version != state.Version+len(got) {
-				t.Errorf("version after applying = %d, want %d", after.Version, state.Version+len(got))
-			}
-		})
-	}
-}
-
-func checkError(t *testing.T, err error, code Code, field []string, msg string) {
-	t.Helper()
-	var de *Error
-	if !errors.As(err, &de) {
-		t.Fatalf("error = %v (%T), want *Error with code %s", err, err, code)
-	}
-	if de.Code != code {
-		t.Errorf("code = %s, want %s (message %q, field %v)", de.Code, code, de.Message, de.Field)
-	}
-	if field != nil && !reflect.DeepEqual(de.Field, field) {
-		t.Errorf("field = %q, want %q (message %q)", de.Field, field, de.Message)
-	}
-	if de.Message == "" {
-		t.Errorf("error has an empty message")
-	}
-	if msg != "" && !strings.Contains(de.Message, msg) {
-		t.Errorf("message = %q, want it to contain %q", de.Message, msg)
-	}
-}
-
-func checkEvents(t *testing.T, state Order, cmd Command, got []Event, want []EventData) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("got %d events %+v, want %d %+v", len(got), got, len(want), want)
-	}
-	for i, e := range got {
-		if e.Data == nil {
-			t.Fatalf("event %d has nil Data", i)
-		}
-		if e.Data.EventType() != want[i].EventType() {
-			t.Errorf("event %d type = %s, want %s", i, e.Data.EventType(), want[i].EventType())
-		}
-		if !reflect.DeepEqual(e.Data, want[i]) {
-			t.Errorf("event %d data = %#v, want %#v", i, e.Data, want[i])
-		}
-		if e.Version != state.Version+1+i {
-			t.Errorf("event %d version = %d, want %d", i, e.Version, state.Version+1+i)
-		}
-		if e.OrderID != cmd.TargetOrderID() {
-			t.Errorf("event %d order id = %q, want %q", i, e.OrderID, cmd.TargetOrderID())
-		}
-		if !e.OccurredAt.Equal(testNow) {
-			t.Errorf("event %d occurredAt = %v, want %v", i, e.OccurredAt, testNow)
-		}
-		if e.CommandID != "" {
-			t.Errorf("event %d command id = %q; Decide leaves it to the handler", i, e.CommandID)
-		}
-	}
-}
+func runDecideCases(t *testing.T, cases []decideCase) { t.Helper(); domaintest.Run(t, cases) }
 
 func TestDecideLifecycle(t *testing.T) {
 	runDecideCases(t, []decideCase{
 		{
-			name: "place order",
-			when: placeCmd("USD", inp("sku-1", 2, "19.99"), inp("sku-2", 1, "5")),
-			then: []EventData{placedEvt("USD", line("sku-1", 2, 1999), line("sku-2", 1, 500))},
+			Name: "place order",
+			When: placeCmd("USD", inp("sku-1", 2, "19.99"), inp("sku-2", 1, "5")),
+			Then: []EventData{placedEvt("USD", line("sku-1", 2, 1999), line("sku-2", 1, 500))},
 		},
 		{
-			name: "place order with shipping address",
-			when: func() Command {
+			Name: "place order with shipping address",
+			When: func() Command {
 				c := placeCmd("EUR", inp("sku-1", 1, "0.5"))
 				c.ShippingAddress = validAddress()
 				return c
 			}(),
-			then: []EventData{OrderPlaced{CustomerID: "cust-1", Currency: "EUR", Items: []Item{line("sku-1", 1, 50)}, ShippingAddress: validAddress()}},
+			Then: []EventData{OrderPlaced{CustomerID: "cust-1", Currency: "EUR", Items: []Item{line("sku-1", 1, 50)}, ShippingAddress: validAddress()}},
 		},
 		{
-			name:    "place order that already exists",
-			given:   []EventData{usdPlaced},
-			when:    placeCmd("USD", inp("sku-1", 1, "1.00")),
-			wantErr: CodeInvalidTransition, wantMsg: "already exists",
+			Name:    "place order that already exists",
+			Given:   []EventData{usdPlaced},
+			When:    placeCmd("USD", inp("sku-1", 1, "1.00")),
+			WantErr: CodeInvalidTransition, WantMsg: "already exists",
 		},
 		{
-			name:  "add item while pending",
-			given: []EventData{usdPlaced},
-			when:  AddOrderItem{OrderID: oid, Item: inp("sku-2", 3, "0.99")},
-			then:  []EventData{OrderItemAdded{Item: line("sku-2", 3, 99)}},
+			Name:  "add item while pending",
+			Given: []EventData{usdPlaced},
+			When:  AddOrderItem{OrderID: oid, Item: inp("sku-2", 3, "0.99")},
+			Then:  []EventData{OrderItemAdded{Item: line("sku-2", 3, 99)}},
 		},
 		{
-			name:  "remove item while pending",
-			given: []EventData{usdPlaced, OrderItemAdded{Item: line("sku-2", 1, 100)}},
-			when:  RemoveOrderItem{OrderID: oid, SKU: "sku-1"},
-			then:  []EventData{OrderItemRemoved{SKU: "sku-1"}},
+			Name:  "remove item while pending",
+			Given: []EventData{usdPlaced, OrderItemAdded{Item: line("sku-2", 1, 100)}},
+			When:  RemoveOrderItem{OrderID: oid, SKU: "sku-1"},
+			Then:  []EventData{OrderItemRemoved{SKU: "sku-1"}},
 		},
 		{
-			name:  "remove the only item",
-			given: []EventData{usdPlaced},
-			when:  RemoveOrderItem{OrderID: oid, SKU: "sku-1"},
-			then:  []EventData{OrderItemRemoved{SKU: "sku-1"}},
+			Name:  "remove the only item",
+			Given: []EventData{usdPlaced},
+			When:  RemoveOrderItem{OrderID: oid, SKU: "sku-1"},
+			Then:  []EventData{OrderItemRemoved{SKU: "sku-1"}},
 		},
 		{
-			name:    "remove unknown sku",
-			given:   []EventData{usdPlaced},
-			when:    RemoveOrderItem{OrderID: oid, SKU: "sku-404"},
-			wantErr: CodeNotFound, wantField: []string{"input", "sku"}, wantMsg: "sku-404",
+			Name:    "remove unknown sku",
+			Given:   []EventData{usdPlaced},
+			When:    RemoveOrderItem{OrderID: oid, SKU: "sku-404"},
+			WantErr: CodeNotFound, WantField: []string{"input", "sku"}, WantMsg: "sku-404",
 		},
 		{
-			name:    "remove sku already removed",
-			given:   []EventData{usdPlaced, OrderItemAdded{Item: line("sku-2", 1, 100)}, OrderItemRemoved{SKU: "sku-2"}},
-			when:    RemoveOrderItem{OrderID: oid, SKU: "sku-2"},
-			wantErr: CodeNotFound, wantField: []string{"input", "sku"},
+			Name:    "remove sku already removed",
+			Given:   []EventData{usdPlaced, OrderItemAdded{Item: line("sku-2", 1, 100)}, OrderItemRemoved{SKU: "sku-2"}},
+			When:    RemoveOrderItem{OrderID: oid, SKU: "sku-2"},
+			WantErr: CodeNotFound, WantField: []string{"input", "sku"},
 		},
 		{
-			name:  "re-add a removed sku",
-			given: []EventData{usdPlaced, OrderItemRemoved{SKU: "sku-1"}},
-			when:  AddOrderItem{OrderID: oid, Item: inp("sku-1", 1, "2.00")},
-			then:  []EventData{OrderItemAdded{Item: line("sku-1", 1, 200)}},
+			Name:  "re-add a removed sku",
+			Given: []EventData{usdPlaced, OrderItemRemoved{SKU: "sku-1"}},
+			When:  AddOrderItem{OrderID: oid, Item: inp("sku-1", 1, "2.00")},
+			Then:  []EventData{OrderItemAdded{Item: line("sku-1", 1, 200)}},
 		},
 		{
-			name:  "confirm with items",
-			given: []EventData{usdPlaced},
-			when:  ConfirmOrder{OrderID: oid},
-			then:  []EventData{OrderConfirmed{}},
+			Name:  "confirm with items",
+			Given: []EventData{usdPlaced},
+			When:  ConfirmOrder{OrderID: oid},
+			Then:  []EventData{OrderConfirmed{}},
 		},
 		{
-			name:    "confirm after removing the only item",
-			given:   []EventData{usdPlaced, OrderItemRemoved{SKU: "sku-1"}},
-			when:    ConfirmOrder{OrderID: oid},
-			wantErr: CodeInvalidTransition, wantMsg: "no items",
+			Name:    "confirm after removing the only item",
+			Given:   []EventData{usdPlaced, OrderItemRemoved{SKU: "sku-1"}},
+			When:    ConfirmOrder{OrderID: oid},
+			WantErr: CodeInvalidTransition, WantMsg: "no items",
 		},
 		{
-			name:  "confirm after removing one of two items",
-			given: []EventData{usdPlaced, OrderItemAdded{Item: line("sku-2", 1, 100)}, OrderItemRemoved{SKU: "sku-1"}},
-			when:  ConfirmOrder{OrderID: oid},
-			then:  []EventData{OrderConfirmed{}},
+			Name:  "confirm after removing one of two items",
+			Given: []EventData{usdPlaced, OrderItemAdded{Item: line("sku-2", 1, 100)}, OrderItemRemoved{SKU: "sku-1"}},
+			When:  ConfirmOrder{OrderID: oid},
+			Then:  []EventData{OrderConfirmed{}},
 		},
 		{
-			name:  "ship confirmed order",
-			given: []EventData{usdPlaced, OrderConfirmed{}},
-			when:  ShipOrder{OrderID: oid, TrackingNumber: "1Z999AA10123456784"},
-			then:  []EventData{OrderShipped{TrackingNumber: "1Z999AA10123456784"}},
+			Name:  "ship confirmed order",
+			Given: []EventData{usdPlaced, OrderConfirmed{}},
+			When:  ShipOrder{OrderID: oid, TrackingNumber: "1Z999AA10123456784"},
+			Then:  []EventData{OrderShipped{TrackingNumber: "1Z999AA10123456784"}},
 		},
 		{
-			name:    "ship pending order",
-			given:   []EventData{usdPlaced},
-			when:    ShipOrder{OrderID: oid, TrackingNumber: "T1"},
-			wantErr: CodeInvalidTransition, wantMsg: "cannot ship an order that is PENDING",
+			Name:    "ship pending order",
+			Given:   []EventData{usdPlaced},
+			When:    ShipOrder{OrderID: oid, TrackingNumber: "T1"},
+			WantErr: CodeInvalidTransition, WantMsg: "cannot ship an order that is PENDING",
 		},
 		{
-			name:    "ship without tracking number",
-			given:   []EventData{usdPlaced, OrderConfirmed{}},
-			when:    ShipOrder{OrderID: oid},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "trackingNumber"},
+			Name:    "ship without tracking number",
+			Given:   []EventData{usdPlaced, OrderConfirmed{}},
+			When:    ShipOrder{OrderID: oid},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "trackingNumber"},
 		},
 		{
-			name:    "ship with blank tracking number",
-			given:   []EventData{usdPlaced, OrderConfirmed{}},
-			when:    ShipOrder{OrderID: oid, TrackingNumber: "   "},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "trackingNumber"},
+			Name:    "ship with blank tracking number",
+			Given:   []EventData{usdPlaced, OrderConfirmed{}},
+			When:    ShipOrder{OrderID: oid, TrackingNumber: "   "},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "trackingNumber"},
 		},
 		{
-			name:  "deliver shipped order",
-			given: []EventData{usdPlaced, OrderConfirmed{}, OrderShipped{TrackingNumber: "T1"}},
-			when:  DeliverOrder{OrderID: oid},
-			then:  []EventData{OrderDelivered{}},
+			Name:  "deliver shipped order",
+			Given: []EventData{usdPlaced, OrderConfirmed{}, OrderShipped{TrackingNumber: "T1"}},
+			When:  DeliverOrder{OrderID: oid},
+			Then:  []EventData{OrderDelivered{}},
 		},
 		{
-			name:    "deliver confirmed order",
-			given:   []EventData{usdPlaced, OrderConfirmed{}},
-			when:    DeliverOrder{OrderID: oid},
-			wantErr: CodeInvalidTransition, wantMsg: "cannot deliver an order that is CONFIRMED",
+			Name:    "deliver confirmed order",
+			Given:   []EventData{usdPlaced, OrderConfirmed{}},
+			When:    DeliverOrder{OrderID: oid},
+			WantErr: CodeInvalidTransition, WantMsg: "cannot deliver an order that is CONFIRMED",
 		},
 		{
-			name:  "cancel pending order",
-			given: []EventData{usdPlaced},
-			when:  CancelOrder{OrderID: oid, Reason: "customer changed their mind"},
-			then:  []EventData{OrderCancelled{Reason: "customer changed their mind"}},
+			Name:  "cancel pending order",
+			Given: []EventData{usdPlaced},
+			When:  CancelOrder{OrderID: oid, Reason: "customer changed their mind"},
+			Then:  []EventData{OrderCancelled{Reason: "customer changed their mind", ReasonCode: ReasonOther}},
 		},
 		{
-			name:  "cancel confirmed order",
-			given: []EventData{usdPlaced, OrderConfirmed{}},
-			when:  CancelOrder{OrderID: oid, Reason: "out of stock"},
-			then:  []EventData{OrderCancelled{Reason: "out of stock"}},
+			Name:  "cancel confirmed order",
+			Given: []EventData{usdPlaced, OrderConfirmed{}},
+			When:  CancelOrder{OrderID: oid, Reason: "out of stock"},
+			Then:  []EventData{OrderCancelled{Reason: "out of stock", ReasonCode: ReasonOther}},
 		},
 		{
-			name:    "cancel shipped order",
-			given:   []EventData{usdPlaced, OrderConfirmed{}, OrderShipped{TrackingNumber: "T1"}},
-			when:    CancelOrder{OrderID: oid, Reason: "too late"},
-			wantErr: CodeInvalidTransition, wantMsg: "cannot cancel an order that is SHIPPED",
+			Name:  "cancel with a reason code",
+			Given: []EventData{usdPlaced, OrderConfirmed{}},
+			When:  CancelOrder{OrderID: oid, Reason: "card declined twice", ReasonCode: ReasonPaymentFailed},
+			Then:  []EventData{OrderCancelled{Reason: "card declined twice", ReasonCode: ReasonPaymentFailed}},
 		},
 		{
-			name:    "cancel cancelled order",
-			given:   []EventData{usdPlaced, OrderCancelled{Reason: "first"}},
-			when:    CancelOrder{OrderID: oid, Reason: "second"},
-			wantErr: CodeInvalidTransition, wantMsg: "cannot cancel an order that is CANCELLED",
+			Name:    "cancel with an unknown reason code",
+			Given:   []EventData{usdPlaced},
+			When:    CancelOrder{OrderID: oid, Reason: "r", ReasonCode: "BORED"},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "reasonCode"}, WantMsg: "BORED",
 		},
 		{
-			name:    "cancel without reason",
-			given:   []EventData{usdPlaced},
-			when:    CancelOrder{OrderID: oid},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "reason"},
+			Name:    "cancel shipped order",
+			Given:   []EventData{usdPlaced, OrderConfirmed{}, OrderShipped{TrackingNumber: "T1"}},
+			When:    CancelOrder{OrderID: oid, Reason: "too late"},
+			WantErr: CodeInvalidTransition, WantMsg: "cannot cancel an order that is SHIPPED",
 		},
 		{
-			name:    "cancel with blank reason",
-			given:   []EventData{usdPlaced},
-			when:    CancelOrder{OrderID: oid, Reason: " \t "},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "reason"},
+			Name:    "cancel cancelled order",
+			Given:   []EventData{usdPlaced, OrderCancelled{Reason: "first"}},
+			When:    CancelOrder{OrderID: oid, Reason: "second"},
+			WantErr: CodeInvalidTransition, WantMsg: "cannot cancel an order that is CANCELLED",
 		},
 		{
-			name:    "add item to confirmed order",
-			given:   []EventData{usdPlaced, OrderConfirmed{}},
-			when:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "1.00")},
-			wantErr: CodeInvalidTransition, wantMsg: "cannot add items to an order that is CONFIRMED",
+			Name:    "cancel without reason",
+			Given:   []EventData{usdPlaced},
+			When:    CancelOrder{OrderID: oid},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "reason"},
 		},
 		{
-			name:    "remove item from confirmed order",
-			given:   []EventData{usdPlaced, OrderConfirmed{}},
-			when:    RemoveOrderItem{OrderID: oid, SKU: "sku-1"},
-			wantErr: CodeInvalidTransition, wantMsg: "cannot remove items from an order that is CONFIRMED",
+			Name:    "cancel with blank reason",
+			Given:   []EventData{usdPlaced},
+			When:    CancelOrder{OrderID: oid, Reason: " \t "},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "reason"},
+		},
+		{
+			Name:    "add item to confirmed order",
+			Given:   []EventData{usdPlaced, OrderConfirmed{}},
+			When:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "1.00")},
+			WantErr: CodeInvalidTransition, WantMsg: "cannot add items to an order that is CONFIRMED",
+		},
+		{
+			Name:    "remove item from confirmed order",
+			Given:   []EventData{usdPlaced, OrderConfirmed{}},
+			When:    RemoveOrderItem{OrderID: oid, SKU: "sku-1"},
+			WantErr: CodeInvalidTransition, WantMsg: "cannot remove items from an order that is CONFIRMED",
 		},
 	})
 }
@@ -362,9 +273,9 @@ func TestDecideNotFound(t *testing.T) {
 	var cases []decideCase
 	for i, c := range cmds {
 		cases = append(cases, decideCase{
-			name:    fmt.Sprintf("%d %s on unplaced order", i, c.CommandType()),
-			when:    c,
-			wantErr: CodeNotFound, wantMsg: oid,
+			Name:    fmt.Sprintf("%d %s on unplaced order", i, c.CommandType()),
+			When:    c,
+			WantErr: CodeNotFound, WantMsg: oid,
 		})
 	}
 	runDecideCases(t, cases)
@@ -397,11 +308,11 @@ func TestDecideTransitionMatrix(t *testing.T) {
 			add:     OrderItemAdded{Item: line("sku-2", 1, 500)},
 			remove:  OrderItemRemoved{SKU: "sku-1"},
 			confirm: OrderConfirmed{},
-			cancel:  OrderCancelled{Reason: "customer request"},
+			cancel:  OrderCancelled{Reason: "customer request", ReasonCode: ReasonOther},
 		},
 		StatusConfirmed: {
 			ship:   OrderShipped{TrackingNumber: "1Z999"},
-			cancel: OrderCancelled{Reason: "customer request"},
+			cancel: OrderCancelled{Reason: "customer request", ReasonCode: ReasonOther},
 		},
 		StatusShipped:   {deliver: OrderDelivered{}},
 		StatusDelivered: {},
@@ -466,7 +377,7 @@ func TestDecideTransitionMatrix(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Decide: %v; want allowed", err)
 				}
-				checkEvents(t, state, cmd, got, []EventData{want})
+				domaintest.CheckEvents(t, state, cmd, got, []EventData{want})
 				after := Evolve(state, got[0])
 				wantStatus, changes := next[name]
 				if !changes {
@@ -487,13 +398,13 @@ func TestDecideTransitionMatrix(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Decide: %v", err)
 				}
-				checkEvents(t, Order{}, cmd, got, []EventData{placedEvt("USD", line("sku-9", 1, 100))})
+				domaintest.CheckEvents(t, Order{}, cmd, got, []EventData{placedEvt("USD", line("sku-9", 1, 100))})
 				if s := Evolve(Order{}, got[0]).Status; s != StatusPending {
 					t.Errorf("status after place = %s, want PENDING", s)
 				}
 				return
 			}
-			checkError(t, err, CodeNotFound, nil, "")
+			domaintest.CheckError(t, err, CodeNotFound, nil, "")
 		})
 	}
 }
@@ -523,15 +434,15 @@ func TestDecideExpectedVersion(t *testing.T) {
 		}, OrderDelivered{}},
 		{[]EventData{usdPlaced, OrderItemAdded{Item: line("sku-2", 1, 1)}, OrderConfirmed{}}, func(v *int) Command {
 			return CancelOrder{OrderID: oid, Reason: "r", ExpectedVersion: v}
-		}, OrderCancelled{Reason: "r"}},
+		}, OrderCancelled{Reason: "r", ReasonCode: ReasonOther}},
 	}
 	var cases []decideCase
 	for _, tg := range targets {
 		current := len(tg.given)
 		typ := tg.cmd(nil).CommandType()
 		cases = append(cases,
-			decideCase{name: typ + " without expected version", given: tg.given, when: tg.cmd(nil), then: []EventData{tg.then}},
-			decideCase{name: typ + " expected version matches", given: tg.given, when: tg.cmd(ver(current)), then: []EventData{tg.then}},
+			decideCase{Name: typ + " without expected version", Given: tg.given, When: tg.cmd(nil), Then: []EventData{tg.then}},
+			decideCase{Name: typ + " expected version matches", Given: tg.given, When: tg.cmd(ver(current)), Then: []EventData{tg.then}},
 		)
 		seen := map[int]bool{current: true}
 		for _, v := range []int{0, current - 1, current + 1, -1} {
@@ -540,9 +451,9 @@ func TestDecideExpectedVersion(t *testing.T) {
 			}
 			seen[v] = true
 			cases = append(cases, decideCase{
-				name:  fmt.Sprintf("%s expected version %d at %d", typ, v, current),
-				given: tg.given, when: tg.cmd(ver(v)),
-				wantErr: CodeVersionConflict, wantMsg: fmt.Sprintf("version %d", current),
+				Name:  fmt.Sprintf("%s expected version %d at %d", typ, v, current),
+				Given: tg.given, When: tg.cmd(ver(v)),
+				WantErr: CodeVersionConflict, WantMsg: fmt.Sprintf("version %d", current),
 			})
 		}
 	}
@@ -553,26 +464,26 @@ func TestDecideExpectedVersion(t *testing.T) {
 func TestDecidePrecedence(t *testing.T) {
 	runDecideCases(t, []decideCase{
 		{
-			name:    "invalid input beats not found",
-			when:    ShipOrder{OrderID: oid},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "trackingNumber"},
+			Name:    "invalid input beats not found",
+			When:    ShipOrder{OrderID: oid},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "trackingNumber"},
 		},
 		{
-			name:    "not found beats version conflict",
-			when:    CancelOrder{OrderID: oid, Reason: "r", ExpectedVersion: ver(5)},
-			wantErr: CodeNotFound,
+			Name:    "not found beats version conflict",
+			When:    CancelOrder{OrderID: oid, Reason: "r", ExpectedVersion: ver(5)},
+			WantErr: CodeNotFound,
 		},
 		{
-			name:    "version conflict beats invalid transition",
-			given:   []EventData{usdPlaced},
-			when:    ShipOrder{OrderID: oid, TrackingNumber: "T1", ExpectedVersion: ver(7)},
-			wantErr: CodeVersionConflict, wantMsg: "version 1",
+			Name:    "version conflict beats invalid transition",
+			Given:   []EventData{usdPlaced},
+			When:    ShipOrder{OrderID: oid, TrackingNumber: "T1", ExpectedVersion: ver(7)},
+			WantErr: CodeVersionConflict, WantMsg: "version 1",
 		},
 		{
-			name:    "invalid transition beats price not fitting the order currency",
-			given:   []EventData{usdPlaced, OrderConfirmed{}},
-			when:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "1.999")},
-			wantErr: CodeInvalidTransition,
+			Name:    "invalid transition beats price not fitting the order currency",
+			Given:   []EventData{usdPlaced, OrderConfirmed{}},
+			When:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "1.999")},
+			WantErr: CodeInvalidTransition,
 		},
 	})
 }
@@ -591,193 +502,193 @@ func TestDecideValidation(t *testing.T) {
 
 	cases := []decideCase{
 		// Order id.
-		{name: "empty order id", when: PlaceOrder{CustomerID: "c", Currency: "USD", Items: inps(1)},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "orderId"}},
-		{name: "order id with a space", when: PlaceOrder{OrderID: "a b", CustomerID: "c", Currency: "USD", Items: inps(1)},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "orderId"}},
-		{name: "order id of 100 bytes", when: PlaceOrder{OrderID: long(100), CustomerID: "c", Currency: "USD", Items: inps(1)},
-			then: []EventData{OrderPlaced{CustomerID: "c", Currency: "USD", Items: lines(1)}}},
-		{name: "order id of 101 bytes", when: PlaceOrder{OrderID: long(101), CustomerID: "c", Currency: "USD", Items: inps(1)},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "orderId"}},
-		{name: "order id of 51 two-byte runes", when: PlaceOrder{OrderID: strings.Repeat("é", 51), CustomerID: "c", Currency: "USD", Items: inps(1)},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "orderId"}},
-		{name: "empty order id on confirm", when: ConfirmOrder{},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "orderId"}},
-		{name: "empty order id on add", when: AddOrderItem{Item: inp("s", 1, "1")},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "orderId"}},
-		{name: "empty order id on remove", when: RemoveOrderItem{SKU: "s"},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "orderId"}},
-		{name: "empty order id on ship", when: ShipOrder{TrackingNumber: "T"},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "orderId"}},
-		{name: "empty order id on deliver", when: DeliverOrder{},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "orderId"}},
-		{name: "empty order id on cancel", when: CancelOrder{Reason: "r"},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "orderId"}},
-		{name: "order id of 101 bytes on cancel", when: CancelOrder{OrderID: long(101), Reason: "r"},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "orderId"}},
+		{Name: "empty order id", When: PlaceOrder{CustomerID: "c", Currency: "USD", Items: inps(1)},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "orderId"}},
+		{Name: "order id with a space", When: PlaceOrder{OrderID: "a b", CustomerID: "c", Currency: "USD", Items: inps(1)},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "orderId"}},
+		{Name: "order id of 100 bytes", When: PlaceOrder{OrderID: long(100), CustomerID: "c", Currency: "USD", Items: inps(1)},
+			Then: []EventData{OrderPlaced{CustomerID: "c", Currency: "USD", Items: lines(1)}}},
+		{Name: "order id of 101 bytes", When: PlaceOrder{OrderID: long(101), CustomerID: "c", Currency: "USD", Items: inps(1)},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "orderId"}},
+		{Name: "order id of 51 two-byte runes", When: PlaceOrder{OrderID: strings.Repeat("é", 51), CustomerID: "c", Currency: "USD", Items: inps(1)},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "orderId"}},
+		{Name: "empty order id on confirm", When: ConfirmOrder{},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "orderId"}},
+		{Name: "empty order id on add", When: AddOrderItem{Item: inp("s", 1, "1")},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "orderId"}},
+		{Name: "empty order id on remove", When: RemoveOrderItem{SKU: "s"},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "orderId"}},
+		{Name: "empty order id on ship", When: ShipOrder{TrackingNumber: "T"},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "orderId"}},
+		{Name: "empty order id on deliver", When: DeliverOrder{},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "orderId"}},
+		{Name: "empty order id on cancel", When: CancelOrder{Reason: "r"},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "orderId"}},
+		{Name: "order id of 101 bytes on cancel", When: CancelOrder{OrderID: long(101), Reason: "r"},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "orderId"}},
 
 		// Customer id.
-		{name: "empty customer id", when: PlaceOrder{OrderID: oid, Currency: "USD", Items: inps(1)},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "customerId"}, wantMsg: "customer id"},
-		{name: "blank customer id", when: PlaceOrder{OrderID: oid, CustomerID: "   ", Currency: "USD", Items: inps(1)},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "customerId"}},
-		{name: "customer id of 100 bytes", when: PlaceOrder{OrderID: oid, CustomerID: long(100), Currency: "USD", Items: inps(1)},
-			then: []EventData{OrderPlaced{CustomerID: long(100), Currency: "USD", Items: lines(1)}}},
-		{name: "customer id of 101 bytes", when: PlaceOrder{OrderID: oid, CustomerID: long(101), Currency: "USD", Items: inps(1)},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "customerId"}},
+		{Name: "empty customer id", When: PlaceOrder{OrderID: oid, Currency: "USD", Items: inps(1)},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "customerId"}, WantMsg: "customer id"},
+		{Name: "blank customer id", When: PlaceOrder{OrderID: oid, CustomerID: "   ", Currency: "USD", Items: inps(1)},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "customerId"}},
+		{Name: "customer id of 100 bytes", When: PlaceOrder{OrderID: oid, CustomerID: long(100), Currency: "USD", Items: inps(1)},
+			Then: []EventData{OrderPlaced{CustomerID: long(100), Currency: "USD", Items: lines(1)}}},
+		{Name: "customer id of 101 bytes", When: PlaceOrder{OrderID: oid, CustomerID: long(101), Currency: "USD", Items: inps(1)},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "customerId"}},
 
 		// Currency.
-		{name: "unknown currency XYZ", when: placeCmd("XYZ", inps(1)...),
-			wantErr: CodeInvalidInput, wantField: []string{"input", "currencyCode"}, wantMsg: "XYZ"},
-		{name: "lowercase currency usd", when: placeCmd("usd", inps(1)...),
-			wantErr: CodeInvalidInput, wantField: []string{"input", "currencyCode"}},
-		{name: "empty currency", when: placeCmd("", inps(1)...),
-			wantErr: CodeInvalidInput, wantField: []string{"input", "currencyCode"}},
-		{name: "currency with spaces", when: placeCmd(" USD", inps(1)...),
-			wantErr: CodeInvalidInput, wantField: []string{"input", "currencyCode"}},
+		{Name: "unknown currency XYZ", When: placeCmd("XYZ", inps(1)...),
+			WantErr: CodeInvalidInput, WantField: []string{"input", "currencyCode"}, WantMsg: "XYZ"},
+		{Name: "lowercase currency usd", When: placeCmd("usd", inps(1)...),
+			WantErr: CodeInvalidInput, WantField: []string{"input", "currencyCode"}},
+		{Name: "empty currency", When: placeCmd("", inps(1)...),
+			WantErr: CodeInvalidInput, WantField: []string{"input", "currencyCode"}},
+		{Name: "currency with spaces", When: placeCmd(" USD", inps(1)...),
+			WantErr: CodeInvalidInput, WantField: []string{"input", "currencyCode"}},
 
 		// Item count.
-		{name: "no items", when: placeCmd("USD"),
-			wantErr: CodeInvalidInput, wantField: []string{"input", "items"}},
-		{name: "empty items slice", when: withItems(placeCmd("USD"), []ItemInput{}),
-			wantErr: CodeInvalidInput, wantField: []string{"input", "items"}},
-		{name: "1 item", when: placeCmd("USD", inps(1)...), then: okPlaced(lines(1)...)},
-		{name: "100 items", when: placeCmd("USD", inps(100)...), then: okPlaced(lines(100)...)},
-		{name: "101 items", when: placeCmd("USD", inps(101)...),
-			wantErr: CodeInvalidInput, wantField: []string{"input", "items"}, wantMsg: "100"},
+		{Name: "no items", When: placeCmd("USD"),
+			WantErr: CodeInvalidInput, WantField: []string{"input", "items"}},
+		{Name: "empty items slice", When: withItems(placeCmd("USD"), []ItemInput{}),
+			WantErr: CodeInvalidInput, WantField: []string{"input", "items"}},
+		{Name: "1 item", When: placeCmd("USD", inps(1)...), Then: okPlaced(lines(1)...)},
+		{Name: "100 items", When: placeCmd("USD", inps(100)...), Then: okPlaced(lines(100)...)},
+		{Name: "101 items", When: placeCmd("USD", inps(101)...),
+			WantErr: CodeInvalidInput, WantField: []string{"input", "items"}, WantMsg: "100"},
 
 		// Quantity.
-		{name: "quantity -1", when: place1(inp("s", -1, "1")),
-			wantErr: CodeInvalidInput, wantField: items0("quantity")},
-		{name: "quantity 0", when: place1(inp("s", 0, "1")),
-			wantErr: CodeInvalidInput, wantField: items0("quantity"), wantMsg: "quantity"},
-		{name: "quantity 1", when: place1(inp("s", 1, "1")), then: okPlaced(line("s", 1, 100))},
-		{name: "quantity 10000", when: place1(inp("s", 10000, "1")), then: okPlaced(line("s", 10000, 100))},
-		{name: "quantity 10001", when: place1(inp("s", 10001, "1")),
-			wantErr: CodeInvalidInput, wantField: items0("quantity")},
-		{name: "bad quantity in second item names index 1",
-			when:    placeCmd("USD", inp("a", 1, "1"), inp("b", 0, "1")),
-			wantErr: CodeInvalidInput, wantField: []string{"input", "items", "1", "quantity"}},
+		{Name: "quantity -1", When: place1(inp("s", -1, "1")),
+			WantErr: CodeInvalidInput, WantField: items0("quantity")},
+		{Name: "quantity 0", When: place1(inp("s", 0, "1")),
+			WantErr: CodeInvalidInput, WantField: items0("quantity"), WantMsg: "quantity"},
+		{Name: "quantity 1", When: place1(inp("s", 1, "1")), Then: okPlaced(line("s", 1, 100))},
+		{Name: "quantity 10000", When: place1(inp("s", 10000, "1")), Then: okPlaced(line("s", 10000, 100))},
+		{Name: "quantity 10001", When: place1(inp("s", 10001, "1")),
+			WantErr: CodeInvalidInput, WantField: items0("quantity")},
+		{Name: "bad quantity in second item names index 1",
+			When:    placeCmd("USD", inp("a", 1, "1"), inp("b", 0, "1")),
+			WantErr: CodeInvalidInput, WantField: []string{"input", "items", "1", "quantity"}},
 
 		// SKU.
-		{name: "empty sku", when: place1(inp("", 1, "1")),
-			wantErr: CodeInvalidInput, wantField: items0("sku")},
-		{name: "blank sku", when: place1(inp("  ", 1, "1")),
-			wantErr: CodeInvalidInput, wantField: items0("sku")},
-		{name: "sku of 64 chars", when: place1(inp(long(64), 1, "1")), then: okPlaced(line(long(64), 1, 100))},
-		{name: "sku of 64 two-byte runes", when: place1(inp(strings.Repeat("é", 64), 1, "1")),
-			then: okPlaced(line(strings.Repeat("é", 64), 1, 100))},
-		{name: "sku of 65 chars", when: place1(inp(long(65), 1, "1")),
-			wantErr: CodeInvalidInput, wantField: items0("sku")},
-		{name: "sku with control character", when: place1(inp("a\nb", 1, "1")),
-			wantErr: CodeInvalidInput, wantField: items0("sku")},
-		{name: "sku with invalid UTF-8", when: place1(inp("a\xffb", 1, "1")),
-			wantErr: CodeInvalidInput, wantField: items0("sku")},
-		{name: "duplicate sku", when: placeCmd("USD", inp("a", 1, "1"), inp("a", 2, "2")),
-			wantErr: CodeInvalidInput, wantField: []string{"input", "items", "1", "sku"}, wantMsg: "more than once"},
-		{name: "duplicate sku further apart", when: placeCmd("USD", inp("a", 1, "1"), inp("b", 1, "1"), inp("a", 1, "1")),
-			wantErr: CodeInvalidInput, wantField: []string{"input", "items", "2", "sku"}},
-		{name: "skus differing in case are distinct", when: placeCmd("USD", inp("a", 1, "1"), inp("A", 1, "1")),
-			then: okPlaced(line("a", 1, 100), line("A", 1, 100))},
+		{Name: "empty sku", When: place1(inp("", 1, "1")),
+			WantErr: CodeInvalidInput, WantField: items0("sku")},
+		{Name: "blank sku", When: place1(inp("  ", 1, "1")),
+			WantErr: CodeInvalidInput, WantField: items0("sku")},
+		{Name: "sku of 64 chars", When: place1(inp(long(64), 1, "1")), Then: okPlaced(line(long(64), 1, 100))},
+		{Name: "sku of 64 two-byte runes", When: place1(inp(strings.Repeat("é", 64), 1, "1")),
+			Then: okPlaced(line(strings.Repeat("é", 64), 1, 100))},
+		{Name: "sku of 65 chars", When: place1(inp(long(65), 1, "1")),
+			WantErr: CodeInvalidInput, WantField: items0("sku")},
+		{Name: "sku with control character", When: place1(inp("a\nb", 1, "1")),
+			WantErr: CodeInvalidInput, WantField: items0("sku")},
+		{Name: "sku with invalid UTF-8", When: place1(inp("a\xffb", 1, "1")),
+			WantErr: CodeInvalidInput, WantField: items0("sku")},
+		{Name: "duplicate sku", When: placeCmd("USD", inp("a", 1, "1"), inp("a", 2, "2")),
+			WantErr: CodeInvalidInput, WantField: []string{"input", "items", "1", "sku"}, WantMsg: "more than once"},
+		{Name: "duplicate sku further apart", When: placeCmd("USD", inp("a", 1, "1"), inp("b", 1, "1"), inp("a", 1, "1")),
+			WantErr: CodeInvalidInput, WantField: []string{"input", "items", "2", "sku"}},
+		{Name: "skus differing in case are distinct", When: placeCmd("USD", inp("a", 1, "1"), inp("A", 1, "1")),
+			Then: okPlaced(line("a", 1, 100), line("A", 1, 100))},
 
 		// Name.
-		{name: "empty name", when: place1(ItemInput{SKU: "s", Quantity: 1, UnitPrice: "1"}),
-			wantErr: CodeInvalidInput, wantField: items0("name")},
-		{name: "name of 200 chars", when: place1(ItemInput{SKU: "s", Name: long(200), Quantity: 1, UnitPrice: "1"}),
-			then: okPlaced(Item{SKU: "s", Name: long(200), Quantity: 1, UnitPrice: 100})},
-		{name: "name of 201 chars", when: place1(ItemInput{SKU: "s", Name: long(201), Quantity: 1, UnitPrice: "1"}),
-			wantErr: CodeInvalidInput, wantField: items0("name")},
-		{name: "name with control character", when: place1(ItemInput{SKU: "s", Name: "a\x00", Quantity: 1, UnitPrice: "1"}),
-			wantErr: CodeInvalidInput, wantField: items0("name")},
+		{Name: "empty name", When: place1(ItemInput{SKU: "s", Quantity: 1, UnitPrice: "1"}),
+			WantErr: CodeInvalidInput, WantField: items0("name")},
+		{Name: "name of 200 chars", When: place1(ItemInput{SKU: "s", Name: long(200), Quantity: 1, UnitPrice: "1"}),
+			Then: okPlaced(Item{SKU: "s", Name: long(200), Quantity: 1, UnitPrice: 100})},
+		{Name: "name of 201 chars", When: place1(ItemInput{SKU: "s", Name: long(201), Quantity: 1, UnitPrice: "1"}),
+			WantErr: CodeInvalidInput, WantField: items0("name")},
+		{Name: "name with control character", When: place1(ItemInput{SKU: "s", Name: "a\x00", Quantity: 1, UnitPrice: "1"}),
+			WantErr: CodeInvalidInput, WantField: items0("name")},
 
 		// Shipping address.
-		{name: "address missing city", when: addr(func(a *Address) { a.City = "" }),
-			wantErr: CodeInvalidInput, wantField: []string{"input", "shippingAddress", "city"}},
-		{name: "address line1 of 201 chars", when: addr(func(a *Address) { a.Line1 = long(201) }),
-			wantErr: CodeInvalidInput, wantField: []string{"input", "shippingAddress", "line1"}},
-		{name: "address lowercase country", when: addr(func(a *Address) { a.Country = "gb" }),
-			wantErr: CodeInvalidInput, wantField: []string{"input", "shippingAddress", "country"}},
-		{name: "address three-letter country", when: addr(func(a *Address) { a.Country = "GBR" }),
-			wantErr: CodeInvalidInput, wantField: []string{"input", "shippingAddress", "country"}},
-		{name: "address without optional line2", when: addr(func(a *Address) { a.Line2 = "" }),
-			then: []EventData{OrderPlaced{CustomerID: "cust-1", Currency: "USD", Items: []Item{line("sku-1", 1, 100)}, ShippingAddress: validAddress()}}},
+		{Name: "address missing city", When: addr(func(a *Address) { a.City = "" }),
+			WantErr: CodeInvalidInput, WantField: []string{"input", "shippingAddress", "city"}},
+		{Name: "address line1 of 201 chars", When: addr(func(a *Address) { a.Line1 = long(201) }),
+			WantErr: CodeInvalidInput, WantField: []string{"input", "shippingAddress", "line1"}},
+		{Name: "address lowercase country", When: addr(func(a *Address) { a.Country = "gb" }),
+			WantErr: CodeInvalidInput, WantField: []string{"input", "shippingAddress", "country"}},
+		{Name: "address three-letter country", When: addr(func(a *Address) { a.Country = "GBR" }),
+			WantErr: CodeInvalidInput, WantField: []string{"input", "shippingAddress", "country"}},
+		{Name: "address without optional line2", When: addr(func(a *Address) { a.Line2 = "" }),
+			Then: []EventData{OrderPlaced{CustomerID: "cust-1", Currency: "USD", Items: []Item{line("sku-1", 1, 100)}, ShippingAddress: validAddress()}}},
 
 		// Tracking number and reason lengths.
-		{name: "tracking number of 100 chars", given: []EventData{usdPlaced, OrderConfirmed{}},
-			when: ShipOrder{OrderID: oid, TrackingNumber: long(100)}, then: []EventData{OrderShipped{TrackingNumber: long(100)}}},
-		{name: "tracking number of 101 chars", given: []EventData{usdPlaced, OrderConfirmed{}},
-			when:    ShipOrder{OrderID: oid, TrackingNumber: long(101)},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "trackingNumber"}},
-		{name: "reason of 500 chars", given: []EventData{usdPlaced},
-			when: CancelOrder{OrderID: oid, Reason: long(500)}, then: []EventData{OrderCancelled{Reason: long(500)}}},
-		{name: "reason of 501 chars", given: []EventData{usdPlaced},
-			when:    CancelOrder{OrderID: oid, Reason: long(501)},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "reason"}},
-		{name: "reason with newline", given: []EventData{usdPlaced},
-			when:    CancelOrder{OrderID: oid, Reason: "line one\nline two"},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "reason"}},
+		{Name: "tracking number of 100 chars", Given: []EventData{usdPlaced, OrderConfirmed{}},
+			When: ShipOrder{OrderID: oid, TrackingNumber: long(100)}, Then: []EventData{OrderShipped{TrackingNumber: long(100)}}},
+		{Name: "tracking number of 101 chars", Given: []EventData{usdPlaced, OrderConfirmed{}},
+			When:    ShipOrder{OrderID: oid, TrackingNumber: long(101)},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "trackingNumber"}},
+		{Name: "reason of 500 chars", Given: []EventData{usdPlaced},
+			When: CancelOrder{OrderID: oid, Reason: long(500)}, Then: []EventData{OrderCancelled{Reason: long(500), ReasonCode: ReasonOther}}},
+		{Name: "reason of 501 chars", Given: []EventData{usdPlaced},
+			When:    CancelOrder{OrderID: oid, Reason: long(501)},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "reason"}},
+		{Name: "reason with newline", Given: []EventData{usdPlaced},
+			When:    CancelOrder{OrderID: oid, Reason: "line one\nline two"},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "reason"}},
 
 		// RemoveOrderItem input.
-		{name: "remove empty sku", given: []EventData{usdPlaced}, when: RemoveOrderItem{OrderID: oid},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "sku"}},
-		{name: "remove sku of 65 chars", given: []EventData{usdPlaced}, when: RemoveOrderItem{OrderID: oid, SKU: long(65)},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "sku"}},
+		{Name: "remove empty sku", Given: []EventData{usdPlaced}, When: RemoveOrderItem{OrderID: oid},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "sku"}},
+		{Name: "remove sku of 65 chars", Given: []EventData{usdPlaced}, When: RemoveOrderItem{OrderID: oid, SKU: long(65)},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "sku"}},
 
 		// AddOrderItem input, checked against the order's currency.
-		{name: "add existing sku", given: []EventData{usdPlaced},
-			when:    AddOrderItem{OrderID: oid, Item: inp("sku-1", 1, "1.00")},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "item", "sku"}, wantMsg: "sku-1"},
-		{name: "add empty sku", given: []EventData{usdPlaced},
-			when:    AddOrderItem{OrderID: oid, Item: inp("", 1, "1.00")},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "item", "sku"}},
-		{name: "add sku of 65 chars", given: []EventData{usdPlaced},
-			when:    AddOrderItem{OrderID: oid, Item: inp(long(65), 1, "1.00")},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "item", "sku"}},
-		{name: "add empty name", given: []EventData{usdPlaced},
-			when:    AddOrderItem{OrderID: oid, Item: ItemInput{SKU: "s", Quantity: 1, UnitPrice: "1"}},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "item", "name"}},
-		{name: "add quantity 0", given: []EventData{usdPlaced},
-			when:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 0, "1.00")},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "item", "quantity"}},
-		{name: "add quantity 10000", given: []EventData{usdPlaced},
-			when: AddOrderItem{OrderID: oid, Item: inp("sku-2", 10000, "1.00")},
-			then: []EventData{OrderItemAdded{Item: line("sku-2", 10000, 100)}}},
-		{name: "add quantity 10001", given: []EventData{usdPlaced},
-			when:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 10001, "1.00")},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "item", "quantity"}},
-		{name: "add 3-decimal price to USD order", given: []EventData{usdPlaced},
-			when:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "19.999")},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "item", "unitPrice"}},
-		{name: "add 5-decimal price to USD order", given: []EventData{usdPlaced},
-			when:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "1.23456")},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "item", "unitPrice"}},
-		{name: "add negative price", given: []EventData{usdPlaced},
-			when:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "-1")},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "item", "unitPrice"}},
-		{name: "add decimal price to JPY order", given: []EventData{placedEvt("JPY", line("a", 1, 100))},
-			when:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "100.5")},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "item", "unitPrice"}, wantMsg: "JPY"},
-		{name: "add whole price to JPY order", given: []EventData{placedEvt("JPY", line("a", 1, 100))},
-			when: AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "100")},
-			then: []EventData{OrderItemAdded{Item: line("sku-2", 1, 100)}}},
-		{name: "add 3-decimal price to KWD order", given: []EventData{placedEvt("KWD", line("a", 1, 100))},
-			when: AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "1.234")},
-			then: []EventData{OrderItemAdded{Item: line("sku-2", 1, 1234)}}},
-		{name: "add 4-decimal price to KWD order", given: []EventData{placedEvt("KWD", line("a", 1, 100))},
-			when:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "1.2345")},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "item", "unitPrice"}},
-		{name: "add 100th item", given: []EventData{placedEvt("USD", lines(99)...)},
-			when: AddOrderItem{OrderID: oid, Item: inp("new", 1, "1")},
-			then: []EventData{OrderItemAdded{Item: line("new", 1, 100)}}},
-		{name: "add 101st item", given: []EventData{placedEvt("USD", lines(100)...)},
-			when:    AddOrderItem{OrderID: oid, Item: inp("new", 1, "1")},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "item"}, wantMsg: "100"},
-		{name: "add 101st item after an add", given: []EventData{placedEvt("USD", lines(99)...), OrderItemAdded{Item: line("x", 1, 1)}},
-			when:    AddOrderItem{OrderID: oid, Item: inp("new", 1, "1")},
-			wantErr: CodeInvalidInput, wantField: []string{"input", "item"}},
-		{name: "add 100th item after a remove", given: []EventData{placedEvt("USD", lines(100)...), OrderItemRemoved{SKU: "sku-000"}},
-			when: AddOrderItem{OrderID: oid, Item: inp("new", 1, "1")},
-			then: []EventData{OrderItemAdded{Item: line("new", 1, 100)}}},
+		{Name: "add existing sku", Given: []EventData{usdPlaced},
+			When:    AddOrderItem{OrderID: oid, Item: inp("sku-1", 1, "1.00")},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "item", "sku"}, WantMsg: "sku-1"},
+		{Name: "add empty sku", Given: []EventData{usdPlaced},
+			When:    AddOrderItem{OrderID: oid, Item: inp("", 1, "1.00")},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "item", "sku"}},
+		{Name: "add sku of 65 chars", Given: []EventData{usdPlaced},
+			When:    AddOrderItem{OrderID: oid, Item: inp(long(65), 1, "1.00")},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "item", "sku"}},
+		{Name: "add empty name", Given: []EventData{usdPlaced},
+			When:    AddOrderItem{OrderID: oid, Item: ItemInput{SKU: "s", Quantity: 1, UnitPrice: "1"}},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "item", "name"}},
+		{Name: "add quantity 0", Given: []EventData{usdPlaced},
+			When:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 0, "1.00")},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "item", "quantity"}},
+		{Name: "add quantity 10000", Given: []EventData{usdPlaced},
+			When: AddOrderItem{OrderID: oid, Item: inp("sku-2", 10000, "1.00")},
+			Then: []EventData{OrderItemAdded{Item: line("sku-2", 10000, 100)}}},
+		{Name: "add quantity 10001", Given: []EventData{usdPlaced},
+			When:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 10001, "1.00")},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "item", "quantity"}},
+		{Name: "add 3-decimal price to USD order", Given: []EventData{usdPlaced},
+			When:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "19.999")},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "item", "unitPrice"}},
+		{Name: "add 5-decimal price to USD order", Given: []EventData{usdPlaced},
+			When:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "1.23456")},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "item", "unitPrice"}},
+		{Name: "add negative price", Given: []EventData{usdPlaced},
+			When:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "-1")},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "item", "unitPrice"}},
+		{Name: "add decimal price to JPY order", Given: []EventData{placedEvt("JPY", line("a", 1, 100))},
+			When:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "100.5")},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "item", "unitPrice"}, WantMsg: "JPY"},
+		{Name: "add whole price to JPY order", Given: []EventData{placedEvt("JPY", line("a", 1, 100))},
+			When: AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "100")},
+			Then: []EventData{OrderItemAdded{Item: line("sku-2", 1, 100)}}},
+		{Name: "add 3-decimal price to KWD order", Given: []EventData{placedEvt("KWD", line("a", 1, 100))},
+			When: AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "1.234")},
+			Then: []EventData{OrderItemAdded{Item: line("sku-2", 1, 1234)}}},
+		{Name: "add 4-decimal price to KWD order", Given: []EventData{placedEvt("KWD", line("a", 1, 100))},
+			When:    AddOrderItem{OrderID: oid, Item: inp("sku-2", 1, "1.2345")},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "item", "unitPrice"}},
+		{Name: "add 100th item", Given: []EventData{placedEvt("USD", lines(99)...)},
+			When: AddOrderItem{OrderID: oid, Item: inp("new", 1, "1")},
+			Then: []EventData{OrderItemAdded{Item: line("new", 1, 100)}}},
+		{Name: "add 101st item", Given: []EventData{placedEvt("USD", lines(100)...)},
+			When:    AddOrderItem{OrderID: oid, Item: inp("new", 1, "1")},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "item"}, WantMsg: "100"},
+		{Name: "add 101st item after an add", Given: []EventData{placedEvt("USD", lines(99)...), OrderItemAdded{Item: line("x", 1, 1)}},
+			When:    AddOrderItem{OrderID: oid, Item: inp("new", 1, "1")},
+			WantErr: CodeInvalidInput, WantField: []string{"input", "item"}},
+		{Name: "add 100th item after a remove", Given: []EventData{placedEvt("USD", lines(100)...), OrderItemRemoved{SKU: "sku-000"}},
+			When: AddOrderItem{OrderID: oid, Item: inp("new", 1, "1")},
+			Then: []EventData{OrderItemAdded{Item: line("new", 1, 100)}}},
 	}
 
 	// Unit prices per currency, on PlaceOrder. ok=false means INVALID_INPUT on unitPrice.
@@ -820,13 +731,13 @@ func TestDecideValidation(t *testing.T) {
 	}
 	for _, p := range prices {
 		tc := decideCase{
-			name: fmt.Sprintf("price %q %s", p.price, p.currency),
-			when: placeCmd(p.currency, inp("s", 1, p.price)),
+			Name: fmt.Sprintf("price %q %s", p.price, p.currency),
+			When: placeCmd(p.currency, inp("s", 1, p.price)),
 		}
 		if p.ok {
-			tc.then = []EventData{placedEvt(p.currency, line("s", 1, p.want))}
+			tc.Then = []EventData{placedEvt(p.currency, line("s", 1, p.want))}
 		} else {
-			tc.wantErr, tc.wantField = CodeInvalidInput, items0("unitPrice")
+			tc.WantErr, tc.WantField = CodeInvalidInput, items0("unitPrice")
 		}
 		cases = append(cases, tc)
 	}

@@ -42,8 +42,12 @@ type OrderShipped struct {
 
 type OrderDelivered struct{}
 
+// OrderCancelled carries why the order was cancelled: a code a shop can
+// count and act on, and the free text the customer or staff gave. Schema
+// version 1 had the text only; its cancellations upcast to ReasonOther.
 type OrderCancelled struct {
-	Reason string `json:"reason"`
+	Reason     string                 `json:"reason"`
+	ReasonCode CancellationReasonCode `json:"reasonCode"`
 }
 
 func (OrderPlaced) EventType() string      { return "OrderPlaced" }

@@ -37,6 +37,7 @@ func Evolve(state Order, e Event) Order {
 		o = withStatus(o, StatusDelivered, e, "")
 	case OrderCancelled:
 		o.CancellationReason = d.Reason
+		o.CancellationReasonCode = d.ReasonCode
 		o = withStatus(o, StatusCancelled, e, d.Reason)
 	}
 	if o.Items == nil {

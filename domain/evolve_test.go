@@ -1,6 +1,7 @@
-package domain
+package domain_test
 
 import (
+	. "github.com/ordergateway/gateway/domain"
 	"reflect"
 	"testing"
 	"time"
@@ -96,13 +97,16 @@ func TestEvolveCancel(t *testing.T) {
 		given []EventData
 	}{
 		{"from pending", []EventData{usdPlaced, OrderCancelled{Reason: "changed my mind"}}},
-		{"from confirmed", []EventData{usdPlaced, OrderConfirmed{}, OrderCancelled{Reason: "changed my mind"}}},
+		{"from confirmed", []EventData{usdPlaced, OrderConfirmed{}, OrderCancelled{Reason: "changed my mind", ReasonCode: ReasonCustomerRequest}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := Fold(history(tc.given...))
 			n := len(tc.given)
 			if o.Status != StatusCancelled || o.CancellationReason != "changed my mind" {
 				t.Errorf("status/reason = %s/%q", o.Status, o.CancellationReason)
+			}
+			if code := tc.given[n-1].(OrderCancelled).ReasonCode; o.CancellationReasonCode != code {
+				t.Errorf("reason code = %q, want %q", o.CancellationReasonCode, code)
 			}
 			last := o.History[len(o.History)-1]
 			want := StatusChange{Status: StatusCancelled, At: at(n - 1), Reason: "changed my mind"}

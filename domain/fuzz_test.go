@@ -1,7 +1,8 @@
-package domain
+package domain_test
 
 import (
 	"errors"
+	. "github.com/ordergateway/gateway/domain"
 	"testing"
 	"time"
 	"unicode/utf8"

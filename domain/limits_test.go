@@ -1,6 +1,7 @@
-package domain
+package domain_test
 
 import (
+	. "github.com/ordergateway/gateway/domain"
 	"strings"
 	"testing"
 	"time"

@@ -34,6 +34,32 @@ func (s Status) Valid() bool {
 	return false
 }
 
+// CancellationReasonCode classifies why an order was cancelled.
+type CancellationReasonCode string
+
+const (
+	ReasonCustomerRequest CancellationReasonCode = "CUSTOMER_REQUEST"
+	ReasonOutOfStock      CancellationReasonCode = "OUT_OF_STOCK"
+	ReasonPaymentFailed   CancellationReasonCode = "PAYMENT_FAILED"
+	ReasonFraudSuspected  CancellationReasonCode = "FRAUD_SUSPECTED"
+	// ReasonOther: none of the above, or not recorded (every cancellation
+	// of schema version 1, and a CancelOrder that names no code).
+	ReasonOther CancellationReasonCode = "OTHER"
+)
+
+// AllCancellationReasonCodes lists every cancellation reason code.
+var AllCancellationReasonCodes = []CancellationReasonCode{ReasonCustomerRequest, ReasonOutOfStock, ReasonPaymentFailed, ReasonFraudSuspected, ReasonOther}
+
+// Valid reports whether c is one of the known codes.
+func (c CancellationReasonCode) Valid() bool {
+	for _, v := range AllCancellationReasonCodes {
+		if c == v {
+			return true
+		}
+	}
+	return false
+}
+
 // Item is one order line. UnitPrice is in the order currency's minor units.
 type Item struct {
 	SKU       string `json:"sku"`
@@ -66,18 +92,20 @@ type StatusChange struct {
 // Order is the aggregate state. The zero Order (Version 0) is an order that
 // does not exist yet.
 type Order struct {
-	ID                 string         `json:"id"`
-	CustomerID         string         `json:"customerId"`
-	Status             Status         `json:"status"`
-	Currency           string         `json:"currency"`
-	Items              []Item         `json:"items"`
-	ShippingAddress    *Address       `json:"shippingAddress,omitempty"`
-	TrackingNumber     string         `json:"trackingNumber,omitempty"`
-	CancellationReason string         `json:"cancellationReason,omitempty"`
-	History            []StatusChange `json:"history"`
-	Version            int            `json:"version"`
-	CreatedAt          time.Time      `json:"createdAt"`
-	UpdatedAt          time.Time      `json:"updatedAt"`
+	ID                 string   `json:"id"`
+	CustomerID         string   `json:"customerId"`
+	Status             Status   `json:"status"`
+	Currency           string   `json:"currency"`
+	Items              []Item   `json:"items"`
+	ShippingAddress    *Address `json:"shippingAddress,omitempty"`
+	TrackingNumber     string   `json:"trackingNumber,omitempty"`
+	CancellationReason string   `json:"cancellationReason,omitempty"`
+	// CancellationReasonCode is set when the order is cancelled.
+	CancellationReasonCode CancellationReasonCode `json:"cancellationReasonCode,omitempty"`
+	History                []StatusChange         `json:"history"`
+	Version                int                    `json:"version"`
+	CreatedAt              time.Time              `json:"createdAt"`
+	UpdatedAt              time.Time              `json:"updatedAt"`
 }
 
 // Exists reports whether the order has been placed.

@@ -1,7 +1,8 @@
-package domain
+package domain_test
 
 import (
 	"context"
+	. "github.com/ordergateway/gateway/domain"
 	"strings"
 	"testing"
 )

@@ -76,6 +76,9 @@ func Validate(cmd Command) error {
 		if err := checkOrderID(c.OrderID); err != nil {
 			return err
 		}
+		if c.ReasonCode != "" && !c.ReasonCode.Valid() {
+			return invalid(path("input", "reasonCode"), "reason code %s is not one of %v", quote(string(c.ReasonCode)), AllCancellationReasonCodes)
+		}
 		return checkText(c.Reason, MaxReasonLength, true, path("input", "reason"))
 	case nil:
 		return invalid(nil, "no command given")

@@ -22,6 +22,15 @@ func orderModel(d view.OrderDoc) *model.Order {
 		History:            make([]*model.StatusChange, len(d.History)),
 		Version:            d.Version, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
 	}
+	if d.Status == string(domain.StatusCancelled) {
+		// A view written before schema version 2 (not rebuilt since) has no
+		// code: its cancellation is one of version 1, which upcasts to OTHER.
+		code := model.CancellationReasonCode(d.CancellationReasonCode)
+		if code == "" {
+			code = model.CancellationReasonCode(domain.ReasonOther)
+		}
+		m.CancellationReasonCode = &code
+	}
 	for i, it := range d.Items {
 		m.Items[i] = &model.OrderItem{Sku: it.SKU, Name: it.Name, Quantity: it.Quantity,
 			UnitPrice: money(it.UnitPrice, d.Currency), LineTotal: money(it.LineTotal, d.Currency)}

@@ -72,19 +72,20 @@ type ComplexityRoot struct {
 	}
 
 	Order struct {
-		CancellationReason func(childComplexity int) int
-		CreatedAt          func(childComplexity int) int
-		CustomerID         func(childComplexity int) int
-		History            func(childComplexity int) int
-		ID                 func(childComplexity int) int
-		ItemCount          func(childComplexity int) int
-		Items              func(childComplexity int) int
-		ShippingAddress    func(childComplexity int) int
-		Status             func(childComplexity int) int
-		Total              func(childComplexity int) int
-		TrackingNumber     func(childComplexity int) int
-		UpdatedAt          func(childComplexity int) int
-		Version            func(childComplexity int) int
+		CancellationReason     func(childComplexity int) int
+		CancellationReasonCode func(childComplexity int) int
+		CreatedAt              func(childComplexity int) int
+		CustomerID             func(childComplexity int) int
+		History                func(childComplexity int) int
+		ID                     func(childComplexity int) int
+		ItemCount              func(childComplexity int) int
+		Items                  func(childComplexity int) int
+		ShippingAddress        func(childComplexity int) int
+		Status                 func(childComplexity int) int
+		Total                  func(childComplexity int) int
+		TrackingNumber         func(childComplexity int) int
+		UpdatedAt              func(childComplexity int) int
+		Version                func(childComplexity int) int
 	}
 
 	OrderConnection struct {
@@ -359,6 +360,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Order.CancellationReason(childComplexity), true
+	case "Order.cancellationReasonCode":
+		if e.ComplexityRoot.Order.CancellationReasonCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.CancellationReasonCode(childComplexity), true
 	case "Order.createdAt":
 		if e.ComplexityRoot.Order.CreatedAt == nil {
 			break
@@ -868,6 +875,8 @@ type Order implements Node {
   shippingAddress: Address
   trackingNumber: String
   cancellationReason: String
+  "Set on CANCELLED orders. Orders cancelled before reason codes existed show OTHER."
+  cancellationReasonCode: CancellationReasonCode
   history: [StatusChange!]!
   "Number of events applied to the order."
   version: Int!
@@ -1003,9 +1012,20 @@ input DeliverOrderInput {
   idempotencyKey: String
 }
 
+"Why an order was cancelled, for reports and follow-up; the free-text reason says more."
+enum CancellationReasonCode {
+  CUSTOMER_REQUEST
+  OUT_OF_STOCK
+  PAYMENT_FAILED
+  FRAUD_SUSPECTED
+  OTHER
+}
+
 input CancelOrderInput {
   orderId: ID!
   reason: String!
+  "OTHER when not given."
+  reasonCode: CancellationReasonCode
   expectedVersion: Int
   idempotencyKey: String
 }
@@ -1133,6 +1153,8 @@ func (ec *executionContext) childFields_Order(ctx context.Context, field graphql
 		return ec.fieldContext_Order_trackingNumber(ctx, field)
 	case "cancellationReason":
 		return ec.fieldContext_Order_cancellationReason(ctx, field)
+	case "cancellationReasonCode":
+		return ec.fieldContext_Order_cancellationReasonCode(ctx, field)
 	case "history":
 		return ec.fieldContext_Order_history(ctx, field)
 	case "version":
@@ -2616,6 +2638,29 @@ func (ec *executionContext) _Order_cancellationReason(ctx context.Context, field
 }
 func (ec *executionContext) fieldContext_Order_cancellationReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Order", field, false, false, "String")
+}
+
+func (ec *executionContext) _Order_cancellationReasonCode(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_cancellationReasonCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CancellationReasonCode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CancellationReasonCode) graphql.Marshaler {
+			return ec.marshalOCancellationReasonCode2ᚖgithubᚗcomᚋordergatewayᚋgatewayᚋgraphᚋmodelᚐCancellationReasonCode(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Order_cancellationReasonCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Order", field, false, false, "CancellationReasonCode")
 }
 
 func (ec *executionContext) _Order_history(ctx context.Context, field graphql.CollectedField, obj *model.Order) (ret graphql.Marshaler) {
@@ -4988,7 +5033,7 @@ func (ec *executionContext) unmarshalInputCancelOrderInput(ctx context.Context, 
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"orderId", "reason", "expectedVersion", "idempotencyKey"}
+	fieldsInOrder := [...]string{"orderId", "reason", "reasonCode", "expectedVersion", "idempotencyKey"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -5009,6 +5054,13 @@ func (ec *executionContext) unmarshalInputCancelOrderInput(ctx context.Context, 
 				return it, err
 			}
 			it.Reason = data
+		case "reasonCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reasonCode"))
+			data, err := ec.unmarshalOCancellationReasonCode2ᚖgithubᚗcomᚋordergatewayᚋgatewayᚋgraphᚋmodelᚐCancellationReasonCode(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReasonCode = data
 		case "expectedVersion":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expectedVersion"))
 			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
@@ -5796,6 +5848,11 @@ func (ec *executionContext) _Order(ctx context.Context, sel ast.SelectionSet, ob
 			}
 		case "cancellationReason":
 			out.Values[i] = ec._Order_cancellationReason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cancellationReasonCode":
+			out.Values[i] = ec._Order_cancellationReasonCode(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
@@ -7222,6 +7279,22 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	_ = ctx
 	res := graphql.MarshalBoolean(*v)
 	return res
+}
+
+func (ec *executionContext) unmarshalOCancellationReasonCode2ᚖgithubᚗcomᚋordergatewayᚋgatewayᚋgraphᚋmodelᚐCancellationReasonCode(ctx context.Context, v any) (*model.CancellationReasonCode, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.CancellationReasonCode)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOCancellationReasonCode2ᚖgithubᚗcomᚋordergatewayᚋgatewayᚋgraphᚋmodelᚐCancellationReasonCode(ctx context.Context, sel ast.SelectionSet, v *model.CancellationReasonCode) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) marshalOCustomerSummary2ᚖgithubᚗcomᚋordergatewayᚋgatewayᚋgraphᚋmodelᚐCustomerSummary(ctx context.Context, sel ast.SelectionSet, v *model.CustomerSummary) graphql.Marshaler {

@@ -44,7 +44,11 @@ func (r *mutationResolver) DeliverOrder(ctx context.Context, input model.Deliver
 
 // CancelOrder is the resolver for the cancelOrder field.
 func (r *mutationResolver) CancelOrder(ctx context.Context, input model.CancelOrderInput) (*model.OrderPayload, error) {
-	return r.send(ctx, domain.CancelOrder{OrderID: input.OrderID, Reason: input.Reason, ExpectedVersion: input.ExpectedVersion}, input.IdempotencyKey)
+	cmd := domain.CancelOrder{OrderID: input.OrderID, Reason: input.Reason, ExpectedVersion: input.ExpectedVersion}
+	if input.ReasonCode != nil {
+		cmd.ReasonCode = domain.CancellationReasonCode(*input.ReasonCode)
+	}
+	return r.send(ctx, cmd, input.IdempotencyKey)
 }
 
 // Order is the resolver for the order field.

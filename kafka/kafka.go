@@ -233,6 +233,7 @@ const (
 	ReasonTooLarge      = "too-large"     // its records would be larger than the broker accepts
 	ReasonRefused       = "refused"       // the broker refused its records for what they are
 	ReasonGap           = "gap"           // an event whose order's view is behind it: the views need a rebuild
+	ReasonNewerSchema   = "newer-schema"  // an event of a schema version newer than this build reads: replay it once a build that reads it runs
 	ReasonUnknown       = "unknown"       // a dead letter without HeaderDLReason (written before it existed)
 )
 

@@ -453,7 +453,11 @@ func (p *Projector) apply(ctx context.Context, partition int32, batch []*sarama.
 			err = fmt.Errorf("event for order %q was keyed %q", e.OrderID, m.Key)
 		}
 		if err != nil {
-			dead = append(dead, kafka.DeadLetter(p.cfg.Topics.DeadLetter, m, kafka.Reason(kafka.ReasonUndecodable, err)))
+			reason := kafka.ReasonUndecodable
+			if newer := (*domain.SchemaVersionError)(nil); errors.As(err, &newer) {
+				reason = kafka.ReasonNewerSchema // a newer build's event: replay it once this build reads it
+			}
+			dead = append(dead, kafka.DeadLetter(p.cfg.Topics.DeadLetter, m, kafka.Reason(reason, err)))
 			continue
 		}
 		if _, ok := byOrder[e.OrderID]; !ok {

@@ -22,10 +22,13 @@ type OrderDoc struct {
 	ShippingAddress    *AddressDoc `bson:"shippingAddress,omitempty" json:"shippingAddress,omitempty"`
 	TrackingNumber     string      `bson:"trackingNumber,omitempty" json:"trackingNumber,omitempty"`
 	CancellationReason string      `bson:"cancellationReason,omitempty" json:"cancellationReason,omitempty"`
-	History            []ChangeDoc `bson:"history" json:"history"`
-	Version            int         `bson:"version" json:"version"`
-	CreatedAt          time.Time   `bson:"createdAt" json:"createdAt"`
-	UpdatedAt          time.Time   `bson:"updatedAt" json:"updatedAt"`
+	// CancellationReasonCode is set on cancelled orders (a view written
+	// before schema version 2 has none; the API shows OTHER then).
+	CancellationReasonCode string      `bson:"cancellationReasonCode,omitempty" json:"cancellationReasonCode,omitempty"`
+	History                []ChangeDoc `bson:"history" json:"history"`
+	Version                int         `bson:"version" json:"version"`
+	CreatedAt              time.Time   `bson:"createdAt" json:"createdAt"`
+	UpdatedAt              time.Time   `bson:"updatedAt" json:"updatedAt"`
 	// Uncounted are the transitions of this order's latest events that its
 	// customer's summary may not count yet (at most MaxUncounted): the
 	// projector writes order views before it counts their events in the
@@ -67,7 +70,7 @@ func FromOrder(o domain.Order) OrderDoc {
 	d := OrderDoc{
 		ID: o.ID, CustomerID: o.CustomerID, Status: string(o.Status), Currency: o.Currency,
 		Items: make([]ItemDoc, len(o.Items)), ItemCount: o.ItemCount(), Total: o.Total(),
-		TrackingNumber: o.TrackingNumber, CancellationReason: o.CancellationReason,
+		TrackingNumber: o.TrackingNumber, CancellationReason: o.CancellationReason, CancellationReasonCode: string(o.CancellationReasonCode),
 		History: make([]ChangeDoc, len(o.History)), Version: o.Version,
 		CreatedAt: o.CreatedAt.UTC(), UpdatedAt: o.UpdatedAt.UTC(),
 	}
@@ -88,7 +91,7 @@ func (d OrderDoc) ToOrder() domain.Order {
 	o := domain.Order{
 		ID: d.ID, CustomerID: d.CustomerID, Status: domain.Status(d.Status), Currency: d.Currency,
 		Items: make([]domain.Item, len(d.Items)), TrackingNumber: d.TrackingNumber,
-		CancellationReason: d.CancellationReason, Version: d.Version,
+		CancellationReason: d.CancellationReason, CancellationReasonCode: domain.CancellationReasonCode(d.CancellationReasonCode), Version: d.Version,
 		CreatedAt: d.CreatedAt.UTC(), UpdatedAt: d.UpdatedAt.UTC(),
 	}
 	for i, it := range d.Items {

@@ -19,8 +19,17 @@ import (
 // snapState mirrors the JSON of command.orderState (unexported), the value
 // the handler writes to and restores from the snapshots topic.
 type snapState struct {
-	Order    domain.Order  `json:"order"`
-	Outcomes []snapOutcome `json:"outcomes,omitempty"`
+	SchemaVersion int           `json:"schemaVersion,omitempty"`
+	Order         domain.Order  `json:"order"`
+	Outcomes      []snapOutcome `json:"outcomes,omitempty"`
+}
+
+// snapWire is snapState as the handler's restore decodes it: the order is
+// upcast from the snapshot's schema version (domain.UnmarshalOrder).
+type snapWire struct {
+	SchemaVersion int             `json:"schemaVersion"`
+	Order         json.RawMessage `json:"order"`
+	Outcomes      []snapOutcome   `json:"outcomes,omitempty"`
 }
 
 type snapOutcome struct {
@@ -85,7 +94,7 @@ func (b *bench) restore(ctx context.Context) error {
 		o := domain.Order{ID: id, CustomerID: fmt.Sprintf("c-%03d", i%100), Status: domain.StatusPending, Currency: "EUR",
 			Items:   []domain.Item{{SKU: "TEA-1", Name: "Green tea", Quantity: 2, UnitPrice: 450}, {SKU: "MUG-2", Name: "Mug", Quantity: 1, UnitPrice: 1200}},
 			History: []domain.StatusChange{{Status: domain.StatusPending, At: base}}, Version: 1, CreatedAt: base, UpdatedAt: base}
-		v, _ := json.Marshal(snapState{Order: o, Outcomes: []snapOutcome{{Key: "key-" + id, Hash: "0123456789abcdef0123456789abcdef", CommandID: "cmd_" + id, Version: 1}}})
+		v, _ := json.Marshal(snapState{SchemaVersion: domain.SchemaVersion, Order: o, Outcomes: []snapOutcome{{Key: "key-" + id, Hash: "0123456789abcdef0123456789abcdef", CommandID: "cmd_" + id, Version: 1}}})
 		msg := &sarama.ProducerMessage{Topic: topics.Snapshots, Key: sarama.StringEncoder(id), Value: sarama.ByteEncoder(v)}
 		if p, err := part.Partition(msg, partitions); err == nil && len(probe[p]) < 2 {
 			probe[p] = append(probe[p], id)
@@ -267,12 +276,17 @@ func readSnapshots(ctx context.Context, brokers []string, topic string, decode b
 				case m := <-pc.Messages():
 					total.Add(1)
 					if decode {
-						var s snapState
-						if err := json.Unmarshal(m.Value, &s); err != nil {
+						var w snapWire
+						if err := json.Unmarshal(m.Value, &w); err != nil {
 							fail(err)
 							return
 						}
-						states[string(m.Key)] = &s
+						o, err := domain.UnmarshalOrder(w.SchemaVersion, w.Order)
+						if err != nil {
+							fail(err)
+							return
+						}
+						states[string(m.Key)] = &snapState{SchemaVersion: domain.SchemaVersion, Order: o, Outcomes: w.Outcomes}
 					}
 					if m.Offset >= hwm[p]-1 {
 						return

@@ -45,10 +45,12 @@ type AddressInput struct {
 }
 
 type CancelOrderInput struct {
-	OrderID         string  `json:"orderId"`
-	Reason          string  `json:"reason"`
-	ExpectedVersion *int    `json:"expectedVersion,omitempty"`
-	IdempotencyKey  *string `json:"idempotencyKey,omitempty"`
+	OrderID string `json:"orderId"`
+	Reason  string `json:"reason"`
+	// OTHER when not given.
+	ReasonCode      *CancellationReasonCode `json:"reasonCode,omitempty"`
+	ExpectedVersion *int                    `json:"expectedVersion,omitempty"`
+	IdempotencyKey  *string                 `json:"idempotencyKey,omitempty"`
 }
 
 type ConfirmOrderInput struct {
@@ -89,12 +91,14 @@ type Order struct {
 	Status     OrderStatus  `json:"status"`
 	Items      []*OrderItem `json:"items"`
 	// Total quantity over all items.
-	ItemCount          int             `json:"itemCount"`
-	Total              *Money          `json:"total"`
-	ShippingAddress    *Address        `json:"shippingAddress,omitempty"`
-	TrackingNumber     *string         `json:"trackingNumber,omitempty"`
-	CancellationReason *string         `json:"cancellationReason,omitempty"`
-	History            []*StatusChange `json:"history"`
+	ItemCount          int      `json:"itemCount"`
+	Total              *Money   `json:"total"`
+	ShippingAddress    *Address `json:"shippingAddress,omitempty"`
+	TrackingNumber     *string  `json:"trackingNumber,omitempty"`
+	CancellationReason *string  `json:"cancellationReason,omitempty"`
+	// Set on CANCELLED orders. Orders cancelled before reason codes existed show OTHER.
+	CancellationReasonCode *CancellationReasonCode `json:"cancellationReasonCode,omitempty"`
+	History                []*StatusChange         `json:"history"`
 	// Number of events applied to the order.
 	Version   int       `json:"version"`
 	CreatedAt time.Time `json:"createdAt"`
@@ -203,6 +207,68 @@ type UserError struct {
 	Message string        `json:"message"`
 	// Path of the offending input field, e.g. ["input", "items", "0", "quantity"].
 	Field []string `json:"field,omitempty"`
+}
+
+// Why an order was cancelled, for reports and follow-up; the free-text reason says more.
+type CancellationReasonCode string
+
+const (
+	CancellationReasonCodeCustomerRequest CancellationReasonCode = "CUSTOMER_REQUEST"
+	CancellationReasonCodeOutOfStock      CancellationReasonCode = "OUT_OF_STOCK"
+	CancellationReasonCodePaymentFailed   CancellationReasonCode = "PAYMENT_FAILED"
+	CancellationReasonCodeFraudSuspected  CancellationReasonCode = "FRAUD_SUSPECTED"
+	CancellationReasonCodeOther           CancellationReasonCode = "OTHER"
+)
+
+var AllCancellationReasonCode = []CancellationReasonCode{
+	CancellationReasonCodeCustomerRequest,
+	CancellationReasonCodeOutOfStock,
+	CancellationReasonCodePaymentFailed,
+	CancellationReasonCodeFraudSuspected,
+	CancellationReasonCodeOther,
+}
+
+func (e CancellationReasonCode) IsValid() bool {
+	switch e {
+	case CancellationReasonCodeCustomerRequest, CancellationReasonCodeOutOfStock, CancellationReasonCodePaymentFailed, CancellationReasonCodeFraudSuspected, CancellationReasonCodeOther:
+		return true
+	}
+	return false
+}
+
+func (e CancellationReasonCode) String() string {
+	return string(e)
+}
+
+func (e *CancellationReasonCode) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = CancellationReasonCode(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid CancellationReasonCode", str)
+	}
+	return nil
+}
+
+func (e CancellationReasonCode) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *CancellationReasonCode) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e CancellationReasonCode) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 type OrderStatus string

@@ -1,0 +1,128 @@
+package domain_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	. "github.com/ordergateway/gateway/domain"
+	"github.com/ordergateway/gateway/domain/domaintest"
+)
+
+// TestGoldenEventsUpcastAndProject: the golden events of every schema
+// version (testdata/golden/v*/events.jsonl, written by the code of that
+// version: v1 before any shape changed), decoded as the projector and the
+// handler decode them, are the events of the golden rules in today's shape,
+// and project to the rules' views; the rules' own events project so too.
+func TestGoldenEventsUpcastAndProject(t *testing.T) {
+	domaintest.RunViews(t, domaintest.Golden)
+	for v := 1; v <= SchemaVersion; v++ {
+		path := filepath.Join("testdata", "golden", fmt.Sprintf("v%d", v), "events.jsonl")
+		if _, err := os.Stat(path); err != nil {
+			if v == 1 || v == SchemaVersion {
+				t.Fatalf("no golden events of schema version %d: %v", v, err)
+			}
+			continue
+		}
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			byOrder := map[string][]Event{}
+			types := map[string]bool{}
+			for i, value := range goldenValues(t, path) {
+				e, err := UnmarshalEvent(value)
+				if err != nil {
+					t.Fatalf("record %d: %v", i+1, err)
+				}
+				byOrder[e.OrderID] = append(byOrder[e.OrderID], e)
+				types[e.Data.EventType()] = true
+			}
+			for _, typ := range EventTypes() {
+				if !types[typ] {
+					t.Errorf("the golden events lack an %s", typ)
+				}
+			}
+			seen := 0
+			for _, rule := range domaintest.Golden {
+				got, ok := byOrder[rule.Name]
+				if !ok {
+					continue // an order added to the golden history after version v
+				}
+				seen++
+				if !reflect.DeepEqual(got, rule.Given) {
+					t.Errorf("%s: decoded\n got  %+v\n want %+v", rule.Name, got, rule.Given)
+				}
+				domaintest.CheckView(t, domaintest.Project(got), rule.Then)
+			}
+			if seen != len(byOrder) {
+				t.Errorf("%d orders in the golden events, %d of them in domaintest.Golden", len(byOrder), seen)
+			}
+		})
+	}
+}
+
+// goldenValues reads the values of a golden records file.
+func goldenValues(t *testing.T, path string) [][]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out [][]byte
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var r struct {
+			Value string `json:"value"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out = append(out, []byte(r.Value))
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestUnmarshalOrder(t *testing.T) {
+	cancelledV1 := []byte(`{"id":"o","status":"CANCELLED","cancellationReason":"r","version":2}`)
+	for _, tc := range []struct {
+		name    string
+		version int
+		in      []byte
+		want    CancellationReasonCode
+	}{
+		{"v1 cancelled gets OTHER", 1, cancelledV1, ReasonOther},
+		{"no version is v1", 0, cancelledV1, ReasonOther},
+		{"v1 pending gets no code", 1, []byte(`{"id":"o","status":"PENDING","version":1}`), ""},
+		{"v2 keeps its code", 2, []byte(`{"id":"o","status":"CANCELLED","cancellationReasonCode":"OUT_OF_STOCK","version":2}`), ReasonOutOfStock},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := UnmarshalOrder(tc.version, tc.in)
+			if err != nil || o.CancellationReasonCode != tc.want || o.ID != "o" {
+				t.Errorf("got %+v, %v; want reason code %q", o, err, tc.want)
+			}
+		})
+	}
+	for _, v := range []int{SchemaVersion + 1, 99, -1} {
+		_, err := UnmarshalOrder(v, []byte(`{}`))
+		var newer *SchemaVersionError
+		if !errors.As(err, &newer) || newer.Version != v {
+			t.Errorf("version %d: %v, want a *SchemaVersionError", v, err)
+		}
+	}
+}
+
+func TestNewerEventIsASchemaVersionError(t *testing.T) {
+	_, err := UnmarshalEvent([]byte(`{"orderId":"o","version":1,"type":"OrderPlaced","schemaVersion":99,"data":{"shape":"unknown"}}`))
+	var newer *SchemaVersionError
+	if !errors.As(err, &newer) || newer.Version != 99 || newer.What != "event OrderPlaced" {
+		t.Fatalf("got %v, want a *SchemaVersionError for version 99", err)
+	}
+}
