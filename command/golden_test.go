@@ -3,6 +3,7 @@ package command
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -270,5 +271,67 @@ func TestNewerSnapshotIsRefused(t *testing.T) {
 	}
 	if _, err := decodeSnapshot([]byte(`{"order":`)); err == nil {
 		t.Error("a truncated snapshot decoded")
+	}
+}
+
+// TestRestoreReadsGoldenV1Records: a handler of this build restores
+// partitions holding what the code of schema version 1 wrote, on a broker:
+// partition 0 the v1 snapshots (restored from them), partition 1 the v1
+// events without snapshots (rebuilt from them). Both give the states of the
+// golden rules, and partition 0 keeps the recorded outcomes.
+func TestRestoreReadsGoldenV1Records(t *testing.T) {
+	topics := testTopics(t, "golden", 2)
+	sc := kafka.Config("test-golden", 20*time.Millisecond)
+	sc.Producer.Return.Successes = true
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	prod, err := sarama.NewSyncProducer(testBrokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	var msgs []*sarama.ProducerMessage
+	for _, f := range []struct {
+		name, topic string
+		partition   int32
+	}{{"snapshots.jsonl", topics.Snapshots, 0}, {"events.jsonl", topics.Events, 1}} {
+		for _, r := range readGolden(t, filepath.Join(goldenDir, "v1", f.name)) {
+			m := &sarama.ProducerMessage{Topic: f.topic, Partition: f.partition, Key: sarama.StringEncoder(r.Key), Value: sarama.StringEncoder(r.Value)}
+			for _, h := range r.Headers {
+				m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte(h[0]), Value: []byte(h[1])})
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	if err := prod.SendMessages(msgs); err != nil {
+		t.Fatal(err)
+	}
+	h := fenceTestHandler(t, topics, topics.Commands+".group")
+	tp, err := h.newTxnProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tp.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	states, err := h.restore(ctx, tp, []int32{0, 1})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	for p := range int32(2) {
+		if len(states[p]) != 3 {
+			t.Errorf("partition %d: %d orders restored, want the 3 of version 1", p, len(states[p]))
+		}
+		for _, rule := range domaintest.Golden {
+			s := states[p][rule.Name]
+			if rule.Name == "ord_golden_d" || s == nil {
+				continue
+			}
+			if want := domain.Fold(rule.Given); !reflect.DeepEqual(s.Order, want) {
+				t.Errorf("partition %d, %s:\n got  %+v\n want %+v", p, rule.Name, s.Order, want)
+			}
+		}
+	}
+	if s := states[0]["ord_golden_a"]; s == nil || s.find("k-a7") == nil || s.find("k-a7").Error == nil {
+		t.Error("the refused command's recorded outcome was not restored")
 	}
 }

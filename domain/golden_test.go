@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	. "github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/domain/domaintest"
+	"github.com/ordergateway/gateway/view"
 )
 
 // TestGoldenEventsUpcastAndProject: the golden events of every schema
@@ -125,4 +127,36 @@ func TestNewerEventIsASchemaVersionError(t *testing.T) {
 	if !errors.As(err, &newer) || newer.Version != 99 || newer.What != "event OrderPlaced" {
 		t.Fatalf("got %v, want a *SchemaVersionError for version 99", err)
 	}
+}
+
+// TestProjectionRules: given an order's events, then its view (one row per
+// rule; the golden rules are in TestGoldenEventsUpcastAndProject).
+func TestProjectionRules(t *testing.T) {
+	h := func(data ...EventData) []Event { return domaintest.History("o-view", data...) }
+	at := func(i int) time.Time { return domaintest.At(i) }
+	placed := OrderPlaced{CustomerID: "c", Currency: "EUR", Items: []Item{{SKU: "A", Name: "A", Quantity: 2, UnitPrice: 150}}}
+	domaintest.RunViews(t, []domaintest.ViewCase{
+		{
+			Name:  "placed: pending, totals from the items",
+			Given: h(placed),
+			Then: view.OrderDoc{ID: "o-view", CustomerID: "c", Status: "PENDING", Currency: "EUR",
+				Items: []view.ItemDoc{{SKU: "A", Name: "A", Quantity: 2, UnitPrice: 150, LineTotal: 300}}, ItemCount: 2, Total: 300,
+				History: []view.ChangeDoc{{Status: "PENDING", At: at(0)}}, Version: 1, CreatedAt: at(0), UpdatedAt: at(0)},
+		},
+		{
+			Name:  "the last item removed: no items, total 0, still pending",
+			Given: h(placed, OrderItemRemoved{SKU: "A"}),
+			Then: view.OrderDoc{ID: "o-view", CustomerID: "c", Status: "PENDING", Currency: "EUR", Items: []view.ItemDoc{},
+				History: []view.ChangeDoc{{Status: "PENDING", At: at(0)}}, Version: 2, CreatedAt: at(0), UpdatedAt: at(1)},
+		},
+		{
+			Name:  "cancelled with a code: reason, code and history entry; items kept",
+			Given: h(placed, OrderCancelled{Reason: "stock count was wrong", ReasonCode: ReasonOutOfStock}),
+			Then: view.OrderDoc{ID: "o-view", CustomerID: "c", Status: "CANCELLED", Currency: "EUR",
+				Items: []view.ItemDoc{{SKU: "A", Name: "A", Quantity: 2, UnitPrice: 150, LineTotal: 300}}, ItemCount: 2, Total: 300,
+				CancellationReason: "stock count was wrong", CancellationReasonCode: "OUT_OF_STOCK",
+				History: []view.ChangeDoc{{Status: "PENDING", At: at(0)}, {Status: "CANCELLED", At: at(1), Reason: "stock count was wrong"}},
+				Version: 2, CreatedAt: at(0), UpdatedAt: at(1)},
+		},
+	})
 }
