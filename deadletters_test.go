@@ -199,6 +199,13 @@ func TestDeadLetteredCommandsAreListedShownAndReplayedOnce(t *testing.T) {
 	if l = listDeadLetters(t, env); l.Total != 4 {
 		t.Errorf("%d dead letters a second later, want still 4", l.Total)
 	}
+	var newest dlList
+	if err := json.Unmarshal([]byte(deadLetters(t, env, 0, "list", "--json", "--limit", "2")), &newest); err != nil {
+		t.Fatal(err)
+	}
+	if newest.Total != 4 || len(newest.DeadLetters) != 2 || newest.DeadLetters[0].ID != again || newest.DeadLetters[1].ReplayOf != again {
+		t.Errorf("list --limit 2: %+v, want the newest two of 4 (%s and its replay's)", newest, again)
+	}
 }
 
 // TestReplayedEventsApplyOnceInTheViews: an event that would leave a gap in
