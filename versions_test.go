@@ -170,7 +170,7 @@ func TestHandlerRefusesNewerSnapshots(t *testing.T) {
 	if err := kafka.EnsureTopics(admin, topics, kafka.TopicSettings{Partitions: 1, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
-	newer := fmt.Sprintf(`{"schemaVersion":%d,"order":{"id":"o-new","shape":"unknown"}}`, domain.SchemaVersion+1)
+	newer := fmt.Sprintf(`{"schemaVersion":%d,"order":{"id":"o-new","shape":"unknown"}}`, domain.OrderVersion+1)
 	produceTo(t, []*sarama.ProducerMessage{{Topic: topics.Snapshots, Key: sarama.StringEncoder("o-new"), Value: sarama.StringEncoder(newer)}})
 	g := startGateway(t, cfg)
 	deadline := time.Now().Add(30 * time.Second)
@@ -184,7 +184,7 @@ func TestHandlerRefusesNewerSnapshots(t *testing.T) {
 		var status map[string]string
 		_ = json.Unmarshal(body, &status)
 		if strings.HasPrefix(status["commandHandler"], "refused") {
-			if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(status["commandHandler"], fmt.Sprintf("schema version %d", domain.SchemaVersion+1)) {
+			if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(status["commandHandler"], fmt.Sprintf("schema version %d", domain.OrderVersion+1)) {
 				t.Fatalf("/readyz %d %s", resp.StatusCode, body)
 			}
 			t.Logf("/readyz: %s", body)

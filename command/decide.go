@@ -37,15 +37,15 @@ var errSnapshotTooLarge = fmt.Errorf("the order's snapshot would be larger than 
 // idempotency key.
 type orderState struct {
 	// SchemaVersion is the version of Order's shape in a snapshot
-	// (domain.SchemaVersion when written; absent in version 1).
+	// (domain.OrderVersion when written; absent in version 1).
 	SchemaVersion int          `json:"schemaVersion,omitempty"`
 	Order         domain.Order `json:"order"`
 	Outcomes      []outcome    `json:"outcomes,omitempty"`
 }
 
 // decodeSnapshot decodes a snapshot of any schema version up to
-// domain.SchemaVersion, its order upcast to today's shape. A newer version
-// is a *domain.SchemaVersionError: the handler refuses to start on it.
+// domain.OrderVersion, its order upcast to today's shape. A newer version
+// is a *domain.OrderVersionError: the handler refuses to start on it.
 func decodeSnapshot(b []byte) (*orderState, error) {
 	var wire struct {
 		SchemaVersion int             `json:"schemaVersion"`
@@ -59,7 +59,7 @@ func decodeSnapshot(b []byte) (*orderState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &orderState{SchemaVersion: domain.SchemaVersion, Order: o, Outcomes: wire.Outcomes}, nil
+	return &orderState{SchemaVersion: domain.OrderVersion, Order: o, Outcomes: wire.Outcomes}, nil
 }
 
 type outcome struct {
@@ -268,7 +268,7 @@ func kafkaHeaderBytes(m *sarama.ConsumerMessage, key string) []byte {
 // otherwise be over MaxSnapshotBytes. The newest outcome is always kept; if
 // that is still too large, it returns errSnapshotTooLarge.
 func encodeSnapshot(s *orderState) ([]byte, error) {
-	s.SchemaVersion = domain.SchemaVersion
+	s.SchemaVersion = domain.OrderVersion
 	v, err := json.Marshal(s)
 	if err != nil || len(v) <= MaxSnapshotBytes {
 		return v, err

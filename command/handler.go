@@ -220,7 +220,7 @@ func (h *Handler) refuse(err error) bool {
 	if !errors.As(err, &newer) {
 		return false
 	}
-	why := fmt.Sprintf("refused: %s of schema version %d, newer than this build reads (1 to %d); run a newer build", newer.What, newer.Version, domain.SchemaVersion)
+	why := fmt.Sprintf("refused: %s of schema version %d, newer than this build reads (1 to %d); run a newer build", newer.What, newer.Version, newer.Known)
 	h.refused.Store(&why)
 	h.cfg.Logger.Error("command handler: refusing to handle commands: the data is of a newer schema version than this build reads; run a newer build", "err", err)
 	if c := h.runCancel.Load(); c != nil {

@@ -45,13 +45,13 @@ func MarshalEvent(e Event) ([]byte, error) {
 		return nil, err
 	}
 	return json.Marshal(eventEnvelope{
-		OrderID: e.OrderID, Version: e.Version, Type: e.Data.EventType(), SchemaVersion: SchemaVersion,
+		OrderID: e.OrderID, Version: e.Version, Type: e.Data.EventType(), SchemaVersion: EventVersion(e.Data.EventType()),
 		OccurredAt: e.OccurredAt.UTC(), CommandID: e.CommandID, Data: data,
 	})
 }
 
-// UnmarshalEvent decodes a wire envelope of any schema version up to
-// SchemaVersion, upcasting older data to today's shape (an envelope without
+// UnmarshalEvent decodes a wire envelope of any schema version up to its
+// type's EventVersion, upcasting older data to today's shape (an envelope without
 // a schema version is version 1). It returns a *SchemaVersionError for a
 // newer version, and an error naming what is wrong for malformed JSON, an
 // unknown type, a missing order id or a version below 1.
@@ -67,8 +67,8 @@ func UnmarshalEvent(b []byte) (Event, error) {
 	if env.SchemaVersion == 0 {
 		env.SchemaVersion = 1
 	}
-	if env.SchemaVersion < 0 || env.SchemaVersion > SchemaVersion {
-		return Event{}, &SchemaVersionError{What: "event " + env.Type, Version: env.SchemaVersion}
+	if known := EventVersion(env.Type); env.SchemaVersion < 0 || env.SchemaVersion > known {
+		return Event{}, &SchemaVersionError{What: "event " + env.Type, Version: env.SchemaVersion, Known: known}
 	}
 	if env.OrderID == "" {
 		return Event{}, fmt.Errorf("event %s has no orderId", env.Type)

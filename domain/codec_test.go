@@ -64,7 +64,7 @@ func TestEventRoundTrip(t *testing.T) {
 			if err := json.Unmarshal(b, &env); err != nil {
 				t.Fatalf("wire form is not a JSON object: %v", err)
 			}
-			if string(env["type"]) != `"`+e.Data.EventType()+`"` || string(env["schemaVersion"]) != strconv.Itoa(SchemaVersion) {
+			if string(env["type"]) != `"`+e.Data.EventType()+`"` || string(env["schemaVersion"]) != strconv.Itoa(EventVersion(e.Data.EventType())) {
 				t.Errorf("envelope type/schemaVersion = %s/%s", env["type"], env["schemaVersion"])
 			}
 			if _, has := env["commandId"]; has != (e.CommandID != "") {

@@ -94,7 +94,7 @@ func (b *bench) restore(ctx context.Context) error {
 		o := domain.Order{ID: id, CustomerID: fmt.Sprintf("c-%03d", i%100), Status: domain.StatusPending, Currency: "EUR",
 			Items:   []domain.Item{{SKU: "TEA-1", Name: "Green tea", Quantity: 2, UnitPrice: 450}, {SKU: "MUG-2", Name: "Mug", Quantity: 1, UnitPrice: 1200}},
 			History: []domain.StatusChange{{Status: domain.StatusPending, At: base}}, Version: 1, CreatedAt: base, UpdatedAt: base}
-		v, _ := json.Marshal(snapState{SchemaVersion: domain.SchemaVersion, Order: o, Outcomes: []snapOutcome{{Key: "key-" + id, Hash: "0123456789abcdef0123456789abcdef", CommandID: "cmd_" + id, Version: 1}}})
+		v, _ := json.Marshal(snapState{SchemaVersion: domain.OrderVersion, Order: o, Outcomes: []snapOutcome{{Key: "key-" + id, Hash: "0123456789abcdef0123456789abcdef", CommandID: "cmd_" + id, Version: 1}}})
 		msg := &sarama.ProducerMessage{Topic: topics.Snapshots, Key: sarama.StringEncoder(id), Value: sarama.ByteEncoder(v)}
 		if p, err := part.Partition(msg, partitions); err == nil && len(probe[p]) < 2 {
 			probe[p] = append(probe[p], id)
@@ -286,7 +286,7 @@ func readSnapshots(ctx context.Context, brokers []string, topic string, decode b
 							fail(err)
 							return
 						}
-						states[string(m.Key)] = &snapState{SchemaVersion: domain.SchemaVersion, Order: o, Outcomes: w.Outcomes}
+						states[string(m.Key)] = &snapState{SchemaVersion: domain.OrderVersion, Order: o, Outcomes: w.Outcomes}
 					}
 					if m.Offset >= hwm[p]-1 {
 						return

@@ -16,10 +16,10 @@ var GoldenT0 = time.Date(2026, time.March, 2, 10, 0, 0, 0, time.UTC)
 func GoldenAt(minutes int) time.Time { return GoldenT0.Add(time.Duration(minutes) * time.Minute) }
 
 // Golden is the golden history (domain/testdata/golden/v*/) as rules, one
-// per order: given its events in today's shape, then its view. The golden
-// records of every schema version, decoded and upcast, must be these
-// events and project to these views; an order a version's records lack
-// (one added to the history later) is skipped for that version.
+// per order: given its events in today's shape, then its view. The records
+// of every golden folder, decoded and upcast, must be these events and
+// project to these views; an order a folder's records lack (one added to
+// the history later) is skipped for that folder.
 var Golden = []ViewCase{
 	{
 		Name: "ord_golden_a",
@@ -71,7 +71,8 @@ var Golden = []ViewCase{
 			Version: 3, CreatedAt: GoldenAt(20), UpdatedAt: GoldenAt(22)},
 	},
 	{
-		// From schema version 2: a cancellation with a reason code.
+		// From golden folder v2 (OrderCancelled version 2): a cancellation
+		// with a reason code.
 		Name: "ord_golden_d",
 		Given: []domain.Event{
 			goldenEvent("ord_golden_d", 1, 30, 13, domain.OrderPlaced{CustomerID: "cust-golden-2", Currency: "GBP",
