@@ -198,6 +198,22 @@ func TestHandlerRefusesNewerSnapshots(t *testing.T) {
 	if g.Handler().Ready() {
 		t.Error("the handler is ready")
 	}
+	// It left its group at once (not after SESSION_TIMEOUT, 6 s): the
+	// partitions are free for the members of a build that reads them.
+	group := cfg.TopicPrefix + ".command-handler"
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		described, err := admin.DescribeConsumerGroups([]string{group})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(described) == 1 && len(described[0].Members) == 0 {
+			t.Logf("the refusing handler's group is empty (%s after /readyz said refused)", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("group %s still has %d members 3 s after the refusal", group, len(described[0].Members))
+		}
+	}
 }
 
 // TestCancelWithReasonCode: cancelOrder takes a reason code (OTHER when not

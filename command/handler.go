@@ -186,8 +186,9 @@ func h0config(cfg HandlerConfig) *sarama.Config {
 // When the snapshots (or, rebuilding, the events) of a partition it is
 // given are of a newer schema version than this build reads, it refuses:
 // Run returns the *domain.SchemaVersionError, Ready is false and Refused
-// says why. The handler then leaves the partitions to the group's other
-// members (a build that reads them) instead of misreading or rejoining.
+// says why. The handler then leaves the group, its partitions to the
+// other members (a build that reads them), instead of misreading or
+// rejoining.
 func (h *Handler) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -195,6 +196,11 @@ func (h *Handler) Run(ctx context.Context) error {
 	err := h.loop.Run(ctx, h.group, []string{h.cfg.Topics.Commands}, h, h.cfg.Logger)
 	var newer *domain.SchemaVersionError
 	if cause := context.Cause(ctx); errors.As(cause, &newer) {
+		// Leave the group now: the other members (a build that reads the
+		// data) take the partitions at once, not after the session timeout.
+		if err := h.group.Close(); err != nil {
+			h.cfg.Logger.Warn("command handler: leaving the group", "err", err)
+		}
 		return cause
 	}
 	return err

@@ -34,8 +34,8 @@ func (l *GroupLoop) Run(ctx context.Context, group sarama.ConsumerGroup, topics 
 		}
 		if err != nil {
 			level := slog.LevelWarn
-			if errors.Is(err, context.Canceled) {
-				level = slog.LevelDebug // ended on purpose: a Restart (whose cause was logged) or a Close
+			if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+				level = slog.LevelDebug // ended on purpose: a Restart or a stop (whose cause was logged) or a Close
 			}
 			logger.Log(ctx, level, "consumer group session ended; rejoining", "topics", topics, "err", err)
 			select {
