@@ -4,10 +4,15 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/ordergateway/gateway/tracing"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -26,9 +31,13 @@ const benchOrderQuery = `{"query":"query($id: ID!) { order(id: $id) { id custome
 
 // BenchmarkOrderQueryHTTP is the cost of the GraphQL endpoint over loopback
 // HTTP for order(id) with every field of an order, next to its baseline in
-// the same run: the empty query { __typename }.
+// the same run: the empty query { __typename }; and order(id) again with
+// every trace sampled and its span exported as JSON by the console exporter
+// to /dev/null, as OTEL_TRACES_EXPORTER=console OTEL_TRACES_SAMPLER=always_on
+// does (order-traced: the query's server span; the fixed views send no store
+// command).
 //
-//	go test -run '^$' -bench OrderQueryHTTP ./graph
+//	go test -run '^$' -bench OrderQueryHTTP -benchmem ./graph
 func BenchmarkOrderQueryHTTP(b *testing.B) {
 	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	d := view.OrderDoc{ID: "ord_1", CustomerID: "c1", Status: "SHIPPED", Currency: "EUR",
@@ -38,11 +47,26 @@ func BenchmarkOrderQueryHTTP(b *testing.B) {
 		Version: 3, CreatedAt: at, UpdatedAt: at}
 	srv := httptest.NewServer(NewServer(&Resolver{Views: fixedViews{d}}, WebsocketOptions{}))
 	defer srv.Close()
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devNull.Close()
+	exp, err := stdouttrace.New(stdouttrace.WithWriter(devNull))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	defer tp.Shutdown(context.Background())
+	traced := httptest.NewServer(NewServer(&Resolver{Views: fixedViews{d}, Tracer: tracing.New(tp)}, WebsocketOptions{}))
+	defer traced.Close()
 	client := srv.Client()
-	for _, q := range []struct{ name, body string }{{"order", benchOrderQuery}, {"empty", `{"query":"{ __typename }"}`}} {
+	for _, q := range []struct{ name, body, url string }{
+		{"order", benchOrderQuery, srv.URL}, {"empty", `{"query":"{ __typename }"}`, srv.URL}, {"order-traced", benchOrderQuery, traced.URL},
+	} {
 		b.Run(q.name, func(b *testing.B) {
 			for b.Loop() {
-				resp, err := client.Post(srv.URL, "application/json", strings.NewReader(q.body))
+				resp, err := client.Post(q.url, "application/json", strings.NewReader(q.body))
 				if err != nil {
 					b.Fatal(err)
 				}
