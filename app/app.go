@@ -61,6 +61,7 @@ type Main struct {
 	kafka             *embedded.Kafka
 	mongo             *embedded.Mongo
 	dataLock          *embedded.DirLock // held while the embedded broker or store runs
+	stateLock         *embedded.DirLock // held on the command handler's state folder
 	brokers           []string
 	security          *kafka.Security // nil: plaintext, no SASL
 	mongoURI          string
@@ -273,7 +274,8 @@ func (m *Main) startServing() error {
 	}
 	if m.handler, err = command.NewHandler(command.HandlerConfig{Brokers: m.brokers, Topics: topics, Group: m.handlerGroup(),
 		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Logger: m.Logger, Local: m.bus, Security: m.security,
-		AuthDisabled: c.Auth.Disabled, Metrics: m.metrics.handler, Tracer: m.tracer}); err != nil {
+		AuthDisabled: c.Auth.Disabled, Metrics: m.metrics.handler, Tracer: m.tracer,
+		StateDir: m.stateDir(), CacheOrders: c.HandlerCacheOrders}); err != nil {
 		return err
 	}
 	m.bus.Attach(m.handler)
@@ -661,8 +663,25 @@ func (m *Main) close() error {
 	}
 	m.verifier.Close()
 	errs = append(errs, m.stopTracing())
+	errs = append(errs, m.stateLock.Close())
 	errs = append(errs, m.dataLock.Close())
 	return errors.Join(errs...)
+}
+
+// stateDir is the command handler's state folder, handler-state in
+// DATA_DIR, locked for this process. If another process holds it (several
+// gateways given one DATA_DIR) or it cannot be made, the handler keeps its
+// state in a temporary folder ("") instead, and every start restores from
+// the snapshots topic: slower, never wrong.
+func (m *Main) stateDir() string {
+	dir := filepath.Join(m.Config.DataDir, "handler-state")
+	l, err := embedded.LockDir(dir)
+	if err != nil {
+		m.Logger.Warn("command handler: its state folder is not usable; keeping its state in a temporary folder (each start reads all snapshots)", "err", err)
+		return ""
+	}
+	m.stateLock = l
+	return dir
 }
 
 func displayAddr(a net.Addr) string {

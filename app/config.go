@@ -65,6 +65,9 @@ type Config struct {
 	TrustedDocuments     *graph.TrustedDocuments
 	// NoPlayground is PLAYGROUND=false: / and /playground/ answer 404.
 	NoPlayground bool
+	// HandlerCacheOrders is HANDLER_CACHE_ORDERS: the order states the
+	// command handler keeps in memory (command.HandlerConfig.CacheOrders).
+	HandlerCacheOrders int
 }
 
 // setting is one configuration entry: its flag, environment variable,
@@ -105,7 +108,7 @@ func settings() []setting {
 	}
 	return append([]setting{
 		{"listen-addr", "LISTEN_ADDR", ":8080", "HTTP address to serve GraphQL on (host:port; an empty host is every interface)", addr(func(c *Config) *string { return &c.ListenAddr })},
-		{"data-dir", "DATA_DIR", "./data", "folder for the embedded broker's and store's data", str(func(c *Config) *string { return &c.DataDir })},
+		{"data-dir", "DATA_DIR", "./data", "folder for the embedded broker's and store's data and the command handler's local state (handler-state), also with KAFKA_BROKERS", str(func(c *Config) *string { return &c.DataDir })},
 		{"kafka-brokers", "KAFKA_BROKERS", "", "comma-separated Kafka bootstrap servers (host:port); empty starts the embedded broker", func(c *Config, v string) error {
 			c.KafkaBrokers = splitList(v)
 			for _, b := range c.KafkaBrokers {
@@ -193,6 +196,7 @@ func settings() []setting {
 		{"ws-ping-interval", "WS_PING_INTERVAL", "15s", "websocket keep-alive interval (a peer that misses two pongs is closed) and SSE keep-alive comment interval", dur(func(c *Config) *time.Duration { return &c.WSPingInterval })},
 		{"ws-write-timeout", "WS_WRITE_TIMEOUT", "10s", "how long a websocket write may wait for a client that does not read before it is disconnected", dur(func(c *Config) *time.Duration { return &c.WSWriteTimeout })},
 		{"max-subscriptions-per-connection", "MAX_SUBSCRIPTIONS_PER_CONNECTION", "100", "subscriptions one websocket may hold at once", num(func(c *Config) *int { return &c.MaxSubscriptions }, 1, 100000)},
+		{"handler-cache-orders", "HANDLER_CACHE_ORDERS", "10000", "order states the command handler keeps in memory, the least recently used dropped first (64 MiB of snapshots at most); the others are read from its local state store under DATA_DIR when needed", num(func(c *Config) *int { return &c.HandlerCacheOrders }, 1, 10_000_000)},
 		{"apq-cache-size", "APQ_CACHE_SIZE", "1000", "automatic persisted queries (Apollo's APQ) kept, the least recently used dropped first (16 MiB of documents at most); 0 turns APQ off", setAPQCacheSize},
 		{"trusted-documents-file", "TRUSTED_DOCUMENTS_FILE", "", "JSON manifest of trusted documents (Apollo's persisted query manifest, or an object of SHA-256 to document): when set, only its documents run; empty: any document", setTrustedDocumentsFile},
 		{"playground", "PLAYGROUND", "true", "serve the GraphiQL playground at / (its page holds the schema, for anyone who can reach the address); false: / answers 404, and tools introspect /graphql with a token", func(c *Config, v string) error {

@@ -72,7 +72,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		AllowedOrigins: []string{"localhost:*", "127.0.0.1:*"}, WSInitTimeout: 10 * time.Second,
 		WSPingInterval: 15 * time.Second, WSWriteTimeout: 10 * time.Second, MaxSubscriptions: 100,
 		Auth:         auth.Config{RoleClaim: "role", CustomerClaim: "sub", Leeway: 30 * time.Second},
-		APQCacheSize: 1000,
+		APQCacheSize: 1000, HandlerCacheOrders: 10000,
 	}
 	if !equalJSON(t, c, want) {
 		t.Errorf("defaults:\nwant %+v\ngot  %+v", want, c)
@@ -110,6 +110,7 @@ func TestParseConfigEnv(t *testing.T) {
 		"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "gw", "KAFKA_SASL_PASSWORD": "pw-1",
 		"CORS_ALLOWED_ORIGINS": "shop.example.com", "PLAYGROUND": "false",
 		"APQ_CACHE_SIZE": "50", "TRUSTED_DOCUMENTS_FILE": "", // a manifest is read at once: see TestParseConfigPersistedQueries
+		"HANDLER_CACHE_ORDERS": "500",
 	}
 	c := mustParse(t, nil, env)
 	want := Config{
@@ -127,7 +128,7 @@ func TestParseConfigEnv(t *testing.T) {
 			RoleClaim: "realm_access.roles", CustomerClaim: "customer_id", Leeway: 5 * time.Second},
 		KafkaSecurity:      kafka.Security{TLS: true, SASLMechanism: "SCRAM-SHA-512", SASLUsername: "gw", SASLPassword: "pw-1"},
 		CORSAllowedOrigins: []string{"shop.example.com"}, NoPlayground: true,
-		APQCacheSize: 50,
+		APQCacheSize: 50, HandlerCacheOrders: 500,
 	}
 	if c.KafkaSecurity.SASLPassword != "pw-1" {
 		t.Errorf("KAFKA_SASL_PASSWORD: not read")

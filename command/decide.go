@@ -44,8 +44,10 @@ type orderState struct {
 }
 
 // decodeSnapshot decodes a snapshot of any schema version up to
-// domain.OrderVersion, its order upcast to today's shape. A newer version
-// is a *domain.OrderVersionError: the handler refuses to start on it.
+// domain.OrderVersion, its order upcast to today's shape, as read from the
+// snapshots topic or a local store (the one place snapshots are decoded). A
+// newer version is a *domain.SchemaVersionError: the handler refuses to
+// start on it.
 func decodeSnapshot(b []byte) (*orderState, error) {
 	var wire struct {
 		SchemaVersion int             `json:"schemaVersion"`
@@ -79,11 +81,21 @@ func (s *orderState) find(key string) *outcome {
 	return nil
 }
 
-// partitionStates is the state of the orders of the partitions a handler
-// owns, by partition and order id.
+// orderSource gives the state of an order of a partition (nil: no such
+// order). A failure is the local store's (see workingSet).
+type orderSource interface {
+	order(p int32, orderID string) (*orderState, error)
+}
+
+// partitionStates is order states by partition and order id, all in
+// memory.
 type partitionStates map[int32]map[string]*orderState
 
 func (ps partitionStates) get(p int32, orderID string) *orderState { return ps[p][orderID] }
+
+func (ps partitionStates) order(p int32, orderID string) (*orderState, error) {
+	return ps[p][orderID], nil
+}
 
 // addressedReply is a command's outcome and where it goes: the bus
 // instance that sent the command and the replies partition it reads.
@@ -100,7 +112,11 @@ type decided struct {
 	records []*sarama.ProducerMessage
 	replies []addressedReply
 	changed map[int32]map[string]*orderState
-	dead    int64
+	// before is the state of each changed order before the batch (nil:
+	// none), snapshots its encoded snapshot after.
+	before    partitionStates
+	snapshots map[int32]map[string][]byte
+	dead      int64
 }
 
 // replyTo addresses r to the bus that sent command m; ok is false when m
@@ -119,8 +135,8 @@ func replyTo(m *sarama.ConsumerMessage, r Reply) (addressedReply, bool) {
 // errSnapshotTooLarge when an order's snapshot would be too large. Events
 // and snapshots go to the partition of the command they come from, so that
 // the commands, events and snapshots of an order share a partition number.
-func (h *Handler) decideBatch(states partitionStates, batch []*sarama.ConsumerMessage) (decided, error) {
-	d := decided{changed: map[int32]map[string]*orderState{}}
+func (h *Handler) decideBatch(states orderSource, batch []*sarama.ConsumerMessage) (decided, error) {
+	d := decided{changed: map[int32]map[string]*orderState{}, before: partitionStates{}, snapshots: map[int32]map[string][]byte{}}
 	reply := func(m *sarama.ConsumerMessage, r Reply) {
 		if a, ok := replyTo(m, r); ok {
 			d.replies = append(d.replies, a)
@@ -140,7 +156,15 @@ func (h *Handler) decideBatch(states partitionStates, batch []*sarama.ConsumerMe
 		if err == nil {
 			state = d.changed[p][env.OrderID]
 			if state == nil {
-				state = cloneState(states.get(p, env.OrderID))
+				old, err := states.order(p, env.OrderID)
+				if err != nil {
+					return decided{}, fmt.Errorf("state of order %q: %w", env.OrderID, err)
+				}
+				state = cloneState(old)
+				if d.before[p] == nil {
+					d.before[p] = map[string]*orderState{}
+				}
+				d.before[p][env.OrderID] = old
 			}
 			var refused *domain.Error
 			if refused, err = h.authorize(m, env, cmd, state.Order); refused != nil {
@@ -193,6 +217,10 @@ func (h *Handler) decideBatch(states partitionStates, batch []*sarama.ConsumerMe
 			if err != nil {
 				return decided{}, err
 			}
+			if d.snapshots[p] == nil {
+				d.snapshots[p] = map[string][]byte{}
+			}
+			d.snapshots[p][id] = v
 			d.records = append(d.records, &sarama.ProducerMessage{Topic: h.cfg.Topics.Snapshots, Partition: p, Key: sarama.StringEncoder(id), Value: sarama.ByteEncoder(v)})
 		}
 	}

@@ -320,10 +320,11 @@ func TestRestoreReadsGoldenV1Records(t *testing.T) {
 	defer func() { _ = tp.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	states, err := h.restore(ctx, tp, []int32{0, 1})
+	restored, err := h.restore(ctx, tp, []int32{0, 1})
 	if err != nil {
 		t.Fatalf("restore: %v", err)
 	}
+	states := partitionStates{0: restoredOrders(t, restored, 0), 1: restoredOrders(t, restored, 1)}
 	for p := range int32(2) {
 		if len(states[p]) != 3 {
 			t.Errorf("partition %d: %d orders restored, want the 3 of version 1", p, len(states[p]))

@@ -55,6 +55,17 @@ type HandlerConfig struct {
 	// Tracer traces each command's handling and puts its context in the
 	// events' headers; nil: off.
 	Tracer *tracing.Tracer
+	// StateDir is the folder of the handler's local state stores, one per
+	// partition it owns, kept across restarts so that a restart or a
+	// rebalance reads only the snapshots written since (see
+	// docs/design.md). It must be this process's alone. "": a temporary
+	// folder removed by Close (each start restores from the snapshots
+	// topic).
+	StateDir string
+	// CacheOrders bounds the order states kept in memory (the working set;
+	// the others are read from the local stores when needed); also bounded
+	// to MaxCacheBytes of snapshots. 0: DefaultCacheOrders.
+	CacheOrders int
 }
 
 // LocalBus is a bus in the handler's own process (*Bus implements it).
@@ -87,6 +98,7 @@ type Handler struct {
 	remote   chan []*sarama.ProducerMessage // replies to other instances
 	sent     chan struct{}                  // the reply sender finished
 
+	local    *localStores
 	loop     kafka.GroupLoop
 	sess     atomic.Pointer[session]
 	sessions atomic.Int64 // sessions started, for readiness
@@ -116,26 +128,36 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 500
 	}
+	if cfg.CacheOrders <= 0 {
+		cfg.CacheOrders = DefaultCacheOrders
+	}
 	if cfg.TransactionTimeout <= 0 {
 		cfg.TransactionTimeout = cfg.SessionTimeout
 		if cfg.TransactionTimeout <= 0 {
 			cfg.TransactionTimeout = 10 * time.Second
 		}
 	}
+	local, err := newLocalStores(cfg.StateDir, cfg.Group, cfg.Topics.Snapshots, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
 	sc := h0config(cfg)
 	client, err := sarama.NewClient(cfg.Brokers, sc)
 	if err != nil {
+		local.close()
 		return nil, fmt.Errorf("command handler: %w", err)
 	}
 	group, err := sarama.NewConsumerGroupFromClient(cfg.Group, client)
 	if err != nil {
 		client.Close()
+		local.close()
 		return nil, fmt.Errorf("command handler group: %w", err)
 	}
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
 		group.Close()
 		client.Close()
+		local.close()
 		return nil, fmt.Errorf("command handler consumer: %w", err)
 	}
 	// The reply producer has a client of its own: sarama sends one request at
@@ -149,9 +171,10 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 		consumer.Close()
 		group.Close()
 		client.Close()
+		local.close()
 		return nil, fmt.Errorf("command handler reply producer: %w", err)
 	}
-	h := &Handler{cfg: cfg, txnID: cfg.Topics.Commands + ".handler." + newID(""), group: group, client: client, consumer: consumer, replies: replies,
+	h := &Handler{cfg: cfg, local: local, txnID: cfg.Topics.Commands + ".handler." + newID(""), group: group, client: client, consumer: consumer, replies: replies,
 		remote: make(chan []*sarama.ProducerMessage, maxPendingReplies), sent: make(chan struct{})}
 	go func() {
 		for err := range group.Errors() {
@@ -251,6 +274,7 @@ func (h *Handler) Close() error {
 		h.replies.Close()
 		h.consumer.Close()
 		h.client.Close()
+		h.local.close()
 	})
 	return h.closeErr
 }

@@ -39,3 +39,18 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// restoredOrders is every order in partition p's local store after a
+// restore.
+func restoredOrders(t testing.TB, ws *workingSet, p int32) map[string]*orderState {
+	t.Helper()
+	ps := ws.stores[p]
+	if ps == nil {
+		t.Fatalf("no store for partition %d", p)
+	}
+	orders, err := ps.all()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return orders
+}

@@ -38,14 +38,19 @@ type session struct {
 	log    *slog.Logger
 	prod   *txnProducer // nil when the session has no partitions
 	meta   *sarama.ConsumerGroupMetadata
-	states partitionStates
+	orders *workingSet
 	// tallies are the tallies of the session's partitions (see tally),
-	// changed with states.
+	// changed with orders.
 	tallies map[int32]tally
-	inbox   chan inbound
-	done    chan struct{} // closed when the committer stopped
-	err     error         // why it stopped, if it failed; read after done
-	once    sync.Once
+	// gap is set once a transaction of the session failed: its outcome is
+	// unknown (it may have committed), so the local stores' checkpoints no
+	// longer advance past the session's own records; the next restore
+	// reads them from the changelog (see workingSet.committed).
+	gap   bool
+	inbox chan inbound
+	done  chan struct{} // closed when the committer stopped
+	err   error         // why it stopped, if it failed; read after done
+	once  sync.Once
 
 	mu   sync.Mutex
 	next map[int32]int64 // by partition, the offset of the next command to handle
@@ -80,18 +85,18 @@ func (h *Handler) startSession(gs sarama.ConsumerGroupSession) (*session, error)
 	}
 	s.prod = prod
 	t0 := time.Now()
-	if s.states, err = h.restore(s.ctx, prod, parts); err != nil {
+	h.local.keepOnly(parts)
+	if s.orders, err = h.restore(s.ctx, prod, parts); err != nil {
 		_ = prod.Close()
 		return nil, err
 	}
-	n := 0
+	var n int64
 	s.tallies = make(map[int32]tally, len(parts))
-	for p, orders := range s.states {
-		n += len(orders)
-		s.tallies[p] = tallyOf(orders)
+	for p, ps := range s.orders.stores {
+		n += ps.meta.Local.Orders
+		s.tallies[p] = ps.meta.Local
 	}
 	h.cfg.Metrics.Restore.Observe(time.Since(t0).Seconds())
-	h.cfg.Metrics.OrdersRestored.Add(float64(n))
 	s.log.Debug("command handler: partitions restored", "partitions", parts, "orders", n, "took", time.Since(t0))
 	go s.run()
 	return s, nil
@@ -235,12 +240,12 @@ func refused(err error) bool {
 func (s *session) tryBatch(batch []*sarama.ConsumerMessage) error {
 	var err error
 	for attempt := 1; attempt <= 5; attempt++ {
-		d, derr := s.h.decideBatch(s.states, batch)
+		d, derr := s.h.decideBatch(s.orders, batch)
 		if derr != nil {
 			return derr
 		}
 		s.traced.inject(d.records, s.h.cfg.Topics.Events)
-		after := tallies(s.tallies, s.states, d.changed)
+		after := tallies(s.tallies, d.before, d.changed)
 		for p, t := range after {
 			d.records = append(d.records, t.record(s.h.cfg.Topics.Snapshots, p))
 		}
@@ -250,18 +255,17 @@ func (s *session) tryBatch(batch []*sarama.ConsumerMessage) error {
 			for p, t := range after {
 				s.tallies[p] = t
 			}
-			for p, orders := range d.changed {
-				if s.states[p] == nil {
-					s.states[p] = map[string]*orderState{}
-				}
-				for id, st := range orders {
-					s.states[p][id] = st
-				}
-			}
 			s.h.deadLetters.Add(d.dead)
 			s.h.deliver(local) // the others were in the transaction
+			// The transaction is committed: the local stores may reflect it.
+			// If that fails, the session ends, and the next restore reads
+			// the transaction back from the changelog.
+			if err := s.orders.committed(d, after, s.checkpoints(d.records)); err != nil {
+				return fmt.Errorf("the transaction committed, but the handler's local state store failed: %w", err)
+			}
 			return nil
 		}
+		s.gap = true
 		if s.prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 || refused(err) || kafka.IsFencedByGroup(err) || s.ctx.Err() != nil {
 			return err
 		}
@@ -273,6 +277,26 @@ func (s *session) tryBatch(batch []*sarama.ConsumerMessage) error {
 		}
 	}
 	return err
+}
+
+// checkpoints is, for each snapshots partition written in a committed
+// transaction, the offset after its last record there: every committed
+// record before it is then in the local store (the session's restore read
+// those before its marker, and the session's own transactions are applied
+// as they commit). None while the session has a gap (a transaction whose
+// outcome is unknown), and none for a record whose offset the producer did
+// not learn (sarama leaves it 0).
+func (s *session) checkpoints(records []*sarama.ProducerMessage) map[int32]int64 {
+	out := map[int32]int64{}
+	if s.gap {
+		return out
+	}
+	for _, r := range records {
+		if r.Topic == s.h.cfg.Topics.Snapshots && r.Offset > 0 {
+			out[r.Partition] = max(out[r.Partition], r.Offset+1)
+		}
+	}
+	return out
 }
 
 // lastOfEachPartition is the last command of each partition in batch: the
@@ -315,6 +339,7 @@ func (s *session) setAside(m *sarama.ConsumerMessage, why error) error {
 		err = s.prod.runTxn([]*sarama.ProducerMessage{dead}, last, s.meta)
 	}
 	if err != nil {
+		s.gap = true
 		return fmt.Errorf("set aside the command at offset %d of partition %d: %w", m.Offset, m.Partition, err)
 	}
 	log.Error("command handler: command set aside in the dead-letter topic", "code", answer.Code, "err", why)
@@ -426,13 +451,16 @@ func (tp *txnProducer) runTxn(msgs []*sarama.ProducerMessage, lasts []*sarama.Co
 }
 
 // restore writes a marker to each of the partitions' snapshots in one
-// transaction and reads every partition up to its marker: every snapshot
-// committed before is then known. A transaction that another producer (a
-// previous owner) left open on a partition holds its reading up until that
-// transaction ends (at most the transaction timeout after its producer
-// died). Each partition's snapshots are then checked against its tally and
-// the partition rebuilt from its events if they disagree (see verify).
-func (h *Handler) restore(ctx context.Context, prod *txnProducer, parts []int32) (partitionStates, error) {
+// transaction and brings each partition's local store up to its marker:
+// it reads the partition from the store's checkpoint (from its start for a
+// new store) to the marker, and every snapshot committed before is then in
+// the store. A transaction that another producer (a previous owner) left
+// open on a partition holds its reading up until that transaction ends (at
+// most the transaction timeout after its producer died). Each partition's
+// store is then checked against its tally and the partition rebuilt from
+// its events if they disagree (see verify). It returns the working set of
+// the partitions: their stores and an empty cache.
+func (h *Handler) restore(ctx context.Context, prod *txnProducer, parts []int32) (*workingSet, error) {
 	markers := make(map[int32]string, len(parts))
 	msgs := make([]*sarama.ProducerMessage, 0, len(parts))
 	for _, p := range parts {
@@ -442,21 +470,27 @@ func (h *Handler) restore(ctx context.Context, prod *txnProducer, parts []int32)
 	if err := prod.runTxn(msgs, nil, nil); err != nil {
 		return nil, fmt.Errorf("write restore markers: %w", err)
 	}
+	cluster, topicID, err := h.identity()
+	if err != nil {
+		return nil, fmt.Errorf("identify the snapshots topic: %w", err)
+	}
 	var (
-		mu     sync.Mutex
-		states = partitionStates{}
-		errs   []error
-		fixes  []*sarama.ProducerMessage // records that make snapshots and tallies agree
-		wg     sync.WaitGroup
+		mu      sync.Mutex
+		ws      = &workingSet{stores: map[int32]*partStore{}, cache: newOrderCache(h.cfg.CacheOrders, MaxCacheBytes), local: h.local}
+		errs    []error
+		fixes   []*sarama.ProducerMessage // records that make snapshots and tallies agree
+		repairs []repair
+		wg      sync.WaitGroup
 	)
 	for _, p := range parts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			orders, stored, err := h.restorePartition(ctx, p, markers[p])
+			ps, err := h.restorePartition(ctx, p, markers[p], cluster, topicID)
 			var fix []*sarama.ProducerMessage
+			var r *repair
 			if err == nil {
-				orders, fix, err = h.verify(ctx, prod, p, orders, stored)
+				fix, r, err = h.verify(ctx, prod, ps)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -464,8 +498,11 @@ func (h *Handler) restore(ctx context.Context, prod *txnProducer, parts []int32)
 				errs = append(errs, err)
 				return
 			}
-			states[p] = orders
+			ws.stores[p] = ps
 			fixes = append(fixes, fix...)
+			if r != nil {
+				repairs = append(repairs, *r)
+			}
 		}()
 	}
 	wg.Wait()
@@ -480,22 +517,62 @@ func (h *Handler) restore(ctx context.Context, prod *txnProducer, parts []int32)
 		}
 		fixes = fixes[n:]
 	}
-	return states, nil
+	// Committed: the stores may reflect them (their records, after the
+	// checkpoint, are read again at the next restore, to no effect).
+	for _, r := range repairs {
+		if err := r.apply(ws.stores[r.p]); err != nil {
+			h.local.discard(r.p, err.Error())
+			return nil, err
+		}
+	}
+	return ws, nil
 }
 
-// restorePartition reads the snapshots of partition p up to marker, and
-// its tally (nil if it has none). A record it cannot decode is left out and
-// the tally returned is one no snapshots can match, so that verify rebuilds
-// the partition from its events.
-func (h *Handler) restorePartition(ctx context.Context, p int32, marker string) (map[string]*orderState, *tally, error) {
-	pc, err := h.consumer.ConsumePartition(h.cfg.Topics.Snapshots, p, sarama.OffsetOldest)
+// restoreBatchBytes bounds the values a restore writes to a local store in
+// one batch; each batch also moves the store's checkpoint, so a restore cut
+// short (a rebalance, a crash) resumes from there.
+var restoreBatchBytes = 4 << 20
+
+// restorePartition brings partition p's local store up to marker, reading
+// the snapshots partition from the store's checkpoint, and returns the
+// store. Its tally is the last read (see localMeta). A record it cannot
+// decode is left out and the store marked damaged, so that verify rebuilds
+// the partition from its events. There is no limit on the time a restore
+// takes, only on the time without a record (restoreTimeout); and as the
+// checkpoint moves with each batch, a restore that gives up resumes where it
+// was.
+func (h *Handler) restorePartition(ctx context.Context, p int32, marker, cluster, topicID string) (*partStore, error) {
+	ps, err := h.local.get(p, cluster, topicID)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read snapshots of partition %d: %w", p, err)
+		return nil, err
+	}
+	oldest, err := h.client.GetOffset(h.cfg.Topics.Snapshots, p, sarama.OffsetOldest)
+	if err != nil {
+		return nil, fmt.Errorf("read the start offset of snapshots partition %d: %w", p, err)
+	}
+	newest, err := h.client.GetOffset(h.cfg.Topics.Snapshots, p, sarama.OffsetNewest)
+	if err != nil {
+		return nil, fmt.Errorf("read the end offset of snapshots partition %d: %w", p, err)
+	}
+	if ps.state.Checkpoint > newest {
+		h.local.discard(p, fmt.Sprintf("its checkpoint %d is past the end of the changelog (%d)", ps.state.Checkpoint, newest))
+		if ps, err = h.local.get(p, cluster, topicID); err != nil {
+			return nil, err
+		}
+	}
+	from := max(ps.state.Checkpoint, oldest)
+	pc, err := h.consumer.ConsumePartition(h.cfg.Topics.Snapshots, p, from)
+	if err != nil {
+		return nil, fmt.Errorf("read snapshots of partition %d: %w", p, err)
 	}
 	defer pc.Close()
-	states := map[string]*orderState{}
-	var stored *tally
-	damaged := false
+	fail := func(err error) (*partStore, error) {
+		h.local.discard(p, err.Error())
+		return nil, err
+	}
+	w := ps.writer()
+	defer func() { w.b.Close() }()
+	read := 0
 	timeout := time.NewTimer(restoreTimeout)
 	defer timeout.Stop()
 	held := time.NewTimer(fenceAfter)
@@ -506,46 +583,63 @@ func (h *Handler) restorePartition(ctx context.Context, p int32, marker string) 
 			h.fencePreviousOwner(p)
 		case m, ok := <-pc.Messages():
 			if !ok {
-				return nil, nil, fmt.Errorf("read snapshots of partition %d: the consumer closed", p)
+				return nil, fmt.Errorf("read snapshots of partition %d: the consumer closed", p)
 			}
 			held.Reset(fenceAfter) // records flow: nothing holds the reading up
 			timeout.Reset(restoreTimeout)
 			key := string(m.Key)
 			switch {
 			case key == marker:
-				if damaged {
-					stored = &tally{Orders: -1}
+				if err := w.commit(m.Offset + 1); err != nil {
+					return fail(err)
 				}
-				return states, stored, nil
+				h.cfg.Metrics.OrdersRestored.Add(float64(read))
+				h.cfg.Logger.Debug("command handler: local state caught up", "partition", p, "from", from, "to", m.Offset+1, "snapshots", read)
+				return ps, nil
 			case key == tallyKey:
-				stored = new(tally)
-				if err := json.Unmarshal(m.Value, stored); err != nil {
+				var t tally
+				if err := json.Unmarshal(m.Value, &t); err != nil {
 					h.cfg.Logger.Error("command handler: undecodable tally", "partition", p, "offset", m.Offset, "err", err)
-					damaged = true
+					w.meta.Damaged = true
+					continue
 				}
+				w.meta.Stored = &t
 			case strings.HasPrefix(key, markerPrefix):
 			case m.Value == nil:
-				delete(states, key)
+				if err := w.del(key); err != nil {
+					return fail(err)
+				}
 			default:
+				read++
 				s, err := decodeSnapshot(m.Value)
 				var newer *domain.SchemaVersionError
 				if errors.As(err, &newer) {
-					return nil, nil, fmt.Errorf("snapshot of order %q (partition %d, offset %d): %w", key, p, m.Offset, err)
+					return nil, fmt.Errorf("snapshot of order %q (partition %d, offset %d): %w", key, p, m.Offset, err)
 				}
 				if err != nil {
 					h.cfg.Logger.Error("command handler: undecodable snapshot", "partition", p, "offset", m.Offset, "err", err)
-					delete(states, key)
-					damaged = true
+					w.meta.Damaged = true
+					if err := w.del(key); err != nil {
+						return fail(err)
+					}
 					continue
 				}
-				states[key] = s
+				if err := w.put(key, s.Order.Version, m.Value); err != nil {
+					return fail(err)
+				}
+			}
+			if w.b.Size() >= restoreBatchBytes {
+				if err := w.commit(m.Offset + 1); err != nil {
+					return fail(err)
+				}
+				w = ps.writer()
 			}
 		case err := <-pc.Errors():
-			return nil, nil, fmt.Errorf("read snapshots of partition %d: %w", p, err)
+			return nil, fmt.Errorf("read snapshots of partition %d: %w", p, err)
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return nil, ctx.Err()
 		case <-timeout.C:
-			return nil, nil, fmt.Errorf("restore of partition %d: no record for %s before its marker", p, restoreTimeout)
+			return nil, fmt.Errorf("restore of partition %d: no record for %s before its marker", p, restoreTimeout)
 		}
 	}
 }

@@ -67,54 +67,90 @@ func tallies(before map[int32]tally, states partitionStates, changed map[int32]m
 	return after
 }
 
-// verify checks partition p's restored orders against its stored tally
-// (nil: none was found). When they disagree, or when there are neither
-// orders nor a tally but the partition has events, it rebuilds the orders
-// from the events topic. It returns the orders to use and the records that
-// make the snapshots agree with them again: the snapshots of rebuilt orders
-// and the tally (also written when there was none, as after an upgrade from
-// a version that wrote none).
-func (h *Handler) verify(ctx context.Context, prod *txnProducer, p int32, orders map[string]*orderState, stored *tally) (map[string]*orderState, []*sarama.ProducerMessage, error) {
-	got := tallyOf(orders)
+// verify checks partition p's local store (brought up to its marker by
+// restorePartition) against its stored tally. When they disagree (or the
+// store read an undecodable record), or when there are neither orders nor
+// a tally but the partition has events, it rebuilds the orders from the
+// events topic. It returns the records that make the snapshots agree with
+// the orders again (the snapshots of rebuilt orders and the tally, also
+// written when there was none, as after an upgrade from a version that
+// wrote none) and the repair to apply to the store once they are committed
+// (nil: none).
+func (h *Handler) verify(ctx context.Context, prod *txnProducer, ps *partStore) ([]*sarama.ProducerMessage, *repair, error) {
+	p, got, stored := ps.p, ps.meta.Local, ps.meta.Stored
+	if ps.meta.Damaged {
+		stored = &tally{Orders: -1} // no snapshots match it
+	}
 	switch {
 	case stored != nil && *stored == got:
-		return orders, nil, nil
-	case stored == nil && len(orders) > 0:
-		return orders, []*sarama.ProducerMessage{got.record(h.cfg.Topics.Snapshots, p)}, nil
+		return nil, nil, nil
+	case stored == nil && got.Orders > 0:
+		return []*sarama.ProducerMessage{got.record(h.cfg.Topics.Snapshots, p)}, &repair{p: p, tally: got}, nil
 	case stored == nil:
 		newest, err := h.client.GetOffset(h.cfg.Topics.Events, p, sarama.OffsetNewest)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read the end offset of events partition %d: %w", p, err)
 		}
 		if newest == 0 {
-			return orders, []*sarama.ProducerMessage{got.record(h.cfg.Topics.Snapshots, p)}, nil
+			return []*sarama.ProducerMessage{got.record(h.cfg.Topics.Snapshots, p)}, &repair{p: p, tally: got}, nil
 		}
 		h.cfg.Logger.Error("command handler: partition has events but no snapshots; rebuilding its state from its events (the snapshots topic lost records)",
 			"partition", p)
 	default:
 		h.cfg.Logger.Error("command handler: snapshots disagree with their tally; rebuilding the partition's state from its events (the snapshots topic lost records)",
-			"partition", p, "orders", got.Orders, "tallied orders", stored.Orders, "versions", got.Versions, "tallied versions", stored.Versions)
+			"partition", p, "orders", got.Orders, "tallied orders", stored.Orders, "versions", got.Versions, "tallied versions", stored.Versions, "damaged", ps.meta.Damaged)
 	}
 	t0 := time.Now()
+	// The repair path holds the whole partition in memory: it runs only
+	// when the snapshots topic lost records.
+	orders, err := ps.all()
+	if err != nil {
+		return nil, nil, err
+	}
 	rebuilt, err := h.rebuildPartition(ctx, prod, p, orders)
 	if err != nil {
 		return nil, nil, err
 	}
 	var records []*sarama.ProducerMessage
+	snaps := map[string][]byte{}
 	for id, s := range rebuilt {
-		if old := orders[id]; old != nil && old.Order.Version == s.Order.Version {
-			continue
-		}
 		v, err := encodeSnapshot(s)
 		if err != nil {
 			return nil, nil, fmt.Errorf("snapshot of rebuilt order %q: %w", id, err)
+		}
+		snaps[id] = v
+		if old := orders[id]; old != nil && old.Order.Version == s.Order.Version {
+			continue
 		}
 		records = append(records, &sarama.ProducerMessage{Topic: h.cfg.Topics.Snapshots, Partition: p, Key: sarama.StringEncoder(id), Value: sarama.ByteEncoder(v)})
 	}
 	fixed := tallyOf(rebuilt)
 	h.cfg.Logger.Warn("command handler: partition rebuilt from its events", "partition", p, "orders", fixed.Orders, "events", fixed.Versions,
 		"snapshots rewritten", len(records), "took", time.Since(t0).Round(time.Millisecond))
-	return rebuilt, append(records, fixed.record(h.cfg.Topics.Snapshots, p)), nil
+	return append(records, fixed.record(h.cfg.Topics.Snapshots, p)), &repair{p: p, tally: fixed, rebuilt: rebuilt, snapshots: snaps}, nil
+}
+
+// repair is what verify found for a partition's store, applied once its
+// records are committed: the partition's tally and, after a rebuild, its
+// rebuilt orders.
+type repair struct {
+	p         int32
+	tally     tally
+	rebuilt   map[string]*orderState
+	snapshots map[string][]byte
+}
+
+func (r repair) apply(ps *partStore) error {
+	w := ps.writer()
+	for id, s := range r.rebuilt {
+		if err := w.put(id, s.Order.Version, r.snapshots[id]); err != nil {
+			w.b.Close()
+			return err
+		}
+	}
+	t := r.tally
+	w.meta.Stored, w.meta.Damaged = &t, false
+	return w.commit(0)
 }
 
 // rebuildPartition folds the events of partition p, read from its start to

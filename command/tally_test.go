@@ -77,7 +77,7 @@ func TestRestoreRebuildsPartitionsSideBySide(t *testing.T) {
 		t.Fatalf("restore: %v", err)
 	}
 	for p := range int32(partitions) {
-		if got := tallyOf(states[p]); got != (tally{Orders: 5, Versions: 10}) {
+		if got := tallyOf(restoredOrders(t, states, p)); got != (tally{Orders: 5, Versions: 10}) {
 			t.Errorf("partition %d rebuilt to %+v, want 5 orders at version 2", p, got)
 		}
 	}
@@ -88,7 +88,7 @@ func TestRestoreRebuildsPartitionsSideBySide(t *testing.T) {
 		t.Fatalf("second restore: %v", err)
 	}
 	for p := range int32(partitions) {
-		if o := again[p][fmt.Sprintf("ord-%d-0", p)]; o == nil || o.Order.Status != domain.StatusConfirmed {
+		if o := restoredOrders(t, again, p)[fmt.Sprintf("ord-%d-0", p)]; o == nil || o.Order.Status != domain.StatusConfirmed {
 			t.Errorf("partition %d after the second restore: %+v", p, o)
 		}
 	}

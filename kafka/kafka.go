@@ -342,3 +342,32 @@ func IsUnavailable(err error) bool {
 		errors.Is(err, sarama.ErrLeaderNotAvailable) || errors.Is(err, sarama.ErrNotLeaderForPartition) ||
 		errors.As(err, &netErr) || strings.Contains(err.Error(), "connection refused")
 }
+
+// TopicIdentity is the id of the cluster client talks to and the id of
+// topic in it ("" for what the broker does not name): a topic deleted and
+// created again under the same name has another id.
+func TopicIdentity(client sarama.Client, topic string) (cluster, topicID string, err error) {
+	b := client.LeastLoadedBroker()
+	if b == nil {
+		return "", "", errors.New("no broker to ask for the topic's id")
+	}
+	resp, err := b.GetMetadata(sarama.NewMetadataRequest(Version, []string{topic}))
+	if err != nil {
+		return "", "", fmt.Errorf("metadata of topic %s: %w", topic, err)
+	}
+	if resp.ClusterID != nil {
+		cluster = *resp.ClusterID
+	}
+	for _, t := range resp.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if t.Err != sarama.ErrNoError {
+			return "", "", fmt.Errorf("metadata of topic %s: %w", topic, t.Err)
+		}
+		if t.Uuid != (sarama.Uuid{}) {
+			topicID = t.Uuid.String()
+		}
+	}
+	return cluster, topicID, nil
+}

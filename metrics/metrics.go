@@ -218,7 +218,8 @@ type Handler struct {
 	Queued prometheus.Histogram
 	// Restore is how long restoring a session's partitions took.
 	Restore prometheus.Histogram
-	// OrdersRestored counts the orders restored.
+	// OrdersRestored counts the snapshots read at restores (those after
+	// each local store's checkpoint).
 	OrdersRestored prometheus.Counter
 	// Fenced counts previous owners' open transactions fenced at restore.
 	Fenced prometheus.Counter
@@ -243,7 +244,7 @@ func NewHandler(reg prometheus.Registerer) *Handler {
 		Restore: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "handler", Name: "restore_duration_seconds",
 			Help: "Duration of restoring the orders of the partitions a handler session was assigned.", Buckets: durationBuckets}),
 		OrdersRestored: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "handler", Name: "orders_restored_total",
-			Help: "Orders restored from the snapshots (or rebuilt from the events) when partitions were assigned."}),
+			Help: "Snapshots read from the snapshots topic when partitions were assigned (those after each local state store's checkpoint)."}),
 		Fenced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "handler", Name: "fenced_total",
 			Help: "Open transactions of a previous owner fenced during a restore."}),
 		Partitions: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "handler", Name: "partitions_assigned",
