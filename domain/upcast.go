@@ -15,9 +15,9 @@ import (
 // see today's shapes; a newer version is a *SchemaVersionError (a build that
 // is older than the data must not misread it).
 //
-// To change a shape: raise its version here, append the upcaster from the
-// previous version (with a unit test), and add golden records
-// (docs/design.md, "Event versions").
+// To change a type's shape: append the upcaster from its current version
+// to eventUpcasters (that raises the version), with a unit test, and add
+// golden records (docs/design.md, "Event versions").
 func EventVersion(eventType string) int {
 	return 1 + len(eventUpcasters[eventType])
 }
