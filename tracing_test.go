@@ -105,10 +105,14 @@ func TestTraceOfAMutation(t *testing.T) {
 	if attr(process, "messaging.kafka.offset") != attr(send, "messaging.kafka.offset") {
 		t.Errorf("the handler processed offset %v, the bus sent %v", attr(process, "messaging.kafka.offset"), attr(send, "messaging.kafka.offset"))
 	}
+	// The batch's transaction span ends just after its commands' spans:
+	// wait for it.
 	var txn tracetest.SpanStub
-	for _, s := range exp.GetSpans() {
-		if s.Name == "commit "+cfg.TopicPrefix+".events" && linked(s, process.SpanContext) {
-			txn = s
+	for deadline := time.Now().Add(15 * time.Second); !txn.SpanContext.IsValid() && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, s := range exp.GetSpans() {
+			if s.Name == "commit "+cfg.TopicPrefix+".events" && linked(s, process.SpanContext) {
+				txn = s
+			}
 		}
 	}
 	if !txn.SpanContext.IsValid() || !linked(process, txn.SpanContext) {
