@@ -484,3 +484,62 @@ func TestViewsSwitchBackAndDrop(t *testing.T) {
 		}
 	}
 }
+
+// runViewsCLI runs `order-gateway views args...` with env as its
+// environment and returns its exit code, output and errors.
+func runViewsCLI(env map[string]string, args ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	code := app.ViewsCommand(args, func(k string) string { return env[k] }, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// TestViewsThroughTheAdminListener: with the embedded stack, whose data
+// folder the running gateway holds, `views` commands run in the gateway
+// through ADMIN_ADDR, with the token the gateway wrote in the data folder;
+// the rebuilt generation's projector is handed over and goes on projecting.
+// Without ADMIN_ADDR, or with a wrong token, the command says so in one line.
+func TestViewsThroughTheAdminListener(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.KafkaBrokers, cfg.MongoURI = nil, "" // the embedded stack, in cfg.DataDir
+	cfg.AdminAddr = "127.0.0.1:0"
+	g := startGateway(t, cfg)
+	before := g.mutate(t, "placeOrder", placeInput("cust-admin", item("A", 1, "3")))
+
+	env := map[string]string{"DATA_DIR": cfg.DataDir, "LOG_LEVEL": "warn"}
+	if code, _, errs := runViewsCLI(env, "status"); code != 1 || !strings.Contains(errs, "ADMIN_ADDR") {
+		t.Fatalf("without ADMIN_ADDR: exit %d, %q", code, errs)
+	}
+	env["ADMIN_ADDR"] = g.AdminAddr()
+	env["ADMIN_TOKEN"] = "not-the-gateways-token"
+	if code, _, errs := runViewsCLI(env, "status"); code != 1 || !strings.Contains(errs, "admin token") {
+		t.Fatalf("with a wrong token: exit %d, %q", code, errs)
+	}
+	delete(env, "ADMIN_TOKEN") // the one in DATA_DIR/admin-token
+
+	code, out, errs := runViewsCLI(env, "rebuild", "--max-gap", "0")
+	t.Logf("views rebuild through the admin listener:\n%s", out)
+	if code != 0 || !strings.Contains(out, "switched to generation 2 (from 1)") {
+		t.Fatalf("rebuild: exit %d, out %q, errors %q", code, out, errs)
+	}
+	waitFor(t, 5*time.Second, "the gateway on generation 2", func() bool { return g.ViewsGeneration() == 2 })
+	if o := g.orderAt(t, before.Order.ID, *before.ConsistencyToken); o == nil {
+		t.Fatal("order placed before the rebuild missing from generation 2")
+	}
+	after := g.mutate(t, "confirmOrder", map[string]any{"orderId": before.Order.ID})
+	if o := g.orderAt(t, before.Order.ID, *after.ConsistencyToken); o == nil || o.Status != "CONFIRMED" {
+		t.Fatalf("order confirmed after the switch: %+v", o)
+	}
+	if code, out, _ := runViewsCLI(env, "status"); code != 0 || !regexp.MustCompile(`(?m)^2\s+built\s+yes\s`).MatchString(out) {
+		t.Fatalf("status: exit %d:\n%s", code, out)
+	}
+	if code, _, errs := runViewsCLI(env, "drop", "--generation", "2"); code != 1 || !strings.Contains(errs, "active") {
+		t.Fatalf("drop of the active generation: exit %d, %q", code, errs)
+	}
+	if code, out, errs := runViewsCLI(env, "drop", "--generation", "1"); code != 0 || !strings.Contains(out, "generation 1 dropped") {
+		t.Fatalf("drop generation 1: exit %d, %q %q", code, out, errs)
+	}
+	checkGenerationShown(t, g, 2)
+	if code, _, errs := runViewsCLI(env, "switch", "--generation", "x"); code != 2 || !strings.Contains(errs, "generation") {
+		t.Fatalf("a bad --generation: exit %d, %q", code, errs)
+	}
+}

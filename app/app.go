@@ -76,6 +76,10 @@ type Main struct {
 	viewsBusy         sync.Mutex           // one views rebuild or switch at a time in this process
 	rebuild           rebuildStatus        // the views command running here, for /readyz
 	topics            kafka.Topics
+	admin             *http.Server // ADMIN_ADDR: the views commands (admin.go)
+	adminListener     net.Listener
+	adminToken        string
+	adminTokenPath    string // the generated token's file, removed by Close
 	runCtx            context.Context
 	feed              *live.Feed
 	listener          net.Listener
@@ -317,6 +321,11 @@ func (m *Main) startServing() error {
 	if m.metricsListener != nil {
 		m.serveMetrics(m.metricsListener)
 	}
+	if c.AdminAddr != "" {
+		if err := m.startAdmin(); err != nil {
+			return err
+		}
+	}
 	ready := []any{
 		"graphql", "http://" + displayAddr(ln.Addr()) + "/graphql",
 		"playground", m.playgroundURL(ln.Addr()),
@@ -414,8 +423,8 @@ func (m *Main) prepareKafka(ctx context.Context, topics kafka.Topics) error {
 		defer admin.Close() // and the client
 		err = kafka.EnsureTopics(admin, topics, kafka.TopicSettings{Partitions: int32(m.Config.Partitions),
 			ReplicationFactor: int16(m.Config.ReplicationFactor), Logger: m.Logger})
-		if err != nil || m.Config.SessionTimeout == 0 {
-			return err
+		if err != nil || m.Config.SessionTimeout == 0 || m.ViewsOnly {
+			return err // a views command: its gateways checked SESSION_TIMEOUT
 		}
 		return kafka.CheckSessionTimeout(client, m.handlerGroup(), []string{topics.Commands}, m.Config.SessionTimeout)
 	})
@@ -613,6 +622,16 @@ func (m *Main) close() error {
 	}
 	if m.debug != nil {
 		errs = append(errs, m.debug.Close())
+	}
+	if m.admin != nil {
+		// Its connections closed, a views command running ends (its
+		// context is the request's); the lock waits for it.
+		errs = append(errs, m.admin.Close())
+		m.viewsBusy.Lock()
+		m.viewsBusy.Unlock()
+	}
+	if m.adminTokenPath != "" {
+		os.Remove(m.adminTokenPath)
 	}
 	if m.metricsServer != nil {
 		errs = append(errs, m.metricsServer.Close())

@@ -54,8 +54,14 @@ type Config struct {
 	WSWriteTimeout     time.Duration
 	MaxSubscriptions   int
 	DebugAddr          string
-	MetricsAddr        string      // "": /metrics on LISTEN_ADDR
-	Auth               auth.Config // AUTH_* (app/auth.go)
+	MetricsAddr        string // "": /metrics on LISTEN_ADDR
+	// AdminAddr is ADMIN_ADDR: the admin listener (app/admin.go), which
+	// runs the views commands in this gateway; "": off. Loopback only
+	// unless AdminAllowRemote, which needs AdminToken.
+	AdminAddr        string
+	AdminAllowRemote bool
+	AdminToken       string
+	Auth             auth.Config // AUTH_* (app/auth.go)
 	// APQCacheSize is APQ_CACHE_SIZE: 0 is graph.DefaultAPQCacheSize, a
 	// negative size turns automatic persisted queries off (app/persisted.go).
 	APQCacheSize int
@@ -207,6 +213,28 @@ func settings() []setting {
 			c.NoPlayground = !b
 			return nil
 		}},
+		{"admin-addr", "ADMIN_ADDR", "", "address (host:port) of the admin listener, through which views commands (go run . views ...) run in this gateway when it holds DATA_DIR; a loopback address unless ADMIN_ALLOW_REMOTE; empty turns it off", func(c *Config, v string) error {
+			if v == "" {
+				c.AdminAddr = ""
+				return nil
+			}
+			return addr(func(c *Config) *string { return &c.AdminAddr })(c, v)
+		}},
+		{"admin-allow-remote", "ADMIN_ALLOW_REMOTE", "false", "true: ADMIN_ADDR may be an address other machines reach (needs ADMIN_TOKEN; the listener speaks plain HTTP: reach it through a tunnel)", func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%q is not true or false", cut(v, 40))
+			}
+			c.AdminAllowRemote = b
+			return nil
+		}},
+		{"admin-token", "ADMIN_TOKEN", "", "bearer token of the admin listener, 16 to 1024 bytes; empty: a random one, written to DATA_DIR/admin-token (mode 0600) for the views commands of this host to read", func(c *Config, v string) error {
+			if v != "" && (len(v) < 16 || len(v) > 1024 || strings.ContainsAny(v, " \t\r\n")) {
+				return errors.New("must be 16 to 1024 bytes without spaces")
+			}
+			c.AdminToken = v
+			return nil
+		}},
 		{"debug-addr", "DEBUG_ADDR", "", "address (host:port) for Go's profiling endpoints (/debug/pprof/); empty turns them off", func(c *Config, v string) error {
 			if v == "" {
 				c.DebugAddr = ""
@@ -328,6 +356,9 @@ func (c Config) check() error {
 		return fmt.Errorf("TOPIC_PREFIX (--topic-prefix): %v", err)
 	}
 	if err := checkAuth(c.Auth); err != nil {
+		return err
+	}
+	if err := checkAdmin(c); err != nil {
 		return err
 	}
 	if c.MongoURI == "" && !ferretDatabaseName.MatchString(c.MongoDatabase) {

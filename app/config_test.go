@@ -111,6 +111,7 @@ func TestParseConfigEnv(t *testing.T) {
 		"CORS_ALLOWED_ORIGINS": "shop.example.com", "PLAYGROUND": "false",
 		"APQ_CACHE_SIZE": "50", "TRUSTED_DOCUMENTS_FILE": "", // a manifest is read at once: see TestParseConfigPersistedQueries
 		"HANDLER_CACHE_ORDERS": "500",
+		"ADMIN_ADDR":           "127.0.0.1:9091", "ADMIN_ALLOW_REMOTE": "false", "ADMIN_TOKEN": "0123456789abcdef", // see TestAdminAddrIsLoopbackUnlessAllowed
 	}
 	c := mustParse(t, nil, env)
 	want := Config{
@@ -129,6 +130,7 @@ func TestParseConfigEnv(t *testing.T) {
 		KafkaSecurity:      kafka.Security{TLS: true, SASLMechanism: "SCRAM-SHA-512", SASLUsername: "gw", SASLPassword: "pw-1"},
 		CORSAllowedOrigins: []string{"shop.example.com"}, NoPlayground: true,
 		APQCacheSize: 50, HandlerCacheOrders: 500,
+		AdminAddr: "127.0.0.1:9091", AdminToken: "0123456789abcdef",
 	}
 	if c.KafkaSecurity.SASLPassword != "pw-1" {
 		t.Errorf("KAFKA_SASL_PASSWORD: not read")

@@ -27,15 +27,6 @@ import (
 // below which a rebuild or a switch's catch-up counts as caught up.
 const DefaultMaxGap = 100
 
-// handoverPeriod is how long a views command in its own process keeps
-// projecting the generation it switched to, while the gateways (which see
-// the switch within view.FollowInterval) join its consumer group.
-const handoverPeriod = 5 * time.Second
-
-// oldGenerationWait bounds the wait for the generation switched from to
-// publish what the new one did not (see catchUpAndSwitch).
-const oldGenerationWait = 30 * time.Second
-
 // RebuildYieldLag is how far behind (in time) the active generation's
 // projectors may be before a rebuild pauses to let them catch up.
 const RebuildYieldLag = 2 * time.Second
@@ -120,7 +111,7 @@ func (m *Main) proj() *projector.Projector {
 
 // newProjector makes a projector of generation gen's views (its consumer
 // group is the generation's). publish, if set, gates its view changes.
-func (m *Main) newProjector(gen int, publish func() bool) (*projector.Projector, error) {
+func (m *Main) newProjector(gen int, publish func(partition int32, offset int64) bool) (*projector.Projector, error) {
 	c := m.Config
 	return projector.New(projector.Config{Brokers: m.brokers, Topics: m.topics, Group: m.projectorGroup(gen),
 		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Linger: c.ProjectorLinger, Logger: m.Logger, Security: m.security,
@@ -271,12 +262,13 @@ func collectionNames(gen int) string {
 	return o + ", " + c
 }
 
-// catchUpAndSwitch projects generation gen in its own consumer group,
-// without publishing, until its gap is at most maxGap; then it publishes,
-// waits until the active generation's projectors have published what gen
-// did not (every event published by one of the two, so subscribers miss
-// nothing), and writes the active generation document. The projector is
-// handed to this Main if it serves, else kept running for handoverPeriod.
+// catchUpAndSwitch projects generation gen in its own consumer group until
+// its gap is at most maxGap, then writes the active generation document.
+// It publishes to the views topic only the changes of events the active
+// generation's group had not committed when it last looked (that group
+// publishes before it commits): every event is published by one of the
+// two, and subscribers miss nothing across the switch. The projector is
+// handed to this Main if it serves, else closed at once.
 func (m *Main) catchUpAndSwitch(ctx context.Context, out io.Writer, what string, gen int, maxGap int64) (err error) {
 	defer m.rebuild.set("", 0, "", 0, 0)
 	defer m.metrics.views.RebuildGen.Set(0)
@@ -293,22 +285,6 @@ func (m *Main) catchUpAndSwitch(ctx context.Context, out io.Writer, what string,
 	if err := m.retry(ctx, m.Config.StartupTimeout, "the views store", gs.EnsureIndexes); err != nil {
 		return err
 	}
-	var publishing atomic.Bool
-	p, err := m.newProjector(gen, publishing.Load)
-	if err != nil {
-		return err
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	keep := false
-	defer func() {
-		if !keep {
-			stop()
-			p.Close()
-			<-done
-		}
-	}()
 	client, err := sarama.NewClient(m.brokers, m.security.Config("order-gateway-views", m.Config.FetchWait))
 	if err != nil {
 		return fmt.Errorf("kafka: %w", err)
@@ -323,6 +299,42 @@ func (m *Main) catchUpAndSwitch(ctx context.Context, out io.Writer, what string,
 		return err
 	}
 	activeGroup := m.projectorGroup(active)
+	// published is the active generation's committed offsets, as last read:
+	// it published every event before them. It only grows, so a stale copy
+	// makes gen publish more, never less.
+	var published atomic.Pointer[map[int32]int64]
+	readPublished := func() (map[int32]int64, error) {
+		c, err := kafka.CommittedOffsets(client, activeGroup, m.topics.Events, parts)
+		if err == nil {
+			published.Store(&c)
+		}
+		return c, err
+	}
+	if err := m.retry(ctx, m.Config.StartupTimeout, "the committed offsets of "+activeGroup, func(context.Context) error {
+		_, err := readPublished()
+		return err
+	}); err != nil {
+		return err
+	}
+	publish := func(partition int32, offset int64) bool {
+		c, ok := (*published.Load())[partition]
+		return !ok || offset >= c
+	}
+	p, err := m.newProjector(gen, publish)
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	keep := false
+	defer func() {
+		if !keep {
+			stop()
+			p.Close()
+			<-done
+		}
+	}()
 	// behind is the records of the events topic gen has not applied, and
 	// whether its projector holds every partition (else it is not known);
 	// activeLag how long the active generation's commits have been behind.
@@ -333,12 +345,10 @@ func (m *Main) catchUpAndSwitch(ctx context.Context, out io.Writer, what string,
 			return 0, false, 0
 		}
 		var activeLag time.Duration
-		if yield {
-			now := time.Now()
-			lags.add(now, lso)
-			if committed, err := kafka.CommittedOffsets(client, activeGroup, m.topics.Events, parts); err == nil {
-				activeLag = lags.behind(now, committed)
-			}
+		now := time.Now()
+		lags.add(now, lso)
+		if committed, err := readPublished(); err == nil && yield {
+			activeLag = lags.behind(now, committed)
 		}
 		pos := p.Positions()
 		var n int64
@@ -436,23 +446,28 @@ func (m *Main) catchUpAndSwitch(ctx context.Context, out io.Writer, what string,
 	if err := caughtUp(active != gen); err != nil {
 		return err
 	}
-	// From here gen publishes what it applies: every event at or after
-	// target is published by gen. The active generation's projectors
-	// publish everything before it once their group has committed it.
-	publishing.Store(true)
-	state = "publishing, waiting for the active generation"
-	target, err := kafka.LastStableOffsets(client, m.topics.Events, parts)
-	if err != nil {
-		return fmt.Errorf("kafka: last stable offsets: %w", err)
-	}
-	if err := m.awaitGeneration(ctx, client, active, parts, target); err != nil {
-		fmt.Fprintf(out, "views %s: %v; switching anyway (a subscriber may miss a change made meanwhile)\n", what, err)
-	}
 	state = "switching"
-	if err := caughtUp(false); err != nil {
-		return err
+	// In a serving gateway its follower adopts this projector at the
+	// switch: offered before the write, which the follower may see at once.
+	inProcess := !m.ViewsOnly && !m.WithoutProjector
+	if inProcess {
+		m.projMu.Lock()
+		if !m.projClosed {
+			m.handover, keep = &handover{gen: gen, p: p, done: done}, true
+		}
+		m.projMu.Unlock()
+		if !keep {
+			return errors.New("the gateway is closing")
+		}
 	}
 	if err := m.store.SetActive(ctx, gen); err != nil {
+		if inProcess {
+			m.projMu.Lock()
+			if m.handover != nil && m.handover.p == p {
+				m.handover, keep = nil, false // not taken: closed by the deferred call
+			}
+			m.projMu.Unlock()
+		}
 		return err
 	}
 	applied := p.Applied()
@@ -463,62 +478,11 @@ func (m *Main) catchUpAndSwitch(ctx context.Context, out io.Writer, what string,
 	}
 	fmt.Fprintf(out, "views %s: switched to generation %d (from %d) after %s: %d events applied\n",
 		what, gen, active, time.Since(started).Round(time.Millisecond), applied)
-	if !m.ViewsOnly && !m.WithoutProjector {
-		// This gateway's follower adopts the projector at the switch.
-		m.projMu.Lock()
-		if !m.projClosed {
-			m.handover, keep = &handover{gen: gen, p: p, done: done}, true
-		}
-		m.projMu.Unlock()
-		return nil
-	}
-	if m.kafka == nil { // gateways elsewhere join gen's group meanwhile
-		select {
-		case <-ctx.Done():
-		case <-time.After(handoverPeriod):
-		}
-	}
+	// Else it leaves gen's group now (the deferred Close, which commits
+	// what it wrote), so that the gateways, which see the switch within
+	// view.FollowInterval, join an empty group: staying while they join
+	// would cost them two rebalances instead of none.
 	return nil
-}
-
-// awaitGeneration waits until the consumer group of generation gen has
-// committed every offset before target (less the commit marker), unless the
-// group has no member (no gateway projects it: nothing to publish to). It
-// gives up after oldGenerationWait.
-func (m *Main) awaitGeneration(ctx context.Context, client sarama.Client, gen int, parts []int32, target map[int32]int64) error {
-	group := m.projectorGroup(gen)
-	admin, err := sarama.NewClusterAdminFromClient(client)
-	if err != nil {
-		return err
-	}
-	// Not admin.Close: it would close the shared client.
-	deadline := time.Now().Add(oldGenerationWait)
-	for {
-		ds, err := admin.DescribeConsumerGroups([]string{group})
-		if err == nil && len(ds) == 1 && len(ds[0].Members) == 0 {
-			return nil
-		}
-		committed, cerr := kafka.CommittedOffsets(client, group, m.topics.Events, parts)
-		if cerr == nil {
-			all := true
-			for _, part := range parts {
-				if t := target[part]; t > 0 && committed[part] < t-1 {
-					all = false
-				}
-			}
-			if all {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the projectors of generation %d did not commit up to the switch's offsets within %s", gen, oldGenerationWait)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // DropViews drops generation gen's collections and its consumer group. It

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,5 +35,35 @@ func TestLagTracker(t *testing.T) {
 	}
 	if len(l.samples) != lagSamples {
 		t.Fatalf("%d samples kept, want at most %d", len(l.samples), lagSamples)
+	}
+}
+
+// TestAdminAddrIsLoopbackUnlessAllowed: ADMIN_ADDR must be a loopback
+// address unless ADMIN_ALLOW_REMOTE, which needs ADMIN_TOKEN.
+func TestAdminAddrIsLoopbackUnlessAllowed(t *testing.T) {
+	cases := []struct {
+		env  map[string]string
+		want string // "" for accepted
+	}{
+		{map[string]string{"ADMIN_ADDR": "127.0.0.1:9091"}, ""},
+		{map[string]string{"ADMIN_ADDR": "[::1]:9091"}, ""},
+		{map[string]string{"ADMIN_ADDR": "localhost:9091"}, ""},
+		{map[string]string{"ADMIN_ADDR": ":9091"}, "not a loopback address"},
+		{map[string]string{"ADMIN_ADDR": "10.0.0.5:9091"}, "not a loopback address"},
+		{map[string]string{"ADMIN_ADDR": "0.0.0.0:9091", "ADMIN_ALLOW_REMOTE": "true"}, "needs ADMIN_TOKEN"},
+		{map[string]string{"ADMIN_ADDR": "0.0.0.0:9091", "ADMIN_ALLOW_REMOTE": "true", "ADMIN_TOKEN": "0123456789abcdef0123"}, ""},
+		{map[string]string{"ADMIN_TOKEN": "short"}, "16 to 1024 bytes"},
+	}
+	for _, c := range cases {
+		cfg, err := ParseConfig(nil, func(k string) string { return c.env[k] }, io.Discard)
+		if err == nil {
+			err = cfg.check()
+		}
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%v: %v", c.env, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%v: %v, want an error with %q", c.env, err, c.want)
+		}
 	}
 }

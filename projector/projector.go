@@ -63,11 +63,12 @@ type Config struct {
 	// committed with the next one that succeeds. Nil: the store's writes are
 	// durable when acknowledged.
 	Durable func(context.Context) error
-	// Publish, if set, says whether to publish the view changes of the
-	// batch being applied to the views topic: a rebuild does not publish
-	// while it is behind (subscribers would get every old state again).
-	// nil: always.
-	Publish func() bool
+	// Publish, if set, says whether to publish an order's view change to
+	// the views topic, given the partition and offset of the order's last
+	// event in the batch: a rebuild publishes only what the serving
+	// generation may not have published (subscribers would get every old
+	// state again). nil: always.
+	Publish func(partition int32, offset int64) bool
 }
 
 // Projector consumes events and maintains the views.
@@ -96,6 +97,8 @@ type Projector struct {
 	sessions    atomic.Int64
 	deadLetters atomic.Int64
 	applied     atomic.Int64 // events (records) of the batches applied
+	pauseMu     sync.Mutex
+	resumed     chan struct{} // closed at the end of a pause (Pause); nil when not paused
 	lastErr     atomic.Pointer[string]
 	// failingSince is when the current run of failed batches began, in
 	// Unix nanoseconds; 0 after a success.
@@ -172,15 +175,38 @@ func (p *Projector) Run(ctx context.Context) error {
 // Ready reports whether the projector has joined its group.
 func (p *Projector) Ready() bool { return p.sessions.Load() > 0 }
 
-// Pause stops (true) or resumes (false) fetching the partitions this
-// projector holds; batches already fetched are still applied. A rebuild
-// yields to the active generation's projectors with it. A claim taken
-// after a pause starts unpaused: call it again.
+// Pause stops (true) or resumes (false) applying batches: each claim
+// finishes the batch it is applying and waits before the next (its fetches
+// stop once its buffer is full). A rebuild yields to the serving
+// generation's projectors with it.
 func (p *Projector) Pause(pause bool) {
-	if pause {
-		p.group.PauseAll()
-	} else {
-		p.group.ResumeAll()
+	p.pauseMu.Lock()
+	defer p.pauseMu.Unlock()
+	switch {
+	case pause && p.resumed == nil:
+		p.resumed = make(chan struct{})
+	case !pause && p.resumed != nil:
+		close(p.resumed)
+		p.resumed = nil
+	}
+}
+
+// waitResumed returns once the projector is not paused, or false if ctx
+// ends (or the projector closes) first.
+func (p *Projector) waitResumed(ctx context.Context) bool {
+	p.pauseMu.Lock()
+	ch := p.resumed
+	p.pauseMu.Unlock()
+	if ch == nil {
+		return true
+	}
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-p.closing:
+		return false
 	}
 }
 
@@ -300,6 +326,9 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 	for {
 		batch, ok := kafka.NextBatchWithin(ctx, claim.Messages(), p.cfg.BatchSize, p.cfg.Linger)
 		if !ok {
+			return nil
+		}
+		if !p.waitResumed(ctx) {
 			return nil
 		}
 		if first {
@@ -511,7 +540,7 @@ func (p *Projector) apply(ctx context.Context, partition int32, batch []*sarama.
 			p.cfg.Logger.Error("projector: dead-lettered event", "err", headerValue(d, kafka.HeaderDLError))
 		}
 	}
-	if err := p.publish(final, previous, order); err != nil {
+	if err := p.publish(final, previous, order, partition, source); err != nil {
 		return nil, nil, err
 	}
 	return order, flushed, nil
@@ -905,14 +934,14 @@ func (c *summaryCache) clear() { c.docs = nil }
 
 // publish sends the current view of each order in the batch to the views
 // topic. A redelivered document is harmless: readers keep the highest version.
-func (p *Projector) publish(final map[string]view.OrderDoc, previous map[string]string, ids []string) error {
-	if p.cfg.Publish != nil && !p.cfg.Publish() {
-		return nil
-	}
+func (p *Projector) publish(final map[string]view.OrderDoc, previous map[string]string, ids []string, partition int32, source map[string][]*sarama.ConsumerMessage) error {
 	msgs := make([]*sarama.ProducerMessage, 0, len(ids))
 	for _, id := range ids {
 		d, ok := final[id]
 		if !ok {
+			continue
+		}
+		if src := source[id]; p.cfg.Publish != nil && len(src) > 0 && !p.cfg.Publish(partition, src[len(src)-1].Offset) {
 			continue
 		}
 		v, err := json.Marshal(view.Change{Order: d, PreviousStatus: previous[id]})
