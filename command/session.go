@@ -75,6 +75,7 @@ func (h *Handler) startSession(gs sarama.ConsumerGroupSession) (*session, error)
 	s := &session{h: h, ctx: gs.Context(), log: h.cfg.Logger.With("generation", gs.GenerationID()),
 		meta:  sarama.NewConsumerGroupMetadataFromSession(gs, h.cfg.Group, nil),
 		inbox: make(chan inbound, h.cfg.BatchSize), done: make(chan struct{}), next: map[int32]int64{}}
+	h.local.keepOnly(parts) // the stores of partitions gone stay on disk, closed
 	if len(parts) == 0 {
 		close(s.done)
 		return s, nil
@@ -85,7 +86,6 @@ func (h *Handler) startSession(gs sarama.ConsumerGroupSession) (*session, error)
 	}
 	s.prod = prod
 	t0 := time.Now()
-	h.local.keepOnly(parts)
 	if s.orders, err = h.restore(s.ctx, prod, parts); err != nil {
 		_ = prod.Close()
 		return nil, err

@@ -65,6 +65,10 @@ type opts struct {
 
 var allScenarios = []string{"latency", "throughput", "lag", "projection", "queries", "restore"}
 
+// optInScenarios run only when named: scale writes -orders snapshots and
+// runs the gateway as a process of its own (issue 17's scale test).
+var optInScenarios = []string{"scale"}
+
 func main() { os.Exit(run()) }
 
 func run() int {
@@ -73,8 +77,8 @@ func run() int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "duration of each throughput run (gateway and raw floor)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "concurrent clients in the throughput runs")
-	fs.IntVar(&o.orders, "orders", 100000, "orders whose snapshots the restore scenario writes and restores")
-	fs.StringVar(&scen, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", ")+" (memory is measured with throughput)")
+	fs.IntVar(&o.orders, "orders", 100000, "orders whose snapshots the restore and scale scenarios write and restore")
+	fs.StringVar(&scen, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", ")+" (memory is measured with throughput); also, only when named: "+strings.Join(optInScenarios, ", "))
 	fs.BoolVar(&o.short, "short", false, "everything small (whole run under a minute)")
 	fs.DurationVar(&projectorLinger, "projector-linger", projectorLinger, "how long the projector's batches wait for more events after their first (the server's PROJECTOR_LINGER)")
 	fs.DurationVar(&fetchWait, "fetch-wait", fetchWait, "how long every consumer's fetch may wait for data, gateway and raw alike (the server's FETCH_WAIT)")
@@ -131,7 +135,7 @@ func run() int {
 			continue
 		}
 		known := false
-		for _, a := range allScenarios {
+		for _, a := range append(allScenarios, optInScenarios...) {
 			known = known || a == s
 		}
 		if !known {
@@ -481,6 +485,9 @@ func (b *bench) runAll(ctx context.Context) {
 	}
 	if s["restore"] {
 		step("restore", b.restore)
+	}
+	if s["scale"] {
+		step("scale", b.scale)
 	}
 }
 
