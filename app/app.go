@@ -578,6 +578,10 @@ func (m *Main) Bus() *command.Bus { return m.bus }
 // wait).
 func (m *Main) Handler() *command.Handler { return m.handler }
 
+// Projector is the projector of the active generation of the views, or
+// nil (tests pause it, to leave that generation behind).
+func (m *Main) Projector() *projector.Projector { return m.proj() }
+
 // Hub is the hub of the gateway's live subscriptions.
 func (m *Main) Hub() *live.Hub { return m.feed.Hub() }
 

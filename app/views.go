@@ -31,6 +31,10 @@ const DefaultMaxGap = 100
 // projectors may be before a rebuild pauses to let them catch up.
 const RebuildYieldLag = 2 * time.Second
 
+// yieldProgress is how recently the serving generation's group must have
+// committed for a rebuild to yield to it.
+const yieldProgress = 5 * time.Second
+
 // lagTracker keeps recent last stable offsets of the events topic, to tell
 // how long a consumer group's commits have been behind them. It keeps at
 // most lagSamples samples (one per 200 ms tick: a minute).
@@ -270,8 +274,12 @@ func collectionNames(gen int) string {
 // two, and subscribers miss nothing across the switch. The projector is
 // handed to this Main if it serves, else closed at once.
 func (m *Main) catchUpAndSwitch(ctx context.Context, out io.Writer, what string, gen int, maxGap int64) (err error) {
-	defer m.rebuild.set("", 0, "", 0, 0)
-	defer m.metrics.views.RebuildGen.Set(0)
+	defer func() {
+		m.rebuild.set("", 0, "", 0, 0)
+		m.metrics.views.RebuildGen.Set(0)
+		m.metrics.views.RebuildApplied.Set(0)
+		m.metrics.views.RebuildBehind.Set(0)
+	}()
 	m.metrics.views.RebuildGen.Set(float64(gen))
 	rebuilding := what == "rebuild"
 	defer func() {
@@ -338,7 +346,11 @@ func (m *Main) catchUpAndSwitch(ctx context.Context, out io.Writer, what string,
 	// behind is the records of the events topic gen has not applied, and
 	// whether its projector holds every partition (else it is not known);
 	// activeLag how long the active generation's commits have been behind.
-	var lags lagTracker
+	var (
+		lags          lagTracker
+		lastCommitted int64 = -1
+		lastCommit    time.Time
+	)
 	behind := func(yield bool) (int64, bool, time.Duration) {
 		lso, err := kafka.LastStableOffsets(client, m.topics.Events, parts)
 		if err != nil {
@@ -348,7 +360,19 @@ func (m *Main) catchUpAndSwitch(ctx context.Context, out io.Writer, what string,
 		now := time.Now()
 		lags.add(now, lso)
 		if committed, err := readPublished(); err == nil && yield {
-			activeLag = lags.behind(now, committed)
+			var sum int64
+			for _, c := range committed {
+				sum += c
+			}
+			if sum != lastCommitted {
+				lastCommitted, lastCommit = sum, now
+			}
+			// Yield only to projectors that make progress: a stalled
+			// serving generation (its store failing, no gateway running)
+			// would hold the rebuild forever, and gains nothing from it.
+			if now.Sub(lastCommit) < yieldProgress {
+				activeLag = lags.behind(now, committed)
+			}
 		}
 		pos := p.Positions()
 		var n int64
