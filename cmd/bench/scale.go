@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/kafka"
@@ -35,9 +38,9 @@ import (
 //     first answered mutation on an old order and on a new one, and RSS;
 //   - the same load on an empty gateway, the baseline.
 //
-// The history has no events: the views are not part of this scenario (the
-// projector sees only the events of the mutations measured; those on old
-// orders are out of sequence for it and go to the dead-letter topic).
+// The first start also projects the history (one OrderPlaced event per
+// order) and measures the big customer's summary: its stored size, the
+// latency of customer(id) and its counts against the history's.
 func (b *bench) scale(ctx context.Context) error {
 	n := b.o.orders
 	bin, err := buildGateway(b.env.dir)
@@ -54,7 +57,7 @@ func (b *bench) scale(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.note("scale: writing %d snapshots (%d of customer c-big) took %s", n, n/5, time.Since(t0).Round(time.Millisecond))
+	b.note("scale: writing %d orders' events and snapshots (%d of customer c-big) took %s", n, n/5, time.Since(t0).Round(time.Millisecond))
 	scen := fmt.Sprintf("scale, %d orders, %d partitions", n, partitions)
 	dataDir := filepath.Join(b.env.dir, "scale-gateway")
 
@@ -67,6 +70,20 @@ func (b *bench) scale(ctx context.Context) error {
 	if err != nil {
 		g.stop()
 		return fmt.Errorf("first start: %w", err)
+	}
+	// The views: every order projected, then the big customer's summary
+	// (its stored size, customer(id) latency, its counts).
+	t0 = time.Now()
+	big, err := g.bigCustomer(ctx, n/5)
+	if err != nil {
+		g.stop()
+		return err
+	}
+	b.note("scale: %d orders projected in %s (%.0f events/s)", n, time.Since(t0).Round(time.Second), float64(n)/time.Since(t0).Seconds())
+	summarySize, err := summaryBytes(ctx, b.env.mongoURI, strings.ReplaceAll(name, ".", "_"), "c-big")
+	if err != nil {
+		g.stop()
+		return err
 	}
 	full, err := g.load(ctx, b.o.duration, b.o.concurrency)
 	if err != nil {
@@ -129,13 +146,17 @@ func (b *bench) scale(ctx context.Context) error {
 	b.target(fmt.Sprintf("restart to the first answered mutation ≤ 5 s at %d orders", n), secs(restartNew), restartNew <= 5*time.Second)
 	b.target("mutation latency p50 within 20% of an empty gateway's", ms(full.p50)+" vs "+ms(empty.p50), float64(full.p50) <= 1.2*float64(empty.p50))
 	b.target("mutation throughput within 20% of an empty gateway's", fmt.Sprintf("%.0f vs %.0f /s", full.rate, empty.rate), full.rate >= 0.8*empty.rate)
-	b.notMeasured("the big customer's summary size and customer(id) p50", "this scenario writes no events, so nothing is projected")
+	b.add(row{scen, fmt.Sprintf("customer c-big (%d orders): summary document / customer(id) p50, p99 (%d reads)", n/5, bigReads), fmt.Sprintf("%d bytes / %s, %s", summarySize, ms(big.p50), ms(big.p99)), "", "", ""})
+	b.target(fmt.Sprintf("the big customer's summary ≤ 16 KB at %d orders", n/5), fmt.Sprintf("%d bytes", summarySize), summarySize <= 16<<10)
+	b.target("customer(id) p50 ≤ 5 ms", ms(big.p50), big.p50 <= 5*time.Millisecond)
+	b.target("the big customer's counts exactly right", big.counts, big.exact)
 	return nil
 }
 
-// writeScaleHistory writes n orders' snapshots (a PENDING order with one
-// recorded outcome each; every fifth order the customer c-big's) to the
-// snapshots topic and returns two old order ids.
+// writeScaleHistory writes n orders' histories (an OrderPlaced event to the
+// events topic and the PENDING order's snapshot with one recorded outcome to
+// the snapshots topic; every fifth order the customer c-big's) and returns
+// two old order ids.
 func writeScaleHistory(ctx context.Context, brokers []string, topics kafka.Topics, n int) ([]string, error) {
 	sc := kafka.Config("bench-scale-history", fetchWait)
 	sc.Producer.Partitioner = sarama.NewHashPartitioner
@@ -173,12 +194,24 @@ func writeScaleHistory(ctx context.Context, brokers []string, topics kafka.Topic
 			Items:   []domain.Item{{SKU: "TEA-1", Name: "Green tea", Quantity: 2, UnitPrice: 450}, {SKU: "MUG-2", Name: "Mug", Quantity: 1, UnitPrice: 1200}},
 			History: []domain.StatusChange{{Status: domain.StatusPending, At: base}}, Version: 1, CreatedAt: base, UpdatedAt: base}
 		v, _ := json.Marshal(snapState{Order: o, Outcomes: []snapOutcome{{Key: "key-" + id, Hash: "0123456789abcdef0123456789abcdef", CommandID: "cmd_" + id, Version: 1}}})
-		select {
-		case prod.Input() <- &sarama.ProducerMessage{Topic: topics.Snapshots, Key: sarama.StringEncoder(id), Value: sarama.ByteEncoder(v)}:
-		case <-ctx.Done():
+		ev, err := domain.MarshalEvent(domain.Event{OrderID: id, Version: 1, OccurredAt: base, CommandID: "cmd_" + id,
+			Data: domain.OrderPlaced{CustomerID: customer, Currency: o.Currency, Items: o.Items}})
+		if err != nil {
 			prod.AsyncClose()
 			wg.Wait()
-			return nil, ctx.Err()
+			return nil, err
+		}
+		for _, m := range []*sarama.ProducerMessage{
+			{Topic: topics.Events, Key: sarama.StringEncoder(id), Value: sarama.ByteEncoder(ev)},
+			{Topic: topics.Snapshots, Key: sarama.StringEncoder(id), Value: sarama.ByteEncoder(v)},
+		} {
+			select {
+			case prod.Input() <- m:
+			case <-ctx.Done():
+				prod.AsyncClose()
+				wg.Wait()
+				return nil, ctx.Err()
+			}
 		}
 	}
 	prod.AsyncClose()
@@ -378,3 +411,89 @@ func dirSize(dir string) uint64 {
 var keySeq atomic.Int64
 
 func newKey() string { return fmt.Sprintf("scale-%d-%d", time.Now().UnixNano(), keySeq.Add(1)) }
+
+// bigReads is how many customer(id) reads of the big customer are timed.
+const bigReads = 200
+
+// bigCustomerResult is what bigCustomer measured.
+type bigCustomerResult struct {
+	p50, p99 time.Duration
+	counts   string // what the summary says
+	exact    bool   // and whether it is exactly the history's
+}
+
+// bigCustomer waits (up to 30 minutes) until the summary of c-big counts
+// orders, then times bigReads reads of it and checks its counts: orders
+// PENDING orders of 2 x 4.50 + 12.00 EUR, but for the one order the first
+// start confirmed (firstAnswer).
+func (g *gatewayProcess) bigCustomer(ctx context.Context, orders int) (bigCustomerResult, error) {
+	const q = `query { customer(id: "c-big") { orderCount openOrderCount countsByStatus { status count } lifetimeValue { amount currencyCode } } }`
+	type summary struct {
+		Customer *struct {
+			OrderCount     int
+			OpenOrderCount int
+			CountsByStatus []struct {
+				Status string
+				Count  int
+			}
+			LifetimeValue []struct{ Amount, CurrencyCode string }
+		}
+	}
+	c := newGQL(g.url, 1)
+	defer c.close()
+	var out summary
+	for deadline := time.Now().Add(30 * time.Minute); ; {
+		out = summary{}
+		if err := c.do(ctx, q, nil, &out); err == nil && out.Customer != nil && out.Customer.OrderCount >= orders {
+			confirmed := 0
+			for _, sc := range out.Customer.CountsByStatus {
+				if sc.Status == "CONFIRMED" {
+					confirmed = sc.Count
+				}
+			}
+			if confirmed >= 1 { // the first start's confirmation, after the history
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return bigCustomerResult{}, fmt.Errorf("the big customer's summary did not count %d orders within 30 minutes (it counts %+v)", orders, out.Customer)
+		}
+		select {
+		case <-ctx.Done():
+			return bigCustomerResult{}, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	var lat samples
+	for range bigReads {
+		t := time.Now()
+		out = summary{}
+		if err := c.do(ctx, q, nil, &out); err != nil {
+			return bigCustomerResult{}, err
+		}
+		lat.add(time.Since(t))
+	}
+	s := out.Customer
+	b, _ := json.Marshal(s)
+	byStatus := map[string]int{}
+	for _, sc := range s.CountsByStatus {
+		byStatus[sc.Status] = sc.Count
+	}
+	exact := s.OrderCount == orders && s.OpenOrderCount == orders && byStatus["PENDING"] == orders-1 && byStatus["CONFIRMED"] == 1 && len(byStatus) == 2
+	return bigCustomerResult{p50: lat.pct(50), p99: lat.pct(99), counts: string(b), exact: exact}, nil
+}
+
+// summaryBytes is the stored size (BSON) of customer's summary in the
+// views of database db.
+func summaryBytes(ctx context.Context, uri, db, customer string) (int, error) {
+	client, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		return 0, err
+	}
+	defer client.Disconnect(context.Background()) //nolint:errcheck
+	raw, err := client.Database(db).Collection("customers").FindOne(ctx, bson.D{{Key: "_id", Value: customer}}).Raw()
+	if err != nil {
+		return 0, fmt.Errorf("the summary of %s: %w", customer, err)
+	}
+	return len(raw), nil
+}
