@@ -588,3 +588,64 @@ func TestViewsSwitchFromAGenerationBehind(t *testing.T) {
 		t.Fatalf("subscriber: %v", sub.err)
 	}
 }
+
+// TestViewsWaitsFollowTheNewGeneration: a rebuild in the gateway (as the
+// admin listener runs it) switches while far behind (--max-gap above the
+// history, its projector held before its first batch): reads with their
+// consistency tokens, which now look at the new generation, are woken by
+// its changes once its projector (handed over to the gateway) goes on.
+func TestViewsWaitsFollowTheNewGeneration(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ConsistencyTimeout = 5 * time.Second
+	g := startGateway(t, cfg)
+	var written []Payload
+	for i := range 10 {
+		p := g.mutate(t, "placeOrder", placeInput("cust-follow", item(fmt.Sprintf("F%d", i), 1, "1")))
+		written = append(written, g.mutate(t, "confirmOrder", map[string]any{"orderId": p.Order.ID}))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type result struct {
+		gen int
+		err error
+	}
+	rebuilt := make(chan result, 1)
+	go func() {
+		gen, err := g.RebuildViews(ctx, &lineWriter{t: t}, 1_000_000)
+		rebuilt <- result{gen, err}
+	}()
+	// Held before its first batch: it switches with nothing applied.
+	waitFor(t, 10*time.Second, "the rebuild's projector", func() bool {
+		if p := g.CatchingUp(); p != nil {
+			p.Pause(true)
+			return true
+		}
+		return false
+	})
+	if r := <-rebuilt; r.err != nil || r.gen != 2 {
+		t.Fatalf("rebuild: generation %d, %v", r.gen, r.err)
+	}
+	waitFor(t, 5*time.Second, "the gateway on generation 2", func() bool { return g.ViewsGeneration() == 2 })
+	if d, _ := g.Store().Order(ctx, written[0].Order.ID); d != nil {
+		t.Fatalf("generation 2 has order %s before its projector went on", d.ID)
+	}
+	errs := make(chan error, len(written))
+	for _, p := range written {
+		go func() {
+			var out struct{ Order *struct{ Version int } }
+			err := gqlTry(g.url, `query($id: ID!, $t: String) { order(id: $id, consistencyToken: $t) { version } }`,
+				map[string]any{"id": p.Order.ID, "t": *p.ConsistencyToken}, &out)
+			if err == nil && (out.Order == nil || out.Order.Version != *p.Version) {
+				err = fmt.Errorf("order %s: %+v", p.Order.ID, out.Order)
+			}
+			errs <- err
+		}()
+	}
+	time.Sleep(time.Second) // the reads wait on generation 2
+	g.Projector().Pause(false)
+	for range written {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

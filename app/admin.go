@@ -93,6 +93,7 @@ func (m *Main) startAdmin() error {
 		m.adminTokenPath = path
 	}
 	m.adminToken = token
+	m.adminCtx, m.adminStop = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /views/rebuild", m.adminViews("rebuild"))
 	mux.HandleFunc("POST /views/switch", m.adminViews("switch"))
@@ -169,7 +170,11 @@ func (m *Main) adminViews(sub string) http.HandlerFunc {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(http.StatusOK)
 		out := &flushWriter{w: w}
-		if err := m.runViewsCommand(r.Context(), sub, gen, maxGap, out); err != nil {
+		// The command ends with its request, or when the gateway closes.
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		defer context.AfterFunc(m.adminCtx, cancel)()
+		if err := m.runViewsCommand(ctx, sub, gen, maxGap, out); err != nil {
 			fmt.Fprintln(out, "error:", userText(err))
 			return
 		}

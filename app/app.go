@@ -73,6 +73,7 @@ type Main struct {
 	deadLettersBefore int64                // dead letters of the projectors a switch closed (guarded by projMu)
 	projClosed        bool                 // Close took the projector (guarded by projMu)
 	handover          *handover            // a caught-up projector a views command here hands over (guarded by projMu)
+	catchingUp        *projector.Projector // the projector of a views command running here (guarded by projMu)
 	viewsBusy         sync.Mutex           // one views rebuild or switch at a time in this process
 	rebuild           rebuildStatus        // the views command running here, for /readyz
 	topics            kafka.Topics
@@ -80,6 +81,8 @@ type Main struct {
 	adminListener     net.Listener
 	adminToken        string
 	adminTokenPath    string // the generated token's file, removed by Close
+	adminCtx          context.Context
+	adminStop         context.CancelFunc // ends the views commands the admin listener runs
 	runCtx            context.Context
 	feed              *live.Feed
 	listener          net.Listener
@@ -628,8 +631,9 @@ func (m *Main) close() error {
 		errs = append(errs, m.debug.Close())
 	}
 	if m.admin != nil {
-		// Its connections closed, a views command running ends (its
-		// context is the request's); the lock waits for it.
+		// A views command running ends (adminStop cancels its context);
+		// the lock waits for it.
+		m.adminStop()
 		errs = append(errs, m.admin.Close())
 		m.viewsBusy.Lock()
 		m.viewsBusy.Unlock()

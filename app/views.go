@@ -106,6 +106,14 @@ func (m *Main) ViewsGeneration() int { return m.store.Generation() }
 // Store is the gateway's view store (it reads the active generation).
 func (m *Main) Store() *view.Store { return m.store }
 
+// CatchingUp is the projector of a views rebuild or switch running in this
+// process, or nil (tests pause it).
+func (m *Main) CatchingUp() *projector.Projector {
+	m.projMu.Lock()
+	defer m.projMu.Unlock()
+	return m.catchingUp
+}
+
 // proj is the projector of the active generation (nil: none).
 func (m *Main) proj() *projector.Projector {
 	m.projMu.Lock()
@@ -324,7 +332,14 @@ func (m *Main) catchUpAndSwitch(ctx context.Context, out io.Writer, what string,
 	}); err != nil {
 		return err
 	}
+	// switching: from the switch on gen publishes everything, to wake the
+	// consistency waits that read it (the serving generation's changes woke
+	// them when they were still reading that one).
+	var switching atomic.Bool
 	publish := func(partition int32, offset int64) bool {
+		if switching.Load() {
+			return true
+		}
 		c, ok := (*published.Load())[partition]
 		return !ok || offset >= c
 	}
@@ -332,6 +347,14 @@ func (m *Main) catchUpAndSwitch(ctx context.Context, out io.Writer, what string,
 	if err != nil {
 		return err
 	}
+	m.projMu.Lock()
+	m.catchingUp = p
+	m.projMu.Unlock()
+	defer func() {
+		m.projMu.Lock()
+		m.catchingUp = nil
+		m.projMu.Unlock()
+	}()
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(runCtx) }()
@@ -484,6 +507,7 @@ func (m *Main) catchUpAndSwitch(ctx context.Context, out io.Writer, what string,
 			return errors.New("the gateway is closing")
 		}
 	}
+	switching.Store(true) // before the write: a change after it is published
 	if err := m.store.SetActive(ctx, gen); err != nil {
 		if inProcess {
 			m.projMu.Lock()
