@@ -21,6 +21,7 @@ import (
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/embedded"
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/kafka/kafkatest"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -433,20 +434,10 @@ func TestLostSnapshotsAreRebuiltFromEvents(t *testing.T) {
 	if firstOfX == nil || ofY == nil {
 		t.Fatalf("snapshots of %s and %s not found", x, y)
 	}
-	sc := kafka.Config("test-damage", 20*time.Millisecond)
-	sc.Producer.Return.Successes = true
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	prod, err := sarama.NewSyncProducer(testBrokers, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	if err := prod.SendMessages([]*sarama.ProducerMessage{
+	kafkatest.SendToPartitions(t, testBrokers, []*sarama.ProducerMessage{
 		{Topic: topics.Snapshots, Partition: firstOfX.Partition, Key: sarama.StringEncoder(x), Value: sarama.ByteEncoder(firstOfX.Value)}, // back to version 1
 		{Topic: topics.Snapshots, Partition: ofY.Partition, Key: sarama.StringEncoder(y)},                                                 // gone
-	}); err != nil {
-		t.Fatalf("damage the snapshots: %v", err)
-	}
+	}...)
 
 	g2 := startGateway(t, cfg)
 	if p := place(g2, y); len(p.UserErrors) != 1 || p.Version == nil || *p.Version != 1 {

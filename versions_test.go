@@ -18,6 +18,7 @@ import (
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/domain/domaintest"
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/kafka/kafkatest"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -57,17 +58,7 @@ func goldenRecords(t *testing.T, version int, name, topic string) []*sarama.Prod
 // produceTo sends msgs to partition 0 of their topics, in order.
 func produceTo(t *testing.T, msgs []*sarama.ProducerMessage) {
 	t.Helper()
-	sc := kafka.Config("test-versions", 20*time.Millisecond)
-	sc.Producer.Return.Successes = true
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	prod, err := sarama.NewSyncProducer(testBrokers, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	if err := prod.SendMessages(msgs); err != nil {
-		t.Fatal(err)
-	}
+	kafkatest.SendToPartitions(t, testBrokers, msgs...)
 }
 
 // TestGoldenV1EventsProjectLikeNewOnes: the golden events of schema version

@@ -20,6 +20,7 @@ import (
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/domain/domaintest"
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/kafka/kafkatest"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -288,14 +289,6 @@ func TestNewerSnapshotIsRefused(t *testing.T) {
 // golden rules, and partition 0 keeps the recorded outcomes.
 func TestRestoreReadsGoldenV1Records(t *testing.T) {
 	topics := testTopics(t, "golden", 2)
-	sc := kafka.Config("test-golden", 20*time.Millisecond)
-	sc.Producer.Return.Successes = true
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	prod, err := sarama.NewSyncProducer(testBrokers, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
 	var msgs []*sarama.ProducerMessage
 	for _, f := range []struct {
 		name, topic string
@@ -309,9 +302,7 @@ func TestRestoreReadsGoldenV1Records(t *testing.T) {
 			msgs = append(msgs, m)
 		}
 	}
-	if err := prod.SendMessages(msgs); err != nil {
-		t.Fatal(err)
-	}
+	kafkatest.SendToPartitions(t, testBrokers, msgs...)
 	h := fenceTestHandler(t, topics, topics.Commands+".group")
 	tp, err := h.newTxnProducer()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ordergateway/gateway/domain"
 	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/kafka/kafkatest"
 	"github.com/ordergateway/gateway/metrics"
 	"github.com/ordergateway/gateway/statestore"
 )
@@ -161,14 +162,6 @@ func TestRestoreCatchesUpACommitTheStoreMissed(t *testing.T) {
 // partition of any size is restored in as many tries as it takes.
 func TestRestoreKeepsItsProgress(t *testing.T) {
 	topics := fenceTestTopics(t, "progress")
-	sc := readerConfig(sarama.ReadCommitted)
-	sc.Producer.Return.Successes = true
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	prod, err := sarama.NewSyncProducer(testBrokers, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
 	var msgs []*sarama.ProducerMessage
 	const n = 50
 	for i := range n {
@@ -177,9 +170,7 @@ func TestRestoreKeepsItsProgress(t *testing.T) {
 		msgs = append(msgs, &sarama.ProducerMessage{Topic: topics.Snapshots, Key: sarama.StringEncoder(s.Order.ID), Value: sarama.ByteEncoder(v)})
 	}
 	msgs = append(msgs, tally{Orders: n, Versions: n}.record(topics.Snapshots, 0))
-	if err := prod.SendMessages(msgs); err != nil {
-		t.Fatal(err)
-	}
+	kafkatest.SendToPartitions(t, testBrokers, msgs...)
 	defer func(b int) { restoreBatchBytes = b }(restoreBatchBytes)
 	restoreBatchBytes = 1
 

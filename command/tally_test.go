@@ -9,7 +9,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/ordergateway/gateway/domain"
-	"github.com/ordergateway/gateway/kafka"
+	"github.com/ordergateway/gateway/kafka/kafkatest"
 )
 
 func TestTallies(t *testing.T) {
@@ -34,14 +34,6 @@ func TestTallies(t *testing.T) {
 func TestRestoreRebuildsPartitionsSideBySide(t *testing.T) {
 	const partitions = 6
 	topics := testTopics(t, "rebuild", partitions)
-	sc := kafka.Config("test-events", 20*time.Millisecond)
-	sc.Producer.Return.Successes = true
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	prod, err := sarama.NewSyncProducer(testBrokers, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var msgs []*sarama.ProducerMessage
 	for p := range int32(partitions) {
@@ -56,9 +48,7 @@ func TestRestoreRebuildsPartitionsSideBySide(t *testing.T) {
 			}
 		}
 	}
-	if err := prod.SendMessages(msgs); err != nil {
-		t.Fatal(err)
-	}
+	kafkatest.SendToPartitions(t, testBrokers, msgs...)
 
 	h := fenceTestHandler(t, topics, topics.Commands+".group")
 	tp, err := h.newTxnProducer()

@@ -18,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/ordergateway/gateway/kafka"
 )
 
 // CA is a throwaway certificate authority.
@@ -118,4 +121,22 @@ func Start(t testing.TB, withTLS bool, users ...User) *Broker {
 	}
 	t.Cleanup(c.Close)
 	return &Broker{Addr: c.ListenAddrs()[0], CAFile: ca.WriteFile(t, t.TempDir()), CA: ca}
+}
+
+// SendToPartitions writes msgs, each to the partition it names (the
+// manual partitioner), in order, with a producer of its own that it closes;
+// the test fails if any is not written.
+func SendToPartitions(t testing.TB, brokers []string, msgs ...*sarama.ProducerMessage) {
+	t.Helper()
+	sc := kafka.Config("test-send", 20*time.Millisecond)
+	sc.Producer.Return.Successes = true
+	sc.Producer.Partitioner = sarama.NewManualPartitioner
+	prod, err := sarama.NewSyncProducer(brokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := prod.SendMessages(msgs); err != nil {
+		t.Fatalf("send %d records: %v", len(msgs), err)
+	}
 }
