@@ -1,6 +1,8 @@
 // Package domaintest holds the given/when/then form of the domain's and the
 // projection's rules, shared by the domain tests, the upcaster golden tests
-// and any test that states a rule: a new rule is one row of a table.
+// (through the projector, and through a views rebuild:
+// TestViewsRebuildFollowsTheProjectionRules) and any test that states a
+// rule: a new rule is one row of a table.
 //
 //   - Case: given these events, when this command, then these events or
 //     this user error (Run).
