@@ -245,7 +245,9 @@ func (m *Main) startStores(ctx context.Context) error {
 		storeOpts = append(storeOpts, view.SoleWriter())
 	}
 	if onPostgreSQL {
-		storeOpts = append(storeOpts, view.SummaryLane())
+		// The store adds an _id index FerretDB's lookups can use (see
+		// embedded/pgcatalog.go), so a guard can be in the filter.
+		storeOpts = append(storeOpts, view.SummaryLane(), view.FilterGuards())
 	}
 	storeOpts = append(storeOpts, view.WithErrors(m.metrics.errors), view.WithTracer(m.tracer))
 	store, err := view.Open(m.mongoURI, c.MongoDatabase, storeOpts...)

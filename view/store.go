@@ -48,6 +48,8 @@ type Store struct {
 	summaryTurn *writeTurn
 	// soleWriter: this Store is the database's only writer (SoleWriter).
 	soleWriter bool
+	// guardsInFilter: FilterGuards.
+	guardsInFilter bool
 	// errs counts errors by kind (WithErrors); nil counts nothing.
 	errs *metrics.Errors
 	// tracer traces commands under a span (WithTracer); nil: off.
@@ -68,6 +70,15 @@ type Option func(*Store)
 // fails with ErrConflict; a change made by another process would be
 // overwritten. On MongoDB the guard is in the write's filter either way.
 func SoleWriter() Option { return func(s *Store) { s.soleWriter = true } }
+
+// FilterGuards says that the FerretDB behind this Store finds a document by
+// _id with an index even when the filter has another field (PostgreSQL,
+// with the store's _id lookup index): a guarded replace then has its guard
+// in its filter, as on MongoDB, instead of a read of the guards before the
+// replaces. FerretDB still applies such a filter by reading, then writing,
+// so the guard is no more atomic than the read first, but the write costs
+// one store command instead of two.
+func FilterGuards() Option { return func(s *Store) { s.guardsInFilter = true } }
 
 // SummaryLane says that the FerretDB behind this Store has a backend that
 // takes concurrent writers (PostgreSQL): summary writes then go one at a
@@ -724,7 +735,7 @@ func (s *Store) guardedReplaces(ctx context.Context, coll *mongo.Collection, gua
 		return nil, false, err
 	}
 	models := make([]mongo.WriteModel, 0, len(writes))
-	if !ferret {
+	if !ferret || (s.guardsInFilter && !s.soleWriter) {
 		for _, w := range writes {
 			models = append(models, mongo.NewReplaceOneModel().
 				SetFilter(bson.D{{Key: "_id", Value: w.id}, {Key: guard, Value: w.prev}}).

@@ -42,17 +42,23 @@ func testOrder(id string, version int) OrderDoc {
 	return OrderDoc{ID: id, CustomerID: "cust-1", Status: "PLACED", Currency: "EUR", Items: []ItemDoc{}, History: []ChangeDoc{}, Version: version, CreatedAt: at, UpdatedAt: at}
 }
 
-// Every lookup strategy (one $in, or one find per id) must give the same
-// answers, so each runs the same checks.
+// Every lookup strategy (one $in, or one find per id) and guard strategy
+// (in the filter, or read first) must give the same answers, so each runs
+// the same checks.
 func TestStoreWritesAndLookups(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t)
-	for _, flavor := range []int32{flavorMongo, flavorFerret} {
-		t.Run(map[int32]string{flavorMongo: "in", flavorFerret: "one-by-one"}[flavor], func(t *testing.T) {
+	for _, v := range []struct {
+		name          string
+		flavor        int32
+		guardInFilter bool // FilterGuards
+	}{{"in", flavorMongo, false}, {"one-by-one", flavorFerret, false}, {"one-by-one, guards in the filter", flavorFerret, true}} {
+		t.Run(v.name, func(t *testing.T) {
 			if err := s.Drop(ctx); err != nil {
 				t.Fatal(err)
 			}
-			s.flavor.Store(flavor)
+			s.flavor.Store(v.flavor)
+			s.guardsInFilter = v.guardInFilter
 
 			if err := s.PutOrders(ctx, []OrderWrite{{Doc: testOrder("a", 1)}, {Doc: testOrder("b", 1)}, {Doc: testOrder("c", 2)}}); err != nil {
 				t.Fatalf("first writes: %v", err)
