@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -13,6 +14,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/ordergateway/gateway/view"
 )
 
 // testPostgreSQLURL is STORE_POSTGRESQL_URL; the test is skipped without it.
@@ -383,5 +386,86 @@ func TestFlushMakesAsynchronousCommitsDurable(t *testing.T) {
 	}
 	if behind {
 		t.Errorf("after Flush the WAL is flushed to %s, before the writes' end %s", flushed, written)
+	}
+}
+
+// view.FilterGuards, which the gateway sets on this store: a guarded
+// replace with its version in the filter refuses a stale write and takes a
+// fresh one, and PostgreSQL finds each document through an index, not by
+// reading the table (at 2,000 documents; on a table of a few dozen rows it
+// reads the table, which is cheaper there).
+func TestGuardsInTheFilterOnPostgreSQL(t *testing.T) {
+	pgURL := testPostgreSQLURL(t)
+	m, client := startPostgreSQLStore(t, pgURL)
+	pg := pgConn(t, pgURL)
+	db := testDatabase(t, client, "guards")
+	store, err := view.Open(m.URI(), db, view.SummaryLane(), view.FilterGuards())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := store.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The _id index before the documents: building it on a full table
+	// would read it, and PostgreSQL reports that read seconds later.
+	if err := m.IndexIDs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	order := func(id string, v int) view.OrderDoc {
+		return view.OrderDoc{ID: id, CustomerID: "c-1", Status: "PENDING", Currency: "EUR", Items: []view.ItemDoc{}, History: []view.ChangeDoc{}, Version: v}
+	}
+	const stored, n = 2000, 40
+	var writes []view.OrderWrite
+	for i := range stored {
+		writes = append(writes, view.OrderWrite{Doc: order(fmt.Sprintf("ord_%d", i), 1)})
+	}
+	if err := store.PutOrders(ctx, writes); err != nil {
+		t.Fatal(err)
+	}
+	table := collectionTable(t, pg, db, "orders")
+	if _, err := pg.Exec(ctx, "ANALYZE "+pgx.Identifier{db, table}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	reads := func() (indexScans, rowsReadByTableScans int64) {
+		t.Helper()
+		if err := pg.QueryRow(ctx, `SELECT coalesce(idx_scan, 0), coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2`,
+			db, table).Scan(&indexScans, &rowsReadByTableScans); err != nil {
+			t.Fatal(err)
+		}
+		return indexScans, rowsReadByTableScans
+	}
+	time.Sleep(time.Second) // the inserts' statistics settle
+	idx0, rows0 := reads()
+	writes = writes[:n]
+	for i := range writes {
+		writes[i] = view.OrderWrite{Doc: order(writes[i].Doc.ID, 2), Prev: 1}
+	}
+	if err := store.PutOrders(ctx, writes); err != nil {
+		t.Fatalf("fresh writes: %v", err)
+	}
+	// ord_0 with a stale guard, ord_1 with the right one.
+	err = store.PutOrders(ctx, []view.OrderWrite{{Doc: order("ord_0", 3), Prev: 1}, {Doc: order("ord_1", 3), Prev: 2}})
+	if !errors.Is(err, view.ErrConflict) {
+		t.Fatalf("a stale guard: %v, want view.ErrConflict", err)
+	}
+	// PostgreSQL's statistics arrive within a second or so.
+	idx, rows := reads()
+	for deadline := time.Now().Add(30 * time.Second); idx-idx0 < n && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		idx, rows = reads()
+	}
+	if idx-idx0 < n || rows-rows0 >= stored {
+		t.Fatalf("%d guarded replaces at %d documents: %d index scans, %d rows read by table scans; want an index scan each and no table read", n+2, stored, idx-idx0, rows-rows0)
+	}
+	t.Logf("%d guarded replaces at %d documents: %d index scans, %d rows read by table scans", n+2, stored, idx-idx0, rows-rows0)
+	got, err := store.OrdersByID(ctx, []string{"ord_0", "ord_1", "ord_2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["ord_0"].Version != 2 || got["ord_1"].Version != 3 || got["ord_2"].Version != 2 {
+		t.Fatalf("after the writes: ord_0@%d ord_1@%d ord_2@%d, want 2, 3, 2", got["ord_0"].Version, got["ord_1"].Version, got["ord_2"].Version)
 	}
 }

@@ -12,7 +12,9 @@ const durableTimeout = 10 * time.Second
 // durability coalesces the claims' waits for Config.Durable: a wait returns
 // the result of a run that started after the wait did, and one run answers
 // every wait that came before it started, so the store is flushed at most
-// once at a time however many partitions commit.
+// once at a time however many partitions commit. Its waiters are the
+// claims' committers, one wait each at a time: at most one per partition
+// this instance projects.
 type durability struct {
 	fn      func(context.Context) error // nil: every write is durable when acknowledged
 	mu      sync.Mutex

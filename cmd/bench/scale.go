@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -367,21 +366,10 @@ func (g *gatewayProcess) load(ctx context.Context, d time.Duration, concurrency 
 	return out, nil
 }
 
-// rss is the process's resident set size.
+// rss is the process's resident set size (0 if it cannot be read).
 func (g *gatewayProcess) rss() uint64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	kb, _ := procStatusKB(strconv.Itoa(g.cmd.Process.Pid), "VmRSS")
+	return uint64(kb) << 10
 }
 
 // stop ends the gateway with SIGTERM (a clean stop) and waits for it.
