@@ -138,8 +138,7 @@ func (s *Store) Use(gen int) {
 // At is a Store of generation gen on the same connection (and, on
 // FerretDB, the same turn for writes). Use on it does not change s.
 func (s *Store) At(gen int) *Store {
-	d := &Store{client: s.client, db: s.db, derived: true, flavor: s.flavor, turn: s.turn, summaryTurn: s.summaryTurn,
-		soleWriter: s.soleWriter, errs: s.errs, tracer: s.tracer}
+	d := &Store{client: s.client, db: s.db, derived: true, settings: s.settings}
 	d.cols.Store(s.collectionsOf(gen))
 	return d
 }

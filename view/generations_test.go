@@ -4,6 +4,11 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/ordergateway/gateway/metrics"
+	"github.com/ordergateway/gateway/tracing"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // TestGenerations: generation 1 is the first collections and active with
@@ -95,5 +100,24 @@ func TestParseGeneration(t *testing.T) {
 	}
 	if n, err := ParseGeneration(" 12 "); err != nil || n != 12 {
 		t.Errorf("ParseGeneration(12): %d, %v", n, err)
+	}
+}
+
+// TestAtKeepsTheOptions: a Store of another generation (the projector's
+// and the rebuild's) writes as the Store it came from. At once dropped
+// FilterGuards, so the projector on PostgreSQL read every guard first.
+func TestAtKeepsTheOptions(t *testing.T) {
+	s, err := Open("mongodb://127.0.0.1:1/", "at", SoleWriter(), FilterGuards(), SummaryLane(),
+		WithErrors(metrics.NewErrors(prometheus.NewRegistry())), WithTracer(tracing.New(noop.NewTracerProvider())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	d := s.At(2)
+	if d.settings != s.settings || !d.guardsInFilter || !d.soleWriter || d.summaryTurn == nil || d.errs == nil || d.tracer == nil {
+		t.Fatalf("At(2) has settings %+v; want those of the Store it came from, %+v", d.settings, s.settings)
+	}
+	if d.Generation() != 2 || s.Generation() != 1 {
+		t.Fatalf("generations %d and %d, want 2 and 1", d.Generation(), s.Generation())
 	}
 }

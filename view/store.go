@@ -37,11 +37,18 @@ type Store struct {
 	// derived: made by At, sharing the client of the Store it came from
 	// (Close leaves the client open).
 	derived bool
+	// settings are shared by the Stores made by At: one struct, copied
+	// whole, so that a new option cannot be lost on the way.
+	settings
+}
+
+// settings are a Store's options and what its Stores of other generations
+// share with it.
+type settings struct {
 	// flavor is 0 until the server was asked, then flavorMongo or
-	// flavorFerret (see onFerretDB). Shared with the Stores made by At.
+	// flavorFerret (see onFerretDB).
 	flavor *atomic.Int32
-	// turn lets one write at a time reach FerretDB (see ferretBulkMax),
-	// shared with the Stores made by At.
+	// turn lets one write at a time reach FerretDB (see ferretBulkMax).
 	turn *writeTurn
 	// summaryTurn, with SummaryLane, lets one summary write at a time
 	// reach FerretDB beside the order writes of turn.
@@ -97,7 +104,7 @@ const (
 // Open connects to uri and uses database. It does not wait for the server:
 // the first operation (or Ping) does, for at most a few seconds.
 func Open(uri, database string, storeOpts ...Option) (*Store, error) {
-	s := &Store{flavor: new(atomic.Int32), turn: &writeTurn{}}
+	s := &Store{settings: settings{flavor: new(atomic.Int32), turn: &writeTurn{}}}
 	for _, o := range storeOpts {
 		o(s)
 	}
