@@ -212,6 +212,8 @@ type Mongo struct {
 	closeExtra func()
 	// flush, if set, is Flush's work (the store on PostgreSQL).
 	flush func(ctx context.Context) error
+	// pgw, if set, makes ReplaceGuarded's writes (the store on PostgreSQL).
+	pgw *pgWriter
 	// reloads counts a store on PostgreSQL's restarts of FerretDB (see
 	// pgcatalog.go).
 	reloads atomic.Int64

@@ -125,10 +125,22 @@ func (c PostgreSQLStore) Start() (*Mongo, error) {
 		reload <- done // the watcher waits for done before it asks again
 		return done
 	}
-	m := &Mongo{uri: uri, cancel: cancel, done: make(chan struct{}), indexer: watch, flush: func(ctx context.Context) error {
+	pgw, err := newPGWriter(pgURL)
+	if err != nil {
+		cancel()
+		watch.disconnect()
+		front.close()
+		pool.Close()
+		runCtx, stop := context.WithCancel(context.Background())
+		stop()
+		_ = db.Run(runCtx)
+		return nil, fmt.Errorf("%s: %s", where, redactIn(err.Error(), pgURL))
+	}
+	m := &Mongo{uri: uri, cancel: cancel, done: make(chan struct{}), indexer: watch, pgw: pgw, flush: func(ctx context.Context) error {
 		return flushWAL(ctx, pool, pgURL)
 	}, closeExtra: func() {
 		watch.disconnect()
+		pgw.close()
 		pool.Close()
 	}}
 	watched := make(chan struct{})

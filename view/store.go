@@ -61,6 +61,9 @@ type settings struct {
 	errs *metrics.Errors
 	// tracer traces commands under a span (WithTracer); nil: off.
 	tracer *tracing.Tracer
+	// direct makes guarded replaces past FerretDB (DirectReplaces); nil:
+	// none.
+	direct DirectReplacer
 }
 
 // Option configures a Store.
@@ -100,6 +103,23 @@ const (
 	flavorMongo  = 1
 	flavorFerret = 2
 )
+
+// DirectReplacer writes guarded replaces straight into the store's tables,
+// a batch in one statement (embedded.Mongo.ReplaceGuarded, the store on
+// PostgreSQL). It replaces, in collection coll of database db, each
+// document whose _id is ids[i] and whose field guard is prevs[i] with
+// docs[i] (BSON), and returns how many it replaced. An error that
+// errors.Is errors.ErrUnsupported says the batch must go through the
+// MongoDB wire instead; so does any other error (the wire path reports
+// the store's errors the usual way, and a replace that did go through
+// reads as a conflict there, which a writer re-reads).
+type DirectReplacer interface {
+	ReplaceGuarded(ctx context.Context, db, coll, guard string, ids []string, prevs []int64, docs [][]byte) (int64, error)
+}
+
+// DirectReplaces makes the Store's guarded replaces through r when it
+// can (see DirectReplacer); inserts and reads still use the MongoDB wire.
+func DirectReplaces(r DirectReplacer) Option { return func(s *Store) { s.direct = r } }
 
 // Open connects to uri and uses database. It does not wait for the server:
 // the first operation (or Ping) does, for at most a few seconds.
@@ -578,6 +598,14 @@ func (s *Store) putGuarded(ctx context.Context, coll *mongo.Collection, guard st
 			return err
 		}
 	}
+	if len(replaces) > 0 && s.direct != nil {
+		if matched, ok := s.replaceDirect(ctx, coll, guard, replaces); ok {
+			if matched < int64(len(replaces)) {
+				conflict = true
+			}
+			replaces = nil
+		}
+	}
 	if len(replaces) > 0 {
 		models, stale, err := s.guardedReplaces(ctx, coll, guard, replaces)
 		if err != nil {
@@ -594,6 +622,27 @@ func (s *Store) putGuarded(ctx context.Context, coll *mongo.Collection, guard st
 		return ErrConflict
 	}
 	return nil
+}
+
+// replaceDirect makes writes through the DirectReplacer and reports how many
+// it replaced; false if it could not, and the writes must go through the
+// MongoDB wire.
+func (s *Store) replaceDirect(ctx context.Context, coll *mongo.Collection, guard string, writes []guardedWrite) (int64, bool) {
+	ids := make([]string, len(writes))
+	prevs := make([]int64, len(writes))
+	docs := make([][]byte, len(writes))
+	for i, w := range writes {
+		raw, err := bson.Marshal(w.doc)
+		if err != nil {
+			return 0, false
+		}
+		ids[i], prevs[i], docs[i] = w.id, w.prev, raw
+	}
+	n, err := s.direct.ReplaceGuarded(ctx, s.db.Name(), coll.Name(), guard, ids, prevs, docs)
+	if err != nil {
+		return 0, false
+	}
+	return n, true
 }
 
 // On FerretDB the store sends one write at a time, and bulk writes in chunks

@@ -1,0 +1,251 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/ordergateway/gateway/view"
+)
+
+// sjsonSamples are documents with every type sjsonDocument encodes, nested
+// in documents and arrays.
+func sjsonSamples() []bson.D {
+	at := time.Date(2026, 12, 6, 18, 30, 1, 234_000_000, time.UTC)
+	return []bson.D{
+		{{Key: "_id", Value: "plain"}},
+		{{Key: "_id", Value: "types"}, {Key: "s", Value: `quotes " \ <b>&amp; é 日本 ` + "\t\n"}, {Key: "i32", Value: int32(-7)}, {Key: "i64", Value: int64(math.MaxInt64)},
+			{Key: "f", Value: 1.5}, {Key: "whole", Value: 3.0}, {Key: "big", Value: 1e300}, {Key: "tiny", Value: 5e-324}, {Key: "yes", Value: true}, {Key: "no", Value: false},
+			{Key: "at", Value: at}, {Key: "before1970", Value: time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)}, {Key: "nothing", Value: nil}},
+		{{Key: "_id", Value: "nested"}, {Key: "empty", Value: bson.D{}}, {Key: "none", Value: bson.A{}},
+			{Key: "items", Value: bson.A{bson.D{{Key: "sku", Value: "a"}, {Key: "q", Value: int32(2)}}, bson.D{{Key: "sku", Value: "b"}, {Key: "price", Value: int64(1999)}}}},
+			{Key: "mixed", Value: bson.A{"x", int32(1), 2.5, nil, true, at, bson.D{{Key: "deep", Value: bson.D{{Key: "deeper", Value: bson.A{}}}}}}},
+			{Key: "address", Value: bson.D{{Key: "name", Value: "A"}, {Key: "lines", Value: bson.A{"1", "2"}}}}},
+	}
+}
+
+// TestSJSONRefuses: what the encoding does not cover is refused, never
+// written wrong.
+func TestSJSONRefuses(t *testing.T) {
+	for _, d := range []bson.D{
+		{{Key: "n", Value: 1}, {Key: "_id", Value: "late"}},
+		{{Key: "_id", Value: "oid"}, {Key: "o", Value: bson.NewObjectID()}},
+		{{Key: "_id", Value: "bin"}, {Key: "b", Value: bson.Binary{Data: []byte{1}}}},
+		{{Key: "_id", Value: "nan"}, {Key: "f", Value: math.NaN()}},
+		{{Key: "_id", Value: "inf"}, {Key: "a", Value: bson.A{math.Inf(1)}}},
+		{{Key: "_id", Value: "key"}, {Key: `a"b`, Value: 1}},
+		{{Key: "_id", Value: "nested array"}, {Key: "a", Value: bson.A{bson.A{1}}}},
+		{{Key: "_id", Value: "nested key"}, {Key: "d", Value: bson.D{{Key: "é", Value: 1}}}},
+	} {
+		raw, err := bson.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j, err := sjsonDocument(raw); !errors.Is(err, errSJSONUnsupported) {
+			t.Errorf("%v: %s, %v; want errSJSONUnsupported", d, j, err)
+		}
+	}
+}
+
+// TestSJSONMatchesFerretDB: the encoding of each sample is the JSON FerretDB
+// stores for it, and FerretDB reads a document written in it back as the
+// document.
+func TestSJSONMatchesFerretDB(t *testing.T) {
+	pgURL := testPostgreSQLURL(t)
+	m, client := startPostgreSQLStore(t, pgURL)
+	pg := pgConn(t, pgURL)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db := testDatabase(t, client, "sjson")
+	coll := client.Database(db).Collection("docs")
+	for _, d := range sjsonSamples() {
+		if _, err := coll.InsertOne(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	table := collectionTable(t, pg, db, "docs")
+	for _, d := range sjsonSamples() {
+		raw, err := bson.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine, err := sjsonDocument(raw)
+		if err != nil {
+			t.Fatalf("%v: %v", d[0].Value, err)
+		}
+		var same bool
+		var stored string
+		q := fmt.Sprintf(`SELECT _jsonb = $1::jsonb, _jsonb::text FROM %s WHERE _jsonb->'_id' = to_jsonb($2::text)`, pgx.Identifier{db, table}.Sanitize())
+		if err := pg.QueryRow(ctx, q, string(mine), d[0].Value).Scan(&same, &stored); err != nil {
+			t.Fatal(err)
+		}
+		if !same {
+			t.Errorf("%v:\nmine:     %s\nFerretDB: %s", d[0].Value, mine, stored)
+		}
+	}
+	// Written directly, read through FerretDB.
+	ids, prevs, docs := []string{}, []int64{}, [][]byte{}
+	for _, d := range sjsonSamples() {
+		raw, _ := bson.Marshal(append(d, bson.E{Key: "version", Value: int64(2)}))
+		ids, prevs, docs = append(ids, d[0].Value.(string)), append(prevs, 0), append(docs, raw)
+	}
+	if _, err := coll.UpdateMany(ctx, bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "version", Value: int64(0)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := m.ReplaceGuarded(ctx, db, "docs", "version", ids, prevs, docs)
+	if err != nil || n != int64(len(ids)) {
+		t.Fatalf("ReplaceGuarded: %d, %v; want %d", n, err, len(ids))
+	}
+	for i, d := range sjsonSamples() {
+		var got bson.Raw
+		if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: ids[i]}}).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		var want, have bson.D
+		_ = bson.Unmarshal(docs[i], &want)
+		_ = bson.Unmarshal(got, &have)
+		if !reflect.DeepEqual(want, have) {
+			t.Errorf("%v read through FerretDB:\n got %v\nwant %v", d[0].Value, have, want)
+		}
+	}
+}
+
+// countingReplacer counts the batches a view.Store writes through it.
+type countingReplacer struct {
+	m              *Mongo
+	calls, written int64
+}
+
+func (c *countingReplacer) ReplaceGuarded(ctx context.Context, db, coll, guard string, ids []string, prevs []int64, docs [][]byte) (int64, error) {
+	n, err := c.m.ReplaceGuarded(ctx, db, coll, guard, ids, prevs, docs)
+	if err == nil {
+		c.calls++
+		c.written += n
+	}
+	return n, err
+}
+
+// TestDirectReplacesOnPostgreSQL: the views' guarded replaces go through
+// the direct writer, one statement per batch, with the guard checked as
+// through FerretDB (a stale write conflicts, the others are written), what
+// they write reads back through FerretDB, and the statement finds each row
+// by FerretDB's _id index, not by reading the table.
+func TestDirectReplacesOnPostgreSQL(t *testing.T) {
+	pgURL := testPostgreSQLURL(t)
+	m, client := startPostgreSQLStore(t, pgURL)
+	pg := pgConn(t, pgURL)
+	db := testDatabase(t, client, "direct")
+	direct := &countingReplacer{m: m}
+	store, err := view.Open(m.URI(), db, view.SummaryLane(), view.FilterGuards(), view.DirectReplaces(direct))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := store.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The _id lookup index before the documents: building it on a full
+	// table would read it.
+	if err := m.IndexIDs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 6, 18, 0, 0, 0, time.UTC)
+	order := func(id string, v int) view.OrderDoc {
+		return view.OrderDoc{ID: id, CustomerID: "c-1", Status: "PENDING", Currency: "EUR", Total: int64(100 * v), ItemCount: 1,
+			Items:   []view.ItemDoc{{SKU: "sku-1", Name: "Tea \"green\"", Quantity: v, UnitPrice: 100, LineTotal: int64(100 * v)}},
+			History: []view.ChangeDoc{}, Version: v, CreatedAt: at, UpdatedAt: at.Add(time.Duration(v) * time.Second),
+			ShippingAddress: &view.AddressDoc{Name: "Ann", Line1: "1 Main St", City: "Town", PostalCode: "12345", Country: "DE"},
+			Uncounted:       []view.Transition{{Offset: int64(v)}}}
+	}
+	const stored, n = 2000, 40
+	var writes []view.OrderWrite
+	for i := range stored {
+		writes = append(writes, view.OrderWrite{Doc: order(fmt.Sprintf("ord_%d", i), 1)})
+	}
+	if err := store.PutOrders(ctx, writes); err != nil { // inserts: through FerretDB
+		t.Fatal(err)
+	}
+	table := collectionTable(t, pg, db, "orders")
+	if _, err := pg.Exec(ctx, "ANALYZE "+pgx.Identifier{db, table}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	reads := func() (indexScans, rowsReadByTableScans int64) {
+		t.Helper()
+		if err := pg.QueryRow(ctx, `SELECT coalesce(idx_scan, 0), coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2`,
+			db, table).Scan(&indexScans, &rowsReadByTableScans); err != nil {
+			t.Fatal(err)
+		}
+		return indexScans, rowsReadByTableScans
+	}
+	time.Sleep(time.Second) // the inserts' statistics settle
+	idx0, rows0 := reads()
+	writes = writes[:n]
+	for i := range writes {
+		writes[i] = view.OrderWrite{Doc: order(writes[i].Doc.ID, 2), Prev: 1}
+	}
+	if err := store.PutOrders(ctx, writes); err != nil {
+		t.Fatalf("fresh writes: %v", err)
+	}
+	// ord_0 with a stale guard, ord_1 with the right one.
+	err = store.PutOrders(ctx, []view.OrderWrite{{Doc: order("ord_0", 3), Prev: 1}, {Doc: order("ord_1", 3), Prev: 2}})
+	if !errors.Is(err, view.ErrConflict) {
+		t.Fatalf("a stale guard: %v, want view.ErrConflict", err)
+	}
+	if direct.calls != 2 || direct.written != n+1 {
+		t.Fatalf("direct writer: %d batches, %d documents written; want 2 and %d", direct.calls, direct.written, n+1)
+	}
+	idx, rows := reads()
+	for deadline := time.Now().Add(30 * time.Second); idx-idx0 < n && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		idx, rows = reads()
+	}
+	if idx-idx0 < n || rows-rows0 >= stored {
+		t.Fatalf("%d guarded replaces at %d documents: %d index scans, %d rows read by table scans; want an index scan each and no table read", n+2, stored, idx-idx0, rows-rows0)
+	}
+	t.Logf("%d guarded replaces at %d documents: %d index scans, %d rows read by table scans", n+2, stored, idx-idx0, rows-rows0)
+	got, err := store.OrdersByID(ctx, []string{"ord_0", "ord_1", "ord_2", "ord_100"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, v := range map[string]int{"ord_0": 2, "ord_1": 3, "ord_2": 2, "ord_100": 1} {
+		want := order(id, v)
+		if g := got[id]; !reflect.DeepEqual(g, want) {
+			t.Errorf("%s read through FerretDB:\n got %+v\nwant %+v", id, g, want)
+		}
+	}
+	// Summaries too (guard "rev"), and a write to a missing collection
+	// falls back to FerretDB, which reports it as a conflict.
+	if err := store.PutCustomers(ctx, []view.CustomerWrite{{Doc: view.CustomerDoc{ID: "c-1", Rev: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.PutCustomers(ctx, []view.CustomerWrite{{Doc: view.CustomerDoc{ID: "c-1", Rev: 2}, Prev: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if direct.calls != 3 {
+		t.Fatalf("direct writer: %d batches after the summary's replace, want 3", direct.calls)
+	}
+	if c, err := store.Customer(ctx, "c-1"); err != nil || c == nil || c.Rev != 2 {
+		t.Fatalf("summary after its replace: %+v, %v; want rev 2", c, err)
+	}
+	if _, err := m.ReplaceGuarded(ctx, db, "missing", "version", []string{"x"}, []int64{1}, [][]byte{mustMarshal(t, bson.D{{Key: "_id", Value: "x"}})}); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("a replace in a missing collection: %v, want an errors.ErrUnsupported", err)
+	}
+}
+
+func mustMarshal(t *testing.T, d bson.D) []byte {
+	t.Helper()
+	b, err := bson.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
