@@ -247,9 +247,9 @@ func (m *Main) startStores(ctx context.Context) error {
 	if onPostgreSQL {
 		// The store adds an _id index FerretDB's lookups can use (see
 		// embedded/pgcatalog.go), so a guard can be in the filter.
-		// Guarded replaces go straight to PostgreSQL, a batch per
+		// Views are written straight to PostgreSQL, a batch per
 		// statement (embedded/pgwrite.go).
-		storeOpts = append(storeOpts, view.SummaryLane(), view.FilterGuards(), view.DirectReplaces(m.mongo))
+		storeOpts = append(storeOpts, view.SummaryLane(), view.FilterGuards(), view.DirectWrites(m.mongo))
 	}
 	storeOpts = append(storeOpts, view.WithErrors(m.metrics.errors), view.WithTracer(m.tracer))
 	store, err := view.Open(m.mongoURI, c.MongoDatabase, storeOpts...)

@@ -102,17 +102,9 @@ func (m *Mongo) ReplaceGuarded(ctx context.Context, db, coll, guard string, ids 
 	if !guardField.MatchString(guard) {
 		return 0, fmt.Errorf("%w: guard field %q", ErrNoDirectWrites, guard)
 	}
-	encoded := make([]string, len(docs))
-	for i, d := range docs {
-		raw := bson.Raw(d)
-		if id, err := raw.LookupErr("_id"); err != nil || id.Type != bson.TypeString || id.StringValue() != ids[i] {
-			return 0, fmt.Errorf("embedded mongodb: ReplaceGuarded: document %d's _id is not %q", i, ids[i])
-		}
-		j, err := sjsonDocument(raw)
-		if err != nil {
-			return 0, fmt.Errorf("%w: %w", ErrNoDirectWrites, err)
-		}
-		encoded[i] = string(j)
+	encoded, err := encodeDocs(ids, docs)
+	if err != nil {
+		return 0, err
 	}
 	table, err := w.table(ctx, db, coll)
 	if err != nil {
@@ -122,26 +114,82 @@ func (m *Mongo) ReplaceGuarded(ctx context.Context, db, coll, guard string, ids 
 FROM unnest($1::text[], $2::bigint[], $3::text[]) AS v(id, prev, doc)
 WHERE t._jsonb->'_id' = to_jsonb(v.id) AND t._jsonb->'%s' = to_jsonb(v.prev)`,
 		pgx.Identifier{db, table}.Sanitize(), guard)
-	var written int64
-	for start := 0; start < len(ids); {
+	return w.inChunks(ctx, db, coll, encoded, func(from, to int) (string, []any) {
+		return stmt, []any{ids[from:to], prevs[from:to], encoded[from:to]}
+	})
+}
+
+// InsertNew inserts, in collection coll of database db, each of docs
+// (BSON, _id first and equal to ids[i]) whose _id is not there yet, and
+// returns how many it inserted; a document whose _id is taken is left out.
+// The ids must differ. Commits, bounds and errors are ReplaceGuarded's.
+func (m *Mongo) InsertNew(ctx context.Context, db, coll string, ids []string, docs [][]byte) (int64, error) {
+	w := m.pgw
+	if w == nil {
+		return 0, ErrNoDirectWrites
+	}
+	if len(ids) != len(docs) {
+		return 0, fmt.Errorf("embedded mongodb: InsertNew: %d ids, %d documents", len(ids), len(docs))
+	}
+	encoded, err := encodeDocs(ids, docs)
+	if err != nil {
+		return 0, err
+	}
+	table, err := w.table(ctx, db, coll)
+	if err != nil {
+		return 0, err
+	}
+	// FerretDB's unique index on (_jsonb->'_id') is the conflict's arbiter.
+	stmt := fmt.Sprintf(`INSERT INTO %s (_jsonb) SELECT d::jsonb FROM unnest($1::text[]) AS d ON CONFLICT ((_jsonb->'_id')) DO NOTHING`,
+		pgx.Identifier{db, table}.Sanitize())
+	return w.inChunks(ctx, db, coll, encoded, func(from, to int) (string, []any) {
+		return stmt, []any{encoded[from:to]}
+	})
+}
+
+// encodeDocs checks that each of docs has _id ids[i] and encodes it
+// (sjsonDocument).
+func encodeDocs(ids []string, docs [][]byte) ([]string, error) {
+	encoded := make([]string, len(docs))
+	for i, d := range docs {
+		raw := bson.Raw(d)
+		if id, err := raw.LookupErr("_id"); err != nil || id.Type != bson.TypeString || id.StringValue() != ids[i] {
+			return nil, fmt.Errorf("embedded mongodb: direct write: document %d's _id is not %q", i, ids[i])
+		}
+		j, err := sjsonDocument(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNoDirectWrites, err)
+		}
+		encoded[i] = string(j)
+	}
+	return encoded, nil
+}
+
+// inChunks runs the statement that args gives for each chunk of encoded
+// (at most pgWriteMaxRows documents and pgWriteMaxBytes, or one document)
+// and returns the rows they affected.
+func (w *pgWriter) inChunks(ctx context.Context, db, coll string, encoded []string, args func(from, to int) (string, []any)) (int64, error) {
+	var affected int64
+	for start := 0; start < len(encoded); {
 		end, size := start, 0
-		for end < len(ids) && end-start < pgWriteMaxRows && (end == start || size+len(encoded[end]) <= pgWriteMaxBytes) {
+		for end < len(encoded) && end-start < pgWriteMaxRows && (end == start || size+len(encoded[end]) <= pgWriteMaxBytes) {
 			size += len(encoded[end])
 			end++
 		}
-		tag, err := w.pool.Exec(ctx, stmt, ids[start:end], prevs[start:end], encoded[start:end])
+		stmt, a := args(start, end)
+		tag, err := w.pool.Exec(ctx, stmt, a...)
 		if err != nil {
 			var pe *pgconn.PgError
 			if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") { // the table or schema is gone
 				w.forget(db, coll)
-				return written, fmt.Errorf("%w: the collection's table is gone", ErrNoDirectWrites)
+				return affected, fmt.Errorf("%w: the collection's table is gone", ErrNoDirectWrites)
 			}
-			return written, fmt.Errorf("embedded mongodb on postgresql: direct replace: %s", redactIn(err.Error(), w.pgURL))
+			return affected, fmt.Errorf("embedded mongodb on postgresql: direct write: %s", redactIn(err.Error(), w.pgURL))
 		}
-		written += tag.RowsAffected()
+		affected += tag.RowsAffected()
 		start = end
 	}
-	return written, nil
+	return affected, nil
 }
 
 // table returns the table of collection coll in database db, from

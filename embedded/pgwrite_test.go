@@ -117,13 +117,14 @@ func TestSJSONMatchesFerretDB(t *testing.T) {
 	}
 }
 
-// countingReplacer counts the batches a view.Store writes through it.
-type countingReplacer struct {
-	m              *Mongo
-	calls, written int64
+// countingWriter counts the batches of replaces a view.Store writes
+// through it, and the inserts.
+type countingWriter struct {
+	m                       *Mongo
+	calls, written, inserts int64
 }
 
-func (c *countingReplacer) ReplaceGuarded(ctx context.Context, db, coll, guard string, ids []string, prevs []int64, docs [][]byte) (int64, error) {
+func (c *countingWriter) ReplaceGuarded(ctx context.Context, db, coll, guard string, ids []string, prevs []int64, docs [][]byte) (int64, error) {
 	n, err := c.m.ReplaceGuarded(ctx, db, coll, guard, ids, prevs, docs)
 	if err == nil {
 		c.calls++
@@ -132,9 +133,18 @@ func (c *countingReplacer) ReplaceGuarded(ctx context.Context, db, coll, guard s
 	return n, err
 }
 
-// TestDirectReplacesOnPostgreSQL: the views' guarded replaces go through
-// the direct writer, one statement per batch, with the guard checked as
-// through FerretDB (a stale write conflicts, the others are written), what
+func (c *countingWriter) InsertNew(ctx context.Context, db, coll string, ids []string, docs [][]byte) (int64, error) {
+	n, err := c.m.InsertNew(ctx, db, coll, ids, docs)
+	if err == nil {
+		c.inserts += n
+	}
+	return n, err
+}
+
+// TestDirectReplacesOnPostgreSQL: the views' inserts and guarded replaces go
+// through the direct writer, one statement per batch, with the guard checked
+// as through FerretDB (a stale write or a taken _id conflicts, the others
+// are written), what
 // they write reads back through FerretDB, and the statement finds each row
 // by FerretDB's _id index, not by reading the table.
 func TestDirectReplacesOnPostgreSQL(t *testing.T) {
@@ -142,8 +152,8 @@ func TestDirectReplacesOnPostgreSQL(t *testing.T) {
 	m, client := startPostgreSQLStore(t, pgURL)
 	pg := pgConn(t, pgURL)
 	db := testDatabase(t, client, "direct")
-	direct := &countingReplacer{m: m}
-	store, err := view.Open(m.URI(), db, view.SummaryLane(), view.FilterGuards(), view.DirectReplaces(direct))
+	direct := &countingWriter{m: m}
+	store, err := view.Open(m.URI(), db, view.SummaryLane(), view.FilterGuards(), view.DirectWrites(direct))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,8 +181,16 @@ func TestDirectReplacesOnPostgreSQL(t *testing.T) {
 	for i := range stored {
 		writes = append(writes, view.OrderWrite{Doc: order(fmt.Sprintf("ord_%d", i), 1)})
 	}
-	if err := store.PutOrders(ctx, writes); err != nil { // inserts: through FerretDB
+	if err := store.PutOrders(ctx, writes); err != nil {
 		t.Fatal(err)
+	}
+	if direct.inserts != stored {
+		t.Fatalf("direct writer: %d inserted, want %d", direct.inserts, stored)
+	}
+	// An _id taken is a conflict; the other new document is written.
+	err = store.PutOrders(ctx, []view.OrderWrite{{Doc: order("ord_5", 7)}, {Doc: order("ord_new", 1)}})
+	if !errors.Is(err, view.ErrConflict) || direct.inserts != stored+1 {
+		t.Fatalf("inserting a taken _id and a new one: %v, %d inserted; want view.ErrConflict and %d", err, direct.inserts, stored+1)
 	}
 	table := collectionTable(t, pg, db, "orders")
 	if _, err := pg.Exec(ctx, "ANALYZE "+pgx.Identifier{db, table}.Sanitize()); err != nil {
@@ -212,11 +230,12 @@ func TestDirectReplacesOnPostgreSQL(t *testing.T) {
 		t.Fatalf("%d guarded replaces at %d documents: %d index scans, %d rows read by table scans; want an index scan each and no table read", n+2, stored, idx-idx0, rows-rows0)
 	}
 	t.Logf("%d guarded replaces at %d documents: %d index scans, %d rows read by table scans", n+2, stored, idx-idx0, rows-rows0)
-	got, err := store.OrdersByID(ctx, []string{"ord_0", "ord_1", "ord_2", "ord_100"})
+	got, err := store.OrdersByID(ctx, []string{"ord_0", "ord_1", "ord_2", "ord_100", "ord_5"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id, v := range map[string]int{"ord_0": 2, "ord_1": 3, "ord_2": 2, "ord_100": 1} {
+	got["ord_new"] = mustOrder(t, store, "ord_new")
+	for id, v := range map[string]int{"ord_0": 2, "ord_1": 3, "ord_2": 2, "ord_100": 1, "ord_5": 2, "ord_new": 1} {
 		want := order(id, v)
 		if g := got[id]; !reflect.DeepEqual(g, want) {
 			t.Errorf("%s read through FerretDB:\n got %+v\nwant %+v", id, g, want)
@@ -248,4 +267,13 @@ func mustMarshal(t *testing.T, d bson.D) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func mustOrder(t *testing.T, store *view.Store, id string) view.OrderDoc {
+	t.Helper()
+	d, err := store.Order(context.Background(), id)
+	if err != nil || d == nil {
+		t.Fatalf("order %s: %+v, %v", id, d, err)
+	}
+	return *d
 }

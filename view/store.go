@@ -61,9 +61,8 @@ type settings struct {
 	errs *metrics.Errors
 	// tracer traces commands under a span (WithTracer); nil: off.
 	tracer *tracing.Tracer
-	// direct makes guarded replaces past FerretDB (DirectReplaces); nil:
-	// none.
-	direct DirectReplacer
+	// direct makes guarded writes past FerretDB (DirectWrites); nil: none.
+	direct DirectWriter
 }
 
 // Option configures a Store.
@@ -104,22 +103,28 @@ const (
 	flavorFerret = 2
 )
 
-// DirectReplacer writes guarded replaces straight into the store's tables,
-// a batch in one statement (embedded.Mongo.ReplaceGuarded, the store on
-// PostgreSQL). It replaces, in collection coll of database db, each
-// document whose _id is ids[i] and whose field guard is prevs[i] with
-// docs[i] (BSON), and returns how many it replaced. An error that
-// errors.Is errors.ErrUnsupported says the batch must go through the
-// MongoDB wire instead; so does any other error (the wire path reports
-// the store's errors the usual way, and a replace that did go through
-// reads as a conflict there, which a writer re-reads).
-type DirectReplacer interface {
+// DirectWriter writes views straight into the store's tables, a batch in
+// one statement (embedded.Mongo, the store on PostgreSQL), in collection
+// coll of database db, documents given as BSON with _id ids[i]:
+//
+//   - ReplaceGuarded replaces each document whose field guard is prevs[i]
+//     with docs[i] and returns how many it replaced;
+//   - InsertNew inserts each of docs whose _id is not taken and returns
+//     how many it inserted.
+//
+// An error that errors.Is errors.ErrUnsupported says the batch must go
+// through the MongoDB wire instead; so does any other error (the wire path
+// reports the store's errors the usual way, and a write that did go
+// through reads as a conflict there, which a writer re-reads).
+type DirectWriter interface {
 	ReplaceGuarded(ctx context.Context, db, coll, guard string, ids []string, prevs []int64, docs [][]byte) (int64, error)
+	InsertNew(ctx context.Context, db, coll string, ids []string, docs [][]byte) (int64, error)
 }
 
-// DirectReplaces makes the Store's guarded replaces through r when it
-// can (see DirectReplacer); inserts and reads still use the MongoDB wire.
-func DirectReplaces(r DirectReplacer) Option { return func(s *Store) { s.direct = r } }
+// DirectWrites makes the Store's guarded writes (PutOrders, PutCustomers)
+// through w when it can (see DirectWriter); reads and everything else use
+// the MongoDB wire.
+func DirectWrites(w DirectWriter) Option { return func(s *Store) { s.direct = w } }
 
 // Open connects to uri and uses database. It does not wait for the server:
 // the first operation (or Ping) does, for at most a few seconds.
@@ -577,15 +582,24 @@ type guardedWrite struct {
 // FerretDB (see ferretBulkMax).
 func (s *Store) putGuarded(ctx context.Context, coll *mongo.Collection, guard string, urgent bool, writes []guardedWrite) error {
 	var inserts []any
-	var replaces []guardedWrite
+	var fresh, replaces []guardedWrite
 	for _, w := range writes {
 		if w.prev == 0 {
-			inserts = append(inserts, w.doc)
+			fresh = append(fresh, w)
 		} else {
 			replaces = append(replaces, w)
 		}
 	}
 	conflict := false
+	if len(fresh) > 0 && s.direct != nil {
+		if n, ok := s.writeDirect(ctx, coll, guard, fresh); ok {
+			conflict = n < int64(len(fresh)) // an _id taken: a duplicate key
+			fresh = nil
+		}
+	}
+	for _, w := range fresh {
+		inserts = append(inserts, w.doc)
+	}
 	if len(inserts) > 0 {
 		err := s.ferretWrite(ctx, urgent, func() error {
 			_, err := coll.InsertMany(ctx, inserts, options.InsertMany().SetOrdered(false))
@@ -599,10 +613,8 @@ func (s *Store) putGuarded(ctx context.Context, coll *mongo.Collection, guard st
 		}
 	}
 	if len(replaces) > 0 && s.direct != nil {
-		if matched, ok := s.replaceDirect(ctx, coll, guard, replaces); ok {
-			if matched < int64(len(replaces)) {
-				conflict = true
-			}
+		if n, ok := s.writeDirect(ctx, coll, guard, replaces); ok {
+			conflict = conflict || n < int64(len(replaces))
 			replaces = nil
 		}
 	}
@@ -624,10 +636,11 @@ func (s *Store) putGuarded(ctx context.Context, coll *mongo.Collection, guard st
 	return nil
 }
 
-// replaceDirect makes writes through the DirectReplacer and reports how many
-// it replaced; false if it could not, and the writes must go through the
+// writeDirect makes writes through the DirectWriter: inserts if their prev
+// is 0 (all or none of them), guarded replaces otherwise. It reports how
+// many it wrote; false if it could not, and the writes must go through the
 // MongoDB wire.
-func (s *Store) replaceDirect(ctx context.Context, coll *mongo.Collection, guard string, writes []guardedWrite) (int64, bool) {
+func (s *Store) writeDirect(ctx context.Context, coll *mongo.Collection, guard string, writes []guardedWrite) (int64, bool) {
 	ids := make([]string, len(writes))
 	prevs := make([]int64, len(writes))
 	docs := make([][]byte, len(writes))
@@ -638,7 +651,13 @@ func (s *Store) replaceDirect(ctx context.Context, coll *mongo.Collection, guard
 		}
 		ids[i], prevs[i], docs[i] = w.id, w.prev, raw
 	}
-	n, err := s.direct.ReplaceGuarded(ctx, s.db.Name(), coll.Name(), guard, ids, prevs, docs)
+	var n int64
+	var err error
+	if writes[0].prev == 0 {
+		n, err = s.direct.InsertNew(ctx, s.db.Name(), coll.Name(), ids, docs)
+	} else {
+		n, err = s.direct.ReplaceGuarded(ctx, s.db.Name(), coll.Name(), guard, ids, prevs, docs)
+	}
 	if err != nil {
 		return 0, false
 	}
