@@ -326,6 +326,7 @@ type result struct {
 	used             map[string]time.Duration // CPU time, by group
 	caughtUp         time.Duration            // how long after the load the views included its last write
 	reached          bool                     // whether they did (within 2 min)
+	batching         batching                 // the gateway's batching in the window (zeros for the plain service)
 }
 
 func measure(ctx context.Context, o options, w io.Writer) error {
@@ -392,9 +393,13 @@ func measure(ctx context.Context, o options, w io.Writer) error {
 				}
 				m := &cpuMeter{groups: groups}
 				var ended time.Time
-				rec, took := drive(ctx, url, scenario, n, o.warmup, o.duration, ids, m.begin, func() { m.finish(); ended = time.Now() })
+				var before, after batching
+				begin := func() { before = readBatching(ctx, url); m.begin() }
+				finish := func() { m.finish(); ended = time.Now(); after = readBatching(ctx, url) }
+				rec, took := drive(ctx, url, scenario, n, o.warmup, o.duration, ids, begin, finish)
 				r := result{system: name, scenario: scenario, clients: n, took: took, orders: rec.orders.Load(), mutations: rec.muts.Load(),
-					muts: rec.mutationStats(), ops: rec.stats(), errs: rec.errs, samples: rec.sample, cpu: map[string]float64{}, used: map[string]time.Duration{}}
+					muts: rec.mutationStats(), ops: rec.stats(), errs: rec.errs, samples: rec.sample, cpu: map[string]float64{}, used: map[string]time.Duration{},
+					batching: after.since(before)}
 				for i, g := range groups {
 					r.cpu[g.name] = m.cores(i)
 					r.used[g.name] = m.used(i)
@@ -464,9 +469,9 @@ func msf(d time.Duration) string {
 }
 
 func printResult(w io.Writer, r result) {
-	fmt.Fprintf(w, "load: %s %s x%d: %.0f orders/s, %.0f mutations/s, mutation p50 %s p99 %s ms, errors %d, views caught up %v after (%v), CPU %v\n",
+	fmt.Fprintf(w, "load: %s %s x%d: %.0f orders/s, %.0f mutations/s, mutation p50 %s p99 %s ms, errors %d, views caught up %v after (%v), CPU %v; %s\n",
 		r.system, r.scenario, r.clients, float64(r.orders)/r.took.Seconds(), float64(r.mutations)/r.took.Seconds(),
-		msf(r.muts.p50), msf(r.muts.p99), len(r.errs), r.caughtUp.Round(time.Millisecond), r.reached, r.cpu)
+		msf(r.muts.p50), msf(r.muts.p99), len(r.errs), r.caughtUp.Round(time.Millisecond), r.reached, r.cpu, r.batching)
 }
 
 func report(w io.Writer, results []result) {
