@@ -21,7 +21,7 @@ func sjsonSamples() []bson.D {
 	at := time.Date(2026, 12, 6, 18, 30, 1, 234_000_000, time.UTC)
 	return []bson.D{
 		{{Key: "_id", Value: "plain"}},
-		{{Key: "_id", Value: "types"}, {Key: "s", Value: `quotes " \ <b>&amp; é 日本 ` + "\t\n"}, {Key: "i32", Value: int32(-7)}, {Key: "i64", Value: int64(math.MaxInt64)},
+		{{Key: "_id", Value: "types"}, {Key: "s", Value: `quotes " \ <b>&amp; é 日本 ` + "\t\n\x01\x1f\u2028 😀"}, {Key: "i32", Value: int32(-7)}, {Key: "i64", Value: int64(math.MaxInt64)},
 			{Key: "f", Value: 1.5}, {Key: "whole", Value: 3.0}, {Key: "big", Value: 1e300}, {Key: "tiny", Value: 5e-324}, {Key: "yes", Value: true}, {Key: "no", Value: false},
 			{Key: "at", Value: at}, {Key: "before1970", Value: time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)}, {Key: "nothing", Value: nil}},
 		{{Key: "_id", Value: "nested"}, {Key: "empty", Value: bson.D{}}, {Key: "none", Value: bson.A{}},
@@ -276,4 +276,23 @@ func mustOrder(t *testing.T, store *view.Store, id string) view.OrderDoc {
 		t.Fatalf("order %s: %+v, %v", id, d, err)
 	}
 	return *d
+}
+
+// TestSJSONMalformed: a document cut anywhere, or with a length that lies,
+// is an error, never a panic or a read past its end.
+func TestSJSONMalformed(t *testing.T) {
+	for _, d := range sjsonSamples() {
+		raw := mustMarshal(t, d)
+		for n := range len(raw) {
+			cut := append([]byte(nil), raw[:n]...)
+			if _, err := sjsonDocument(cut); err == nil {
+				t.Fatalf("%v cut at %d of %d bytes: no error", d[0].Value, n, len(raw))
+			}
+		}
+		for i := 4; i < len(raw)-1; i++ {
+			bad := append([]byte(nil), raw...)
+			bad[i] ^= 0xff
+			_, _ = sjsonDocument(bad) // must not panic
+		}
+	}
 }

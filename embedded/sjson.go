@@ -1,14 +1,12 @@
 package embedded
 
 import (
-	"bytes"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
-
-	"go.mongodb.org/mongo-driver/v2/bson"
+	"unicode/utf8"
 )
 
 // sjsonDocument encodes a BSON document the way FerretDB 1.24's PostgreSQL
@@ -21,202 +19,321 @@ import (
 // It encodes the types the views use: double, string, document, array,
 // bool, datetime (milliseconds since the epoch), null, int32 and int64.
 // Anything else (ObjectId, binary, timestamps, decimals...), an array in an
-// array (which FerretDB 1.24 refuses as well), a key that
-// JSON would have to escape, a first key other than _id, and a double that
-// is not finite are refused with errSJSONUnsupported: the caller writes
-// such a document through FerretDB instead. TestSJSONMatchesFerretDB
-// compares the encoding with what FerretDB itself stores.
-func sjsonDocument(doc bson.Raw) ([]byte, error) {
-	elems, err := doc.Elements()
+// array (which FerretDB 1.24 refuses as well), a key that JSON would have
+// to escape, a first key other than _id, and a double that is not finite
+// are refused with errSJSONUnsupported: the caller writes such a document
+// through FerretDB instead. The JSON may differ from FerretDB's in
+// spelling (escapes, number formats) but not in value, which is what
+// PostgreSQL's jsonb keeps: TestSJSONMatchesFerretDB compares the two as
+// jsonb.
+//
+// It walks the BSON bytes itself (the views' documents are written a batch
+// at a time, and the driver's element lists cost an allocation per level).
+func sjsonDocument(doc []byte) ([]byte, error) {
+	body, err := bsonBody(doc)
 	if err != nil {
 		return nil, err
 	}
-	if len(elems) == 0 || elems[0].Key() != "_id" {
-		return nil, fmt.Errorf("%w: the document's first field is not _id", errSJSONUnsupported)
-	}
-	var b bytes.Buffer
-	b.Grow(2 * len(doc))
-	b.WriteString(`{"$s":`)
-	if err := sjsonSchema(&b, elems); err != nil {
+	first, err := nextElement(body)
+	if err != nil {
 		return nil, err
 	}
-	for _, e := range elems {
-		b.WriteByte(',')
-		if err := sjsonKey(&b, e.Key()); err != nil {
+	if first.key != "_id" {
+		return nil, fmt.Errorf("%w: the document's first field is not _id", errSJSONUnsupported)
+	}
+	b := make([]byte, 0, 3*len(doc))
+	b = append(b, `{"$s":`...)
+	if b, err = sjsonSchema(b, body); err != nil {
+		return nil, err
+	}
+	for rest := body; len(rest) > 0; {
+		e, err := nextElement(rest)
+		if err != nil {
 			return nil, err
 		}
-		if err := sjsonValue(&b, e.Value()); err != nil {
+		rest = rest[e.size:]
+		b = append(b, ',')
+		if b, err = sjsonKey(b, e.key); err != nil {
+			return nil, err
+		}
+		if b, err = sjsonValue(b, e); err != nil {
 			return nil, err
 		}
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return append(b, '}'), nil
 }
 
 // errSJSONUnsupported: the document holds something sjsonDocument does not
 // encode.
 var errSJSONUnsupported = errors.New("not encodable for the store's tables")
 
-// sjsonKey writes key as a JSON string and a colon; keys that JSON would
+var errBSON = errors.New("malformed BSON")
+
+// BSON element types sjsonDocument encodes.
+const (
+	bsonDouble   = 0x01
+	bsonString   = 0x02
+	bsonDocument = 0x03
+	bsonArray    = 0x04
+	bsonBool     = 0x08
+	bsonDateTime = 0x09
+	bsonNull     = 0x0A
+	bsonInt32    = 0x10
+	bsonInt64    = 0x12
+)
+
+// bsonBody is a document's elements: doc without its length and its final
+// zero byte.
+func bsonBody(doc []byte) ([]byte, error) {
+	if len(doc) < 5 || int(binary.LittleEndian.Uint32(doc)) != len(doc) || doc[len(doc)-1] != 0 {
+		return nil, errBSON
+	}
+	return doc[4 : len(doc)-1], nil
+}
+
+// element is one element of a document's body.
+type element struct {
+	typ   byte
+	key   string
+	value []byte // the value's bytes (a document's or array's whole, with its length)
+	size  int    // of the whole element in the body
+}
+
+// nextElement reads the element at the start of body.
+func nextElement(body []byte) (element, error) {
+	if len(body) < 2 {
+		return element{}, errBSON
+	}
+	e := element{typ: body[0]}
+	end := 1
+	for end < len(body) && body[end] != 0 {
+		end++
+	}
+	if end == len(body) {
+		return element{}, errBSON
+	}
+	e.key = string(body[1:end])
+	v := body[end+1:]
+	n := 0
+	switch e.typ {
+	case bsonDouble, bsonDateTime, bsonInt64:
+		n = 8
+	case bsonInt32:
+		n = 4
+	case bsonBool:
+		n = 1
+	case bsonNull:
+	case bsonString:
+		if len(v) < 4 {
+			return element{}, errBSON
+		}
+		n = 4 + int(int32(binary.LittleEndian.Uint32(v)))
+		if n < 5 {
+			return element{}, errBSON
+		}
+	case bsonDocument, bsonArray:
+		if len(v) < 4 {
+			return element{}, errBSON
+		}
+		n = int(int32(binary.LittleEndian.Uint32(v)))
+		if n < 5 {
+			return element{}, errBSON
+		}
+	default:
+		return element{}, fmt.Errorf("%w: BSON type 0x%02x", errSJSONUnsupported, e.typ)
+	}
+	if n > len(v) {
+		return element{}, errBSON
+	}
+	e.value = v[:n]
+	e.size = end + 1 + n
+	return e, nil
+}
+
+// sjsonKey appends key as a JSON string and a colon; keys that JSON would
 // escape are refused (FerretDB writes its top-level keys unescaped).
-func sjsonKey(b *bytes.Buffer, key string) error {
+func sjsonKey(b []byte, key string) ([]byte, error) {
 	for i := 0; i < len(key); i++ {
 		if c := key[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
-			return fmt.Errorf("%w: a field name with character %q", errSJSONUnsupported, c)
+			return nil, fmt.Errorf("%w: a field name with character %q", errSJSONUnsupported, c)
 		}
 	}
-	b.WriteByte('"')
-	b.WriteString(key)
-	b.WriteString(`":`)
-	return nil
+	b = append(b, '"')
+	b = append(b, key...)
+	return append(b, `":`...), nil
 }
 
-// sjsonSchema writes a document's schema: {} when it has no fields.
-func sjsonSchema(b *bytes.Buffer, elems []bson.RawElement) error {
-	if len(elems) == 0 {
-		b.WriteString("{}")
-		return nil
+// sjsonSchema appends the schema of a document's body: {} when it has no
+// fields.
+func sjsonSchema(b []byte, body []byte) ([]byte, error) {
+	if len(body) == 0 {
+		return append(b, "{}"...), nil
 	}
-	b.WriteString(`{"p":{`)
-	for i, e := range elems {
+	b = append(b, `{"p":{`...)
+	for rest, i := body, 0; len(rest) > 0; i++ {
+		e, err := nextElement(rest)
+		if err != nil {
+			return nil, err
+		}
+		rest = rest[e.size:]
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		if err := sjsonKey(b, e.Key()); err != nil {
-			return err
+		if b, err = sjsonKey(b, e.key); err != nil {
+			return nil, err
 		}
-		if err := sjsonElem(b, e.Value()); err != nil {
-			return err
+		if b, err = sjsonElem(b, e); err != nil {
+			return nil, err
 		}
 	}
-	b.WriteString(`},"$k":[`)
-	for i, e := range elems {
+	b = append(b, `},"$k":[`...)
+	for rest, i := body, 0; len(rest) > 0; i++ {
+		e, _ := nextElement(rest) // read above
+		rest = rest[e.size:]
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.WriteByte('"')
-		b.WriteString(e.Key()) // checked by sjsonKey above
-		b.WriteByte('"')
+		b = append(b, '"')
+		b = append(b, e.key...) // checked by sjsonKey above
+		b = append(b, '"')
 	}
-	b.WriteString("]}")
-	return nil
+	return append(b, "]}"...), nil
 }
 
-// sjsonElem writes one value's type in a schema.
-func sjsonElem(b *bytes.Buffer, v bson.RawValue) error {
-	switch v.Type {
-	case bson.TypeEmbeddedDocument:
-		elems, err := v.Document().Elements()
+// sjsonElem appends one value's type in a schema.
+func sjsonElem(b []byte, e element) ([]byte, error) {
+	switch e.typ {
+	case bsonDocument:
+		body, err := bsonBody(e.value)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		b.WriteString(`{"t":"object","$s":`)
-		if err := sjsonSchema(b, elems); err != nil {
-			return err
+		b = append(b, `{"t":"object","$s":`...)
+		if b, err = sjsonSchema(b, body); err != nil {
+			return nil, err
 		}
-		b.WriteByte('}')
-	case bson.TypeArray:
-		values, err := v.Array().Values()
+		return append(b, '}'), nil
+	case bsonArray:
+		body, err := bsonBody(e.value)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		b.WriteString(`{"t":"array","i":[`)
-		for i, item := range values {
+		b = append(b, `{"t":"array","i":[`...)
+		for rest, i := body, 0; len(rest) > 0; i++ {
+			item, err := nextElement(rest)
+			if err != nil {
+				return nil, err
+			}
+			rest = rest[item.size:]
+			if item.typ == bsonArray { // FerretDB refuses them too
+				return nil, fmt.Errorf("%w: an array in an array", errSJSONUnsupported)
+			}
 			if i > 0 {
-				b.WriteByte(',')
+				b = append(b, ',')
 			}
-			if item.Type == bson.TypeArray { // FerretDB refuses them too
-				return fmt.Errorf("%w: an array in an array", errSJSONUnsupported)
-			}
-			if err := sjsonElem(b, item); err != nil {
-				return err
+			if b, err = sjsonElem(b, item); err != nil {
+				return nil, err
 			}
 		}
-		b.WriteString("]}")
-	case bson.TypeDouble:
-		b.WriteString(`{"t":"double"}`)
-	case bson.TypeString:
-		b.WriteString(`{"t":"string"}`)
-	case bson.TypeBoolean:
-		b.WriteString(`{"t":"bool"}`)
-	case bson.TypeDateTime:
-		b.WriteString(`{"t":"date"}`)
-	case bson.TypeNull:
-		b.WriteString(`{"t":"null"}`)
-	case bson.TypeInt32:
-		b.WriteString(`{"t":"int"}`)
-	case bson.TypeInt64:
-		b.WriteString(`{"t":"long"}`)
-	default:
-		return fmt.Errorf("%w: BSON type %s", errSJSONUnsupported, v.Type)
+		return append(b, "]}"...), nil
+	case bsonDouble:
+		return append(b, `{"t":"double"}`...), nil
+	case bsonString:
+		return append(b, `{"t":"string"}`...), nil
+	case bsonBool:
+		return append(b, `{"t":"bool"}`...), nil
+	case bsonDateTime:
+		return append(b, `{"t":"date"}`...), nil
+	case bsonNull:
+		return append(b, `{"t":"null"}`...), nil
+	case bsonInt32:
+		return append(b, `{"t":"int"}`...), nil
+	case bsonInt64:
+		return append(b, `{"t":"long"}`...), nil
 	}
-	return nil
+	return nil, fmt.Errorf("%w: BSON type 0x%02x", errSJSONUnsupported, e.typ)
 }
 
-// sjsonValue writes one value as JSON.
-func sjsonValue(b *bytes.Buffer, v bson.RawValue) error {
-	switch v.Type {
-	case bson.TypeEmbeddedDocument:
-		elems, err := v.Document().Elements()
+// sjsonValue appends one value as JSON.
+func sjsonValue(b []byte, e element) ([]byte, error) {
+	switch e.typ {
+	case bsonDocument, bsonArray:
+		body, err := bsonBody(e.value)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		b.WriteByte('{')
-		for i, e := range elems {
+		open, end := byte('{'), byte('}')
+		if e.typ == bsonArray {
+			open, end = '[', ']'
+		}
+		b = append(b, open)
+		for rest, i := body, 0; len(rest) > 0; i++ {
+			item, err := nextElement(rest)
+			if err != nil {
+				return nil, err
+			}
+			rest = rest[item.size:]
 			if i > 0 {
-				b.WriteByte(',')
+				b = append(b, ',')
 			}
-			if err := sjsonKey(b, e.Key()); err != nil {
-				return err
+			if e.typ == bsonDocument {
+				if b, err = sjsonKey(b, item.key); err != nil {
+					return nil, err
+				}
 			}
-			if err := sjsonValue(b, e.Value()); err != nil {
-				return err
-			}
-		}
-		b.WriteByte('}')
-	case bson.TypeArray:
-		values, err := v.Array().Values()
-		if err != nil {
-			return err
-		}
-		b.WriteByte('[')
-		for i, item := range values {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			if err := sjsonValue(b, item); err != nil {
-				return err
+			if b, err = sjsonValue(b, item); err != nil {
+				return nil, err
 			}
 		}
-		b.WriteByte(']')
-	case bson.TypeDouble:
-		f := v.Double()
+		return append(b, end), nil
+	case bsonDouble:
+		f := math.Float64frombits(binary.LittleEndian.Uint64(e.value))
 		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return fmt.Errorf("%w: a double that is not finite", errSJSONUnsupported)
+			return nil, fmt.Errorf("%w: a double that is not finite", errSJSONUnsupported)
 		}
-		j, err := json.Marshal(f) // FerretDB's own encoding of doubles
-		if err != nil {
-			return err
-		}
-		b.Write(j)
-	case bson.TypeString:
-		j, err := json.Marshal(v.StringValue())
-		if err != nil {
-			return err
-		}
-		b.Write(j)
-	case bson.TypeBoolean:
-		b.WriteString(strconv.FormatBool(v.Boolean()))
-	case bson.TypeDateTime:
-		b.WriteString(strconv.FormatInt(v.DateTime(), 10))
-	case bson.TypeNull:
-		b.WriteString("null")
-	case bson.TypeInt32:
-		b.WriteString(strconv.FormatInt(int64(v.Int32()), 10))
-	case bson.TypeInt64:
-		b.WriteString(strconv.FormatInt(v.Int64(), 10))
-	default:
-		return fmt.Errorf("%w: BSON type %s", errSJSONUnsupported, v.Type)
+		return strconv.AppendFloat(b, f, 'g', -1, 64), nil // the shortest that reads back as f
+	case bsonString:
+		s := e.value[4 : len(e.value)-1] // without its length and final zero byte
+		return appendJSONString(b, s), nil
+	case bsonBool:
+		return strconv.AppendBool(b, e.value[0] != 0), nil
+	case bsonDateTime, bsonInt64:
+		return strconv.AppendInt(b, int64(binary.LittleEndian.Uint64(e.value)), 10), nil
+	case bsonNull:
+		return append(b, "null"...), nil
+	case bsonInt32:
+		return strconv.AppendInt(b, int64(int32(binary.LittleEndian.Uint32(e.value))), 10), nil
 	}
-	return nil
+	return nil, fmt.Errorf("%w: BSON type 0x%02x", errSJSONUnsupported, e.typ)
+}
+
+// appendJSONString appends s as a JSON string, as encoding/json reads it
+// back: quotes, backslashes and control characters escaped, invalid UTF-8
+// replaced by U+FFFD (as encoding/json, and so FerretDB, does).
+func appendJSONString(b []byte, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(b, '"')
 }
