@@ -111,6 +111,13 @@ func (f *Feed) Hub() *Hub { return f.hub }
 
 // read takes one message of the views topic.
 func (f *Feed) read(m *sarama.ConsumerMessage) {
+	// Most changes interest no one in this instance (no subscription, no
+	// read-your-writes wait): they are not decoded. One that registers
+	// after this check reads the store next, which already holds the
+	// change (the projector writes a view before it publishes it).
+	if f.tracer == nil && len(m.Key) > 0 && !f.hub.wants(string(m.Key)) && !f.waited(string(m.Key)) {
+		return
+	}
 	var c view.Change
 	if err := json.Unmarshal(m.Value, &c); err != nil || c.Order.ID == "" {
 		f.logger.Warn("views feed: undecodable view change", "partition", m.Partition, "offset", m.Offset, "err", err)
@@ -121,6 +128,13 @@ func (f *Feed) read(m *sarama.ConsumerMessage) {
 	}
 	f.wake(c.Order.ID)
 	f.hub.Publish(c)
+}
+
+// waited reports whether a read-your-writes wait is on orderID.
+func (f *Feed) waited(orderID string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.waiters[orderID]) > 0
 }
 
 func (f *Feed) wake(orderID string) {

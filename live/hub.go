@@ -123,6 +123,14 @@ func (h *Hub) Publish(c view.Change) {
 	}
 }
 
+// wants reports whether a change of orderID may interest a subscription:
+// one of that order, or any matching one.
+func (h *Hub) wants(orderID string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.all) > 0 || len(h.byOrder[orderID]) > 0
+}
+
 // Close ends every subscription.
 func (h *Hub) Close() {
 	h.mu.Lock()
