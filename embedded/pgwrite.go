@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime/debug"
+	"strings"
 	"sync"
+	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -59,7 +62,39 @@ const (
 // guardField is what a guard's name may be: it is put in the statement.
 var guardField = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,63}$`)
 
+// ferretDBModule is the FerretDB whose table layout pgWriter writes.
+const ferretDBModule, ferretDBLayout = "github.com/FerretDB/FerretDB", "v1.24."
+
+// ferretDBLayoutKnown reports whether this build's FerretDB is the one
+// whose table layout and encoding pgWriter writes: another version may
+// read rows in that layout differently, so the store then writes through
+// FerretDB alone. A test binary lists no modules; it is built from this
+// go.mod, whose FerretDB its tests check (TestSJSONMatchesFerretDB).
+func ferretDBLayoutKnown() bool {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	if len(info.Deps) == 0 && testing.Testing() {
+		return true
+	}
+	for _, d := range info.Deps {
+		if d.Path == ferretDBModule {
+			if d.Replace != nil {
+				d = d.Replace
+			}
+			return strings.HasPrefix(d.Version, ferretDBLayout)
+		}
+	}
+	return false
+}
+
+// newPGWriter returns the direct writer of the store on pgURL, or nil when
+// this build's FerretDB is not the one it knows (ferretDBLayoutKnown).
 func newPGWriter(pgURL string) (*pgWriter, error) {
+	if !ferretDBLayoutKnown() {
+		return nil, nil
+	}
 	ferretURL, err := postgresURL(pgURL) // asynchronous commits, custom plans: as FerretDB's
 	if err != nil {
 		return nil, err
@@ -119,6 +154,11 @@ WHERE t._jsonb->'_id' = to_jsonb(v.id) AND t._jsonb->'%s' = to_jsonb(v.prev)`,
 	})
 }
 
+// DirectWrites reports whether the store writes views straight into its
+// tables (ReplaceGuarded, InsertNew): on PostgreSQL, with the FerretDB
+// whose layout the writer knows.
+func (m *Mongo) DirectWrites() bool { return m.pgw != nil }
+
 // InsertNew inserts, in collection coll of database db, each of docs
 // (BSON, _id first and equal to ids[i]) whose _id is not there yet, and
 // returns how many it inserted; a document whose _id is taken is left out.
@@ -147,9 +187,18 @@ func (m *Mongo) InsertNew(ctx context.Context, db, coll string, ids []string, do
 	})
 }
 
-// encodeDocs checks that each of docs has _id ids[i] and encodes it
-// (sjsonDocument).
+// encodeDocs checks that each of docs has _id ids[i], and that the ids
+// differ (an UPDATE ... FROM would apply one of two rows for an id, where
+// FerretDB applies the first and finds the second stale), and encodes
+// them (sjsonDocument).
 func encodeDocs(ids []string, docs [][]byte) ([]string, error) {
+	seen := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		if _, ok := seen[id]; ok {
+			return nil, fmt.Errorf("%w: an id repeated in one batch", ErrNoDirectWrites)
+		}
+		seen[id] = struct{}{}
+	}
 	encoded := make([]string, len(docs))
 	for i, d := range docs {
 		raw := bson.Raw(d)
@@ -227,4 +276,8 @@ func (w *pgWriter) forget(db, coll string) {
 	w.mu.Unlock()
 }
 
-func (w *pgWriter) close() { w.pool.Close() }
+func (w *pgWriter) close() {
+	if w != nil {
+		w.pool.Close()
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +44,14 @@ func TestSJSONRefuses(t *testing.T) {
 		{{Key: "_id", Value: "inf"}, {Key: "a", Value: bson.A{math.Inf(1)}}},
 		{{Key: "_id", Value: "key"}, {Key: `a"b`, Value: 1}},
 		{{Key: "_id", Value: "nested array"}, {Key: "a", Value: bson.A{bson.A{1}}}},
+		{{Key: "_id", Value: "dollar"}, {Key: "$s", Value: 1}},
+		{{Key: "_id", Value: "dot"}, {Key: "d", Value: bson.D{{Key: "a.b", Value: 1}}}},
+		{{Key: "_id", Value: "empty key"}, {Key: "", Value: 1}},
+		{{Key: "_id", Value: "repeat"}, {Key: "a", Value: 1}, {Key: "a", Value: 2}},
+		{{Key: "_id", Value: "repeat nested"}, {Key: "items", Value: bson.A{bson.D{{Key: "x", Value: 1}, {Key: "x", Value: 1}}}}},
+		{{Key: "_id", Value: "repeat late"}, {Key: "d", Value: manyKeys(40, "k7")}},
+		{{Key: "_id", Value: "nul"}, {Key: "s", Value: "a\x00b"}},
+		{{Key: "_id", Value: "huge"}, {Key: "s", Value: strings.Repeat("x", 16<<20)}},
 		{{Key: "_id", Value: "nested key"}, {Key: "d", Value: bson.D{{Key: "é", Value: 1}}}},
 	} {
 		raw, err := bson.Marshal(d)
@@ -51,6 +61,42 @@ func TestSJSONRefuses(t *testing.T) {
 		if j, err := sjsonDocument(raw); !errors.Is(err, errSJSONUnsupported) {
 			t.Errorf("%v: %s, %v; want errSJSONUnsupported", d, j, err)
 		}
+	}
+}
+
+// manyKeys is a document with n keys k0, k1... and then extra.
+func manyKeys(n int, extra string) bson.D {
+	var d bson.D
+	for i := range n {
+		d = append(d, bson.E{Key: fmt.Sprintf("k%d", i), Value: i})
+	}
+	return append(d, bson.E{Key: extra, Value: n})
+}
+
+// TestDirectWritesGuards: this build writes directly (its FerretDB is the
+// one whose layout the writer knows), a batch with an id twice is not
+// written directly, and a document with many distinct keys is.
+func TestDirectWritesGuards(t *testing.T) {
+	if !ferretDBLayoutKnown() {
+		t.Fatal("this build's FerretDB is not the one the direct writer knows: direct writes are off")
+	}
+	// A real binary checks its FerretDB's version (a test binary lists no
+	// modules): go.mod's must be the one whose layout the writer knows, or
+	// the writer is revisited with the upgrade.
+	mod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(mod), "\t"+ferretDBModule+" "+ferretDBLayout) {
+		t.Fatalf("go.mod requires a FerretDB other than %s*: check embedded/sjson.go and pgwrite.go against its table layout, then update ferretDBLayout", ferretDBLayout)
+	}
+	doc := mustMarshal(t, bson.D{{Key: "_id", Value: "a"}})
+	if _, err := encodeDocs([]string{"a", "a"}, [][]byte{doc, doc}); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("an id twice: %v, want an errors.ErrUnsupported", err)
+	}
+	wide := mustMarshal(t, append(bson.D{{Key: "_id", Value: "w"}}, manyKeys(40, "last")...))
+	if _, err := sjsonDocument(wide); err != nil {
+		t.Fatalf("40 distinct keys: %v", err)
 	}
 }
 

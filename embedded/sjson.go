@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ import (
 // It walks the BSON bytes itself (the views' documents are written a batch
 // at a time, and the driver's element lists cost an allocation per level).
 func sjsonDocument(doc []byte) ([]byte, error) {
+	if len(doc) > maxDocumentBytes {
+		return nil, fmt.Errorf("%w: a document over %d bytes", errSJSONUnsupported, maxDocumentBytes)
+	}
 	body, err := bsonBody(doc)
 	if err != nil {
 		return nil, err
@@ -62,6 +66,9 @@ func sjsonDocument(doc []byte) ([]byte, error) {
 	}
 	return append(b, '}'), nil
 }
+
+// maxDocumentBytes is MongoDB's (and FerretDB's) largest document.
+const maxDocumentBytes = 16 << 20
 
 // errSJSONUnsupported: the document holds something sjsonDocument does not
 // encode.
@@ -150,11 +157,16 @@ func nextElement(body []byte) (element, error) {
 	return e, nil
 }
 
-// sjsonKey appends key as a JSON string and a colon; keys that JSON would
-// escape are refused (FerretDB writes its top-level keys unescaped).
+// sjsonKey appends key as a JSON string and a colon. Refused: keys that
+// JSON would escape (FerretDB writes its top-level keys unescaped), and
+// those FerretDB refuses to store (document_validation.go): empty, starting
+// with $ (a top-level "$s" would even replace the schema), or holding a dot.
 func sjsonKey(b []byte, key string) ([]byte, error) {
+	if key == "" || key[0] == '$' {
+		return nil, fmt.Errorf("%w: a field name that is empty or starts with $", errSJSONUnsupported)
+	}
 	for i := 0; i < len(key); i++ {
-		if c := key[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
+		if c := key[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c == '.' || c >= 0x80 {
 			return nil, fmt.Errorf("%w: a field name with character %q", errSJSONUnsupported, c)
 		}
 	}
@@ -170,12 +182,21 @@ func sjsonSchema(b []byte, body []byte) ([]byte, error) {
 		return append(b, "{}"...), nil
 	}
 	b = append(b, `{"p":{`...)
+	var few [16]string // the keys seen at this level, to refuse repeats
+	var many map[string]struct{}
 	for rest, i := body, 0; len(rest) > 0; i++ {
 		e, err := nextElement(rest)
 		if err != nil {
 			return nil, err
 		}
 		rest = rest[e.size:]
+		if repeated(few[:min(i, len(few))], &many, e.key, i) {
+			// jsonb keeps one of them, and FerretDB then cannot read the row.
+			return nil, fmt.Errorf("%w: a field name repeated", errSJSONUnsupported)
+		}
+		if i < len(few) {
+			few[i] = e.key
+		}
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -198,6 +219,27 @@ func sjsonSchema(b []byte, body []byte) ([]byte, error) {
 		b = append(b, '"')
 	}
 	return append(b, "]}"...), nil
+}
+
+// repeated reports whether key is among the keys seen before it: the first
+// len(few) in few, the others in many (made when needed, and key added).
+func repeated(few []string, many *map[string]struct{}, key string, i int) bool {
+	for _, k := range few {
+		if k == key {
+			return true
+		}
+	}
+	if i < 16 {
+		return false
+	}
+	if *many == nil {
+		*many = map[string]struct{}{}
+	}
+	if _, ok := (*many)[key]; ok {
+		return true
+	}
+	(*many)[key] = struct{}{}
+	return false
 }
 
 // sjsonElem appends one value's type in a schema.
@@ -294,6 +336,11 @@ func sjsonValue(b []byte, e element) ([]byte, error) {
 		return strconv.AppendFloat(b, f, 'g', -1, 64), nil // the shortest that reads back as f
 	case bsonString:
 		s := e.value[4 : len(e.value)-1] // without its length and final zero byte
+		if bytes.IndexByte(s, 0) >= 0 {
+			// PostgreSQL's jsonb refuses \u0000, which would fail the whole
+			// statement; FerretDB fails on it alone.
+			return nil, fmt.Errorf("%w: a string with a NUL character", errSJSONUnsupported)
+		}
 		return appendJSONString(b, s), nil
 	case bsonBool:
 		return strconv.AppendBool(b, e.value[0] != 0), nil

@@ -112,9 +112,11 @@ func (f *Feed) Hub() *Hub { return f.hub }
 // read takes one message of the views topic.
 func (f *Feed) read(m *sarama.ConsumerMessage) {
 	// Most changes interest no one in this instance (no subscription, no
-	// read-your-writes wait): they are not decoded. One that registers
-	// after this check reads the store next, which already holds the
-	// change (the projector writes a view before it publishes it).
+	// read-your-writes wait): they are not decoded. A wait or a one-order
+	// subscription that registers after this check reads the store next,
+	// which already holds the change (the projector writes a view before it
+	// publishes it); for a matching subscription, a change it missed that
+	// way is one made before it began.
 	if f.tracer == nil && len(m.Key) > 0 && !f.hub.wants(string(m.Key)) && !f.waited(string(m.Key)) {
 		return
 	}

@@ -300,8 +300,14 @@ func NewProjection(reg prometheus.Registerer) *Projection {
 // short fixed list each: view.ErrorKind's and kafka.ErrorKind's), where
 // they happen. A nil *Errors counts nothing.
 type Errors struct {
-	store, broker *prometheus.CounterVec
+	store, broker, directFallbacks *prometheus.CounterVec
 }
+
+// DirectFallbackReasons are why a direct write of views went through
+// FerretDB instead (view.DirectWriter): unsupported (a document the direct
+// encoding does not cover, a collection not there yet, repeated ids) or
+// failed (the statement failed).
+var DirectFallbackReasons = []string{"unsupported", "failed"}
 
 // StoreErrorKinds are the kinds of store errors (view.ErrorKind).
 var StoreErrorKinds = []string{"timeout", "network", "duplicate_key", "write_conflict", "other"}
@@ -324,6 +330,12 @@ func NewErrors(reg prometheus.Registerer) *Errors {
 		broker: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "broker", Name: "errors_total",
 			Help: "Errors from Kafka, by what was asked (api: produce, transaction, consume) and kind: timeout, network (unreachable, disconnected), not_leader (a leader or coordinator moving), fenced (another producer or group generation took over), refused (a record the broker will never take), authorization, other."},
 			[]string{"api", "kind"}),
+		directFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "store", Name: "direct_write_fallbacks_total",
+			Help: "Batches of view writes that the store on PostgreSQL could not write straight into its tables and wrote through FerretDB instead, by reason: unsupported (a document the direct encoding does not cover, a collection not created yet), failed (the statement failed; FerretDB's attempt reports the store's error)."},
+			[]string{"reason"}),
+	}
+	for _, r := range DirectFallbackReasons {
+		e.directFallbacks.WithLabelValues(r)
 	}
 	for _, k := range StoreErrorKinds {
 		e.store.WithLabelValues(k)
@@ -333,8 +345,17 @@ func NewErrors(reg prometheus.Registerer) *Errors {
 			e.broker.WithLabelValues(a, k)
 		}
 	}
-	register(reg, e.store, e.broker)
+	register(reg, e.store, e.broker, e.directFallbacks)
 	return e
+}
+
+// DirectFallback counts a batch of direct view writes that went through
+// FerretDB instead, for reason (DirectFallbackReasons).
+func (e *Errors) DirectFallback(reason string) {
+	if e == nil {
+		return
+	}
+	e.directFallbacks.WithLabelValues(reason).Inc()
 }
 
 // Store counts a store error of kind; "" (no error, or the caller gave

@@ -647,6 +647,7 @@ func (s *Store) writeDirect(ctx context.Context, coll *mongo.Collection, guard s
 	for i, w := range writes {
 		raw, err := bson.Marshal(w.doc)
 		if err != nil {
+			s.errs.DirectFallback("unsupported")
 			return 0, false
 		}
 		ids[i], prevs[i], docs[i] = w.id, w.prev, raw
@@ -659,6 +660,11 @@ func (s *Store) writeDirect(ctx context.Context, coll *mongo.Collection, guard s
 		n, err = s.direct.ReplaceGuarded(ctx, s.db.Name(), coll.Name(), guard, ids, prevs, docs)
 	}
 	if err != nil {
+		reason := "failed"
+		if errors.Is(err, errors.ErrUnsupported) {
+			reason = "unsupported"
+		}
+		s.errs.DirectFallback(reason)
 		return 0, false
 	}
 	return n, true
