@@ -499,17 +499,25 @@ func report(w io.Writer, results []result) {
 		case r.caughtUp > 0:
 			caught = "not within " + r.caughtUp.Round(time.Second).String()
 		}
+		if r.mutations == 0 {
+			// A read-only scenario (query): its rates and latencies are in
+			// the operations table below.
+			fmt.Fprintf(w, "| %s | %s | %d | — | — | — (reads: see below) | %d | %s / %s / %s / %s | — | — |\n",
+				r.system, r.scenario, r.clients, errs, cores(r.system), cores("broker"), cores("store"), cores("load"))
+			continue
+		}
 		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %s / %s / %s / %s | %d | %s / %s / %s / %s | %s | %s |\n",
 			r.system, r.scenario, r.clients, float64(r.orders)/r.took.Seconds(), float64(r.mutations)/r.took.Seconds(),
 			msf(r.muts.p50), msf(r.muts.p90), msf(r.muts.p99), msf(r.muts.max), errs,
 			cores(r.system), cores("broker"), cores("store"), cores("load"), perOrder, caught)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| system | scenario | clients | operation | n | p50 | p90 | p99 | max (ms) |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| system | scenario | clients | operation | n | per second | p50 | p90 | p99 | max (ms) |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range results {
 		for _, op := range r.ops {
-			fmt.Fprintf(w, "| %s | %s | %d | %s | %d | %s | %s | %s | %s |\n", r.system, r.scenario, r.clients, op.name, op.n, msf(op.p50), msf(op.p90), msf(op.p99), msf(op.max))
+			fmt.Fprintf(w, "| %s | %s | %d | %s | %d | %.0f | %s | %s | %s | %s |\n", r.system, r.scenario, r.clients, op.name, op.n, float64(op.n)/r.took.Seconds(),
+				msf(op.p50), msf(op.p90), msf(op.p99), msf(op.max))
 		}
 	}
 	var errLines []string
