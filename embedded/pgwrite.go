@@ -137,11 +137,7 @@ func (m *Mongo) ReplaceGuarded(ctx context.Context, db, coll, guard string, ids 
 	if !guardField.MatchString(guard) {
 		return 0, fmt.Errorf("%w: guard field %q", ErrNoDirectWrites, guard)
 	}
-	encoded, err := encodeDocs(ids, docs)
-	if err != nil {
-		return 0, err
-	}
-	table, err := w.table(ctx, db, coll)
+	encoded, table, err := w.prepare(ctx, db, coll, ids, docs)
 	if err != nil {
 		return 0, err
 	}
@@ -171,11 +167,7 @@ func (m *Mongo) InsertNew(ctx context.Context, db, coll string, ids []string, do
 	if len(ids) != len(docs) {
 		return 0, fmt.Errorf("embedded mongodb: InsertNew: %d ids, %d documents", len(ids), len(docs))
 	}
-	encoded, err := encodeDocs(ids, docs)
-	if err != nil {
-		return 0, err
-	}
-	table, err := w.table(ctx, db, coll)
+	encoded, table, err := w.prepare(ctx, db, coll, ids, docs)
 	if err != nil {
 		return 0, err
 	}
@@ -185,6 +177,17 @@ func (m *Mongo) InsertNew(ctx context.Context, db, coll string, ids []string, do
 	return w.inChunks(ctx, db, coll, encoded, func(from, to int) (string, []any) {
 		return stmt, []any{encoded[from:to]}
 	})
+}
+
+// prepare encodes docs (encodeDocs) and finds the collection's table.
+func (w *pgWriter) prepare(ctx context.Context, db, coll string, ids []string, docs [][]byte) (encoded []string, table string, err error) {
+	if encoded, err = encodeDocs(ids, docs); err != nil {
+		return nil, "", err
+	}
+	if table, err = w.table(ctx, db, coll); err != nil {
+		return nil, "", err
+	}
+	return encoded, table, nil
 }
 
 // encodeDocs checks that each of docs has _id ids[i], and that the ids
