@@ -221,6 +221,7 @@ func (s *stack) build(pkg, name string) (string, error) {
 // system is a running system under test.
 type system struct {
 	name string
+	id   string // its topics' prefix and its database
 	url  string
 	cmd  *exec.Cmd
 	log  string
@@ -271,7 +272,7 @@ func (s *stack) start(ctx context.Context, name, bin string, o options) (*system
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	sys := &system{name: name, url: fmt.Sprintf("http://127.0.0.1:%d/graphql", port), cmd: cmd, log: logPath}
+	sys := &system{name: name, id: id, url: fmt.Sprintf("http://127.0.0.1:%d/graphql", port), cmd: cmd, log: logPath}
 	deadline := time.Now().Add(120 * time.Second)
 	for {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
@@ -414,6 +415,9 @@ func measure(ctx context.Context, o options, w io.Writer) error {
 		}
 		if sys != nil {
 			sys.stop()
+			if err := s.dropData(sys.id); err != nil {
+				fmt.Fprintln(os.Stderr, "load:", err)
+			}
 		}
 	}
 	report(w, results)
