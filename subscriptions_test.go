@@ -816,9 +816,10 @@ func TestSubscriptionLegacyProtocol(t *testing.T) {
 	if u := c.nextOrder(t, "1", "orderUpdated"); u.Version != 2 || u.Status != "CONFIRMED" {
 		t.Fatalf("update: %+v", u)
 	}
-	// A periodic keep-alive (WSPingInterval 2s), not just the one after the ack.
+	// A periodic keep-alive (WSPingInterval 2s), not just the one after the
+	// ack (tryNext drops the keep-alives it is not looking for).
 	start := time.Now()
-	if _, err := c.tryNext(5*time.Second, isKA); err != nil {
+	if _, err := c.tryNext(eventWait, isKA); err != nil {
 		t.Fatalf("periodic keep-alive: %v", err)
 	}
 	kaAfter := time.Since(start)
@@ -847,7 +848,12 @@ func TestSubscriptionLegacyProtocol(t *testing.T) {
 // and (legacy protocol) sends connection_error before closing a connection
 // that breaks the protocol.
 func TestWebsocketControlFrames(t *testing.T) {
-	g := startGateway(t, testConfig(t))
+	cfg := testConfig(t)
+	// "start before connection_init" must reach the server before the
+	// init timeout closes the connection with 4408 instead (2s in the
+	// tests, the subject of TestWebsocketProtocolErrors).
+	cfg.WSInitTimeout = eventWait
+	g := startGateway(t, cfg)
 
 	t.Run("ping", func(t *testing.T) {
 		c := dialWS(t, g, wsDial{})
@@ -876,10 +882,18 @@ func TestWebsocketControlFrames(t *testing.T) {
 		if err := c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "bye"), time.Now().Add(eventWait)); err != nil {
 			t.Fatal(err)
 		}
-		_, _, err = c.ReadMessage()
+		// The server's keep-alive ping (every WSPingInterval, 2s, from the
+		// ack on) can come before the close frame on a loaded machine; it
+		// is not an answer to the close.
+		var msg []byte
+		for {
+			if _, msg, err = c.ReadMessage(); err != nil || string(msg) != `{"type":"ping"}` {
+				break
+			}
+		}
 		var ce *websocket.CloseError
 		if !errors.As(err, &ce) || ce.Code != 4000 {
-			t.Fatalf("after the client's close 4000, read %v; want the server's close frame with 4000", err)
+			t.Fatalf("after the client's close 4000, read %q, %v; want the server's close frame with 4000", msg, err)
 		}
 	})
 
@@ -1291,12 +1305,16 @@ func TestSubscriptionAcrossInstances(t *testing.T) {
 
 // smallReadBufferClient dials with a 64 KB socket receive buffer, so the
 // server's writes to a client that stops reading block sooner (smaller
-// ones make loopback TCP crawl once it reads again).
-func smallReadBufferClient() *http.Client {
+// ones make loopback TCP crawl once it reads again). dialed, unless nil,
+// gets each connection it makes.
+func smallReadBufferClient(dialed func(net.Conn)) *http.Client {
 	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 		if tc, ok := conn.(*net.TCPConn); ok {
 			_ = tc.SetReadBuffer(64 << 10)
+		}
+		if err == nil && dialed != nil {
+			dialed(conn)
 		}
 		return conn, err
 	}}}
@@ -1317,17 +1335,25 @@ func itemsUnder30Aliases() string {
 func TestSlowSubscriberDoesNotHoldOthers(t *testing.T) {
 	const n = 60
 	cfg := testConfig(t)
-	// The slow client answers no pings while it does not read; with the
-	// default 2s interval the server would drop it after 4s, which is its
-	// job but not what this test is about.
-	cfg.WSPingInterval = time.Minute
+	// The slow client reads nothing until the fast one has every version:
+	// it answers no pings meanwhile, and once its socket buffers are full
+	// (some 4 MB, about v43 of the 61 versions) the server's write to it
+	// waits. With the tests' 2s ping interval the server would drop it
+	// after 4s, and with the default WS_WRITE_TIMEOUT (10s) once the rest
+	// of the mutations and the fast client's reads take longer than that,
+	// as they do on a loaded machine (on 2 cores with 4 busy loops the
+	// write waited 4-6 s, with 8 it was dropped). Either is the server's
+	// job (TestWebsocketProtocolErrors, TestStalledClientIsDisconnected)
+	// but not what this test is about, so both are longer than the test
+	// may run (go test's default -timeout is 10 minutes).
+	cfg.WSPingInterval, cfg.WSWriteTimeout = time.Hour, time.Hour
 	g := startGateway(t, cfg)
 	o := g.mustMutate(t, "placeOrder", placeInput("cust-slow", item("P", 1, "1")))
 
 	// The slow client's socket has a small receive buffer (smaller ones make
 	// loopback TCP crawl once it reads again), so the server's writes to it
 	// block sooner.
-	slowHTTP := smallReadBufferClient()
+	slowHTTP := smallReadBufferClient(nil)
 	// Each message repeats the items under 30 aliases (about 300 KB by the
 	// end, 10 MB in all), so the unread ones fill the socket buffers and the
 	// server's writes to slow block.
@@ -1389,40 +1415,109 @@ func TestStalledClientIsDisconnected(t *testing.T) {
 	g := startGateway(t, cfg)
 	o := g.mustMutate(t, "placeOrder", placeInput("cust-stalled", item("P", 1, "1")))
 
-	stalledHTTP := smallReadBufferClient()
+	conns := make(chan net.Conn, 1)
+	stalledHTTP := smallReadBufferClient(func(c net.Conn) {
+		select {
+		case conns <- c:
+		default:
+		}
+	})
 	pad := itemsUnder30Aliases() // large messages, so the socket buffers fill
 	query := `subscription($id: ID!) { orderUpdated(id: $id) { id version` + pad + ` } }`
 	stalled := dialWS(t, g, wsDial{client: stalledHTTP, paused: true})
+	stalledConn := <-conns
 	stalled.subscribe(t, "1", query, map[string]any{"id": o.ID})
 	fast := dialWS(t, g, wsDial{})
 	fast.subscribe(t, "1", orderUpdatedQuery, map[string]any{"id": o.ID})
 	waitForSubs(t, g, 2)
 
+	// How long the stalled client is kept once its socket is full is
+	// measured from the last time the server's end of its connection took
+	// bytes (its send queue grew), not from the first version: filling
+	// about 4 MB of socket buffers takes some 40 versions, each a round
+	// trip to the views, which on a loaded machine took 10-17 s alone.
+	// A watcher polls that queue and the hub.
+	serverEnd := [2]net.Addr{stalledConn.RemoteAddr(), stalledConn.LocalAddr()}
+	var (
+		mu                sync.Mutex
+		queued, maxQueued int64
+		grew              time.Time // when queued last changed
+		seen              bool      // the server's end was found at least once
+	)
+	freed := make(chan time.Time, 1)
+	stop := make(chan struct{})
+	var watcher sync.WaitGroup
+	defer watcher.Wait()
+	defer close(stop)
+	watcher.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			q, ok := sendQueue(serverEnd[0], serverEnd[1])
+			now := time.Now()
+			mu.Lock()
+			if ok && (!seen || q != queued) {
+				queued, grew, seen = q, now, true
+				maxQueued = max(maxQueued, q)
+			}
+			mu.Unlock()
+			if g.Hub().Count() < 2 {
+				freed <- now
+				return
+			}
+			select {
+			case <-tick.C:
+			case <-stop:
+				return
+			}
+		}
+	})
+
 	start := time.Now()
 	version := 1
-	for g.Hub().Count() == 2 {
-		if time.Since(start) > 30*time.Second {
-			t.Fatalf("the stalled client still holds its subscription after %s and %d versions", time.Since(start).Round(time.Second), version)
+	var freedAt time.Time
+	for freedAt.IsZero() {
+		select {
+		case freedAt = <-freed:
+			continue
+		default:
 		}
-		if version < 80 {
-			// Each version reaches the views before the next is sent, so
-			// each becomes its own update (a projector write that takes
-			// longer, as on PostgreSQL, would otherwise fold several
-			// versions into one, and fewer, smaller messages might never
-			// fill the socket buffers).
-			p := g.mutate(t, "addOrderItem", map[string]any{"orderId": o.ID, "item": item(fmt.Sprintf("S%02d", version), 1, "1")})
-			if len(p.UserErrors) > 0 || p.ConsistencyToken == nil {
-				t.Fatalf("addOrderItem: %+v", p.UserErrors)
+		if version == 80 {
+			// Every version is sent: the socket filled long ago (see the
+			// log), and the write that found it full has its timeout.
+			select {
+			case freedAt = <-freed:
+			case <-time.After(eventWait):
+				mu.Lock()
+				q := queued
+				mu.Unlock()
+				t.Fatalf("the stalled client still holds its subscription %s after the last of %d versions (send queue %d bytes)", eventWait, version, q)
 			}
-			g.orderAt(t, o.ID, *p.ConsistencyToken)
-			version++
-		} else {
-			time.Sleep(50 * time.Millisecond)
+			break
 		}
+		// Each version reaches the views before the next is sent, so each
+		// becomes its own update (a projector write that takes longer, as
+		// on PostgreSQL, would otherwise fold several versions into one,
+		// and fewer, smaller messages might never fill the socket buffers).
+		p := g.mutate(t, "addOrderItem", map[string]any{"orderId": o.ID, "item": item(fmt.Sprintf("S%02d", version), 1, "1")})
+		if len(p.UserErrors) > 0 || p.ConsistencyToken == nil {
+			t.Fatalf("addOrderItem: %+v", p.UserErrors)
+		}
+		g.orderAt(t, o.ID, *p.ConsistencyToken)
+		version++
 	}
-	dropped := time.Since(start)
-	if dropped > 8*time.Second { // the default timeout is 10s: the setting was not applied
-		t.Fatalf("the stalled client was dropped after %s, not about WS_WRITE_TIMEOUT (1s) after its socket filled", dropped)
+	mu.Lock()
+	lastGrew, full, found := grew, maxQueued, seen
+	mu.Unlock()
+	kept := "(not measured: the server's end of the connection is not in /proc/net/tcp here)"
+	if found {
+		// After its last growth the queue is full: the write then under way
+		// (or the next version's) waits WS_WRITE_TIMEOUT and fails.
+		stalledFor := freedAt.Sub(lastGrew)
+		if stalledFor > 8*time.Second { // the default timeout is 10s: the setting was not applied
+			t.Fatalf("the stalled client was dropped %s after its socket last took bytes (%d queued), not about WS_WRITE_TIMEOUT (1s) after", stalledFor, full)
+		}
+		kept = fmt.Sprintf("%s after its socket last took bytes (%d queued)", stalledFor.Round(time.Millisecond), full)
 	}
 	for last := 0; last < version; {
 		u, err := fast.tryNextOrder("1", "orderUpdated", eventWait)
@@ -1434,7 +1529,8 @@ func TestStalledClientIsDisconnected(t *testing.T) {
 	// (Reading what the stalled client's buffers hold would take long on a
 	// small receive buffer; its subscription is freed only with its
 	// connection, which is what this checks.)
-	t.Logf("stalled client's subscription freed %s after the first of %d versions (WS_WRITE_TIMEOUT 1s); the other client got all of them", dropped.Round(time.Millisecond), version)
+	t.Logf("stalled client's subscription freed %s after the first of %d versions, %s (WS_WRITE_TIMEOUT 1s); the other client got all of them",
+		freedAt.Sub(start).Round(time.Millisecond), version, kept)
 }
 
 // TestSubscriberGoroutinesAreFreed: 1000 subscribers that vanish without a
