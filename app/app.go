@@ -248,11 +248,12 @@ func (m *Main) startStores(ctx context.Context) error {
 		// The store adds an _id index FerretDB's lookups can use (see
 		// embedded/pgcatalog.go), so a guard can be in the filter.
 		storeOpts = append(storeOpts, view.SummaryLane(), view.FilterGuards())
-		if m.mongo.DirectWrites() {
-			// Views are written straight to PostgreSQL, a batch per
-			// statement (embedded/pgwrite.go).
-			storeOpts = append(storeOpts, view.DirectWrites(m.mongo))
-		}
+	}
+	if m.mongo != nil && m.mongo.DirectWrites() {
+		// The projector's views are written straight into the embedded
+		// store's tables, a batch per statement or transaction
+		// (embedded/pgwrite.go, sqlitewrite.go).
+		storeOpts = append(storeOpts, view.DirectWrites(m.mongo))
 	}
 	storeOpts = append(storeOpts, view.WithErrors(m.metrics.errors), view.WithTracer(m.tracer))
 	store, err := view.Open(m.mongoURI, c.MongoDatabase, storeOpts...)

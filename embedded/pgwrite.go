@@ -116,26 +116,29 @@ func newPGWriter(pgURL string) (*pgWriter, error) {
 // whose _id is ids[i] and whose field guard is prevs[i] with docs[i] (BSON,
 // _id first and equal to ids[i]), and returns how many it replaced; a
 // document whose guard is not at its prev is left as it is. The ids must
-// differ. The writes commit as FerretDB's do (asynchronously: Flush makes
-// them durable) and are atomic per statement (at most 512 documents or 4
-// MiB), not per call.
+// differ. The writes commit as FerretDB's do (on PostgreSQL
+// asynchronously: Flush makes them durable) and are atomic per statement
+// on PostgreSQL (at most 512 documents or 4 MiB), per call on SQLite.
 //
-// Errors: ErrNoDirectWrites (wrapped) when the store is not on PostgreSQL,
+// Errors: ErrNoDirectWrites (wrapped) when the store has no direct writer,
 // the collection does not exist yet, or a document holds a type the
 // encoding does not cover: the caller writes through FerretDB then, which
 // also reports the store's own errors the usual way. Other errors (the
 // server unreachable, a statement refused) come with no password in them;
 // nothing was written by the failed statement.
 func (m *Mongo) ReplaceGuarded(ctx context.Context, db, coll, guard string, ids []string, prevs []int64, docs [][]byte) (int64, error) {
-	w := m.pgw
-	if w == nil {
-		return 0, ErrNoDirectWrites
-	}
 	if len(ids) != len(prevs) || len(ids) != len(docs) {
 		return 0, fmt.Errorf("embedded mongodb: ReplaceGuarded: %d ids, %d guards, %d documents", len(ids), len(prevs), len(docs))
 	}
 	if !guardField.MatchString(guard) {
 		return 0, fmt.Errorf("%w: guard field %q", ErrNoDirectWrites, guard)
+	}
+	if m.sqw != nil {
+		return m.sqw.replaceGuarded(ctx, db, coll, guard, ids, prevs, docs)
+	}
+	w := m.pgw
+	if w == nil {
+		return 0, ErrNoDirectWrites
 	}
 	encoded, table, err := w.prepare(ctx, db, coll, ids, docs)
 	if err != nil {
@@ -151,21 +154,24 @@ WHERE t._jsonb->'_id' = to_jsonb(v.id) AND t._jsonb->'%s' = to_jsonb(v.prev)`,
 }
 
 // DirectWrites reports whether the store writes views straight into its
-// tables (ReplaceGuarded, InsertNew): on PostgreSQL, with the FerretDB
-// whose layout the writer knows.
-func (m *Mongo) DirectWrites() bool { return m.pgw != nil }
+// tables (ReplaceGuarded, InsertNew): with the FerretDB whose layout the
+// writers know, on PostgreSQL (pgwrite.go) or SQLite (sqlitewrite.go).
+func (m *Mongo) DirectWrites() bool { return m.pgw != nil || m.sqw != nil }
 
 // InsertNew inserts, in collection coll of database db, each of docs
 // (BSON, _id first and equal to ids[i]) whose _id is not there yet, and
 // returns how many it inserted; a document whose _id is taken is left out.
 // The ids must differ. Commits, bounds and errors are ReplaceGuarded's.
 func (m *Mongo) InsertNew(ctx context.Context, db, coll string, ids []string, docs [][]byte) (int64, error) {
+	if len(ids) != len(docs) {
+		return 0, fmt.Errorf("embedded mongodb: InsertNew: %d ids, %d documents", len(ids), len(docs))
+	}
+	if m.sqw != nil {
+		return m.sqw.insertNew(ctx, db, coll, ids, docs)
+	}
 	w := m.pgw
 	if w == nil {
 		return 0, ErrNoDirectWrites
-	}
-	if len(ids) != len(docs) {
-		return 0, fmt.Errorf("embedded mongodb: InsertNew: %d ids, %d documents", len(ids), len(docs))
 	}
 	encoded, table, err := w.prepare(ctx, db, coll, ids, docs)
 	if err != nil {

@@ -1,0 +1,219 @@
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// sqliteWriter is pgWriter's counterpart for the store on SQLite: it writes
+// the projector's guarded replaces and new views straight into FerretDB's
+// tables, a batch in one SQLite transaction, where FerretDB ran each replace
+// as a read and a write of its own (on the embedded stack FerretDB and
+// SQLite were a third of the gateway's CPU under load). FerretDB 1.24's
+// SQLite layout: one file <database>.sqlite per database in the store's
+// folder, one STRICT table per collection named in its _ferretdb_collections
+// table, the document in its _ferretdb_sjson column in the same JSON
+// encoding as on PostgreSQL (sjson.go), found by _ferretdb_sjson->'$._id'
+// (the expression the store's own _id index serves, idindex.go).
+//
+// Its one connection per database file waits for FerretDB's writers (and
+// they for it) with the same busy timeout, and commits as FerretDB does
+// (synchronous(normal), docs/embedded.md "Durability").
+type sqliteWriter struct {
+	dir string
+
+	mu sync.Mutex
+	// dbs are the open database files, at most sqliteWriterFilesMax (all
+	// closed when full); tables maps database and collection to table, at
+	// most pgWriterTablesMax (emptied when full).
+	dbs    map[string]*sqliteFile
+	tables map[[2]string]string
+}
+
+// sqliteFile is an open database file and what it was when opened: a
+// database FerretDB drops and creates again is a new file, and the old
+// connection would write to the removed one.
+type sqliteFile struct {
+	db   *sql.DB
+	path string
+	info os.FileInfo
+}
+
+// sqliteWriterFilesMax bounds the database files the writer keeps open.
+const sqliteWriterFilesMax = 16
+
+func newSQLiteWriter(dir string) *sqliteWriter {
+	if !ferretDBLayoutKnown() {
+		return nil
+	}
+	return &sqliteWriter{dir: dir, dbs: map[string]*sqliteFile{}, tables: map[[2]string]string{}}
+}
+
+// open returns the connection to database db's file, which must exist
+// (and be the file it was opened on).
+func (w *sqliteWriter) open(db string) (*sql.DB, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if f := w.dbs[db]; f != nil {
+		if info, err := os.Stat(f.path); err == nil && os.SameFile(info, f.info) {
+			return f.db, nil
+		}
+		_ = f.db.Close() // dropped, and perhaps created again
+		delete(w.dbs, db)
+		for k := range w.tables {
+			if k[0] == db {
+				delete(w.tables, k)
+			}
+		}
+	}
+	if db == "" || strings.ContainsAny(db, `/\`) || strings.HasPrefix(db, ".") {
+		return nil, fmt.Errorf("%w: database name %q", ErrNoDirectWrites, db)
+	}
+	path := filepath.Join(w.dir, db+".sqlite")
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: no database %s yet", ErrNoDirectWrites, db)
+	}
+	q := url.Values{}
+	q.Add("mode", "rw") // never create a file FerretDB has not
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "synchronous(normal)")
+	d, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	d.SetMaxOpenConns(1)
+	if len(w.dbs) >= sqliteWriterFilesMax {
+		for name, old := range w.dbs {
+			_ = old.db.Close()
+			delete(w.dbs, name)
+		}
+	}
+	w.dbs[db] = &sqliteFile{db: d, path: path, info: info}
+	return d, nil
+}
+
+// table returns the table of collection coll in database db.
+func (w *sqliteWriter) table(ctx context.Context, d *sql.DB, db, coll string) (string, error) {
+	key := [2]string{db, coll}
+	w.mu.Lock()
+	t, ok := w.tables[key]
+	w.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	err := d.QueryRowContext(ctx, `SELECT table_name FROM _ferretdb_collections WHERE name = ?`, coll).Scan(&t)
+	switch {
+	case errors.Is(err, sql.ErrNoRows), err != nil && strings.Contains(err.Error(), "no such table"):
+		return "", fmt.Errorf("%w: no collection %s.%s yet", ErrNoDirectWrites, db, coll)
+	case err != nil:
+		return "", fmt.Errorf("embedded mongodb: direct write: %w", err)
+	}
+	w.mu.Lock()
+	if len(w.tables) >= pgWriterTablesMax {
+		clear(w.tables)
+	}
+	w.tables[key] = t
+	w.mu.Unlock()
+	return t, nil
+}
+
+// write runs stmt once per document in one transaction, with the
+// arguments args gives for document i, and returns the rows affected.
+func (w *sqliteWriter) write(ctx context.Context, db, coll string, ids []string, docs [][]byte, stmt func(table string) string, args func(i int, doc string) []any) (int64, error) {
+	for _, id := range ids {
+		// The _id is matched as JSON text, as SQLite spells it: an id that
+		// JSON escapes might be spelled otherwise, and never match.
+		for i := 0; i < len(id); i++ {
+			if c := id[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+				return 0, fmt.Errorf("%w: an _id with character %q", ErrNoDirectWrites, c)
+			}
+		}
+	}
+	encoded, err := encodeDocs(ids, docs)
+	if err != nil {
+		return 0, err
+	}
+	d, err := w.open(db)
+	if err != nil {
+		return 0, err
+	}
+	table, err := w.table(ctx, d, db, coll)
+	if err != nil {
+		return 0, err
+	}
+	tx, err := d.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("embedded mongodb: direct write: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit, a no-op
+	st, err := tx.PrepareContext(ctx, stmt(table))
+	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			w.forget(db, coll)
+			return 0, fmt.Errorf("%w: the collection's table is gone", ErrNoDirectWrites)
+		}
+		return 0, fmt.Errorf("embedded mongodb: direct write: %w", err)
+	}
+	defer st.Close()
+	var affected int64
+	for i, doc := range encoded {
+		res, err := st.ExecContext(ctx, args(i, doc)...)
+		if err != nil {
+			return 0, fmt.Errorf("embedded mongodb: direct write: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("embedded mongodb: direct write: %w", err)
+		}
+		affected += n
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("embedded mongodb: direct write: %w", err)
+	}
+	return affected, nil
+}
+
+// replaceGuarded: Mongo.ReplaceGuarded on SQLite, all in one transaction.
+func (w *sqliteWriter) replaceGuarded(ctx context.Context, db, coll, guard string, ids []string, prevs []int64, docs [][]byte) (int64, error) {
+	return w.write(ctx, db, coll, ids, docs, func(table string) string {
+		// ->> gives the guard as an SQL integer, compared with the
+		// argument's; -> gives the _id as JSON, as the _id index has it.
+		return fmt.Sprintf(`UPDATE %q SET _ferretdb_sjson = ? WHERE _ferretdb_sjson->'$._id' = ? AND _ferretdb_sjson->>'$.%s' = ?`, table, guard)
+	}, func(i int, doc string) []any {
+		return []any{doc, string(appendJSONString(nil, []byte(ids[i]))), prevs[i]}
+	})
+}
+
+// insertNew: Mongo.InsertNew on SQLite, all in one transaction; FerretDB's
+// unique _id index refuses a taken _id, which the insert skips.
+func (w *sqliteWriter) insertNew(ctx context.Context, db, coll string, ids []string, docs [][]byte) (int64, error) {
+	return w.write(ctx, db, coll, ids, docs, func(table string) string {
+		return fmt.Sprintf(`INSERT INTO %q (_ferretdb_sjson) VALUES (?) ON CONFLICT DO NOTHING`, table)
+	}, func(_ int, doc string) []any { return []any{doc} })
+}
+
+func (w *sqliteWriter) forget(db, coll string) {
+	w.mu.Lock()
+	delete(w.tables, [2]string{db, coll})
+	w.mu.Unlock()
+}
+
+func (w *sqliteWriter) close() {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for name, f := range w.dbs {
+		_ = f.db.Close()
+		delete(w.dbs, name)
+	}
+}
