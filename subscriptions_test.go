@@ -1434,9 +1434,9 @@ func TestStalledClientIsDisconnected(t *testing.T) {
 	// How long the stalled client is kept once its socket is full is
 	// measured from the last time the server's end of its connection took
 	// bytes (its send queue grew), not from the first version: filling
-	// about 4 MB of socket buffers takes some 40 versions, each a round
-	// trip to the views, which on a loaded machine took 10-17 s alone.
-	// A watcher polls that queue and the hub.
+	// about 4 MB of socket buffers takes some 45 versions, each a round
+	// trip to the views, which on 2 cores took 9-17 s with 3 busy loops
+	// and 28 s with 8. A watcher polls that queue and the hub.
 	serverEnd := [2]net.Addr{stalledConn.RemoteAddr(), stalledConn.LocalAddr()}
 	var (
 		mu                sync.Mutex
