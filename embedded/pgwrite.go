@@ -40,11 +40,42 @@ type pgWriter struct {
 	pool  *pgxpool.Pool
 	pgURL string // to redact errors
 
+	tables tableCache
+}
+
+// tableCache maps database and collection to the collection's table: at
+// most pgWriterTablesMax entries (emptied when full), an entry dropped when
+// its table is gone. Safe for concurrent use.
+type tableCache struct {
 	mu sync.Mutex
-	// tables maps database and collection to the collection's table; at
-	// most pgWriterTablesMax entries (emptied when full), an entry dropped
-	// when its table is gone.
-	tables map[[2]string]string
+	m  map[[2]string]string
+}
+
+func (c *tableCache) get(db, coll string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.m[[2]string{db, coll}]
+	return t, ok
+}
+
+func (c *tableCache) put(db, coll, table string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= pgWriterTablesMax {
+		c.m = map[[2]string]string{}
+	}
+	c.m[[2]string{db, coll}] = table
+}
+
+// forget drops coll's entry, or every entry of db if coll is "".
+func (c *tableCache) forget(db, coll string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.m {
+		if k[0] == db && (coll == "" || k[1] == coll) {
+			delete(c.m, k)
+		}
+	}
 }
 
 const (
@@ -109,7 +140,7 @@ func newPGWriter(pgURL string) (*pgWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pgWriter{pool: pool, pgURL: pgURL, tables: map[[2]string]string{}}, nil
+	return &pgWriter{pool: pool, pgURL: pgURL}, nil
 }
 
 // ReplaceGuarded replaces, in collection coll of database db, each document
@@ -239,7 +270,7 @@ func (w *pgWriter) inChunks(ctx context.Context, db, coll string, encoded []stri
 		if err != nil {
 			var pe *pgconn.PgError
 			if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") { // the table or schema is gone
-				w.forget(db, coll)
+				w.tables.forget(db, coll)
 				return affected, fmt.Errorf("%w: the collection's table is gone", ErrNoDirectWrites)
 			}
 			return affected, fmt.Errorf("embedded mongodb on postgresql: direct write: %s", redactIn(err.Error(), w.pgURL))
@@ -253,15 +284,12 @@ func (w *pgWriter) inChunks(ctx context.Context, db, coll string, encoded []stri
 // table returns the table of collection coll in database db, from
 // FerretDB's metadata table.
 func (w *pgWriter) table(ctx context.Context, db, coll string) (string, error) {
-	key := [2]string{db, coll}
-	w.mu.Lock()
-	t, ok := w.tables[key]
-	w.mu.Unlock()
-	if ok {
+	if t, ok := w.tables.get(db, coll); ok {
 		return t, nil
 	}
 	q := fmt.Sprintf(`SELECT _jsonb->>'table' FROM %s WHERE _jsonb->'_id' = to_jsonb($1::text)`,
 		pgx.Identifier{db, pgMetadataTable}.Sanitize())
+	var t string
 	err := w.pool.QueryRow(ctx, q, coll).Scan(&t)
 	var pe *pgconn.PgError
 	switch {
@@ -270,19 +298,8 @@ func (w *pgWriter) table(ctx context.Context, db, coll string) (string, error) {
 	case err != nil:
 		return "", fmt.Errorf("embedded mongodb on postgresql: direct replace: %s", redactIn(err.Error(), w.pgURL))
 	}
-	w.mu.Lock()
-	if len(w.tables) >= pgWriterTablesMax {
-		clear(w.tables)
-	}
-	w.tables[key] = t
-	w.mu.Unlock()
+	w.tables.put(db, coll, t)
 	return t, nil
-}
-
-func (w *pgWriter) forget(db, coll string) {
-	w.mu.Lock()
-	delete(w.tables, [2]string{db, coll})
-	w.mu.Unlock()
 }
 
 func (w *pgWriter) close() {

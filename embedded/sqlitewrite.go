@@ -31,10 +31,9 @@ type sqliteWriter struct {
 
 	mu sync.Mutex
 	// dbs are the open database files, at most sqliteWriterFilesMax (all
-	// closed when full); tables maps database and collection to table, at
-	// most pgWriterTablesMax (emptied when full).
+	// closed when full).
 	dbs    map[string]*sqliteFile
-	tables map[[2]string]string
+	tables tableCache
 }
 
 // sqliteFile is an open database file and what it was when opened: a
@@ -53,7 +52,7 @@ func newSQLiteWriter(dir string) *sqliteWriter {
 	if !ferretDBLayoutKnown() {
 		return nil
 	}
-	return &sqliteWriter{dir: dir, dbs: map[string]*sqliteFile{}, tables: map[[2]string]string{}}
+	return &sqliteWriter{dir: dir, dbs: map[string]*sqliteFile{}}
 }
 
 // open returns the connection to database db's file, which must exist
@@ -67,11 +66,7 @@ func (w *sqliteWriter) open(db string) (*sql.DB, error) {
 		}
 		_ = f.db.Close() // dropped, and perhaps created again
 		delete(w.dbs, db)
-		for k := range w.tables {
-			if k[0] == db {
-				delete(w.tables, k)
-			}
-		}
+		w.tables.forget(db, "")
 	}
 	if db == "" || strings.ContainsAny(db, `/\`) || strings.HasPrefix(db, ".") {
 		return nil, fmt.Errorf("%w: database name %q", ErrNoDirectWrites, db)
@@ -102,13 +97,10 @@ func (w *sqliteWriter) open(db string) (*sql.DB, error) {
 
 // table returns the table of collection coll in database db.
 func (w *sqliteWriter) table(ctx context.Context, d *sql.DB, db, coll string) (string, error) {
-	key := [2]string{db, coll}
-	w.mu.Lock()
-	t, ok := w.tables[key]
-	w.mu.Unlock()
-	if ok {
+	if t, ok := w.tables.get(db, coll); ok {
 		return t, nil
 	}
+	var t string
 	err := d.QueryRowContext(ctx, `SELECT table_name FROM _ferretdb_collections WHERE name = ?`, coll).Scan(&t)
 	switch {
 	case errors.Is(err, sql.ErrNoRows), err != nil && strings.Contains(err.Error(), "no such table"):
@@ -116,12 +108,7 @@ func (w *sqliteWriter) table(ctx context.Context, d *sql.DB, db, coll string) (s
 	case err != nil:
 		return "", fmt.Errorf("embedded mongodb: direct write: %w", err)
 	}
-	w.mu.Lock()
-	if len(w.tables) >= pgWriterTablesMax {
-		clear(w.tables)
-	}
-	w.tables[key] = t
-	w.mu.Unlock()
+	w.tables.put(db, coll, t)
 	return t, nil
 }
 
@@ -157,7 +144,7 @@ func (w *sqliteWriter) write(ctx context.Context, db, coll string, ids []string,
 	st, err := tx.PrepareContext(ctx, stmt(table))
 	if err != nil {
 		if strings.Contains(err.Error(), "no such table") {
-			w.forget(db, coll)
+			w.tables.forget(db, coll)
 			return 0, fmt.Errorf("%w: the collection's table is gone", ErrNoDirectWrites)
 		}
 		return 0, fmt.Errorf("embedded mongodb: direct write: %w", err)
@@ -198,12 +185,6 @@ func (w *sqliteWriter) insertNew(ctx context.Context, db, coll string, ids []str
 	return w.write(ctx, db, coll, ids, docs, func(table string) string {
 		return fmt.Sprintf(`INSERT INTO %q (_ferretdb_sjson) VALUES (?) ON CONFLICT DO NOTHING`, table)
 	}, func(_ int, doc string) []any { return []any{doc} })
-}
-
-func (w *sqliteWriter) forget(db, coll string) {
-	w.mu.Lock()
-	delete(w.tables, [2]string{db, coll})
-	w.mu.Unlock()
 }
 
 func (w *sqliteWriter) close() {

@@ -211,3 +211,28 @@ func TestDirectWritesOnSQLite(t *testing.T) {
 		t.Fatalf("an _id with a non-ASCII character: %v, want an errors.ErrUnsupported", err)
 	}
 }
+
+// TestTableCacheIsBounded: the direct writers' table cache holds at most
+// pgWriterTablesMax entries, and forgets a collection, or a whole database.
+func TestTableCacheIsBounded(t *testing.T) {
+	var c tableCache
+	for i := range 3 * pgWriterTablesMax {
+		c.put("db", fmt.Sprintf("c%d", i), "t")
+		if len(c.m) > pgWriterTablesMax {
+			t.Fatalf("%d entries after %d puts; at most %d", len(c.m), i+1, pgWriterTablesMax)
+		}
+	}
+	c.put("other", "x", "tx")
+	c.put("other", "y", "ty")
+	c.forget("other", "x")
+	if _, ok := c.get("other", "x"); ok {
+		t.Fatal("a forgotten collection is still cached")
+	}
+	if tb, ok := c.get("other", "y"); !ok || tb != "ty" {
+		t.Fatalf("other.y: %q, %v", tb, ok)
+	}
+	c.forget("other", "")
+	if _, ok := c.get("other", "y"); ok {
+		t.Fatal("a forgotten database's collection is still cached")
+	}
+}
