@@ -212,10 +212,9 @@ type Mongo struct {
 	closeExtra func()
 	// flush, if set, is Flush's work (the store on PostgreSQL).
 	flush func(ctx context.Context) error
-	// pgw or sqw, if set, makes ReplaceGuarded's and InsertNew's writes
-	// (the store on PostgreSQL, on SQLite).
-	pgw *pgWriter
-	sqw *sqliteWriter
+	// direct, if set, makes ReplaceGuarded's and InsertNew's writes
+	// (pgwrite.go, sqlitewrite.go).
+	direct directWriter
 	// reloads counts a store on PostgreSQL's restarts of FerretDB (see
 	// pgcatalog.go).
 	reloads atomic.Int64
@@ -272,9 +271,11 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 		return nil, fmt.Errorf("embedded mongodb in %s: %w", dir, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	sqw := newSQLiteWriter(abs)
-	m := &Mongo{uri: db.MongoDBURI(), cancel: cancel, done: make(chan struct{}), indexer: &idIndexer{dir: abs, logger: logger, seen: map[string]string{}},
-		sqw: sqw, closeExtra: sqw.close}
+	m := &Mongo{uri: db.MongoDBURI(), cancel: cancel, done: make(chan struct{}), indexer: &idIndexer{dir: abs, logger: logger, seen: map[string]string{}}}
+	if ferretDBLayoutKnown() {
+		sqw := &sqliteWriter{dir: abs, dbs: map[string]*sqliteFile{}}
+		m.direct, m.closeExtra = sqw, sqw.close
+	}
 	indexed := make(chan struct{})
 	go func() {
 		defer close(indexed)

@@ -164,13 +164,42 @@ func (m *Mongo) ReplaceGuarded(ctx context.Context, db, coll, guard string, ids 
 	if !guardField.MatchString(guard) {
 		return 0, fmt.Errorf("%w: guard field %q", ErrNoDirectWrites, guard)
 	}
-	if m.sqw != nil {
-		return m.sqw.replaceGuarded(ctx, db, coll, guard, ids, prevs, docs)
-	}
-	w := m.pgw
-	if w == nil {
+	if m.direct == nil {
 		return 0, ErrNoDirectWrites
 	}
+	return m.direct.replaceGuarded(ctx, db, coll, guard, ids, prevs, docs)
+}
+
+// DirectWrites reports whether the store writes views straight into its
+// tables (ReplaceGuarded, InsertNew): with the FerretDB whose layout the
+// writers know, on PostgreSQL (pgwrite.go) or SQLite (sqlitewrite.go).
+func (m *Mongo) DirectWrites() bool { return m.direct != nil }
+
+// InsertNew inserts, in collection coll of database db, each of docs
+// (BSON, _id first and equal to ids[i]) whose _id is not there yet, and
+// returns how many it inserted; a document whose _id is taken is left out.
+// The ids must differ. Commits, bounds and errors are ReplaceGuarded's.
+func (m *Mongo) InsertNew(ctx context.Context, db, coll string, ids []string, docs [][]byte) (int64, error) {
+	if len(ids) != len(docs) {
+		return 0, fmt.Errorf("embedded mongodb: InsertNew: %d ids, %d documents", len(ids), len(docs))
+	}
+	if m.direct == nil {
+		return 0, ErrNoDirectWrites
+	}
+	return m.direct.insertNew(ctx, db, coll, ids, docs)
+}
+
+// directWriter makes Mongo's direct writes on one backend (pgWriter,
+// sqliteWriter), its arguments checked.
+type directWriter interface {
+	replaceGuarded(ctx context.Context, db, coll, guard string, ids []string, prevs []int64, docs [][]byte) (int64, error)
+	insertNew(ctx context.Context, db, coll string, ids []string, docs [][]byte) (int64, error)
+	close()
+}
+
+// replaceGuarded: Mongo.ReplaceGuarded on PostgreSQL, one statement per
+// chunk.
+func (w *pgWriter) replaceGuarded(ctx context.Context, db, coll, guard string, ids []string, prevs []int64, docs [][]byte) (int64, error) {
 	encoded, table, err := w.prepare(ctx, db, coll, ids, docs)
 	if err != nil {
 		return 0, err
@@ -184,26 +213,8 @@ WHERE t._jsonb->'_id' = to_jsonb(v.id) AND t._jsonb->'%s' = to_jsonb(v.prev)`,
 	})
 }
 
-// DirectWrites reports whether the store writes views straight into its
-// tables (ReplaceGuarded, InsertNew): with the FerretDB whose layout the
-// writers know, on PostgreSQL (pgwrite.go) or SQLite (sqlitewrite.go).
-func (m *Mongo) DirectWrites() bool { return m.pgw != nil || m.sqw != nil }
-
-// InsertNew inserts, in collection coll of database db, each of docs
-// (BSON, _id first and equal to ids[i]) whose _id is not there yet, and
-// returns how many it inserted; a document whose _id is taken is left out.
-// The ids must differ. Commits, bounds and errors are ReplaceGuarded's.
-func (m *Mongo) InsertNew(ctx context.Context, db, coll string, ids []string, docs [][]byte) (int64, error) {
-	if len(ids) != len(docs) {
-		return 0, fmt.Errorf("embedded mongodb: InsertNew: %d ids, %d documents", len(ids), len(docs))
-	}
-	if m.sqw != nil {
-		return m.sqw.insertNew(ctx, db, coll, ids, docs)
-	}
-	w := m.pgw
-	if w == nil {
-		return 0, ErrNoDirectWrites
-	}
+// insertNew: Mongo.InsertNew on PostgreSQL, one statement per chunk.
+func (w *pgWriter) insertNew(ctx context.Context, db, coll string, ids []string, docs [][]byte) (int64, error) {
 	encoded, table, err := w.prepare(ctx, db, coll, ids, docs)
 	if err != nil {
 		return 0, err
@@ -302,8 +313,4 @@ func (w *pgWriter) table(ctx context.Context, db, coll string) (string, error) {
 	return t, nil
 }
 
-func (w *pgWriter) close() {
-	if w != nil {
-		w.pool.Close()
-	}
-}
+func (w *pgWriter) close() { w.pool.Close() }

@@ -199,21 +199,7 @@ func TestDirectReplacesOnPostgreSQL(t *testing.T) {
 	pg := pgConn(t, pgURL)
 	db := testDatabase(t, client, "direct")
 	direct := &countingWriter{m: m}
-	store, err := view.Open(m.URI(), db, view.SummaryLane(), view.FilterGuards(), view.DirectWrites(direct))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := store.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// The _id lookup index before the documents: building it on a full
-	// table would read it.
-	if err := m.IndexIDs(ctx); err != nil {
-		t.Fatal(err)
-	}
+	store, ctx := openViews(t, m, db, true, view.SummaryLane(), view.FilterGuards(), view.DirectWrites(direct))
 	at := time.Date(2026, 12, 6, 18, 0, 0, 0, time.UTC)
 	order := func(id string, v int) view.OrderDoc {
 		return view.OrderDoc{ID: id, CustomerID: "c-1", Status: "PENDING", Currency: "EUR", Total: int64(100 * v), ItemCount: 1,
@@ -234,7 +220,7 @@ func TestDirectReplacesOnPostgreSQL(t *testing.T) {
 		t.Fatalf("direct writer: %d inserted, want %d", direct.inserts, stored)
 	}
 	// An _id taken is a conflict; the other new document is written.
-	err = store.PutOrders(ctx, []view.OrderWrite{{Doc: order("ord_5", 7)}, {Doc: order("ord_new", 1)}})
+	err := store.PutOrders(ctx, []view.OrderWrite{{Doc: order("ord_5", 7)}, {Doc: order("ord_new", 1)}})
 	if !errors.Is(err, view.ErrConflict) || direct.inserts != stored+1 {
 		t.Fatalf("inserting a taken _id and a new one: %v, %d inserted; want view.ErrConflict and %d", err, direct.inserts, stored+1)
 	}

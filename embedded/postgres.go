@@ -136,13 +136,18 @@ func (c PostgreSQLStore) Start() (*Mongo, error) {
 		_ = db.Run(runCtx)
 		return nil, fmt.Errorf("%s: %s", where, redactIn(err.Error(), pgURL))
 	}
-	m := &Mongo{uri: uri, cancel: cancel, done: make(chan struct{}), indexer: watch, pgw: pgw, flush: func(ctx context.Context) error {
+	m := &Mongo{uri: uri, cancel: cancel, done: make(chan struct{}), indexer: watch, flush: func(ctx context.Context) error {
 		return flushWAL(ctx, pool, pgURL)
 	}, closeExtra: func() {
 		watch.disconnect()
-		pgw.close()
+		if pgw != nil {
+			pgw.close()
+		}
 		pool.Close()
 	}}
+	if pgw != nil { // not a nil *pgWriter in the interface
+		m.direct = pgw
+	}
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)

@@ -399,21 +399,7 @@ func TestGuardsInTheFilterOnPostgreSQL(t *testing.T) {
 	m, client := startPostgreSQLStore(t, pgURL)
 	pg := pgConn(t, pgURL)
 	db := testDatabase(t, client, "guards")
-	store, err := view.Open(m.URI(), db, view.SummaryLane(), view.FilterGuards())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := store.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// The _id index before the documents: building it on a full table
-	// would read it, and PostgreSQL reports that read seconds later.
-	if err := m.IndexIDs(ctx); err != nil {
-		t.Fatal(err)
-	}
+	store, ctx := openViews(t, m, db, true, view.SummaryLane(), view.FilterGuards())
 	order := func(id string, v int) view.OrderDoc {
 		return view.OrderDoc{ID: id, CustomerID: "c-1", Status: "PENDING", Currency: "EUR", Items: []view.ItemDoc{}, History: []view.ChangeDoc{}, Version: v}
 	}
@@ -478,4 +464,29 @@ func checkGuardedReplaces(ctx context.Context, t *testing.T, pg *pgx.Conn, store
 		t.Fatalf("%d guarded replaces at %d documents: %d index scans, %d rows read by table scans; want an index scan each and no table read", n+2, stored, idx-idx0, rows-rows0)
 	}
 	t.Logf("%d guarded replaces at %d documents: %d index scans, %d rows read by table scans", n+2, stored, idx-idx0, rows-rows0)
+}
+
+// openViews opens the views of database db on store m with its indexes,
+// and the _id lookup index at once if idIndex (before the documents:
+// building it on a full table would read it, and PostgreSQL reports that
+// read seconds later). The store and the context (a minute) end with the
+// test.
+func openViews(t *testing.T, m *Mongo, db string, idIndex bool, opts ...view.Option) (*view.Store, context.Context) {
+	t.Helper()
+	store, err := view.Open(m.URI(), db, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	if err := store.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if idIndex {
+		if err := m.IndexIDs(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return store, ctx
 }

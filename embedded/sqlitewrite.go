@@ -48,13 +48,6 @@ type sqliteFile struct {
 // sqliteWriterFilesMax bounds the database files the writer keeps open.
 const sqliteWriterFilesMax = 16
 
-func newSQLiteWriter(dir string) *sqliteWriter {
-	if !ferretDBLayoutKnown() {
-		return nil
-	}
-	return &sqliteWriter{dir: dir, dbs: map[string]*sqliteFile{}}
-}
-
 // open returns the connection to database db's file, which must exist
 // (and be the file it was opened on).
 func (w *sqliteWriter) open(db string) (*sql.DB, error) {
@@ -169,6 +162,9 @@ func (w *sqliteWriter) write(ctx context.Context, db, coll string, ids []string,
 }
 
 // replaceGuarded: Mongo.ReplaceGuarded on SQLite, all in one transaction.
+//
+// The writer exists only with the FerretDB whose layout it knows
+// (ferretDBLayoutKnown, checked by StartMongo).
 func (w *sqliteWriter) replaceGuarded(ctx context.Context, db, coll, guard string, ids []string, prevs []int64, docs [][]byte) (int64, error) {
 	return w.write(ctx, db, coll, ids, docs, func(table string) string {
 		// ->> gives the guard as an SQL integer, compared with the
@@ -188,9 +184,6 @@ func (w *sqliteWriter) insertNew(ctx context.Context, db, coll string, ids []str
 }
 
 func (w *sqliteWriter) close() {
-	if w == nil {
-		return
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for name, f := range w.dbs {

@@ -144,16 +144,7 @@ func TestSJSONMatchesFerretDBOnSQLite(t *testing.T) {
 func TestDirectWritesOnSQLite(t *testing.T) {
 	m, _, _ := startSQLiteStore(t)
 	direct := &countingWriter{m: m}
-	store, err := view.Open(m.URI(), "direct", view.SoleWriter(), view.DirectWrites(direct))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := store.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
+	store, ctx := openViews(t, m, "direct", false, view.SoleWriter(), view.DirectWrites(direct))
 	at := time.Date(2026, 12, 6, 18, 0, 0, 0, time.UTC)
 	order := func(id string, v int) view.OrderDoc {
 		return view.OrderDoc{ID: id, CustomerID: "c-1", Status: "PENDING", Currency: "EUR", Total: int64(100 * v), ItemCount: 1,
@@ -177,7 +168,7 @@ func TestDirectWritesOnSQLite(t *testing.T) {
 	if err := store.PutOrders(ctx, writes); err != nil {
 		t.Fatalf("fresh writes: %v", err)
 	}
-	err = store.PutOrders(ctx, []view.OrderWrite{{Doc: order("ord_0", 3), Prev: 1}, {Doc: order("ord_1", 3), Prev: 2}})
+	err := store.PutOrders(ctx, []view.OrderWrite{{Doc: order("ord_0", 3), Prev: 1}, {Doc: order("ord_1", 3), Prev: 2}})
 	if !errors.Is(err, view.ErrConflict) {
 		t.Fatalf("a stale guard: %v, want view.ErrConflict", err)
 	}
