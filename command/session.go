@@ -52,8 +52,9 @@ type session struct {
 	err   error         // why it stopped, if it failed; read after done
 	once  sync.Once
 
-	mu   sync.Mutex
-	next map[int32]int64 // by partition, the offset of the next command to handle
+	mu    sync.Mutex
+	next  map[int32]int64 // by partition, the offset of the next command to handle
+	early earlyOffers     // offers ahead of their partition's next command
 
 	// busySince is when the committer took the batch it has not yet
 	// committed, in Unix nanoseconds; 0 while it waits for commands.
@@ -169,8 +170,10 @@ func (s *session) offer(m *sarama.ConsumerMessage) {
 // nextBatch waits for a command, takes what else is waiting (up to the
 // batch size), and keeps, in order, the commands that are next in their
 // partitions: a fetched command unless it was already handled as offered,
-// an offered one only if it is the very next (otherwise the fetch brings it
-// in its turn). ok is false when the session ended.
+// an offered one once it is the very next. The bus's sends answer in any
+// order, so an offer often comes before the one ahead of it: it is kept
+// aside (see early) until that one is taken, offered or fetched, instead of
+// waiting for its own fetch. ok is false when the session ended.
 func (s *session) nextBatch() (batch []*sarama.ConsumerMessage, ok bool) {
 	var in []inbound
 	select {
@@ -194,15 +197,75 @@ more:
 		p := i.m.Partition
 		next, known := s.next[p]
 		switch {
-		case i.local && (!known || i.m.Offset != next):
+		case i.local && (!known || i.m.Offset > next):
+			s.early.keep(i.m, next, known)
 			continue
-		case !i.local && known && i.m.Offset < next:
-			continue
+		case known && i.m.Offset < next:
+			continue // taken already, as offered or as fetched
 		}
-		s.next[p] = i.m.Offset + 1
 		batch = append(batch, i.m)
+		s.next[p] = i.m.Offset + 1
+		batch = s.early.release(p, s.next, batch)
 	}
 	return batch, true
+}
+
+// maxEarlyOffers bounds the offers a session keeps aside, over all its
+// partitions. An offer past it is dropped: the claim fetches the command.
+const maxEarlyOffers = 1024
+
+// earlyOffers are commands the bus offered before the one ahead of them in
+// their partition was taken, by partition and offset. Only nextBatch uses
+// it (under the session's mu). Every entry is past its partition's next
+// offset: release takes them as that offset reaches them and drops those a
+// fetch took first.
+type earlyOffers struct {
+	n  int
+	by map[int32]map[int64]*sarama.ConsumerMessage
+}
+
+// keep sets m aside, unless its partition is past it already or the bound
+// is reached.
+func (e *earlyOffers) keep(m *sarama.ConsumerMessage, next int64, known bool) {
+	if (known && m.Offset < next) || e.n >= maxEarlyOffers {
+		return
+	}
+	if e.by == nil {
+		e.by = map[int32]map[int64]*sarama.ConsumerMessage{}
+	}
+	if e.by[m.Partition] == nil {
+		e.by[m.Partition] = map[int64]*sarama.ConsumerMessage{}
+	}
+	if _, dup := e.by[m.Partition][m.Offset]; !dup {
+		e.n++
+	}
+	e.by[m.Partition][m.Offset] = m
+}
+
+// release appends to batch the offers of partition p that follow on from
+// next[p], advancing it, and drops those next[p] has passed.
+func (e *earlyOffers) release(p int32, next map[int32]int64, batch []*sarama.ConsumerMessage) []*sarama.ConsumerMessage {
+	kept := e.by[p]
+	if len(kept) == 0 {
+		return batch
+	}
+	for {
+		m, ok := kept[next[p]]
+		if !ok {
+			break
+		}
+		delete(kept, m.Offset)
+		e.n--
+		batch = append(batch, m)
+		next[p] = m.Offset + 1
+	}
+	for o := range kept {
+		if o < next[p] {
+			delete(kept, o)
+			e.n--
+		}
+	}
+	return batch
 }
 
 // commit decides batch and commits it in one transaction. The states change
