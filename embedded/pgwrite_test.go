@@ -224,6 +224,7 @@ func TestDirectReplacesOnPostgreSQL(t *testing.T) {
 	if !errors.Is(err, view.ErrConflict) || direct.inserts != stored+1 {
 		t.Fatalf("inserting a taken _id and a new one: %v, %d inserted; want view.ErrConflict and %d", err, direct.inserts, stored+1)
 	}
+	analyze(ctx, t, pg, db, "orders")
 	checkGuardedReplaces(ctx, t, pg, store, db, order, stored, n, func() {
 		if direct.calls != 2 || direct.written != n+1 {
 			t.Fatalf("direct writer: %d batches, %d documents written; want 2 and %d", direct.calls, direct.written, n+1)
@@ -256,6 +257,77 @@ func TestDirectReplacesOnPostgreSQL(t *testing.T) {
 	}
 	if _, err := m.ReplaceGuarded(ctx, db, "missing", "version", []string{"x"}, []int64{1}, [][]byte{mustMarshal(t, bson.D{{Key: "_id", Value: "x"}})}); !errors.Is(err, errors.ErrUnsupported) {
 		t.Fatalf("a replace in a missing collection: %v, want an errors.ErrUnsupported", err)
+	}
+}
+
+// TestDirectWritePlansStayOnTheIndex: the direct writer's connections may
+// keep their statements' plans, and the UPDATE's plan made while PostgreSQL
+// knew the table as one row still finds each row by the _id index once the
+// table has grown (no ANALYZE between: autovacuum's may come a minute
+// later), instead of reading the whole table for every batch.
+func TestDirectWritePlansStayOnTheIndex(t *testing.T) {
+	pgURL := testPostgreSQLURL(t)
+	m, client := startPostgreSQLStore(t, pgURL)
+	pg := pgConn(t, pgURL)
+	db := testDatabase(t, client, "plans")
+	store, ctx := openViews(t, m, db, true, view.FilterGuards(), view.DirectWrites(m))
+	order := func(id string) view.OrderWrite {
+		return view.OrderWrite{Doc: view.OrderDoc{ID: id, CustomerID: "c-1", Status: "PENDING", Currency: "EUR", Items: []view.ItemDoc{}, History: []view.ChangeDoc{}, Version: 1}}
+	}
+	if err := store.PutOrders(ctx, []view.OrderWrite{order("first")}); err != nil {
+		t.Fatal(err)
+	}
+	analyze(ctx, t, pg, db, "orders")
+
+	// A connection as the writer's, with the plan made once and kept.
+	w, ok := m.direct.(*pgWriter)
+	if !ok {
+		t.Fatalf("the store's direct writer is %T, want *pgWriter", m.direct)
+	}
+	cfg := w.pool.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Prepare(ctx, "replace", pgReplaceStatement(db, collectionTable(t, pg, db, "orders"), "version")); err != nil {
+		t.Fatal(err)
+	}
+	plan := func() string {
+		t.Helper()
+		var lines []string
+		rows, err := conn.Query(ctx, `EXPLAIN EXECUTE replace('{first}', '{1}', '{"{}"}')`, pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, line)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(lines, "\n")
+	}
+	onIndex := func(plan string) bool {
+		return strings.Contains(plan, "Index Scan") && !strings.Contains(plan, "Seq Scan") && !strings.Contains(plan, "Hash")
+	}
+	if p := plan(); !onIndex(p) {
+		t.Fatalf("the plan made at one row reads the table:\n%s", p)
+	}
+	var writes []view.OrderWrite
+	for i := range 2000 {
+		writes = append(writes, order(fmt.Sprintf("ord_%d", i)))
+	}
+	if err := store.PutOrders(ctx, writes); err != nil {
+		t.Fatal(err)
+	}
+	if p := plan(); !onIndex(p) {
+		t.Fatalf("the plan kept at 2,001 rows reads the table:\n%s", p)
 	}
 }
 
