@@ -331,6 +331,34 @@ func TestDirectWritePlansStayOnTheIndex(t *testing.T) {
 	}
 }
 
+// TestDirectWritesCompressWithLZ4: a view large enough to be compressed is
+// stored with lz4 when the server has it.
+func TestDirectWritesCompressWithLZ4(t *testing.T) {
+	pgURL := testPostgreSQLURL(t)
+	m, client := startPostgreSQLStore(t, pgURL)
+	pg := pgConn(t, pgURL)
+	if _, err := pg.Exec(context.Background(), "SET default_toast_compression = lz4"); err != nil {
+		t.Skipf("this PostgreSQL has no lz4: %v", err)
+	}
+	db := testDatabase(t, client, "lz4")
+	store, ctx := openViews(t, m, db, false, view.DirectWrites(m))
+	doc := view.OrderDoc{ID: "large", CustomerID: "c-1", Status: "PENDING", Currency: "EUR", History: []view.ChangeDoc{}, Version: 1}
+	for i := range 40 {
+		doc.Items = append(doc.Items, view.ItemDoc{SKU: fmt.Sprintf("sku-%d", i), Name: strings.Repeat("green tea ", 10), Quantity: 1, UnitPrice: 100, LineTotal: 100})
+	}
+	if err := store.PutOrders(ctx, []view.OrderWrite{{Doc: doc}}); err != nil {
+		t.Fatal(err)
+	}
+	var method *string
+	q := fmt.Sprintf(`SELECT pg_column_compression(_jsonb) FROM %s`, pgx.Identifier{db, collectionTable(t, pg, db, "orders")}.Sanitize())
+	if err := pg.QueryRow(ctx, q).Scan(&method); err != nil {
+		t.Fatal(err)
+	}
+	if method == nil || *method != "lz4" {
+		t.Fatalf("the view is stored compressed with %v, want lz4", method)
+	}
+}
+
 func mustMarshal(t *testing.T, d bson.D) []byte {
 	t.Helper()
 	b, err := bson.Marshal(d)
