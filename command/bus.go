@@ -48,9 +48,16 @@ type Bus struct {
 	client         sarama.Client
 	consumerClient sarama.Client
 	producer       sarama.SyncProducer
-	consumer       sarama.Consumer
-	follower       *kafka.Follower // of the replies partition
-	stop           context.CancelFunc
+	// gathering writes the commands sent while another is being written
+	// (writing > 0), on a client of its own: it waits up to gatherDelay
+	// before a request, so that under load each request carries more
+	// commands (see Send).
+	gatheringClient sarama.Client
+	gathering       sarama.SyncProducer
+	writing         atomic.Int32 // Sends inside SendMessage
+	consumer        sarama.Consumer
+	follower        *kafka.Follower // of the replies partition
+	stop            context.CancelFunc
 
 	mu      sync.Mutex
 	pending map[string]chan Reply
@@ -77,6 +84,15 @@ func (e *TimeoutError) Error() string {
 func (e *TimeoutError) Unwrap() error {
 	return &domain.Error{Code: domain.CodeCommandTimeout, Message: e.Error()}
 }
+
+// gatherDelay is how long the bus's gathering producer waits for more
+// commands before it writes a request. On Apache Kafka + PostgreSQL at 32
+// clients the broker took 11 to 12 produce requests and 8 fetches per
+// Kafka transaction (of about 14 commands) without it, 7.6 to 7.8 and 5
+// with it (1 ms: 9 to 10): each request of the bus carried two commands,
+// and every one woke the handler's fetch. A lone command never waits (see
+// Send): at 1, 4 and 8 clients the mutations' p50 did not move.
+const gatherDelay = 2 * time.Millisecond
 
 // NewBus connects to the brokers and starts listening for replies. It fails
 // if the brokers cannot be reached or the replies topic does not exist.
@@ -110,18 +126,29 @@ func NewBus(cfg BusConfig) (*Bus, error) {
 		client.Close()
 		return nil, fmt.Errorf("command bus producer: %w", err)
 	}
+	gc := *sc
+	gc.Producer.Flush.Frequency = gatherDelay
+	if b.gatheringClient, err = sarama.NewClient(cfg.Brokers, &gc); err != nil {
+		b.producer.Close()
+		client.Close()
+		return nil, fmt.Errorf("command bus: %w", err)
+	}
+	if b.gathering, err = sarama.NewSyncProducerFromClient(b.gatheringClient); err != nil {
+		b.gatheringClient.Close()
+		b.producer.Close()
+		client.Close()
+		return nil, fmt.Errorf("command bus producer: %w", err)
+	}
 	// The reply consumer gets a client (so connections) of its own: sarama
 	// sends one request at a time per connection, and a command produced on
 	// the consumer's connection would wait behind its parked fetch.
 	if b.consumerClient, err = sarama.NewClient(cfg.Brokers, sc); err != nil {
-		b.producer.Close()
-		client.Close()
+		b.closeProducers()
 		return nil, fmt.Errorf("command bus consumer: %w", err)
 	}
 	if b.consumer, err = sarama.NewConsumerFromClient(b.consumerClient); err != nil {
 		b.consumerClient.Close()
-		b.producer.Close()
-		client.Close()
+		b.closeProducers()
 		return nil, fmt.Errorf("command bus consumer: %w", err)
 	}
 	// Starting at the newest offset before any command is sent means every
@@ -130,8 +157,7 @@ func NewBus(cfg BusConfig) (*Bus, error) {
 	if err != nil {
 		b.consumer.Close()
 		b.consumerClient.Close()
-		b.producer.Close()
-		client.Close()
+		b.closeProducers()
 		return nil, fmt.Errorf("command bus: consume replies: %w", err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
@@ -274,7 +300,17 @@ func (b *Bus) Send(ctx context.Context, cmd domain.Command, idempotencyKey strin
 	var acked time.Time
 	go func() {
 		defer b.sending.RUnlock() // Close waits for sends in flight before it closes the producer
-		part, offset, err := b.producer.SendMessage(msg)
+		// A command sent while another is being written would wait for
+		// that one's request anyway (the idempotent producer has one in
+		// flight): it goes to the gathering producer, which waits for more.
+		// A lone command is written at once.
+		producer := b.producer
+		if b.writing.Add(1) > 1 {
+			producer = b.gathering
+			b.cfg.Metrics.Gathered.Inc()
+		}
+		part, offset, err := producer.SendMessage(msg)
+		b.writing.Add(-1)
 		if err == nil {
 			if span.IsRecording() {
 				span.SetAttributes(tracing.Kafka("send", msg.Topic, part, offset)...)
@@ -351,6 +387,13 @@ func (b *Bus) Close() error {
 	<-b.done
 	b.consumer.Close()
 	b.consumerClient.Close()
+	return b.closeProducers()
+}
+
+// closeProducers closes both producers and their clients.
+func (b *Bus) closeProducers() error {
+	b.gathering.Close()
+	b.gatheringClient.Close()
 	b.producer.Close()
 	return b.client.Close()
 }

@@ -155,6 +155,9 @@ type Commands struct {
 	TimedOut prometheus.Counter
 	// Unsent counts commands the broker did not take (unavailable).
 	Unsent prometheus.Counter
+	// Gathered counts commands written by the bus's gathering producer
+	// (sent while another command was being written).
+	Gathered prometheus.Counter
 	// Produce is how long the broker took to acknowledge a command.
 	Produce prometheus.Observer
 	// Outcome is how long a command's outcome took after the broker had
@@ -178,6 +181,8 @@ func NewCommands(reg prometheus.Registerer) *Commands {
 			Help: "Commands whose outcome did not arrive within COMMAND_TIMEOUT (answered COMMAND_TIMEOUT)."}),
 		Unsent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "commands", Name: "unsent_total",
 			Help: "Commands the broker did not take (answered UNAVAILABLE; nothing was handled)."}),
+		Gathered: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "commands", Name: "gathered_total",
+			Help: "Commands written while another was being written, by the bus's producer that waits up to 2 ms to put more in one request (the others are written at once)."}),
 	}
 	stage := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "commands", Name: "stage_duration_seconds",
 		Help: "Duration of a command's stages: produce (until the broker acknowledged it), outcome (from then until its outcome arrived: the handler's batch, transaction and reply), total.", Buckets: durationBuckets},
@@ -189,7 +194,7 @@ func NewCommands(reg prometheus.Registerer) *Commands {
 	for _, t := range []string{"PlaceOrder", "AddOrderItem", "RemoveOrderItem", "ConfirmOrder", "ShipOrder", "DeliverOrder", "CancelOrder"} {
 		c.sent.WithLabelValues(t)
 	}
-	register(reg, c.sent, c.answered, c.TimedOut, c.Unsent, stage)
+	register(reg, c.sent, c.answered, c.TimedOut, c.Unsent, c.Gathered, stage)
 	return c
 }
 
