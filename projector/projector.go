@@ -110,6 +110,14 @@ type Projector struct {
 	traced   sync.Map // order id → the span context of its event being applied (tracing on)
 }
 
+// publishDelay is how long the views producer waits for more view changes
+// before it writes a request: the claims publish their batches each on its
+// own, and every request wakes each gateway's views fetch. On Apache Kafka
+// + PostgreSQL at 32 clients it took the broker's produce requests per
+// command transaction from about 8 to 6 and its fetches from 5.5 to 4; a
+// change reaches subscribers at most this much later.
+const publishDelay = 5 * time.Millisecond
+
 // New connects to the brokers. Run starts consuming.
 func New(cfg Config, store *view.Store) (*Projector, error) {
 	if cfg.Logger == nil {
@@ -146,7 +154,9 @@ func New(cfg Config, store *view.Store) (*Projector, error) {
 	// The producer has its own client: sarama sends one request at a time
 	// per connection, and behind the group's parked fetch every view change
 	// would wait up to the fetch wait.
-	producer, err := sarama.NewSyncProducer(cfg.Brokers, sc)
+	pc := *sc
+	pc.Producer.Flush.Frequency = publishDelay
+	producer, err := sarama.NewSyncProducer(cfg.Brokers, &pc)
 	if err != nil {
 		group.Close()
 		client.Close()
