@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,8 +13,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/ordergateway/gateway/metrics"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -159,6 +163,89 @@ func TestSJSONMatchesFerretDB(t *testing.T) {
 		_ = bson.Unmarshal(got, &have)
 		if !reflect.DeepEqual(want, have) {
 			t.Errorf("%v read through FerretDB:\n got %v\nwant %v", d[0].Value, have, want)
+		}
+	}
+}
+
+// TestFindByIDsReadsWhatFerretDBReads: each sample, written through
+// FerretDB or directly, reads back directly as the BSON FerretDB returns
+// for it, byte for byte; an id with no document is absent, and more ids
+// than one statement takes are read in several.
+func TestFindByIDsReadsWhatFerretDBReads(t *testing.T) {
+	pgURL := testPostgreSQLURL(t)
+	m, client := startPostgreSQLStore(t, pgURL)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db := testDatabase(t, client, "findids")
+	coll := client.Database(db).Collection("docs")
+	var ids []string
+	for _, d := range sjsonSamples() {
+		if _, err := coll.InsertOne(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, d[0].Value.(string))
+	}
+	var direct []string
+	var docs [][]byte
+	for i := range pgWriteMaxRows + 10 {
+		id := fmt.Sprintf("direct-%d", i)
+		direct, docs = append(direct, id), append(docs, mustMarshal(t, bson.D{{Key: "_id", Value: id}, {Key: "n", Value: int64(i)}, {Key: "at", Value: time.UnixMilli(int64(i)).UTC()}}))
+	}
+	if n, err := m.InsertNew(ctx, db, "docs", direct, docs); err != nil || n != int64(len(direct)) {
+		t.Fatalf("InsertNew: %d, %v", n, err)
+	}
+	got, err := m.FindByIDs(ctx, db, "docs", append(append([]string{"missing"}, ids...), direct...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ids)+len(direct) {
+		t.Fatalf("%d documents read, want %d", len(got), len(ids)+len(direct))
+	}
+	for _, id := range append(ids, direct...) {
+		var want bson.Raw
+		if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&want); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got[id], want) {
+			t.Errorf("%s read directly:\n got %v\nwant %v", id, bson.Raw(got[id]), want)
+		}
+	}
+	if _, err := m.FindByIDs(ctx, db, "nothing-here", []string{"a"}); !errors.Is(err, ErrNoDirectWrites) {
+		t.Errorf("a collection that does not exist: %v, want ErrNoDirectWrites (read it through FerretDB)", err)
+	}
+}
+
+// TestSJSONDecodingRefuses: what the decoding does not cover, or a value
+// that does not match its schema, is errSJSONUnsupported, never a document
+// read wrong.
+func TestSJSONDecodingRefuses(t *testing.T) {
+	for _, stored := range []string{
+		`{}`,
+		`not json`,
+		`{"$s": {"p": {"_id": {"t": "objectId"}}, "$k": ["_id"]}, "_id": "6570a1b2c3d4e5f601234567"}`,
+		`{"$s": {"p": {"_id": {"t": "string"}}, "$k": ["_id"]}, "_id": 5}`,
+		`{"$s": {"p": {"_id": {"t": "string"}, "n": {"t": "int"}}, "$k": ["_id", "n"]}, "_id": "a", "n": 5000000000}`,
+		`{"$s": {"p": {"_id": {"t": "string"}, "n": {"t": "long"}}, "$k": ["_id", "n"]}, "_id": "a", "n": 1.5}`,
+		`{"$s": {"p": {"_id": {"t": "string"}}, "$k": ["_id"]}, "_id": "a", "extra": 1}`,
+		`{"$s": {"p": {"_id": {"t": "string"}, "x": {"t": "bool"}}, "$k": ["_id", "y"]}, "_id": "a", "x": true}`,
+		`{"$s": {"p": {"_id": {"t": "string"}, "a": {"t": "array", "i": [{"t": "int"}]}}, "$k": ["_id", "a"]}, "_id": "a", "a": [1, 2]}`,
+		`{"$s": {"p": {"_id": {"t": "string"}, "o": {"t": "object"}}, "$k": ["_id", "o"]}, "_id": "a", "o": {}}`,
+		`{"$s": {"p": {"_id": {"t": "string"}, "d": {"t": "double"}}, "$k": ["_id", "d"]}, "_id": "a", "d": "Infinity"}`,
+		`{"$s": {"p": {"_id": {"t": "string"}, "z": {"t": "null"}}, "$k": ["_id", "z"]}, "_id": "a", "z": 0}`,
+	} {
+		if doc, err := bsonFromSJSON([]byte(stored)); !errors.Is(err, errSJSONUnsupported) {
+			t.Errorf("%s: %v, %v; want errSJSONUnsupported", stored, bson.Raw(doc), err)
+		}
+	}
+	for _, d := range sjsonSamples() {
+		raw := mustMarshal(t, d)
+		stored, err := sjsonDocument(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := bsonFromSJSON(stored)
+		if err != nil || !bytes.Equal(back, raw) {
+			t.Errorf("%v: encoded and decoded: %v, %v", d[0].Value, bson.Raw(back), err)
 		}
 	}
 }
@@ -366,6 +453,75 @@ func mustMarshal(t *testing.T, d bson.D) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// readerFunc is a view.DirectReader.
+type readerFunc func(ctx context.Context, db, coll string, ids []string) (map[string][]byte, error)
+
+func (f readerFunc) FindByIDs(ctx context.Context, db, coll string, ids []string) (map[string][]byte, error) {
+	return f(ctx, db, coll, ids)
+}
+
+// TestDirectReadsOnPostgreSQL: the views read by id straight from the
+// store's tables are those read through FerretDB; when the direct read
+// fails, the read goes through FerretDB and the fallback is counted.
+func TestDirectReadsOnPostgreSQL(t *testing.T) {
+	pgURL := testPostgreSQLURL(t)
+	m, client := startPostgreSQLStore(t, pgURL)
+	db := testDatabase(t, client, "reads")
+	var direct int
+	reader := readerFunc(func(ctx context.Context, db, coll string, ids []string) (map[string][]byte, error) {
+		direct++
+		return m.FindByIDs(ctx, db, coll, ids)
+	})
+	errs := metrics.NewErrors(prometheus.NewRegistry())
+	viaFerretDB, ctx := openViews(t, m, db, true, view.DirectWrites(m))
+	store, _ := openViews(t, m, db, true, view.DirectWrites(m), view.DirectReads(reader), view.WithErrors(errs))
+	at := time.Date(2026, 12, 6, 22, 30, 0, 0, time.UTC)
+	var writes []view.OrderWrite
+	for i := range 3 {
+		writes = append(writes, view.OrderWrite{Doc: view.OrderDoc{ID: fmt.Sprintf("ord_%d", i), CustomerID: "c-1", Status: "PENDING", Currency: "EUR", Total: 250, ItemCount: 1,
+			Items:   []view.ItemDoc{{SKU: "sku-1", Name: "Tea", Quantity: 1, UnitPrice: 250, LineTotal: 250}},
+			History: []view.ChangeDoc{{Status: "PENDING", At: at}}, Version: 1, CreatedAt: at, UpdatedAt: at}})
+	}
+	if err := store.PutOrders(ctx, writes); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range writes {
+		if got, want := mustOrder(t, store, w.Doc.ID), mustOrder(t, viaFerretDB, w.Doc.ID); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s read directly:\n got %+v\nwant %+v", w.Doc.ID, got, want)
+		}
+	}
+	if d, err := store.Order(ctx, "missing"); d != nil || err != nil {
+		t.Errorf("a missing order: %+v, %v; want nil, nil", d, err)
+	}
+	ids := []string{"ord_0", "ord_2", "missing"}
+	got, err := store.OrdersByID(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := viaFerretDB.OrdersByID(ctx, ids)
+	if err != nil || !reflect.DeepEqual(got, want) || len(got) != 2 {
+		t.Errorf("OrdersByID read directly: %+v; through FerretDB: %+v, %v", got, want, err)
+	}
+	if direct != 5 {
+		t.Errorf("%d direct reads, want 5", direct)
+	}
+	if n := testutil.ToFloat64(errs.DirectReadFallbacks("failed")); n != 0 {
+		t.Errorf("%v fallbacks, want none", n)
+	}
+
+	// A direct read that fails: read through FerretDB, and counted.
+	failing := readerFunc(func(context.Context, string, string, []string) (map[string][]byte, error) {
+		return nil, errors.New("connection refused")
+	})
+	fallback, _ := openViews(t, m, db, true, view.DirectReads(failing), view.WithErrors(errs))
+	if got := mustOrder(t, fallback, "ord_1"); got.Version != 1 || got.ID != "ord_1" {
+		t.Errorf("ord_1 read after a failed direct read: %+v", got)
+	}
+	if n := testutil.ToFloat64(errs.DirectReadFallbacks("failed")); n != 1 {
+		t.Errorf("%v fallbacks counted, want 1", n)
+	}
 }
 
 func mustOrder(t *testing.T, store *view.Store, id string) view.OrderDoc {

@@ -175,6 +175,11 @@ func (w *sqliteWriter) replaceGuarded(ctx context.Context, db, coll, guard strin
 	})
 }
 
+// findByIDs: the store on SQLite reads through FerretDB.
+func (w *sqliteWriter) findByIDs(context.Context, string, string, []string) (map[string][]byte, error) {
+	return nil, ErrNoDirectWrites
+}
+
 // insertNew: Mongo.InsertNew on SQLite, all in one transaction; FerretDB's
 // unique _id index refuses a taken _id, which the insert skips.
 func (w *sqliteWriter) insertNew(ctx context.Context, db, coll string, ids []string, docs [][]byte) (int64, error) {

@@ -305,7 +305,7 @@ func NewProjection(reg prometheus.Registerer) *Projection {
 // short fixed list each: view.ErrorKind's and kafka.ErrorKind's), where
 // they happen. A nil *Errors counts nothing.
 type Errors struct {
-	store, broker, directFallbacks *prometheus.CounterVec
+	store, broker, directFallbacks, directReadFallbacks *prometheus.CounterVec
 }
 
 // DirectFallbackReasons are why a direct write of views went through
@@ -338,9 +338,13 @@ func NewErrors(reg prometheus.Registerer) *Errors {
 		directFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "store", Name: "direct_write_fallbacks_total",
 			Help: "Batches of view writes that the store on PostgreSQL could not write straight into its tables and wrote through FerretDB instead, by reason: unsupported (a document the direct encoding does not cover, a collection not created yet), failed (the statement failed; FerretDB's attempt reports the store's error)."},
 			[]string{"reason"}),
+		directReadFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "store", Name: "direct_read_fallbacks_total",
+			Help: "Reads of views by id that the store on PostgreSQL could not make straight from its tables and made through FerretDB instead, by reason: unsupported (a document the direct decoding does not cover, a collection not created yet), failed (the statement failed; FerretDB's attempt reports the store's error)."},
+			[]string{"reason"}),
 	}
 	for _, r := range DirectFallbackReasons {
 		e.directFallbacks.WithLabelValues(r)
+		e.directReadFallbacks.WithLabelValues(r)
 	}
 	for _, k := range StoreErrorKinds {
 		e.store.WithLabelValues(k)
@@ -350,7 +354,7 @@ func NewErrors(reg prometheus.Registerer) *Errors {
 			e.broker.WithLabelValues(a, k)
 		}
 	}
-	register(reg, e.store, e.broker, e.directFallbacks)
+	register(reg, e.store, e.broker, e.directFallbacks, e.directReadFallbacks)
 	return e
 }
 
@@ -361,6 +365,21 @@ func (e *Errors) DirectFallback(reason string) {
 		return
 	}
 	e.directFallbacks.WithLabelValues(reason).Inc()
+}
+
+// DirectReadFallback counts a direct read of views by id that went through
+// FerretDB instead, for reason (DirectFallbackReasons).
+func (e *Errors) DirectReadFallback(reason string) {
+	if e == nil {
+		return
+	}
+	e.directReadFallbacks.WithLabelValues(reason).Inc()
+}
+
+// DirectReadFallbacks is the counter of direct reads that went through
+// FerretDB for reason.
+func (e *Errors) DirectReadFallbacks(reason string) prometheus.Counter {
+	return e.directReadFallbacks.WithLabelValues(reason)
 }
 
 // Store counts a store error of kind; "" (no error, or the caller gave

@@ -63,6 +63,8 @@ type settings struct {
 	tracer *tracing.Tracer
 	// direct makes guarded writes past FerretDB (DirectWrites); nil: none.
 	direct DirectWriter
+	// reader reads documents by _id past FerretDB (DirectReads); nil: none.
+	reader DirectReader
 }
 
 // Option configures a Store.
@@ -125,6 +127,52 @@ type DirectWriter interface {
 // through w when it can (see DirectWriter); reads and everything else use
 // the MongoDB wire.
 func DirectWrites(w DirectWriter) Option { return func(s *Store) { s.direct = w } }
+
+// DirectReader reads documents by _id past the MongoDB wire, as the
+// embedded store on PostgreSQL can (embedded.Mongo.FindByIDs): FindByIDs
+// returns the BSON of each document of collection coll in database db whose
+// _id is one of ids, by id (an id with no document is absent). An error
+// means the Store reads through the MongoDB wire instead (counted in the
+// direct read fallbacks: "unsupported" if it wraps errors.ErrUnsupported,
+// else "failed").
+type DirectReader interface {
+	FindByIDs(ctx context.Context, db, coll string, ids []string) (map[string][]byte, error)
+}
+
+// DirectReads makes the Store's reads by id (Order, Customer, OrdersByID,
+// CustomersByID) through r when it can (see DirectReader).
+func DirectReads(r DirectReader) Option { return func(s *Store) { s.reader = r } }
+
+// readDirect reads the documents of ids in coll through the Store's
+// DirectReader and hands each to add; false (nothing handed over) when the
+// Store has none or it failed: read through the wire then.
+func readDirect[T any](ctx context.Context, s *Store, coll *mongo.Collection, ids []string, add func(T)) bool {
+	if s.reader == nil || len(ids) == 0 {
+		return false
+	}
+	docs, err := s.reader.FindByIDs(ctx, s.db.Name(), coll.Name(), ids)
+	if err != nil {
+		reason := "failed"
+		if errors.Is(err, errors.ErrUnsupported) {
+			reason = "unsupported"
+		}
+		s.errs.DirectReadFallback(reason)
+		return false
+	}
+	found := make([]T, 0, len(docs))
+	for _, raw := range docs {
+		var d T
+		if err := bson.Unmarshal(raw, &d); err != nil {
+			s.errs.DirectReadFallback("unsupported")
+			return false
+		}
+		found = append(found, d)
+	}
+	for _, d := range found {
+		add(d)
+	}
+	return true
+}
 
 // Open connects to uri and uses database. It does not wait for the server:
 // the first operation (or Ping) does, for at most a few seconds.
@@ -302,6 +350,10 @@ func (s *Store) storeErr(err error) error {
 
 // Order returns the view of one order, or nil if there is none.
 func (s *Store) Order(ctx context.Context, id string) (*OrderDoc, error) {
+	var found *OrderDoc
+	if readDirect(ctx, s, s.cfor(ctx).orders, []string{id}, func(d OrderDoc) { found = &d }) {
+		return found, nil
+	}
 	var d OrderDoc
 	err := s.cfor(ctx).orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
@@ -315,6 +367,10 @@ func (s *Store) Order(ctx context.Context, id string) (*OrderDoc, error) {
 
 // Customer returns the summary of one customer, or nil if there is none.
 func (s *Store) Customer(ctx context.Context, id string) (*CustomerDoc, error) {
+	var found *CustomerDoc
+	if readDirect(ctx, s, s.cfor(ctx).customers, []string{id}, func(d CustomerDoc) { found = &d }) {
+		return found, nil
+	}
 	var d CustomerDoc
 	err := s.cfor(ctx).customers.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
@@ -461,7 +517,7 @@ func (s *Store) onFerretDB(ctx context.Context) (bool, error) {
 // byIDs finds the documents of coll with the given ids, decoding each with
 // add. Errors: UNAVAILABLE when the store cannot be reached.
 func byIDs[T any](ctx context.Context, s *Store, coll *mongo.Collection, ids []string, add func(T)) error {
-	if len(ids) == 0 {
+	if len(ids) == 0 || readDirect(ctx, s, coll, ids, add) {
 		return nil
 	}
 	ferret, err := s.onFerretDB(ctx)

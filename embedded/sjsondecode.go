@@ -1,0 +1,142 @@
+package embedded
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// sjsonSchemaDoc is the schema of an object as FerretDB 1.24 stores it (see
+// sjsonDocument): its fields' types, and their order.
+type sjsonSchemaDoc struct {
+	Props map[string]sjsonType `json:"p"`
+	Keys  []string             `json:"$k"`
+}
+
+// sjsonType is one value's entry in a schema: its type, and the schema of
+// an object's fields or an array's items.
+type sjsonType struct {
+	T      string          `json:"t"`
+	Schema *sjsonSchemaDoc `json:"$s"`
+	Items  []sjsonType     `json:"i"`
+}
+
+// bsonFromSJSON decodes one _jsonb value read from FerretDB 1.24's tables
+// (PostgreSQL's text of the jsonb: keys in any order, the schema's "$k"
+// gives theirs) back into the BSON document FerretDB would return: the
+// types sjsonDocument encodes, keys in their order. Anything else (another
+// type FerretDB stores, a value that does not match its schema) is
+// errSJSONUnsupported: read it through FerretDB.
+func bsonFromSJSON(data []byte) ([]byte, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		return nil, fmt.Errorf("%w: %v", errSJSONUnsupported, err)
+	}
+	raw, ok := top["$s"]
+	if !ok {
+		return nil, fmt.Errorf("%w: no schema", errSJSONUnsupported)
+	}
+	var schema sjsonSchemaDoc
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		return nil, fmt.Errorf("%w: schema: %v", errSJSONUnsupported, err)
+	}
+	delete(top, "$s")
+	return appendSJSONObject(make([]byte, 0, len(data)), &schema, top)
+}
+
+// appendSJSONObject appends the BSON document of an object's values.
+func appendSJSONObject(b []byte, schema *sjsonSchemaDoc, values map[string]json.RawMessage) ([]byte, error) {
+	if schema == nil || len(schema.Keys) != len(values) || len(schema.Props) != len(values) {
+		return nil, fmt.Errorf("%w: an object and its schema differ", errSJSONUnsupported)
+	}
+	idx, b := bsoncore.AppendDocumentStart(b)
+	for _, k := range schema.Keys {
+		v, ok := values[k]
+		t, typed := schema.Props[k]
+		if !ok || !typed {
+			return nil, fmt.Errorf("%w: an object and its schema differ", errSJSONUnsupported)
+		}
+		var err error
+		if b, err = appendSJSONValue(b, k, t, v); err != nil {
+			return nil, err
+		}
+	}
+	return bsoncore.AppendDocumentEnd(b, idx)
+}
+
+// appendSJSONValue appends one element: key, and the value v of type t.
+func appendSJSONValue(b []byte, key string, t sjsonType, v json.RawMessage) ([]byte, error) {
+	bad := func(err error) ([]byte, error) {
+		return nil, fmt.Errorf("%w: a %s value: %v", errSJSONUnsupported, t.T, err)
+	}
+	switch t.T {
+	case "object":
+		var values map[string]json.RawMessage
+		if err := json.Unmarshal(v, &values); err != nil || values == nil {
+			return bad(err)
+		}
+		b = bsoncore.AppendHeader(b, bsoncore.TypeEmbeddedDocument, key)
+		return appendSJSONObject(b, t.Schema, values)
+	case "array":
+		var items []json.RawMessage
+		if err := json.Unmarshal(v, &items); err != nil || items == nil || len(items) != len(t.Items) {
+			return bad(err)
+		}
+		b = bsoncore.AppendHeader(b, bsoncore.TypeArray, key)
+		idx, b := bsoncore.AppendArrayStart(b)
+		for i, item := range items {
+			var err error
+			if b, err = appendSJSONValue(b, strconv.Itoa(i), t.Items[i], item); err != nil {
+				return nil, err
+			}
+		}
+		return bsoncore.AppendArrayEnd(b, idx)
+	case "string":
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil || string(v) == "null" {
+			return bad(err)
+		}
+		return bsoncore.AppendStringElement(b, key, s), nil
+	case "double":
+		f, err := strconv.ParseFloat(string(v), 64)
+		if err != nil || math.IsInf(f, 0) {
+			return bad(err)
+		}
+		return bsoncore.AppendDoubleElement(b, key, f), nil
+	case "int":
+		n, err := strconv.ParseInt(string(v), 10, 32)
+		if err != nil {
+			return bad(err)
+		}
+		return bsoncore.AppendInt32Element(b, key, int32(n)), nil
+	case "long":
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return bad(err)
+		}
+		return bsoncore.AppendInt64Element(b, key, n), nil
+	case "date":
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return bad(err)
+		}
+		return bsoncore.AppendDateTimeElement(b, key, n), nil
+	case "bool":
+		switch string(v) {
+		case "true":
+			return bsoncore.AppendBooleanElement(b, key, true), nil
+		case "false":
+			return bsoncore.AppendBooleanElement(b, key, false), nil
+		}
+		return bad(fmt.Errorf("%.20q", v))
+	case "null":
+		if string(v) != "null" {
+			return bad(fmt.Errorf("%.20q", v))
+		}
+		return bsoncore.AppendNullElement(b, key), nil
+	}
+	return nil, fmt.Errorf("%w: type %.20q", errSJSONUnsupported, t.T)
+}
