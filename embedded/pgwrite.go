@@ -87,8 +87,10 @@ const (
 	// batch is sent in several.
 	pgWriteMaxBytes = 4 << 20
 	pgWriteMaxRows  = 512
-	// pgWriterConns is the writer's pool size, beside FerretDB's.
-	pgWriterConns = 4
+	// pgWriterConns is the pool size of the direct writes and reads,
+	// beside FerretDB's: the projector's writes take one or two, and a
+	// read by id well under a millisecond.
+	pgWriterConns = 8
 )
 
 // guardField is what a guard's name may be: it is put in the statement.
