@@ -205,7 +205,7 @@ more:
 		}
 		batch = append(batch, i.m)
 		s.next[p] = i.m.Offset + 1
-		batch = s.early.release(p, s.next, batch)
+		batch = s.early.release(p, s.next, batch, s.h.cfg.BatchSize)
 	}
 	return batch, true
 }
@@ -243,13 +243,16 @@ func (e *earlyOffers) keep(m *sarama.ConsumerMessage, next int64, known bool) {
 }
 
 // release appends to batch the offers of partition p that follow on from
-// next[p], advancing it, and drops those next[p] has passed.
-func (e *earlyOffers) release(p int32, next map[int32]int64, batch []*sarama.ConsumerMessage) []*sarama.ConsumerMessage {
+// next[p], advancing it, while the batch has fewer than max commands, and
+// drops those next[p] has passed. One left for want of room stays aside
+// until the command before it is taken again (its fetched copy) or is
+// dropped when its own fetched copy is taken: it is never lost.
+func (e *earlyOffers) release(p int32, next map[int32]int64, batch []*sarama.ConsumerMessage, max int) []*sarama.ConsumerMessage {
 	kept := e.by[p]
 	if len(kept) == 0 {
 		return batch
 	}
-	for {
+	for len(batch) < max {
 		m, ok := kept[next[p]]
 		if !ok {
 			break

@@ -110,4 +110,24 @@ func TestEarlyOffersAreBounded(t *testing.T) {
 	if s.early.n != 0 {
 		t.Errorf("%d offers still kept aside", s.early.n)
 	}
+
+	// A batch takes at most BatchSize commands, released offers included;
+	// the rest wait for the partition's next command.
+	s = &session{h: &Handler{cfg: HandlerConfig{BatchSize: 3}}, ctx: context.Background(), inbox: make(chan inbound, 10), next: map[int32]int64{}}
+	s.starting(0, 0)
+	for _, o := range []int64{5, 4, 3, 2, 1} {
+		s.inbox <- inbound{m: &sarama.ConsumerMessage{Partition: 0, Offset: o}, local: true}
+	}
+	if batch, _ := s.nextBatch(); len(batch) != 0 {
+		t.Fatalf("offers taken before offset 0: %d", len(batch))
+	}
+	var sizes []int
+	for _, o := range []int64{0, 3, 4} {
+		s.inbox <- inbound{m: &sarama.ConsumerMessage{Partition: 0, Offset: o}}
+		batch, _ := s.nextBatch()
+		sizes = append(sizes, len(batch))
+	}
+	if !slices.Equal(sizes, []int{3, 3, 0}) {
+		t.Errorf("batches of %v commands with BatchSize 3, want [3 3 0]", sizes)
+	}
 }
