@@ -244,9 +244,10 @@ func (e *earlyOffers) keep(m *sarama.ConsumerMessage, next int64, known bool) {
 
 // release appends to batch the offers of partition p that follow on from
 // next[p], advancing it, while the batch has fewer than max commands, and
-// drops those next[p] has passed. One left for want of room stays aside
-// until the command before it is taken again (its fetched copy) or is
-// dropped when its own fetched copy is taken: it is never lost.
+// drops those next[p] has passed. One left for want of room stays aside:
+// the claim's fetch brings the partition's next command in its turn, and
+// the kept ones follow it, or their own fetched copies are taken and they
+// are dropped; none is lost.
 func (e *earlyOffers) release(p int32, next map[int32]int64, batch []*sarama.ConsumerMessage, max int) []*sarama.ConsumerMessage {
 	kept := e.by[p]
 	if len(kept) == 0 {
