@@ -152,6 +152,9 @@ func readDirect[T any](ctx context.Context, s *Store, coll *mongo.Collection, id
 	}
 	docs, err := s.reader.FindByIDs(ctx, s.db.Name(), coll.Name(), ids)
 	if err != nil {
+		if ctx.Err() != nil {
+			return false // the caller gave up: not the direct read's failure
+		}
 		reason := "failed"
 		if errors.Is(err, errors.ErrUnsupported) {
 			reason = "unsupported"
