@@ -33,6 +33,13 @@ func testPostgreSQLURL(t *testing.T) string {
 func startPostgreSQLStore(t *testing.T, pgURL string, shared ...string) (*Mongo, *mongo.Client) {
 	t.Helper()
 	m, err := StartMongoPostgreSQL(pgURL, "127.0.0.1:0", nil, shared...)
+	return m, connectStore(t, m, err)
+}
+
+// connectStore connects to store m, which was started with err; the store
+// and the client end with the test.
+func connectStore(t *testing.T, m *Mongo, err error) *mongo.Client {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +49,7 @@ func startPostgreSQLStore(t *testing.T, pgURL string, shared ...string) (*Mongo,
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	return m, client
+	return client
 }
 
 // pgConn connects to PostgreSQL directly, to look at what FerretDB made.

@@ -112,18 +112,15 @@ func appendSJSONValue(b []byte, key string, t sjsonType, v json.RawMessage) ([]b
 			return bad(err)
 		}
 		return bsoncore.AppendInt32Element(b, key, int32(n)), nil
-	case "long":
+	case "long", "date": // a date in milliseconds since the epoch
 		n, err := strconv.ParseInt(string(v), 10, 64)
 		if err != nil {
 			return bad(err)
+		}
+		if t.T == "date" {
+			return bsoncore.AppendDateTimeElement(b, key, n), nil
 		}
 		return bsoncore.AppendInt64Element(b, key, n), nil
-	case "date":
-		n, err := strconv.ParseInt(string(v), 10, 64)
-		if err != nil {
-			return bad(err)
-		}
-		return bsoncore.AppendDateTimeElement(b, key, n), nil
 	case "bool":
 		switch string(v) {
 		case "true":

@@ -15,7 +15,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/ordergateway/gateway/view"
 )
@@ -26,16 +25,7 @@ func startSQLiteStore(t *testing.T) (*Mongo, *mongo.Client, string) {
 	t.Helper()
 	dir := t.TempDir()
 	m, err := StartMongo(dir, "127.0.0.1:0", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	client, err := mongo.Connect(options.Client().ApplyURI(m.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	return m, client, dir
+	return m, connectStore(t, m, err), dir
 }
 
 // sameJSON reports whether two JSON texts hold the same value (numbers
