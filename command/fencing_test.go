@@ -52,13 +52,19 @@ func TestZombieHandlerIsFenced(t *testing.T) {
 	if err != nil || zd.dead != 0 || len(zd.records) != 2 {
 		t.Fatalf("zombie batch: %d records, %d dead, %v; want an event and a snapshot", len(zd.records), zd.dead, err)
 	}
-	if err := zombie.BeginTxn(); err != nil {
-		t.Fatalf("zombie BeginTxn: %v", err)
+	if err := zombie.Begin(); err != nil {
+		t.Fatalf("zombie Begin: %v", err)
 	}
+	var events, rest []*sarama.ProducerMessage
 	for _, m := range zd.records {
 		if m.Topic == topics.Events {
-			zombie.Input() <- m
+			events = append(events, m)
+		} else {
+			rest = append(rest, m)
 		}
+	}
+	if err := zombie.Send(events); err != nil {
+		t.Fatalf("zombie Send: %v", err)
 	}
 	t.Logf("zombie: transaction open, A's event in the log: %v", waitForKey(t, topics.Events, sarama.ReadUncommitted, idA, 5*time.Second))
 
@@ -73,22 +79,15 @@ func TestZombieHandlerIsFenced(t *testing.T) {
 
 	// 4. The zombie finishes its batch as a session would: the rest of its
 	// records, its offset with its old group metadata, commit. It must fail.
-	for _, m := range zd.records {
-		if m.Topic != topics.Events {
-			zombie.Input() <- m
-		}
-	}
-	addErr := zombie.AddMessageToTxnWithGroupMetadata(cmdA, zombieMeta, nil)
-	commitErr := zombie.CommitTxn()
-	t.Logf("zombie: AddMessageToTxn: %v; CommitTxn: %v; status %s", addErr, commitErr, zombie.TxnStatus())
+	sendErr := zombie.Send(rest)
+	addErr := zombie.SendOffsets([]*sarama.ConsumerMessage{cmdA}, zombieMeta, nil)
+	commitErr := zombie.Commit()
+	t.Logf("zombie: Send: %v; SendOffsets: %v; Commit: %v", sendErr, addErr, commitErr)
 	if commitErr == nil {
 		t.Fatalf("the zombie committed its transaction with generation %d", zombieMeta.GenerationID)
 	}
-	if !kafka.IsFencedByGroup(commitErr) {
-		t.Errorf("the zombie's commit failed, but not for its group generation: %v", commitErr)
-	}
-	if zombie.TxnStatus()&sarama.ProducerTxnFlagAbortableError != 0 {
-		_ = zombie.AbortTxn()
+	if !kafka.IsFencedByGroup(addErr) || !kafka.IsFencedByGroup(commitErr) {
+		t.Errorf("the zombie's commit failed, but not for its group generation: offsets %v, commit %v", addErr, commitErr)
 	}
 	// The session's own path gives up at once instead of retrying.
 	zs := &session{h: h1, ctx: ctx, log: h1.cfg.Logger, prod: zombie, meta: zombieMeta,
@@ -211,24 +210,24 @@ func TestRestoreReadsCommittedSnapshots(t *testing.T) {
 	states := partitionStates{0: d.changed[0]}
 	// Aborted: X confirmed (version 2) and Y placed.
 	d = decide(states, msg(1, domain.ConfirmOrder{OrderID: idX}), msg(2, placeOrder(idY)))
-	if err := p1.BeginTxn(); err != nil {
+	if err := p1.Begin(); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range d.records {
-		p1.Input() <- m
+	if err := p1.Send(d.records); err != nil {
+		t.Fatal(err)
 	}
 	inLog := waitForKey(t, topics.Snapshots, sarama.ReadUncommitted, idY, 5*time.Second)
-	if err := p1.AbortTxn(); err != nil {
+	if err := p1.Abort(); err != nil {
 		t.Fatalf("abort: %v", err)
 	}
 	t.Logf("aborted transaction (X at version 2, Y placed) was physically in the log: %v", inLog)
 	// Left open by a producer that then went silent: Z placed.
 	d = decide(states, msg(3, placeOrder(idZ)))
-	if err := p1.BeginTxn(); err != nil {
+	if err := p1.Begin(); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range d.records {
-		p1.Input() <- m
+	if err := p1.Send(d.records); err != nil {
+		t.Fatal(err)
 	}
 	inLog = waitForKey(t, topics.Snapshots, sarama.ReadUncommitted, idZ, 5*time.Second)
 	t.Logf("open transaction (Z placed) is physically in the log: %v", inLog)
@@ -263,10 +262,10 @@ func TestRestoreReadsCommittedSnapshots(t *testing.T) {
 		t.Errorf("restore returned %d orders, want 1", len(restored))
 	}
 	// The silent producer cannot commit Z any more.
-	if err := p1.CommitTxn(); err == nil {
+	if err := p1.Commit(); err == nil {
 		t.Errorf("the producer committed its transaction after its timeout")
 	} else {
-		t.Logf("the silent producer's CommitTxn: %v (status %s)", err, p1.TxnStatus())
+		t.Logf("the silent producer's Commit: %v (fatal: %v)", err, p1.Fatal())
 	}
 	t.Logf("checked on the %s broker", testKafka)
 }
@@ -433,15 +432,22 @@ func readerConfig(iso sarama.IsolationLevel) *sarama.Config {
 // another goroutine than the test's, so it reports failures with Errorf.
 func readPartition0(t *testing.T, topic string, iso sarama.IsolationLevel, idle time.Duration) []*sarama.ConsumerMessage {
 	t.Helper()
+	return readPartition(t, topic, 0, iso, idle)
+}
+
+// readPartition reads partition p of topic at the isolation level until
+// no record comes for idle.
+func readPartition(t *testing.T, topic string, p int32, iso sarama.IsolationLevel, idle time.Duration) []*sarama.ConsumerMessage {
+	t.Helper()
 	c, err := sarama.NewConsumer(testBrokers, readerConfig(iso))
 	if err != nil {
 		t.Errorf("consumer: %v", err)
 		return nil
 	}
 	defer c.Close()
-	pc, err := c.ConsumePartition(topic, 0, sarama.OffsetOldest)
+	pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
 	if err != nil {
-		t.Errorf("consume %s/0: %v", topic, err)
+		t.Errorf("consume %s/%d: %v", topic, p, err)
 		return nil
 	}
 	defer pc.Close()
@@ -451,7 +457,7 @@ func readPartition0(t *testing.T, topic string, iso sarama.IsolationLevel, idle 
 		case m := <-pc.Messages():
 			out = append(out, m)
 		case err := <-pc.Errors():
-			t.Errorf("read %s/0: %v", topic, err)
+			t.Errorf("read %s/%d: %v", topic, p, err)
 			return out
 		case <-time.After(idle):
 			return out
@@ -572,18 +578,18 @@ func TestRestoreFencesADeadOwnersOpenTransaction(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p1.BeginTxn(); err != nil {
+		if err := p1.Begin(); err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range d.records {
-			p1.Input() <- m
+		if err := p1.Send(d.records); err != nil {
+			t.Fatal(err)
 		}
-		if err := p1.AddMessageToTxn(batch, group, &p1.id); err != nil {
+		if err := p1.SendOffsets([]*sarama.ConsumerMessage{batch}, sarama.NewConsumerGroupMetadata(group), &p1.id); err != nil {
 			t.Fatalf("offset commit: %v", err)
 		}
 	}
 	begin(msg(0, placeOrder(idX)), partitionStates{})
-	if err := p1.CommitTxn(); err != nil {
+	if err := p1.Commit(); err != nil {
 		t.Fatalf("commit X: %v", err)
 	}
 	begin(msg(1, placeOrder(idZ)), partitionStates{})
@@ -614,7 +620,7 @@ func TestRestoreFencesADeadOwnersOpenTransaction(t *testing.T) {
 	if took > 30*time.Second {
 		t.Errorf("restore took %s: it waited for the open transaction's timeout (1 min) instead of fencing it", took)
 	}
-	if err := p1.CommitTxn(); err == nil {
+	if err := p1.Commit(); err == nil {
 		t.Errorf("the dead owner committed its transaction after it was fenced")
 	}
 	t.Logf("restore took %s (the open transaction's timeout: 1 min) on the %s broker", took.Round(time.Millisecond), testKafka)

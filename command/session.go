@@ -333,7 +333,7 @@ func (s *session) tryBatch(batch []*sarama.ConsumerMessage) error {
 			return nil
 		}
 		s.gap = true
-		if s.prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 || refused(err) || kafka.IsFencedByGroup(err) || s.ctx.Err() != nil {
+		if s.prod.Fatal() != nil || refused(err) || kafka.IsFencedByGroup(err) || s.ctx.Err() != nil {
 			return err
 		}
 		s.log.Warn("command handler: transaction failed; retrying", "attempt", attempt, "err", err)
@@ -417,14 +417,12 @@ func (s *session) setAside(m *sarama.ConsumerMessage, why error) error {
 	return nil
 }
 
-// txnProducer wraps a transactional producer and collects its errors.
+// txnProducer is the instance's transactional producer (kafka.TxnProducer)
+// with the handler's metrics.
 type txnProducer struct {
-	sarama.AsyncProducer
+	*kafka.TxnProducer
 	id      string     // its transactional id, recorded with the offsets it commits (see fencePreviousOwner)
 	txn     sync.Mutex // one transaction at a time: restore's partitions run side by side
-	mu      sync.Mutex
-	lastErr error
-	done    chan struct{}
 	metrics *metrics.Handler
 }
 
@@ -432,46 +430,19 @@ type txnProducer struct {
 // aborts a transaction the instance's previous producer left open.
 func (h *Handler) newTxnProducer() (*txnProducer, error) {
 	sc := h.cfg.Security.Config("order-gateway-handler", h.cfg.FetchWait)
-	sc.Producer.Transaction.ID = h.txnID
-	sc.Producer.Transaction.Timeout = h.cfg.TransactionTimeout
 	// A transaction begun while the broker still writes the previous one's
 	// markers is refused with CONCURRENT_TRANSACTIONS and retried: sarama's
-	// 100 ms (20 ms for AddPartitionsToTxn) would stall the next batch, and
-	// the markers take a few milliseconds. The backoff doubles from 2 ms.
+	// 100 ms would stall the next batch, and the markers take a few
+	// milliseconds. The backoff doubles from 2 ms.
 	sc.Producer.Transaction.Retry.Max = 50
 	sc.Producer.Transaction.Retry.BackoffFunc = func(retries, _ int) time.Duration {
 		return min(2*time.Millisecond<<min(retries, 7), 250*time.Millisecond)
 	}
-	// A transaction's records are handed over in one go: a short flush
-	// delay sends them in one AddPartitionsToTxn and one Produce request
-	// instead of one of each for the first record and more for the rest.
-	sc.Producer.Flush.Frequency = 250 * time.Microsecond
-	sc.Producer.Partitioner = sarama.NewManualPartitioner
-	sc.Producer.Return.Successes = false
-	ap, err := sarama.NewAsyncProducer(h.cfg.Brokers, sc)
+	p, err := kafka.NewTxnProducer(h.cfg.Brokers, sc, h.txnID, h.cfg.TransactionTimeout)
 	if err != nil {
 		return nil, err
 	}
-	tp := &txnProducer{AsyncProducer: ap, id: h.txnID, done: make(chan struct{}), metrics: h.cfg.Metrics}
-	go func() {
-		defer close(tp.done)
-		for e := range ap.Errors() {
-			tp.metrics.Errors.Broker("produce", kafka.ErrorKind(e.Err))
-			tp.mu.Lock()
-			tp.lastErr = e.Err
-			tp.mu.Unlock()
-		}
-	}()
-	return tp, nil
-}
-
-func (tp *txnProducer) Close() error {
-	if tp.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
-		_ = tp.AbortTxn()
-	}
-	err := tp.AsyncProducer.Close()
-	<-tp.done
-	return err
+	return &txnProducer{TxnProducer: p, id: h.txnID, metrics: h.cfg.Metrics}, nil
 }
 
 // runTxn writes msgs and the consumer offsets after each of lasts in one
@@ -481,33 +452,9 @@ func (tp *txnProducer) runTxn(msgs []*sarama.ProducerMessage, lasts []*sarama.Co
 	defer tp.txn.Unlock()
 	start := time.Now()
 	defer func() { tp.metrics.Transaction.Observe(time.Since(start).Seconds()) }()
-	if err := tp.BeginTxn(); err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
-	}
-	for _, m := range msgs {
-		tp.Input() <- m
-	}
-	var err error
-	for _, last := range lasts {
-		if err = tp.AddMessageToTxnWithGroupMetadata(last, meta, &tp.id); err != nil {
-			break
-		}
-	}
-	if err == nil {
-		err = tp.CommitTxn()
-	}
-	if err != nil {
+	if err := tp.Run(msgs, lasts, meta, &tp.id); err != nil {
 		tp.metrics.Aborted.Inc()
 		tp.metrics.Errors.Broker("transaction", kafka.ErrorKind(err))
-		if tp.TxnStatus()&sarama.ProducerTxnFlagAbortableError != 0 {
-			_ = tp.AbortTxn()
-		}
-		tp.mu.Lock()
-		if tp.lastErr != nil {
-			err = fmt.Errorf("%w (last produce error: %v)", err, tp.lastErr)
-			tp.lastErr = nil
-		}
-		tp.mu.Unlock()
 		if errors.Is(err, sarama.ErrProducerFenced) {
 			return fmt.Errorf("commit transaction: fenced: a newer producer with this transactional id took over (%w)", err)
 		}

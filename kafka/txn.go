@@ -1,0 +1,664 @@
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// TxnProducer writes records and consumer offsets in Kafka transactions. It
+// speaks the transaction protocol itself through sarama's request API
+// instead of going through sarama's AsyncProducer, which sends a
+// transaction's records in as many Produce and AddPartitionsToTxn requests
+// as its flush timer cuts them into (two of each, on a loaded machine) and
+// makes every step wait for the one before. Here a transaction is:
+//
+//  1. AddPartitionsToTxn, once, for every partition the records go to,
+//     and AddOffsetsToTxn for the consumer group;
+//  2. the records, in one Produce request per leader (more only past
+//     Producer.MaxMessageBytes per partition), and without waiting for
+//     them, TxnOffsetCommit;
+//  3. EndTxn, once every produce has been acknowledged.
+//
+// Every request to a broker goes over the client's one connection to it,
+// which the broker serves in order: the partition leader's verification of
+// the transaction (KIP-890) answers a produce with NOT_ENOUGH_REPLICAS when
+// it overlaps another verification of the same transactional id on that
+// broker (a TxnOffsetCommit's) or a coordinator request still being
+// written (AddPartitionsToTxn, AddOffsetsToTxn), so those come first, and
+// a TxnOffsetCommit to a broker that is also a leader waits behind its
+// produce there.
+//
+// Records are idempotent (producer id, epoch and a sequence per partition).
+// After a failed transaction the producer is initialised again before the
+// next one (InitProducerID bumps its epoch, which aborts whatever the
+// failed one left and restarts the sequences). A fenced producer (another
+// one took its transactional id) or one whose id the broker no longer
+// knows is fatal: Fatal reports it and every later call returns its error.
+//
+// One transaction at a time; its methods may be called from any goroutine.
+// Bounds: a transaction holds what its caller hands it (no buffering
+// beyond its requests); each batch is at most Producer.MaxMessageBytes and
+// each Produce request at most maxProduceRequest bytes.
+type TxnProducer struct {
+	id      string
+	conf    *sarama.Config
+	client  sarama.Client
+	timeout time.Duration
+
+	mu       sync.Mutex // one transaction at a time
+	pid      int64
+	epoch    int16
+	seq      map[topicPartition]int32
+	added    map[topicPartition]bool // partitions added to the open transaction
+	open     bool
+	inflight []*produceCall
+	failed   error // the open transaction's first failure: it can only be aborted
+	needInit bool  // a transaction failed: initialise (bump the epoch) before the next
+	fatal    error
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// maxProduceRequest bounds the records of one Produce request (Kafka's
+// socket.request.max.bytes is 100 MiB by default).
+const maxProduceRequest = 16 << 20
+
+// NewTxnProducer connects to the brokers and initialises the transactional
+// id: the broker fences the id's previous producer and aborts a
+// transaction it left open. conf is copied; its Producer.Transaction.Retry
+// settings bound the retries of coordinator requests (CONCURRENT_TRANSACTIONS
+// while the previous transaction's markers are written, a coordinator that
+// moved or is loading).
+func NewTxnProducer(brokers []string, conf *sarama.Config, id string, timeout time.Duration) (*TxnProducer, error) {
+	if id == "" {
+		return nil, errors.New("transactional producer: empty transactional id")
+	}
+	c := *conf
+	c.Producer.Idempotent = false // the producer id and sequences are set here
+	c.Producer.Transaction.ID = ""
+	c.Net.MaxOpenRequests = 5 // a TxnOffsetCommit may follow produces on a connection
+	client, err := sarama.NewClient(brokers, &c)
+	if err != nil {
+		return nil, err
+	}
+	p := &TxnProducer{id: id, conf: &c, client: client, timeout: timeout, pid: -1, epoch: -1}
+	if err := p.init(); err != nil {
+		_ = p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// ID is the producer's transactional id.
+func (p *TxnProducer) ID() string { return p.id }
+
+// Fatal returns the error that made the producer unusable (fenced, or its
+// id unknown to the broker), or nil.
+func (p *TxnProducer) Fatal() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fatal
+}
+
+// Run writes records and, for each of lasts, the consumer offset after it
+// (with meta's group generation and metadata as the offsets' metadata) in
+// one transaction. On failure the transaction is aborted. Each record's
+// Offset is set once the transaction is committed.
+//
+// The coordinator's requests come first (AddPartitionsToTxn, then
+// AddOffsetsToTxn): a produce that meets one of them still being written
+// is refused (the partition leader's verification of the transaction,
+// KIP-890, reads CONCURRENT_TRANSACTIONS and answers NOT_ENOUGH_REPLICAS).
+// The records and the offsets then go side by side.
+func (p *TxnProducer) Run(records []*sarama.ProducerMessage, lasts []*sarama.ConsumerMessage, meta *sarama.ConsumerGroupMetadata, metadata *string) error {
+	if err := p.Begin(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	err := p.sendLocked(records, lasts, meta)
+	if err == nil && len(lasts) > 0 {
+		err = p.commitOffsets(lasts, meta, metadata)
+	}
+	if err != nil {
+		_ = p.fail(err)
+		_ = p.abortLocked()
+	}
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return p.Commit()
+}
+
+// Begin opens a transaction.
+func (p *TxnProducer) Begin() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fatal != nil {
+		return p.fatal
+	}
+	if p.open {
+		return errors.New("transactional producer: a transaction is already open")
+	}
+	if p.needInit {
+		if err := p.initLocked(); err != nil {
+			return err
+		}
+	}
+	p.open, p.failed, p.added = true, nil, map[topicPartition]bool{}
+	return nil
+}
+
+// Send adds the partitions of records to the open transaction and sends
+// them; their acknowledgments are awaited by Commit (or Abort). A record
+// larger than Producer.MaxMessageBytes is refused before anything is sent
+// (sarama.ErrMessageSizeTooLarge).
+func (p *TxnProducer) Send(records []*sarama.ProducerMessage) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.sendLocked(records, nil, nil); err != nil {
+		return p.fail(err)
+	}
+	return nil
+}
+
+// sendLocked adds the partitions of records to the open transaction, and
+// meta's group when there are lasts (offsets to commit), then sends the
+// records.
+func (p *TxnProducer) sendLocked(records []*sarama.ProducerMessage, lasts []*sarama.ConsumerMessage, meta *sarama.ConsumerGroupMetadata) error {
+	if err := p.usable(); err != nil {
+		return err
+	}
+	for _, m := range records {
+		if n := m.ByteSize(2); n > p.conf.Producer.MaxMessageBytes {
+			return fmt.Errorf("a record of %d bytes is larger than Producer.MaxMessageBytes (%d): %w", n, p.conf.Producer.MaxMessageBytes, sarama.ErrMessageSizeTooLarge)
+		}
+	}
+	var fresh []topicPartition
+	for _, m := range records {
+		tp := topicPartition{m.Topic, m.Partition}
+		if !p.added[tp] && !contains(fresh, tp) {
+			fresh = append(fresh, tp)
+		}
+	}
+	if len(fresh) > 0 {
+		if err := p.addPartitions(fresh); err != nil {
+			return err
+		}
+		for _, tp := range fresh {
+			p.added[tp] = true
+		}
+	}
+	if len(lasts) > 0 {
+		if err := p.addOffsets(meta); err != nil {
+			return err
+		}
+	}
+	return p.produce(records)
+}
+
+// SendOffsets adds, to the open transaction, the consumer offsets after
+// each of lasts, with meta's group generation (a member whose generation
+// is over is refused: kafka.IsFencedByGroup) and metadata as the offsets'
+// metadata.
+func (p *TxnProducer) SendOffsets(lasts []*sarama.ConsumerMessage, meta *sarama.ConsumerGroupMetadata, metadata *string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.usable(); err != nil {
+		return err
+	}
+	if len(lasts) == 0 {
+		return nil
+	}
+	err := p.addOffsets(meta)
+	if err == nil {
+		err = p.commitOffsets(lasts, meta, metadata)
+	}
+	if err != nil {
+		return p.fail(err)
+	}
+	return nil
+}
+
+// Commit waits for the open transaction's records to be acknowledged and
+// commits it. On failure the transaction is aborted and the error returned.
+func (p *TxnProducer) Commit() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err := p.usable()
+	if err == nil {
+		err = p.awaitProduces()
+	}
+	if err == nil {
+		if err = p.endTxn(true); err == nil {
+			p.open = false
+			return nil
+		}
+	}
+	_ = p.fail(err)
+	if p.open {
+		_ = p.abortLocked()
+	}
+	return err
+}
+
+// Abort aborts the open transaction, if any.
+func (p *TxnProducer) Abort() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.open {
+		return nil
+	}
+	return p.abortLocked()
+}
+
+// Close aborts the open transaction, if any, and closes the connections.
+func (p *TxnProducer) Close() error {
+	_ = p.Abort()
+	return p.client.Close()
+}
+
+func (p *TxnProducer) usable() error {
+	switch {
+	case p.fatal != nil:
+		return p.fatal
+	case !p.open:
+		return errors.New("transactional producer: no transaction is open")
+	case p.failed != nil:
+		return fmt.Errorf("transactional producer: the transaction failed and can only be aborted: %w", p.failed)
+	}
+	return nil
+}
+
+// fail records the open transaction's first failure (and a fatal one).
+func (p *TxnProducer) fail(err error) error {
+	if p.failed == nil {
+		p.failed = err
+	}
+	if isFatalTxnError(err) && p.fatal == nil {
+		p.fatal = fmt.Errorf("transactional producer %s: %w", p.id, err)
+	}
+	return err
+}
+
+// abortLocked waits for the produces in flight, then ends the transaction
+// with an abort. Whatever happens, the producer is initialised again
+// before its next transaction: a failed produce leaves its partition's
+// sequence unknown, and InitProducerID aborts a transaction the abort here
+// could not end.
+func (p *TxnProducer) abortLocked() error {
+	_ = p.awaitProduces()
+	p.open, p.needInit = false, true
+	if p.fatal != nil || len(p.added) == 0 {
+		return p.fatal
+	}
+	return p.endTxn(false)
+}
+
+// init initialises the transactional id (or bumps its epoch).
+func (p *TxnProducer) init() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.initLocked()
+}
+
+func (p *TxnProducer) initLocked() error {
+	id := p.id
+	req := &sarama.InitProducerIDRequest{Version: 4, TransactionalID: &id, TransactionTimeout: p.timeout, ProducerID: p.pid, ProducerEpoch: p.epoch}
+	var resp *sarama.InitProducerIDResponse
+	err := p.coordinated("InitProducerID", func(b *sarama.Broker) (sarama.KError, error) {
+		var err error
+		resp, err = b.InitProducerID(req)
+		if err != nil {
+			return sarama.ErrNoError, err
+		}
+		return resp.Err, nil
+	})
+	if err != nil {
+		if isFatalTxnError(err) {
+			p.fatal = fmt.Errorf("transactional producer %s: %w", p.id, err)
+		}
+		return err
+	}
+	p.pid, p.epoch, p.seq, p.needInit = resp.ProducerID, resp.ProducerEpoch, map[topicPartition]int32{}, false
+	return nil
+}
+
+func (p *TxnProducer) addPartitions(tps []topicPartition) error {
+	req := &sarama.AddPartitionsToTxnRequest{Version: 3, TransactionalID: p.id, ProducerID: p.pid, ProducerEpoch: p.epoch,
+		TopicPartitions: map[string][]int32{}}
+	for _, tp := range tps {
+		req.TopicPartitions[tp.topic] = append(req.TopicPartitions[tp.topic], tp.partition)
+	}
+	return p.coordinated("AddPartitionsToTxn", func(b *sarama.Broker) (sarama.KError, error) {
+		resp, err := b.AddPartitionsToTxn(req)
+		if err != nil {
+			return sarama.ErrNoError, err
+		}
+		// The errors of the partitions are one error (the others read
+		// OPERATION_NOT_ATTEMPTED): the first that is not.
+		kerr := sarama.ErrNoError
+		for _, errs := range resp.Errors {
+			for _, pe := range errs {
+				if pe.Err != sarama.ErrNoError && (kerr == sarama.ErrNoError || kerr == sarama.ErrOperationNotAttempted) {
+					kerr = pe.Err
+				}
+			}
+		}
+		return kerr, nil
+	})
+}
+
+// addOffsets adds meta's group (its offsets partition) to the open
+// transaction.
+func (p *TxnProducer) addOffsets(meta *sarama.ConsumerGroupMetadata) error {
+	if meta == nil {
+		return errors.New("transactional producer: offsets without their consumer group")
+	}
+	return p.coordinated("AddOffsetsToTxn", func(b *sarama.Broker) (sarama.KError, error) {
+		resp, err := b.AddOffsetsToTxn(&sarama.AddOffsetsToTxnRequest{Version: 3, TransactionalID: p.id, ProducerID: p.pid, ProducerEpoch: p.epoch, GroupID: meta.GroupID})
+		if err != nil {
+			return sarama.ErrNoError, err
+		}
+		return resp.Err, nil
+	})
+}
+
+// commitOffsets commits the offsets after each of lasts in the open
+// transaction, which must have meta's group (addOffsets).
+func (p *TxnProducer) commitOffsets(lasts []*sarama.ConsumerMessage, meta *sarama.ConsumerGroupMetadata, metadata *string) error {
+	req := &sarama.TxnOffsetCommitRequest{Version: 3, TransactionalID: p.id, GroupID: meta.GroupID, ProducerID: p.pid, ProducerEpoch: p.epoch,
+		GenerationID: meta.GenerationID, MemberID: meta.MemberID, GroupInstanceID: meta.GroupInstanceID, Topics: map[string][]*sarama.PartitionOffsetMetadata{}}
+	for _, m := range lasts {
+		req.Topics[m.Topic] = append(req.Topics[m.Topic], &sarama.PartitionOffsetMetadata{Partition: m.Partition, Offset: m.Offset + 1, LeaderEpoch: -1, Metadata: metadata})
+	}
+	return p.retried("TxnOffsetCommit", func() (sarama.KError, error) {
+		b, err := p.client.Coordinator(meta.GroupID)
+		if err != nil {
+			return sarama.ErrNoError, err
+		}
+		resp, err := b.TxnOffsetCommit(req)
+		if err != nil {
+			_ = p.client.RefreshCoordinator(meta.GroupID)
+			return sarama.ErrNoError, err
+		}
+		for _, errs := range resp.Topics {
+			for _, pe := range errs {
+				if pe.Err != sarama.ErrNoError {
+					if pe.Err == sarama.ErrNotCoordinatorForConsumer || pe.Err == sarama.ErrConsumerCoordinatorNotAvailable {
+						_ = p.client.RefreshCoordinator(meta.GroupID)
+					}
+					return pe.Err, nil
+				}
+			}
+		}
+		return sarama.ErrNoError, nil
+	})
+}
+
+func (p *TxnProducer) endTxn(commit bool) error {
+	return p.coordinated("EndTxn", func(b *sarama.Broker) (sarama.KError, error) {
+		resp, err := b.EndTxn(&sarama.EndTxnRequest{Version: 3, TransactionalID: p.id, ProducerID: p.pid, ProducerEpoch: p.epoch, TransactionResult: commit})
+		if err != nil {
+			return sarama.ErrNoError, err
+		}
+		return resp.Err, nil
+	})
+}
+
+// coordinated sends a request to the transaction coordinator, retrying as
+// retried does; a coordinator that cannot be reached or says it is not the
+// coordinator any more is looked up again.
+func (p *TxnProducer) coordinated(what string, call func(*sarama.Broker) (sarama.KError, error)) error {
+	return p.retried(what, func() (sarama.KError, error) {
+		b, err := p.client.TransactionCoordinator(p.id)
+		if err != nil {
+			return sarama.ErrNoError, err
+		}
+		kerr, err := call(b)
+		if err != nil || kerr == sarama.ErrNotCoordinatorForConsumer || kerr == sarama.ErrConsumerCoordinatorNotAvailable {
+			_ = p.client.RefreshTransactionCoordinator(p.id)
+		}
+		return kerr, err
+	})
+}
+
+// retried runs call until it succeeds, fails for good, or has been retried
+// Producer.Transaction.Retry.Max times: a network error and the broker's
+// retriable errors (CONCURRENT_TRANSACTIONS, a coordinator loading or
+// moving) are retried after the configured backoff.
+func (p *TxnProducer) retried(what string, call func() (sarama.KError, error)) error {
+	retry := p.conf.Producer.Transaction.Retry
+	for attempt := 0; ; attempt++ {
+		kerr, err := call()
+		if err == nil && kerr == sarama.ErrNoError {
+			return nil
+		}
+		if err == nil {
+			err = kerr
+		}
+		if (!IsUnavailable(err) && !isRetriableTxnError(kerr)) || attempt >= retry.Max {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		backoff := retry.Backoff
+		if retry.BackoffFunc != nil {
+			backoff = retry.BackoffFunc(attempt, retry.Max)
+		}
+		time.Sleep(backoff)
+	}
+}
+
+// isRetriableTxnError reports whether a coordinator's answer means the
+// same request may succeed later.
+func isRetriableTxnError(kerr sarama.KError) bool {
+	switch kerr {
+	case sarama.ErrConcurrentTransactions, sarama.ErrOffsetsLoadInProgress, sarama.ErrNotCoordinatorForConsumer,
+		sarama.ErrConsumerCoordinatorNotAvailable, sarama.ErrUnknownTopicOrPartition, sarama.ErrRequestTimedOut,
+		sarama.ErrNotEnoughReplicas, sarama.ErrNotEnoughReplicasAfterAppend, sarama.ErrKafkaStorageError,
+		sarama.ErrNetworkException, sarama.ErrUnstableOffsetCommit:
+		return true
+	}
+	return false
+}
+
+// isFatalTxnError reports whether err leaves the producer unusable: another
+// producer took its transactional id, or the broker no longer knows it.
+func isFatalTxnError(err error) bool {
+	return errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch) ||
+		errors.Is(err, sarama.ErrInvalidProducerIDMapping) || errors.Is(err, sarama.ErrTransactionalIDAuthorizationFailed) ||
+		errors.Is(err, sarama.ErrClusterAuthorizationFailed)
+}
+
+// produceCall is one Produce request in flight and the records it carries.
+type produceCall struct {
+	done    chan struct{}
+	resp    *sarama.ProduceResponse
+	err     error
+	records map[topicPartition][]*sarama.ProducerMessage
+}
+
+// produce sends records, grouped by partition in their order, in as few
+// Produce requests as the limits allow, without waiting for the answers.
+func (p *TxnProducer) produce(records []*sarama.ProducerMessage) error {
+	byPartition := map[topicPartition][]*sarama.ProducerMessage{}
+	var order []topicPartition
+	for _, m := range records {
+		tp := topicPartition{m.Topic, m.Partition}
+		if _, ok := byPartition[tp]; !ok {
+			order = append(order, tp)
+		}
+		byPartition[tp] = append(byPartition[tp], m)
+	}
+	// Requests per leader; a partition's records past one batch go in the
+	// next request to its leader (the broker keeps a connection's requests
+	// in order, and the sequences make it refuse them out of order).
+	type request struct {
+		req     *sarama.ProduceRequest
+		bytes   int
+		records map[topicPartition][]*sarama.ProducerMessage
+	}
+	perLeader := map[int32][]*request{}
+	leaders := map[int32]*sarama.Broker{}
+	lastRequest := map[topicPartition]int{} // of each partition, the request its latest batch went in
+	var leaderOrder []int32
+	for _, tp := range order {
+		b, err := p.client.Leader(tp.topic, tp.partition)
+		if err != nil {
+			return fmt.Errorf("leader of %s/%d: %w", tp.topic, tp.partition, err)
+		}
+		if _, ok := leaders[b.ID()]; !ok {
+			leaders[b.ID()] = b
+			leaderOrder = append(leaderOrder, b.ID())
+		}
+		ms := byPartition[tp]
+		lastRequest[tp] = -1
+		for len(ms) > 0 {
+			n, size := 0, 0
+			for n < len(ms) && (n == 0 || size+ms[n].ByteSize(2) <= p.conf.Producer.MaxMessageBytes) {
+				size += ms[n].ByteSize(2)
+				n++
+			}
+			batch, err := p.batch(tp, ms[:n])
+			if err != nil {
+				return err
+			}
+			reqs := perLeader[b.ID()]
+			// A partition's next batch goes in a request after its
+			// previous one's (a request holds one batch per partition),
+			// and in none that it would grow past the bound.
+			j := lastRequest[tp] + 1
+			for j < len(reqs) && reqs[j].bytes+size > maxProduceRequest {
+				j++
+			}
+			if j >= len(reqs) {
+				reqs = append(reqs, &request{req: p.newProduceRequest(), records: map[topicPartition][]*sarama.ProducerMessage{}})
+				j = len(reqs) - 1
+			}
+			reqs[j].req.AddBatch(tp.topic, tp.partition, batch)
+			reqs[j].bytes += size
+			reqs[j].records[tp] = ms[:n]
+			lastRequest[tp] = j
+			perLeader[b.ID()] = reqs
+			ms = ms[n:]
+		}
+	}
+	for _, id := range leaderOrder {
+		for _, r := range perLeader[id] {
+			call := &produceCall{done: make(chan struct{}), records: r.records}
+			err := leaders[id].AsyncProduce(r.req, func(resp *sarama.ProduceResponse, err error) {
+				call.resp, call.err = resp, err
+				close(call.done)
+			})
+			if err != nil {
+				_ = p.client.RefreshMetadata()
+				return fmt.Errorf("send records to broker %d: %w", id, err)
+			}
+			p.inflight = append(p.inflight, call)
+		}
+	}
+	return nil
+}
+
+func (p *TxnProducer) newProduceRequest() *sarama.ProduceRequest {
+	id := p.id
+	return &sarama.ProduceRequest{Version: 10, TransactionalID: &id, RequiredAcks: sarama.WaitForAll,
+		Timeout: int32(p.conf.Producer.Timeout / time.Millisecond)}
+}
+
+// batch makes the record batch of ms, the next records of partition tp,
+// and moves the partition's sequence past them.
+func (p *TxnProducer) batch(tp topicPartition, ms []*sarama.ProducerMessage) (*sarama.RecordBatch, error) {
+	now := time.Now().Truncate(time.Millisecond)
+	first := ms[0].Timestamp.Truncate(time.Millisecond)
+	if first.IsZero() {
+		first = now
+	}
+	b := &sarama.RecordBatch{Version: 2, Codec: p.conf.Producer.Compression, CompressionLevel: p.conf.Producer.CompressionLevel,
+		FirstTimestamp: first, MaxTimestamp: first, ProducerID: p.pid, ProducerEpoch: p.epoch, FirstSequence: p.seq[tp],
+		IsTransactional: true, LastOffsetDelta: int32(len(ms) - 1), Records: make([]*sarama.Record, len(ms))}
+	for i, m := range ms {
+		ts := m.Timestamp.Truncate(time.Millisecond)
+		if ts.IsZero() {
+			ts = now
+		}
+		r := &sarama.Record{TimestampDelta: ts.Sub(first), OffsetDelta: int64(i)}
+		if ts.After(b.MaxTimestamp) {
+			b.MaxTimestamp = ts
+		}
+		var err error
+		if m.Key != nil {
+			if r.Key, err = m.Key.Encode(); err != nil {
+				return nil, fmt.Errorf("encode a record's key: %w", err)
+			}
+		}
+		if m.Value != nil {
+			if r.Value, err = m.Value.Encode(); err != nil {
+				return nil, fmt.Errorf("encode a record's value: %w", err)
+			}
+		}
+		if len(m.Headers) > 0 {
+			r.Headers = make([]*sarama.RecordHeader, len(m.Headers))
+			for h := range m.Headers {
+				r.Headers[h] = &m.Headers[h]
+			}
+		}
+		b.Records[i] = r
+	}
+	// Sequences wrap around to 0 after the largest int32, as Kafka's do.
+	p.seq[tp] = int32((int64(p.seq[tp]) + int64(len(ms))) % (1 << 31))
+	return b, nil
+}
+
+// awaitProduces waits for the produces in flight and sets the offsets of
+// their records; it returns the first failure.
+func (p *TxnProducer) awaitProduces() error {
+	var first error
+	for _, call := range p.inflight {
+		<-call.done
+		err := call.err
+		if err == nil {
+			for tp, ms := range call.records {
+				blk := call.resp.GetBlock(tp.topic, tp.partition)
+				switch {
+				case blk == nil:
+					err = fmt.Errorf("produce to %s/%d: no answer for the partition", tp.topic, tp.partition)
+				case blk.Err != sarama.ErrNoError:
+					err = fmt.Errorf("produce to %s/%d: %w", tp.topic, tp.partition, blk.Err)
+					if blk.Err == sarama.ErrNotLeaderForPartition || blk.Err == sarama.ErrLeaderNotAvailable {
+						_ = p.client.RefreshMetadata(tp.topic)
+					}
+				default:
+					for i, m := range ms {
+						m.Offset = blk.Offset + int64(i)
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
+		} else {
+			err = fmt.Errorf("produce: %w", err)
+		}
+		if err != nil && first == nil {
+			first = p.fail(err)
+		}
+	}
+	p.inflight = p.inflight[:0]
+	return first
+}
+
+func contains(tps []topicPartition, tp topicPartition) bool {
+	for _, x := range tps {
+		if x == tp {
+			return true
+		}
+	}
+	return false
+}
