@@ -438,7 +438,11 @@ func (h *Handler) newTxnProducer() (*txnProducer, error) {
 	sc.Producer.Transaction.Retry.BackoffFunc = func(retries, _ int) time.Duration {
 		return min(2*time.Millisecond<<min(retries, 7), 250*time.Millisecond)
 	}
-	p, err := kafka.NewTxnProducer(h.cfg.Brokers, sc, h.txnID, h.cfg.TransactionTimeout)
+	retried := func(string) {}
+	if r := h.cfg.Metrics.Retried; r != nil {
+		retried = func(request string) { r.WithLabelValues(request).Inc() }
+	}
+	p, err := kafka.NewTxnProducer(h.cfg.Brokers, sc, h.txnID, h.cfg.TransactionTimeout, retried)
 	if err != nil {
 		return nil, err
 	}

@@ -26,7 +26,7 @@ func newTestTxnProducer(t *testing.T, id string, change func(*sarama.Config)) *k
 	if change != nil {
 		change(conf)
 	}
-	p, err := kafka.NewTxnProducer(testBrokers, conf, id, 10*time.Second)
+	p, err := kafka.NewTxnProducer(testBrokers, conf, id, 10*time.Second, nil)
 	if err != nil {
 		t.Fatalf("transactional producer: %v", err)
 	}

@@ -3,6 +3,7 @@ package kafka
 import (
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -48,6 +49,7 @@ type TxnProducer struct {
 	conf    *sarama.Config
 	client  sarama.Client
 	timeout time.Duration
+	onRetry func(request string)
 
 	mu       sync.Mutex // one transaction at a time
 	pid      int64
@@ -55,6 +57,8 @@ type TxnProducer struct {
 	seq      map[topicPartition]int32
 	added    map[topicPartition]bool // partitions added to the open transaction
 	open     bool
+	begun    bool // the coordinator knows of the open transaction (partitions or offsets added)
+	batches  []*outBatch // the open transaction's
 	inflight []*produceCall
 	failed   error // the open transaction's first failure: it can only be aborted
 	needInit bool  // a transaction failed: initialise (bump the epoch) before the next
@@ -75,8 +79,8 @@ const maxProduceRequest = 16 << 20
 // transaction it left open. conf is copied; its Producer.Transaction.Retry
 // settings bound the retries of coordinator requests (CONCURRENT_TRANSACTIONS
 // while the previous transaction's markers are written, a coordinator that
-// moved or is loading).
-func NewTxnProducer(brokers []string, conf *sarama.Config, id string, timeout time.Duration) (*TxnProducer, error) {
+// moved or is loading); onRetry, if not nil, is told of each retry.
+func NewTxnProducer(brokers []string, conf *sarama.Config, id string, timeout time.Duration, onRetry func(request string)) (*TxnProducer, error) {
 	if id == "" {
 		return nil, errors.New("transactional producer: empty transactional id")
 	}
@@ -88,7 +92,7 @@ func NewTxnProducer(brokers []string, conf *sarama.Config, id string, timeout ti
 	if err != nil {
 		return nil, err
 	}
-	p := &TxnProducer{id: id, conf: &c, client: client, timeout: timeout, pid: -1, epoch: -1}
+	p := &TxnProducer{id: id, conf: &c, client: client, timeout: timeout, onRetry: onRetry, pid: -1, epoch: -1}
 	if err := p.init(); err != nil {
 		_ = p.Close()
 		return nil, err
@@ -152,7 +156,7 @@ func (p *TxnProducer) Begin() error {
 			return err
 		}
 	}
-	p.open, p.failed, p.added = true, nil, map[topicPartition]bool{}
+	p.open, p.begun, p.failed, p.added, p.batches = true, false, nil, map[topicPartition]bool{}, nil
 	return nil
 }
 
@@ -192,6 +196,7 @@ func (p *TxnProducer) sendLocked(records []*sarama.ProducerMessage, lasts []*sar
 		if err := p.addPartitions(fresh); err != nil {
 			return err
 		}
+		p.begun = true
 		for _, tp := range fresh {
 			p.added[tp] = true
 		}
@@ -235,6 +240,10 @@ func (p *TxnProducer) Commit() error {
 	err := p.usable()
 	if err == nil {
 		err = p.awaitProduces()
+	}
+	if err == nil && !p.begun {
+		p.open = false // nothing was added: nothing to end
+		return nil
 	}
 	if err == nil {
 		if err = p.endTxn(true); err == nil {
@@ -294,9 +303,12 @@ func (p *TxnProducer) fail(err error) error {
 // sequence unknown, and InitProducerID aborts a transaction the abort here
 // could not end.
 func (p *TxnProducer) abortLocked() error {
-	_ = p.awaitProduces()
+	for _, call := range p.inflight {
+		<-call.done
+	}
+	p.inflight = p.inflight[:0]
 	p.open, p.needInit = false, true
-	if p.fatal != nil || len(p.added) == 0 {
+	if p.fatal != nil || !p.begun {
 		return p.fatal
 	}
 	return p.endTxn(false)
@@ -313,7 +325,7 @@ func (p *TxnProducer) initLocked() error {
 	id := p.id
 	req := &sarama.InitProducerIDRequest{Version: 4, TransactionalID: &id, TransactionTimeout: p.timeout, ProducerID: p.pid, ProducerEpoch: p.epoch}
 	var resp *sarama.InitProducerIDResponse
-	err := p.coordinated("InitProducerID", func(b *sarama.Broker) (sarama.KError, error) {
+	err := p.coordinated("InitProducerId", func(b *sarama.Broker) (sarama.KError, error) {
 		var err error
 		resp, err = b.InitProducerID(req)
 		if err != nil {
@@ -362,13 +374,17 @@ func (p *TxnProducer) addOffsets(meta *sarama.ConsumerGroupMetadata) error {
 	if meta == nil {
 		return errors.New("transactional producer: offsets without their consumer group")
 	}
-	return p.coordinated("AddOffsetsToTxn", func(b *sarama.Broker) (sarama.KError, error) {
+	err := p.coordinated("AddOffsetsToTxn", func(b *sarama.Broker) (sarama.KError, error) {
 		resp, err := b.AddOffsetsToTxn(&sarama.AddOffsetsToTxnRequest{Version: 3, TransactionalID: p.id, ProducerID: p.pid, ProducerEpoch: p.epoch, GroupID: meta.GroupID})
 		if err != nil {
 			return sarama.ErrNoError, err
 		}
 		return resp.Err, nil
 	})
+	if err == nil {
+		p.begun = true
+	}
+	return err
 }
 
 // commitOffsets commits the offsets after each of lasts in the open
@@ -444,8 +460,11 @@ func (p *TxnProducer) retried(what string, call func() (sarama.KError, error)) e
 		if err == nil {
 			err = kerr
 		}
-		if (!IsUnavailable(err) && !isRetriableTxnError(kerr)) || attempt >= retry.Max {
+		if (!lostConnection(err) && !isRetriableTxnError(kerr)) || attempt >= retry.Max {
 			return fmt.Errorf("%s: %w", what, err)
+		}
+		if p.onRetry != nil {
+			p.onRetry(what)
 		}
 		backoff := retry.Backoff
 		if retry.BackoffFunc != nil {
@@ -476,16 +495,26 @@ func isFatalTxnError(err error) bool {
 		errors.Is(err, sarama.ErrClusterAuthorizationFailed)
 }
 
-// produceCall is one Produce request in flight and the records it carries.
+// outBatch is a batch of the open transaction's records to one partition.
+type outBatch struct {
+	tp      topicPartition
+	batch   *sarama.RecordBatch
+	records []*sarama.ProducerMessage
+	bytes   int
+	err     error // of its last send; nil once acknowledged
+}
+
+// produceCall is one Produce request in flight and the batches it carries.
 type produceCall struct {
 	done    chan struct{}
 	resp    *sarama.ProduceResponse
 	err     error
-	records map[topicPartition][]*sarama.ProducerMessage
+	batches []*outBatch
 }
 
-// produce sends records, grouped by partition in their order, in as few
-// Produce requests as the limits allow, without waiting for the answers.
+// produce makes the batches of records (grouped by partition, in their
+// order, each at most Producer.MaxMessageBytes) and sends them without
+// waiting for the answers.
 func (p *TxnProducer) produce(records []*sarama.ProducerMessage) error {
 	byPartition := map[topicPartition][]*sarama.ProducerMessage{}
 	var order []topicPartition
@@ -496,75 +525,87 @@ func (p *TxnProducer) produce(records []*sarama.ProducerMessage) error {
 		}
 		byPartition[tp] = append(byPartition[tp], m)
 	}
-	// Requests per leader; a partition's records past one batch go in the
-	// next request to its leader (the broker keeps a connection's requests
-	// in order, and the sequences make it refuse them out of order).
-	type request struct {
-		req     *sarama.ProduceRequest
-		bytes   int
-		records map[topicPartition][]*sarama.ProducerMessage
-	}
-	perLeader := map[int32][]*request{}
-	leaders := map[int32]*sarama.Broker{}
-	lastRequest := map[topicPartition]int{} // of each partition, the request its latest batch went in
-	var leaderOrder []int32
+	var made []*outBatch
 	for _, tp := range order {
-		b, err := p.client.Leader(tp.topic, tp.partition)
-		if err != nil {
-			return fmt.Errorf("leader of %s/%d: %w", tp.topic, tp.partition, err)
-		}
-		if _, ok := leaders[b.ID()]; !ok {
-			leaders[b.ID()] = b
-			leaderOrder = append(leaderOrder, b.ID())
-		}
-		ms := byPartition[tp]
-		lastRequest[tp] = -1
-		for len(ms) > 0 {
+		for ms := byPartition[tp]; len(ms) > 0; {
 			n, size := 0, 0
 			for n < len(ms) && (n == 0 || size+ms[n].ByteSize(2) <= p.conf.Producer.MaxMessageBytes) {
 				size += ms[n].ByteSize(2)
 				n++
 			}
-			batch, err := p.batch(tp, ms[:n])
+			b, err := p.batch(tp, ms[:n])
 			if err != nil {
 				return err
 			}
-			reqs := perLeader[b.ID()]
-			// A partition's next batch goes in a request after its
-			// previous one's (a request holds one batch per partition),
-			// and in none that it would grow past the bound.
-			j := lastRequest[tp] + 1
-			for j < len(reqs) && reqs[j].bytes+size > maxProduceRequest {
-				j++
-			}
-			if j >= len(reqs) {
-				reqs = append(reqs, &request{req: p.newProduceRequest(), records: map[topicPartition][]*sarama.ProducerMessage{}})
-				j = len(reqs) - 1
-			}
-			reqs[j].req.AddBatch(tp.topic, tp.partition, batch)
-			reqs[j].bytes += size
-			reqs[j].records[tp] = ms[:n]
-			lastRequest[tp] = j
-			perLeader[b.ID()] = reqs
+			made = append(made, &outBatch{tp: tp, batch: b, records: ms[:n], bytes: size})
 			ms = ms[n:]
 		}
 	}
+	p.batches = append(p.batches, made...)
+	return p.send(made)
+}
+
+// send sends batches in as few Produce requests as the limits allow: one
+// per leader unless a partition has more than one batch (a request holds
+// one batch per partition; the later ones go in later requests, which the
+// broker serves in order on the connection) or a request would pass
+// maxProduceRequest.
+func (p *TxnProducer) send(batches []*outBatch) error {
+	type request struct {
+		req   *sarama.ProduceRequest
+		bytes int
+		call  *produceCall
+	}
+	perLeader := map[int32][]*request{}
+	leaders := map[int32]*sarama.Broker{}
+	var leaderOrder []int32
+	lastRequest := map[topicPartition]int{} // of each partition, the request its latest batch went in
+	for _, ob := range batches {
+		b, err := p.client.Leader(ob.tp.topic, ob.tp.partition)
+		if err != nil {
+			return fmt.Errorf("leader of %s/%d: %w", ob.tp.topic, ob.tp.partition, err)
+		}
+		if _, ok := leaders[b.ID()]; !ok {
+			leaders[b.ID()] = b
+			leaderOrder = append(leaderOrder, b.ID())
+		}
+		reqs := perLeader[b.ID()]
+		j := 0
+		if last, ok := lastRequest[ob.tp]; ok {
+			j = last + 1
+		}
+		for j < len(reqs) && reqs[j].bytes+ob.bytes > maxProduceRequest {
+			j++
+		}
+		if j >= len(reqs) {
+			reqs = append(reqs, &request{req: p.newProduceRequest(), call: &produceCall{done: make(chan struct{})}})
+			j = len(reqs) - 1
+		}
+		reqs[j].req.AddBatch(ob.tp.topic, ob.tp.partition, ob.batch)
+		reqs[j].bytes += ob.bytes
+		reqs[j].call.batches = append(reqs[j].call.batches, ob)
+		lastRequest[ob.tp] = j
+		perLeader[b.ID()] = reqs
+		ob.err = errNotSent
+	}
 	for _, id := range leaderOrder {
 		for _, r := range perLeader[id] {
-			call := &produceCall{done: make(chan struct{}), records: r.records}
+			call := r.call
 			err := leaders[id].AsyncProduce(r.req, func(resp *sarama.ProduceResponse, err error) {
 				call.resp, call.err = resp, err
 				close(call.done)
 			})
 			if err != nil {
-				_ = p.client.RefreshMetadata()
-				return fmt.Errorf("send records to broker %d: %w", id, err)
+				call.err = err
+				close(call.done)
 			}
 			p.inflight = append(p.inflight, call)
 		}
 	}
 	return nil
 }
+
+var errNotSent = errors.New("not sent")
 
 func (p *TxnProducer) newProduceRequest() *sarama.ProduceRequest {
 	id := p.id
@@ -616,42 +657,79 @@ func (p *TxnProducer) batch(tp topicPartition, ms []*sarama.ProducerMessage) (*s
 	return b, nil
 }
 
-// awaitProduces waits for the produces in flight and sets the offsets of
-// their records; it returns the first failure.
+// awaitProduces waits for the open transaction's produces. A batch refused
+// for a reason that can pass (a leader moving, a broker not reachable, the
+// leader's check of the transaction meeting another: NOT_ENOUGH_REPLICAS)
+// is sent again with those after it to its partition (same sequences: the
+// broker keeps one copy), up to Producer.Retry.Max times after
+// Producer.Retry.Backoff. Then every record's Offset is set, or the first
+// failure returned.
 func (p *TxnProducer) awaitProduces() error {
-	var first error
-	for _, call := range p.inflight {
-		<-call.done
-		err := call.err
-		if err == nil {
-			for tp, ms := range call.records {
-				blk := call.resp.GetBlock(tp.topic, tp.partition)
+	for attempt := 0; ; attempt++ {
+		for _, call := range p.inflight {
+			<-call.done
+			for _, ob := range call.batches {
+				ob.err = call.err
+				if call.err != nil {
+					continue
+				}
+				blk := call.resp.GetBlock(ob.tp.topic, ob.tp.partition)
 				switch {
 				case blk == nil:
-					err = fmt.Errorf("produce to %s/%d: no answer for the partition", tp.topic, tp.partition)
-				case blk.Err != sarama.ErrNoError:
-					err = fmt.Errorf("produce to %s/%d: %w", tp.topic, tp.partition, blk.Err)
-					if blk.Err == sarama.ErrNotLeaderForPartition || blk.Err == sarama.ErrLeaderNotAvailable {
-						_ = p.client.RefreshMetadata(tp.topic)
-					}
-				default:
-					for i, m := range ms {
+					ob.err = fmt.Errorf("no answer for the partition")
+				case blk.Err == sarama.ErrNoError:
+					for i, m := range ob.records {
 						m.Offset = blk.Offset + int64(i)
 					}
-				}
-				if err != nil {
-					break
+				case blk.Err == sarama.ErrDuplicateSequenceNumber:
+					// a copy sent before was written; its offset is not told
+				default:
+					ob.err = blk.Err
 				}
 			}
-		} else {
-			err = fmt.Errorf("produce: %w", err)
 		}
-		if err != nil && first == nil {
-			first = p.fail(err)
+		p.inflight = p.inflight[:0]
+		var resend []*outBatch
+		failed := map[topicPartition]bool{}
+		for _, ob := range p.batches {
+			if ob.err == nil {
+				continue
+			}
+			// A batch after a failed one of its partition is refused out
+			// of sequence: it goes again with it.
+			if !failed[ob.tp] && !retriableProduceError(ob.err) || attempt >= p.conf.Producer.Retry.Max {
+				return p.fail(fmt.Errorf("produce to %s/%d: %w", ob.tp.topic, ob.tp.partition, ob.err))
+			}
+			failed[ob.tp] = true
+			resend = append(resend, ob)
+		}
+		if len(resend) == 0 {
+			return nil
+		}
+		if p.onRetry != nil {
+			p.onRetry("Produce")
+		}
+		_ = p.client.RefreshMetadata()
+		time.Sleep(p.conf.Producer.Retry.Backoff)
+		if err := p.send(resend); err != nil {
+			return p.fail(err)
 		}
 	}
-	p.inflight = p.inflight[:0]
-	return first
+}
+
+// retriableProduceError reports whether a produce refused with err may be
+// taken when sent again.
+func retriableProduceError(err error) bool {
+	return lostConnection(err) || errors.Is(err, sarama.ErrNotLeaderForPartition) || errors.Is(err, sarama.ErrLeaderNotAvailable) ||
+		errors.Is(err, sarama.ErrUnknownTopicOrPartition) || errors.Is(err, sarama.ErrNotEnoughReplicas) ||
+		errors.Is(err, sarama.ErrNotEnoughReplicasAfterAppend) || errors.Is(err, sarama.ErrRequestTimedOut) ||
+		errors.Is(err, sarama.ErrKafkaStorageError) || errors.Is(err, sarama.ErrNetworkException)
+}
+
+// lostConnection reports whether err means the request's connection failed
+// (the broker may be back, or the partition's leader elsewhere).
+func lostConnection(err error) bool {
+	return IsUnavailable(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func contains(tps []topicPartition, tp topicPartition) bool {

@@ -228,6 +228,12 @@ type Handler struct {
 	OrdersRestored prometheus.Counter
 	// Fenced counts previous owners' open transactions fenced at restore.
 	Fenced prometheus.Counter
+	// Retried counts the transaction requests sent again, by request
+	// (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
+	// TxnOffsetCommit, EndTxn): CONCURRENT_TRANSACTIONS while the
+	// previous transaction's markers are written, a coordinator loading or
+	// moving, a connection lost.
+	Retried *prometheus.CounterVec
 	// Partitions is the number of commands partitions this instance owns.
 	Partitions prometheus.Gauge
 	// Errors counts the handler's broker errors; nil: counted nowhere.
@@ -252,10 +258,12 @@ func NewHandler(reg prometheus.Registerer) *Handler {
 			Help: "Snapshots read from the snapshots topic when partitions were assigned (those after each local state store's checkpoint)."}),
 		Fenced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "handler", Name: "fenced_total",
 			Help: "Open transactions of a previous owner fenced during a restore."}),
+		Retried: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "handler", Name: "transaction_requests_retried_total",
+			Help: "Transaction requests the handler sent again, by request (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn): CONCURRENT_TRANSACTIONS while the previous transaction's markers are written, a coordinator loading or moving, a connection lost."}, []string{"request"}),
 		Partitions: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "handler", Name: "partitions_assigned",
 			Help: "Partitions of the commands topic this instance's handler owns (summed over instances: the partition count, else commands wait)."}),
 	}
-	register(reg, h.BatchSize, txns, h.Transaction, h.Queued, h.Restore, h.OrdersRestored, h.Fenced, h.Partitions)
+	register(reg, h.BatchSize, txns, h.Transaction, h.Queued, h.Restore, h.OrdersRestored, h.Fenced, h.Retried, h.Partitions)
 	return h
 }
 
