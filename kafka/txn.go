@@ -57,7 +57,7 @@ type TxnProducer struct {
 	seq      map[topicPartition]int32
 	added    map[topicPartition]bool // partitions added to the open transaction
 	open     bool
-	begun    bool // the coordinator knows of the open transaction (partitions or offsets added)
+	begun    bool        // the coordinator knows of the open transaction (partitions or offsets added)
 	batches  []*outBatch // the open transaction's
 	inflight []*produceCall
 	failed   error // the open transaction's first failure: it can only be aborted
