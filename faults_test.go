@@ -284,14 +284,6 @@ func TestStoreOutage(t *testing.T) {
 // it is down (never past the command timeout), the gateway reconnects by
 // itself, and every acknowledged mutation has its events exactly once.
 func TestBrokerRestart(t *testing.T) {
-	if raceDetector {
-		// sarama's transactional producer races on its own state when a
-		// produce fails inside a transaction (IBM/sarama#2913: transitionTo
-		// and publishTxnPartitions hold different locks), which is what
-		// stopping the broker mid-transaction does. The test runs without
-		// -race in CI's real-Kafka step (go test . ./command/).
-		t.Skip("stopping the broker mid-transaction trips sarama's own data race (IBM/sarama#2913); run without -race")
-	}
 	dir := filepath.Join(t.TempDir(), "kafka")
 	port := freePort(t)
 	broker, err := embedded.StartKafka(dir, port)

@@ -1,6 +1,0 @@
-//go:build !race
-
-package main
-
-// raceDetector is whether the tests run with -race.
-const raceDetector = false
