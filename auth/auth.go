@@ -7,6 +7,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -121,6 +122,7 @@ type Verifier struct {
 	stop   context.CancelFunc
 	file   *fileKeys
 	logger *slog.Logger
+	cache  *verifiedTokens // nil: tokens checked with a JWK Set
 }
 
 // New returns a Verifier for cfg (which must pass Check and not be
@@ -150,6 +152,7 @@ func New(cfg Config, logger *slog.Logger) (*Verifier, error) {
 		methods = secretAlgorithms
 		secret := append([]byte(nil), cfg.Secret...)
 		v.keys = func(*jwt.Token) (any, error) { return secret, nil }
+		v.cache = newVerifiedTokens()
 	case cfg.JWKSURL != "":
 		kf, err := newURLKeys(ctx, cfg.JWKSURL, logger)
 		if err != nil {
@@ -210,10 +213,18 @@ func (v *Verifier) Authenticate(authorization string) (domain.Principal, time.Ti
 	return v.Verify(strings.TrimSpace(token))
 }
 
-// Verify checks a token (without "Bearer ").
+// Verify checks a token (without "Bearer "). A token a shared secret
+// verified is remembered until it expires (see verifiedTokens).
 func (v *Verifier) Verify(token string) (domain.Principal, time.Time, error) {
 	if len(token) > MaxTokenBytes {
 		return domain.Principal{}, time.Time{}, unauthenticated(fmt.Sprintf("the token is longer than %d bytes", MaxTokenBytes))
+	}
+	var digest [sha256.Size]byte
+	if v.cache != nil {
+		digest = sha256.Sum256([]byte(token))
+		if t, ok := v.cache.get(digest); ok {
+			return t.principal, t.exp, nil
+		}
 	}
 	claims := jwt.MapClaims{}
 	if _, err := v.parser.ParseWithClaims(token, claims, v.keys); err != nil {
@@ -225,6 +236,9 @@ func (v *Verifier) Verify(token string) (domain.Principal, time.Time, error) {
 	p, err := v.principal(claims)
 	if err != nil {
 		return domain.Principal{}, time.Time{}, err
+	}
+	if v.cache != nil {
+		v.cache.put(digest, verifiedToken{principal: p, exp: exp.Time})
 	}
 	return p, exp.Time, nil
 }
