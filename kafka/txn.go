@@ -57,7 +57,8 @@ type TxnProducer struct {
 	seq      map[topicPartition]int32
 	added    map[topicPartition]bool // partitions added to the open transaction
 	open     bool
-	begun    bool        // the coordinator knows of the open transaction (partitions or offsets added)
+	begun    bool        // the coordinator may know of the open transaction (partitions or offsets asked to be added)
+	abortDue bool        // a transaction the coordinator may know of was not ended: abort it before the next
 	batches  []*outBatch // the open transaction's
 	inflight []*produceCall
 	failed   error // the open transaction's first failure: it can only be aborted
@@ -69,6 +70,9 @@ type topicPartition struct {
 	topic     string
 	partition int32
 }
+
+// recordBatchOverhead is the size of a record batch's header.
+const recordBatchOverhead = 61
 
 // maxProduceRequest bounds the records of one Produce request (Kafka's
 // socket.request.max.bytes is 100 MiB by default).
@@ -151,6 +155,15 @@ func (p *TxnProducer) Begin() error {
 	if p.open {
 		return errors.New("transactional producer: a transaction is already open")
 	}
+	if p.abortDue {
+		// Initialising the id while its transaction is still open would
+		// fence this producer (the coordinator bumps the epoch to abort
+		// it, and the retry's epoch is then stale): end it first.
+		if err := p.endTxn(false); err != nil && !errors.Is(err, sarama.ErrInvalidTxnState) {
+			return fmt.Errorf("abort the previous transaction: %w", err)
+		}
+		p.abortDue = false
+	}
 	if p.needInit {
 		if err := p.initLocked(); err != nil {
 			return err
@@ -193,10 +206,10 @@ func (p *TxnProducer) sendLocked(records []*sarama.ProducerMessage, lasts []*sar
 		}
 	}
 	if len(fresh) > 0 {
+		p.begun = true // even if the answer is lost, the coordinator may have added them
 		if err := p.addPartitions(fresh); err != nil {
 			return err
 		}
-		p.begun = true
 		for _, tp := range fresh {
 			p.added[tp] = true
 		}
@@ -232,8 +245,16 @@ func (p *TxnProducer) SendOffsets(lasts []*sarama.ConsumerMessage, meta *sarama.
 	return nil
 }
 
+// ErrCommitUnknown is the error of a commit whose outcome the producer
+// cannot know: EndTxn was sent, and its answer lost or a refusal after
+// retries. The transaction may be committed; the producer is then
+// unusable (Fatal), since only reading the topics back can tell.
+var ErrCommitUnknown = errors.New("the transaction's commit was sent but its outcome is unknown")
+
 // Commit waits for the open transaction's records to be acknowledged and
-// commits it. On failure the transaction is aborted and the error returned.
+// commits it. If a record or the offsets failed, the transaction is
+// aborted and the error returned. If EndTxn itself fails, nothing is
+// aborted: the error wraps ErrCommitUnknown and the producer is fatal.
 func (p *TxnProducer) Commit() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -241,21 +262,28 @@ func (p *TxnProducer) Commit() error {
 	if err == nil {
 		err = p.awaitProduces()
 	}
-	if err == nil && !p.begun {
-		p.open = false // nothing was added: nothing to end
-		return nil
-	}
-	if err == nil {
-		if err = p.endTxn(true); err == nil {
-			p.open = false
-			return nil
+	if err != nil {
+		_ = p.fail(err)
+		if p.open {
+			_ = p.abortLocked()
 		}
+		return err
 	}
-	_ = p.fail(err)
-	if p.open {
-		_ = p.abortLocked()
+	p.open = false
+	if !p.begun {
+		return nil // nothing was added: nothing to end
 	}
-	return err
+	if err = p.endTxn(true); err != nil {
+		// Retrying EndTxn(commit) is safe and was done; aborting now could
+		// abort a transaction that is committing, and a caller that then
+		// wrote the batch again would write it twice.
+		_ = p.fail(err)
+		if p.fatal == nil {
+			p.fatal = fmt.Errorf("transactional producer %s: %w: %w", p.id, ErrCommitUnknown, err)
+		}
+		return p.fatal
+	}
+	return nil
 }
 
 // Abort aborts the open transaction, if any.
@@ -298,10 +326,10 @@ func (p *TxnProducer) fail(err error) error {
 }
 
 // abortLocked waits for the produces in flight, then ends the transaction
-// with an abort. Whatever happens, the producer is initialised again
-// before its next transaction: a failed produce leaves its partition's
-// sequence unknown, and InitProducerID aborts a transaction the abort here
-// could not end.
+// with an abort. If that fails, Begin tries again before the next
+// transaction. Either way the producer is initialised again (its epoch
+// bumped) before its next transaction: a failed produce leaves its
+// partition's sequence unknown.
 func (p *TxnProducer) abortLocked() error {
 	for _, call := range p.inflight {
 		<-call.done
@@ -311,7 +339,13 @@ func (p *TxnProducer) abortLocked() error {
 	if p.fatal != nil || !p.begun {
 		return p.fatal
 	}
-	return p.endTxn(false)
+	// INVALID_TXN_STATE: the coordinator holds no open transaction (the
+	// request adding to it never took effect).
+	if err := p.endTxn(false); err != nil && !errors.Is(err, sarama.ErrInvalidTxnState) {
+		p.abortDue = true
+		return err
+	}
+	return nil
 }
 
 // init initialises the transactional id (or bumps its epoch).
@@ -374,17 +408,14 @@ func (p *TxnProducer) addOffsets(meta *sarama.ConsumerGroupMetadata) error {
 	if meta == nil {
 		return errors.New("transactional producer: offsets without their consumer group")
 	}
-	err := p.coordinated("AddOffsetsToTxn", func(b *sarama.Broker) (sarama.KError, error) {
+	p.begun = true // even if the answer is lost, the coordinator may have added it
+	return p.coordinated("AddOffsetsToTxn", func(b *sarama.Broker) (sarama.KError, error) {
 		resp, err := b.AddOffsetsToTxn(&sarama.AddOffsetsToTxnRequest{Version: 3, TransactionalID: p.id, ProducerID: p.pid, ProducerEpoch: p.epoch, GroupID: meta.GroupID})
 		if err != nil {
 			return sarama.ErrNoError, err
 		}
 		return resp.Err, nil
 	})
-	if err == nil {
-		p.begun = true
-	}
-	return err
 }
 
 // commitOffsets commits the offsets after each of lasts in the open
@@ -402,6 +433,7 @@ func (p *TxnProducer) commitOffsets(lasts []*sarama.ConsumerMessage, meta *saram
 		}
 		resp, err := b.TxnOffsetCommit(req)
 		if err != nil {
+			_ = b.Close()
 			_ = p.client.RefreshCoordinator(meta.GroupID)
 			return sarama.ErrNoError, err
 		}
@@ -439,6 +471,11 @@ func (p *TxnProducer) coordinated(what string, call func(*sarama.Broker) (sarama
 			return sarama.ErrNoError, err
 		}
 		kerr, err := call(b)
+		if err != nil {
+			// sarama keeps a connection that failed a read open; a closed
+			// one is opened again on its next use.
+			_ = b.Close()
+		}
 		if err != nil || kerr == sarama.ErrNotCoordinatorForConsumer || kerr == sarama.ErrConsumerCoordinatorNotAvailable {
 			_ = p.client.RefreshTransactionCoordinator(p.id)
 		}
@@ -506,6 +543,7 @@ type outBatch struct {
 
 // produceCall is one Produce request in flight and the batches it carries.
 type produceCall struct {
+	broker  *sarama.Broker
 	done    chan struct{}
 	resp    *sarama.ProduceResponse
 	err     error
@@ -528,7 +566,7 @@ func (p *TxnProducer) produce(records []*sarama.ProducerMessage) error {
 	var made []*outBatch
 	for _, tp := range order {
 		for ms := byPartition[tp]; len(ms) > 0; {
-			n, size := 0, 0
+			n, size := 0, recordBatchOverhead
 			for n < len(ms) && (n == 0 || size+ms[n].ByteSize(2) <= p.conf.Producer.MaxMessageBytes) {
 				size += ms[n].ByteSize(2)
 				n++
@@ -578,7 +616,7 @@ func (p *TxnProducer) send(batches []*outBatch) error {
 			j++
 		}
 		if j >= len(reqs) {
-			reqs = append(reqs, &request{req: p.newProduceRequest(), call: &produceCall{done: make(chan struct{})}})
+			reqs = append(reqs, &request{req: p.newProduceRequest(), call: &produceCall{broker: b, done: make(chan struct{})}})
 			j = len(reqs) - 1
 		}
 		reqs[j].req.AddBatch(ob.tp.topic, ob.tp.partition, ob.batch)
@@ -609,8 +647,12 @@ var errNotSent = errors.New("not sent")
 
 func (p *TxnProducer) newProduceRequest() *sarama.ProduceRequest {
 	id := p.id
+	// The broker's own timeout comes before the connection's read
+	// deadline, so that a slow acknowledgment is an answer, not a lost
+	// connection.
+	timeout := min(p.conf.Producer.Timeout, p.conf.Net.ReadTimeout/2)
 	return &sarama.ProduceRequest{Version: 10, TransactionalID: &id, RequiredAcks: sarama.WaitForAll,
-		Timeout: int32(p.conf.Producer.Timeout / time.Millisecond)}
+		Timeout: int32(timeout / time.Millisecond)}
 }
 
 // batch makes the record batch of ms, the next records of partition tp,
@@ -666,8 +708,15 @@ func (p *TxnProducer) batch(tp topicPartition, ms []*sarama.ProducerMessage) (*s
 // failure returned.
 func (p *TxnProducer) awaitProduces() error {
 	for attempt := 0; ; attempt++ {
+		closed := map[*sarama.Broker]bool{}
 		for _, call := range p.inflight {
 			<-call.done
+			if call.err != nil && !closed[call.broker] {
+				// sarama keeps a connection that failed a read open; a
+				// closed one is opened again on its next use.
+				_ = call.broker.Close()
+				closed[call.broker] = true
+			}
 			for _, ob := range call.batches {
 				ob.err = call.err
 				if call.err != nil {
