@@ -1,9 +1,12 @@
 package command
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,5 +249,64 @@ func TestTxnProducerIsFencedByItsSuccessor(t *testing.T) {
 	}
 	if strings.Join(keys, ",") != "old,new" {
 		t.Errorf("read_committed: %v, want [old new]", keys)
+	}
+}
+
+// lostEndTxnDialer connects sarama to the broker and, once armed, closes a
+// connection right after it carries an EndTxn request: the broker gets the
+// request, the producer never gets its answer.
+type lostEndTxnDialer struct {
+	net.Dialer
+	armed atomic.Bool
+}
+
+func (d *lostEndTxnDialer) Dial(network, addr string) (net.Conn, error) {
+	c, err := d.Dialer.Dial(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &lostEndTxnConn{Conn: c, d: d}, nil
+}
+
+type lostEndTxnConn struct {
+	net.Conn
+	d *lostEndTxnDialer
+}
+
+const apiKeyEndTxn = 26
+
+func (c *lostEndTxnConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	// sarama writes each request whole: its size, then its API key.
+	if c.d.armed.Load() && len(b) >= 6 && binary.BigEndian.Uint16(b[4:6]) == apiKeyEndTxn {
+		_ = c.Conn.Close()
+	}
+	return n, err
+}
+
+// A commit whose EndTxn answer never comes is not aborted and not retried
+// by the caller: it fails with ErrCommitUnknown and the producer is fatal
+// (the session then ends and restores from the topics, as after a crash).
+func TestTxnProducerCommitWithoutAnswer(t *testing.T) {
+	topics := testTopics(t, "txnlost", 1)
+	dialer := &lostEndTxnDialer{Dialer: net.Dialer{Timeout: 3 * time.Second}}
+	p := newTestTxnProducer(t, topics.Commands+".txn", func(c *sarama.Config) {
+		c.Net.Proxy.Enable, c.Net.Proxy.Dialer = true, dialer
+		c.Producer.Transaction.Retry.Max = 2
+	})
+	if err := p.Run([]*sarama.ProducerMessage{{Topic: topics.Events, Partition: 0, Key: sarama.StringEncoder("answered")}}, nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	dialer.armed.Store(true)
+	err := p.Run([]*sarama.ProducerMessage{{Topic: topics.Events, Partition: 0, Key: sarama.StringEncoder("unanswered")}}, nil, nil, nil)
+	t.Logf("commit without an answer: %v", err)
+	if !errors.Is(err, kafka.ErrCommitUnknown) {
+		t.Fatalf("commit without an answer: %v, want ErrCommitUnknown", err)
+	}
+	if !errors.Is(p.Fatal(), kafka.ErrCommitUnknown) {
+		t.Errorf("the producer goes on after a commit of unknown outcome (Fatal: %v)", p.Fatal())
+	}
+	if err := p.Begin(); err == nil {
+		t.Error("the producer began another transaction after a commit of unknown outcome")
 	}
 }
