@@ -130,12 +130,7 @@ func New(cfg Config, store *view.Store) (*Projector, error) {
 		cfg.Metrics = metrics.NewProjection(nil)
 	}
 	sc := cfg.Security.Config("order-gateway-projector", cfg.FetchWait)
-	// Offsets are marked once their batch's writes are durable, and
-	// committed every commitInterval (and when a session ends) rather than
-	// after each batch: one OffsetCommit request per batch was one of the
-	// broker's sixteen requests per command transaction.
-	sc.Consumer.Offsets.AutoCommit.Enable = true
-	sc.Consumer.Offsets.AutoCommit.Interval = commitInterval
+	sc.Consumer.Offsets.AutoCommit.Enable = false
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
 	if cfg.SessionTimeout > 0 {
 		sc.Consumer.Group.Session.Timeout = cfg.SessionTimeout
@@ -398,8 +393,7 @@ func (p *Projector) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.
 }
 
 // claimCounts follows the summary writes of one claim's batches, in order,
-// and marks each batch's offset (for the next commit) once its summaries
-// are written and durable.
+// and commits each batch's offset once its summaries are written.
 type claimCounts struct {
 	// counted is the offset up to which the summaries count every event of
 	// the partition (as far as this claim knows).
@@ -417,20 +411,14 @@ type unflushed struct {
 	flushed <-chan error
 }
 
-// commitInterval is how often the offsets of the batches written (and made
-// durable) are committed. A projector that dies replays at most the
-// batches of its last interval; their writes are guarded by version, so
-// replaying them changes nothing.
-const commitInterval = 50 * time.Millisecond
-
 // commitGrace is how long a claim whose session ended (a rebalance, a
 // shutdown) still waits for the summaries of the batches it wrote, to
 // commit their offsets: without it every clean stop left the last batches
 // uncommitted, and the next owner replayed them.
 const commitGrace = 2 * time.Second
 
-// commit marks each batch's offset once its summaries are written and
-// durable, until the claim ends (then for at most commitGrace more) or a
+// commit marks and commits each batch's offset once its summaries are
+// written, until the claim ends (then for at most commitGrace more) or a
 // summary write fails (the projector is closing).
 func (c *claimCounts) commit(ctx context.Context, sess sarama.ConsumerGroupSession) {
 	defer close(c.done)
@@ -463,7 +451,8 @@ func (c *claimCounts) commit(ctx context.Context, sess sarama.ConsumerGroupSessi
 			c.noteError(u.last.Offset, err)
 			continue
 		}
-		sess.MarkMessage(u.last, "") // committed within commitInterval
+		sess.MarkMessage(u.last, "")
+		sess.Commit()
 	}
 }
 
