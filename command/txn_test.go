@@ -37,6 +37,22 @@ func newTestTxnProducer(t *testing.T, id string, change func(*sarama.Config)) *k
 	return p
 }
 
+// keyed is a record keyed key to partition 0 of topic.
+func keyed(topic, key string) *sarama.ProducerMessage {
+	return &sarama.ProducerMessage{Topic: topic, Partition: 0, Key: sarama.StringEncoder(key)}
+}
+
+// committedKeys is what read_committed readers see in partition p of
+// topic: the records' keys, comma-separated.
+func committedKeys(t *testing.T, topic string, p int32) string {
+	t.Helper()
+	var keys []string
+	for _, m := range readPartition(t, topic, p, sarama.ReadCommitted, time.Second) {
+		keys = append(keys, string(m.Key))
+	}
+	return strings.Join(keys, ",")
+}
+
 func committedOffsets(t *testing.T, group, topic string, parts []int32) map[int32]int64 {
 	t.Helper()
 	admin, err := sarama.NewClusterAdmin(testBrokers, kafka.Config("test-admin", 20*time.Millisecond))
@@ -167,11 +183,6 @@ func TestTxnProducerSplitsLargeTransactions(t *testing.T) {
 	}
 
 	for part := int32(0); part < 2; part++ {
-		got := readPartition(t, topics.Events, part, sarama.ReadCommitted, time.Second)
-		var keys []string
-		for _, m := range got {
-			keys = append(keys, string(m.Key))
-		}
 		var wantKeys []string
 		for i := int(part); i < 40; i += 2 {
 			wantKeys = append(wantKeys, fmt.Sprintf("k%02d", i))
@@ -179,8 +190,8 @@ func TestTxnProducerSplitsLargeTransactions(t *testing.T) {
 		if part == 1 {
 			wantKeys = append(wantKeys, "after")
 		}
-		if strings.Join(keys, ",") != strings.Join(wantKeys, ",") {
-			t.Errorf("events/%d: read %v, want %v", part, keys, wantKeys)
+		if got, want := committedKeys(t, topics.Events, part), strings.Join(wantKeys, ","); got != want {
+			t.Errorf("events/%d: read %s, want %s", part, got, want)
 		}
 	}
 }
@@ -191,7 +202,7 @@ func TestTxnProducerSplitsLargeTransactions(t *testing.T) {
 func TestTxnProducerRecoversAfterAFailedTransaction(t *testing.T) {
 	topics := testTopics(t, "txnfail", 1)
 	p := newTestTxnProducer(t, topics.Commands+".txn", func(c *sarama.Config) { c.Producer.Transaction.Retry.Max = 2 })
-	if err := p.Run([]*sarama.ProducerMessage{{Topic: topics.Events, Partition: 0, Key: sarama.StringEncoder("first")}}, nil, nil, nil); err != nil {
+	if err := p.Run([]*sarama.ProducerMessage{keyed(topics.Events, "first")}, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	err := p.Run([]*sarama.ProducerMessage{
@@ -205,15 +216,11 @@ func TestTxnProducerRecoversAfterAFailedTransaction(t *testing.T) {
 	if p.Fatal() != nil {
 		t.Fatalf("a failed transaction made the producer unusable: %v", p.Fatal())
 	}
-	if err := p.Run([]*sarama.ProducerMessage{{Topic: topics.Events, Partition: 0, Key: sarama.StringEncoder("second")}}, nil, nil, nil); err != nil {
+	if err := p.Run([]*sarama.ProducerMessage{keyed(topics.Events, "second")}, nil, nil, nil); err != nil {
 		t.Fatalf("the transaction after a failed one: %v", err)
 	}
-	var keys []string
-	for _, m := range readPartition(t, topics.Events, 0, sarama.ReadCommitted, time.Second) {
-		keys = append(keys, string(m.Key))
-	}
-	if strings.Join(keys, ",") != "first,second" {
-		t.Errorf("read_committed: %v, want [first second]", keys)
+	if got := committedKeys(t, topics.Events, 0); got != "first,second" {
+		t.Errorf("read_committed: %s, want first,second", got)
 	}
 }
 
@@ -223,11 +230,11 @@ func TestTxnProducerIsFencedByItsSuccessor(t *testing.T) {
 	topics := testTopics(t, "txnfence", 1)
 	id := topics.Commands + ".txn"
 	old := newTestTxnProducer(t, id, nil)
-	if err := old.Run([]*sarama.ProducerMessage{{Topic: topics.Events, Partition: 0, Key: sarama.StringEncoder("old")}}, nil, nil, nil); err != nil {
+	if err := old.Run([]*sarama.ProducerMessage{keyed(topics.Events, "old")}, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	successor := newTestTxnProducer(t, id, nil)
-	err := old.Run([]*sarama.ProducerMessage{{Topic: topics.Events, Partition: 0, Key: sarama.StringEncoder("zombie")}}, nil, nil, nil)
+	err := old.Run([]*sarama.ProducerMessage{keyed(topics.Events, "zombie")}, nil, nil, nil)
 	if err == nil {
 		t.Fatal("the fenced producer committed")
 	}
@@ -240,15 +247,11 @@ func TestTxnProducerIsFencedByItsSuccessor(t *testing.T) {
 	if err := old.Begin(); err == nil {
 		t.Error("the fenced producer began another transaction")
 	}
-	if err := successor.Run([]*sarama.ProducerMessage{{Topic: topics.Events, Partition: 0, Key: sarama.StringEncoder("new")}}, nil, nil, nil); err != nil {
+	if err := successor.Run([]*sarama.ProducerMessage{keyed(topics.Events, "new")}, nil, nil, nil); err != nil {
 		t.Fatalf("the successor: %v", err)
 	}
-	var keys []string
-	for _, m := range readPartition(t, topics.Events, 0, sarama.ReadCommitted, time.Second) {
-		keys = append(keys, string(m.Key))
-	}
-	if strings.Join(keys, ",") != "old,new" {
-		t.Errorf("read_committed: %v, want [old new]", keys)
+	if got := committedKeys(t, topics.Events, 0); got != "old,new" {
+		t.Errorf("read_committed: %s, want old,new", got)
 	}
 }
 
@@ -294,11 +297,11 @@ func TestTxnProducerCommitWithoutAnswer(t *testing.T) {
 		c.Net.Proxy.Enable, c.Net.Proxy.Dialer = true, dialer
 		c.Producer.Transaction.Retry.Max = 2
 	})
-	if err := p.Run([]*sarama.ProducerMessage{{Topic: topics.Events, Partition: 0, Key: sarama.StringEncoder("answered")}}, nil, nil, nil); err != nil {
+	if err := p.Run([]*sarama.ProducerMessage{keyed(topics.Events, "answered")}, nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	dialer.armed.Store(true)
-	err := p.Run([]*sarama.ProducerMessage{{Topic: topics.Events, Partition: 0, Key: sarama.StringEncoder("unanswered")}}, nil, nil, nil)
+	err := p.Run([]*sarama.ProducerMessage{keyed(topics.Events, "unanswered")}, nil, nil, nil)
 	t.Logf("commit without an answer: %v", err)
 	if !errors.Is(err, kafka.ErrCommitUnknown) {
 		t.Fatalf("commit without an answer: %v, want ErrCommitUnknown", err)
