@@ -33,12 +33,15 @@ import (
 // a TxnOffsetCommit to a broker that is also a leader waits behind its
 // produce there.
 //
-// Records are idempotent (producer id, epoch and a sequence per partition).
-// After a failed transaction the producer is initialised again before the
-// next one (InitProducerID bumps its epoch, which aborts whatever the
-// failed one left and restarts the sequences). A fenced producer (another
-// one took its transactional id) or one whose id the broker no longer
-// knows is fatal: Fatal reports it and every later call returns its error.
+// Records are idempotent (producer id, epoch and a sequence per partition);
+// a produce refused for a reason that can pass is sent again with the same
+// sequences. A transaction that fails before its EndTxn is aborted (again
+// before the next one if that fails), and the producer initialised again
+// (InitProducerID bumps its epoch and restarts the sequences). A failed
+// EndTxn(commit) is not aborted: the commit's outcome is unknown
+// (ErrCommitUnknown). That, a fenced producer (another one took its
+// transactional id) and one whose id the broker no longer knows are fatal:
+// Fatal reports it and every later call returns its error.
 //
 // One transaction at a time; its methods may be called from any goroutine.
 // Bounds: a transaction holds what its caller hands it (no buffering
@@ -104,11 +107,8 @@ func NewTxnProducer(brokers []string, conf *sarama.Config, id string, timeout ti
 	return p, nil
 }
 
-// ID is the producer's transactional id.
-func (p *TxnProducer) ID() string { return p.id }
-
-// Fatal returns the error that made the producer unusable (fenced, or its
-// id unknown to the broker), or nil.
+// Fatal returns the error that made the producer unusable (fenced, its id
+// unknown to the broker, or a commit of unknown outcome), or nil.
 func (p *TxnProducer) Fatal() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -117,8 +117,9 @@ func (p *TxnProducer) Fatal() error {
 
 // Run writes records and, for each of lasts, the consumer offset after it
 // (with meta's group generation and metadata as the offsets' metadata) in
-// one transaction. On failure the transaction is aborted. Each record's
-// Offset is set once the transaction is committed.
+// one transaction. A failure before the commit aborts the transaction; a
+// failed commit is ErrCommitUnknown (see Commit). Each record's Offset is
+// set once the transaction is committed.
 //
 // The coordinator's requests come first (AddPartitionsToTxn, then
 // AddOffsetsToTxn): a produce that meets one of them still being written
