@@ -39,11 +39,9 @@ func (h *Handler) fencePreviousOwner(p int32) {
 	}
 	t0 := time.Now()
 	sc := h.cfg.Security.Config("order-gateway-fence", h.cfg.FetchWait)
-	sc.Producer.Transaction.ID = id
-	sc.Producer.Transaction.Timeout = h.cfg.TransactionTimeout
 	sc.Producer.Transaction.Retry.Max = 100 // CONCURRENT_TRANSACTIONS while the broker aborts
 	sc.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
-	prod, err := sarama.NewAsyncProducer(h.cfg.Brokers, sc)
+	prod, err := kafka.NewTxnProducer(h.cfg.Brokers, sc, id, h.cfg.TransactionTimeout, nil)
 	if err != nil {
 		log.Warn("command handler: restore held up by an open transaction; fencing the previous owner failed", "transactional id", id, "err", err)
 		return

@@ -46,7 +46,8 @@ import (
 // One transaction at a time; its methods may be called from any goroutine.
 // Bounds: a transaction holds what its caller hands it (no buffering
 // beyond its requests); each batch is at most Producer.MaxMessageBytes and
-// each Produce request at most maxProduceRequest bytes.
+// each Produce request at most maxProduceRequest bytes; the sequences are
+// one per partition written since the producer was initialised.
 type TxnProducer struct {
 	id      string
 	conf    *sarama.Config
@@ -369,10 +370,7 @@ func (p *TxnProducer) initLocked() error {
 		return resp.Err, nil
 	})
 	if err != nil {
-		if isFatalTxnError(err) {
-			p.fatal = fmt.Errorf("transactional producer %s: %w", p.id, err)
-		}
-		return err
+		return p.fail(err)
 	}
 	p.pid, p.epoch, p.seq, p.needInit = resp.ProducerID, resp.ProducerEpoch, map[topicPartition]int32{}, false
 	return nil
@@ -568,8 +566,12 @@ func (p *TxnProducer) produce(records []*sarama.ProducerMessage) error {
 	for _, tp := range order {
 		for ms := byPartition[tp]; len(ms) > 0; {
 			n, size := 0, recordBatchOverhead
-			for n < len(ms) && (n == 0 || size+ms[n].ByteSize(2) <= p.conf.Producer.MaxMessageBytes) {
-				size += ms[n].ByteSize(2)
+			for n < len(ms) {
+				next := ms[n].ByteSize(2)
+				if n > 0 && size+next > p.conf.Producer.MaxMessageBytes {
+					break
+				}
+				size += next
 				n++
 			}
 			b, err := p.batch(tp, ms[:n])
