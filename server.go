@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/ordergateway/gateway/app"
 )
@@ -37,6 +38,9 @@ func main() {
 	m := &app.Main{Config: cfg, Logger: logger}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if _, set := os.LookupEnv("GOGC"); !set {
+		go app.PaceGC(ctx, time.Second) // an operator's GOGC is kept
+	}
 	if err := m.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "order-gateway:", err)
 		m.Close()
