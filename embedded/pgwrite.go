@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -341,17 +342,29 @@ func encodeDocs(ids []string, docs [][]byte) ([]string, error) {
 		}
 		seen[id] = struct{}{}
 	}
-	encoded := make([]string, len(docs))
+	// One buffer holds every encoding (a batch's documents cost a few
+	// allocations, not one or more each); the strings are views of it,
+	// made once it no longer moves, and it is never written again.
+	size := 0
+	for _, d := range docs {
+		size += sjsonEstimate(d)
+	}
+	buf := make([]byte, 0, size)
+	ends := make([]int, len(docs))
 	for i, d := range docs {
 		raw := bson.Raw(d)
 		if id, err := raw.LookupErr("_id"); err != nil || id.Type != bson.TypeString || id.StringValue() != ids[i] {
 			return nil, fmt.Errorf("embedded mongodb: direct write: document %d's _id is not %q", i, ids[i])
 		}
-		j, err := sjsonDocument(raw)
-		if err != nil {
+		var err error
+		if buf, err = appendSJSONDocument(buf, raw); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrNoDirectWrites, err)
 		}
-		encoded[i] = string(j)
+		ends[i] = len(buf)
+	}
+	encoded := make([]string, len(docs))
+	for i, start := 0, 0; i < len(docs); start, i = ends[i], i+1 {
+		encoded[i] = unsafe.String(unsafe.SliceData(buf[start:]), ends[i]-start)
 	}
 	return encoded, nil
 }

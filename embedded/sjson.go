@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // sjsonDocument encodes a BSON document the way FerretDB 1.24's PostgreSQL
@@ -31,6 +32,16 @@ import (
 // It walks the BSON bytes itself (the views' documents are written a batch
 // at a time, and the driver's element lists cost an allocation per level).
 func sjsonDocument(doc []byte) ([]byte, error) {
+	return appendSJSONDocument(make([]byte, 0, sjsonEstimate(doc)), doc)
+}
+
+// sjsonEstimate is about the size of doc's encoding: the schema spells
+// every key and type again beside the values.
+func sjsonEstimate(doc []byte) int { return 4 * len(doc) }
+
+// appendSJSONDocument appends doc's encoding (sjsonDocument) to b. On an
+// error what it appended is not to be used.
+func appendSJSONDocument(b []byte, doc []byte) ([]byte, error) {
 	if len(doc) > maxDocumentBytes {
 		return nil, fmt.Errorf("%w: a document over %d bytes", errSJSONUnsupported, maxDocumentBytes)
 	}
@@ -45,7 +56,6 @@ func sjsonDocument(doc []byte) ([]byte, error) {
 	if first.key != "_id" {
 		return nil, fmt.Errorf("%w: the document's first field is not _id", errSJSONUnsupported)
 	}
-	b := make([]byte, 0, 3*len(doc))
 	b = append(b, `{"$s":`...)
 	if b, err = sjsonSchema(b, body); err != nil {
 		return nil, err
@@ -101,7 +111,7 @@ func bsonBody(doc []byte) ([]byte, error) {
 // element is one element of a document's body.
 type element struct {
 	typ   byte
-	key   string
+	key   string // a view of the document's bytes (see nextElement)
 	value []byte // the value's bytes (a document's or array's whole, with its length)
 	size  int    // of the whole element in the body
 }
@@ -119,7 +129,9 @@ func nextElement(body []byte) (element, error) {
 	if end == len(body) {
 		return element{}, errBSON
 	}
-	e.key = string(body[1:end])
+	// The key is a view of the document's bytes, which nobody changes
+	// while they are encoded: a copy would cost an allocation per field.
+	e.key = unsafe.String(&body[1], end-1)
 	v := body[end+1:]
 	n := 0
 	switch e.typ {
