@@ -253,11 +253,8 @@ func (m *Main) startStores(ctx context.Context) error {
 		// The projector's views are written straight into the embedded
 		// store's tables, a batch per statement or transaction
 		// (embedded/pgwrite.go, sqlitewrite.go).
-		storeOpts = append(storeOpts, view.DirectWrites(m.mongo))
-		if onPostgreSQL {
-			// And reads by id straight from them (embedded.Mongo.FindByIDs).
-			storeOpts = append(storeOpts, view.DirectReads(m.mongo))
-		}
+		// And reads by id straight from them (embedded.Mongo.FindByIDs).
+		storeOpts = append(storeOpts, view.DirectWrites(m.mongo), view.DirectReads(m.mongo))
 	}
 	storeOpts = append(storeOpts, view.WithErrors(m.metrics.errors), view.WithTracer(m.tracer))
 	store, err := view.Open(m.mongoURI, c.MongoDatabase, storeOpts...)

@@ -221,14 +221,15 @@ func (m *Mongo) InsertNew(ctx context.Context, db, coll string, ids []string, do
 
 // FindByIDs reads, from collection coll of database db, the documents
 // whose _id is one of ids, straight from the store's table on PostgreSQL
-// (FerretDB's find by _id was over half of the gateway's CPU under a
-// load of order(id) queries), and returns them by id as the BSON FerretDB
-// would return: an id with no document is absent. At most 512 ids per
-// statement.
+// or SQLite (FerretDB's find by _id was over half of the gateway's CPU
+// under a load of order(id) queries on PostgreSQL), and returns them by id
+// as the BSON FerretDB would return: an id with no document is absent. At
+// most 512 ids per statement.
 //
 // Errors: ErrNoDirectWrites (wrapped) when the store has no direct reads
-// (on SQLite, or another FerretDB), the collection does not exist yet, or a
-// document holds a type the decoding does not cover: the caller reads
+// (another FerretDB), the collection does not exist yet, an _id is one
+// SQLite could spell otherwise as JSON, or a document holds a type the
+// decoding does not cover: the caller reads
 // through FerretDB then. Other errors (the server unreachable) come with no
 // password in them.
 func (m *Mongo) FindByIDs(ctx context.Context, db, coll string, ids []string) (map[string][]byte, error) {

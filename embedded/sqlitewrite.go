@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // sqliteWriter is pgWriter's counterpart for the store on SQLite: it writes
@@ -40,24 +42,35 @@ type sqliteWriter struct {
 // database FerretDB drops and creates again is a new file, and the old
 // connection would write to the removed one.
 type sqliteFile struct {
-	db   *sql.DB
+	db   *sql.DB // the writer's one connection
+	ro   *sql.DB // read-only connections for findByIDs, at most sqliteReaders
 	path string
 	info os.FileInfo
+}
+
+func (f *sqliteFile) close() {
+	_ = f.db.Close()
+	_ = f.ro.Close()
 }
 
 // sqliteWriterFilesMax bounds the database files the writer keeps open.
 const sqliteWriterFilesMax = 16
 
-// open returns the connection to database db's file, which must exist
+// sqliteReaders bounds the read-only connections of one database file:
+// readers of a database in WAL mode (FerretDB's) neither wait for its
+// writer nor hold it up.
+const sqliteReaders = 4
+
+// open returns the connections to database db's file, which must exist
 // (and be the file it was opened on).
-func (w *sqliteWriter) open(db string) (*sql.DB, error) {
+func (w *sqliteWriter) open(db string) (*sqliteFile, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if f := w.dbs[db]; f != nil {
 		if info, err := os.Stat(f.path); err == nil && os.SameFile(info, f.info) {
-			return f.db, nil
+			return f, nil
 		}
-		_ = f.db.Close() // dropped, and perhaps created again
+		f.close() // dropped, and perhaps created again
 		delete(w.dbs, db)
 		w.tables.forget(db, "")
 	}
@@ -78,14 +91,25 @@ func (w *sqliteWriter) open(db string) (*sql.DB, error) {
 		return nil, err
 	}
 	d.SetMaxOpenConns(1)
+	q.Set("mode", "ro")
+	q.Del("_pragma")
+	q.Add("_pragma", "busy_timeout(10000)")
+	ro, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		_ = d.Close()
+		return nil, err
+	}
+	ro.SetMaxOpenConns(sqliteReaders)
+	ro.SetMaxIdleConns(sqliteReaders)
 	if len(w.dbs) >= sqliteWriterFilesMax {
 		for name, old := range w.dbs {
-			_ = old.db.Close()
+			old.close()
 			delete(w.dbs, name)
 		}
 	}
-	w.dbs[db] = &sqliteFile{db: d, path: path, info: info}
-	return d, nil
+	f := &sqliteFile{db: d, ro: ro, path: path, info: info}
+	w.dbs[db] = f
+	return f, nil
 }
 
 // table returns the table of collection coll in database db.
@@ -108,23 +132,18 @@ func (w *sqliteWriter) table(ctx context.Context, d *sql.DB, db, coll string) (s
 // write runs stmt once per document in one transaction, with the
 // arguments args gives for document i, and returns the rows affected.
 func (w *sqliteWriter) write(ctx context.Context, db, coll string, ids []string, docs [][]byte, stmt func(table string) string, args func(i int, doc string) []any) (int64, error) {
-	for _, id := range ids {
-		// The _id is matched as JSON text, as SQLite spells it: an id that
-		// JSON escapes might be spelled otherwise, and never match.
-		for i := 0; i < len(id); i++ {
-			if c := id[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-				return 0, fmt.Errorf("%w: an _id with character %q", ErrNoDirectWrites, c)
-			}
-		}
+	if err := plainIDs(ids); err != nil {
+		return 0, err
 	}
 	encoded, err := encodeDocs(ids, docs)
 	if err != nil {
 		return 0, err
 	}
-	d, err := w.open(db)
+	f, err := w.open(db)
 	if err != nil {
 		return 0, err
 	}
+	d := f.db
 	table, err := w.table(ctx, d, db, coll)
 	if err != nil {
 		return 0, err
@@ -175,9 +194,81 @@ func (w *sqliteWriter) replaceGuarded(ctx context.Context, db, coll, guard strin
 	})
 }
 
-// findByIDs: the store on SQLite reads through FerretDB.
-func (w *sqliteWriter) findByIDs(context.Context, string, string, []string) (map[string][]byte, error) {
-	return nil, ErrNoDirectWrites
+// plainIDs refuses (ErrNoDirectWrites) an _id that JSON escapes: the _id is
+// matched as JSON text, as SQLite spells it, and one JSON escapes might be
+// spelled otherwise, and never match.
+func plainIDs(ids []string) error {
+	for _, id := range ids {
+		for i := 0; i < len(id); i++ {
+			if c := id[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+				return fmt.Errorf("%w: an _id with character %q", ErrNoDirectWrites, c)
+			}
+		}
+	}
+	return nil
+}
+
+// findByIDs: Mongo.FindByIDs on SQLite, over the read-only connections, one
+// statement per chunk of pgWriteMaxRows ids (a lookup in FerretDB's _id
+// index each).
+func (w *sqliteWriter) findByIDs(ctx context.Context, db, coll string, ids []string) (map[string][]byte, error) {
+	if err := plainIDs(ids); err != nil {
+		return nil, err
+	}
+	f, err := w.open(db)
+	if err != nil {
+		return nil, err
+	}
+	table, err := w.table(ctx, f.ro, db, coll)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(ids))
+	for start := 0; start < len(ids); start += pgWriteMaxRows {
+		chunk := ids[start:min(start+pgWriteMaxRows, len(ids))]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = string(appendJSONString(nil, []byte(id)))
+		}
+		stmt := fmt.Sprintf(`SELECT _ferretdb_sjson FROM %q WHERE _ferretdb_sjson->'$._id' IN (?%s)`, table, strings.Repeat(", ?", len(chunk)-1))
+		if err := w.readRows(ctx, f.ro, db, coll, stmt, args, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// readRows runs a findByIDs statement and adds the documents it reads to
+// out by _id.
+func (w *sqliteWriter) readRows(ctx context.Context, d *sql.DB, db, coll, stmt string, args []any, out map[string][]byte) error {
+	rows, err := d.QueryContext(ctx, stmt, args...)
+	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			w.tables.forget(db, coll)
+			return fmt.Errorf("%w: the collection's table is gone", ErrNoDirectWrites)
+		}
+		return fmt.Errorf("embedded mongodb: direct read: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var text []byte
+		if err := rows.Scan(&text); err != nil {
+			return fmt.Errorf("embedded mongodb: direct read: %w", err)
+		}
+		doc, err := bsonFromSJSON(text)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrNoDirectWrites, err)
+		}
+		id, ok := bson.Raw(doc).Lookup("_id").StringValueOK()
+		if !ok {
+			return fmt.Errorf("%w: a document whose _id is not a string", ErrNoDirectWrites)
+		}
+		out[id] = doc
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("embedded mongodb: direct read: %w", err)
+	}
+	return nil
 }
 
 // insertNew: Mongo.InsertNew on SQLite, all in one transaction; FerretDB's
@@ -192,7 +283,7 @@ func (w *sqliteWriter) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for name, f := range w.dbs {
-		_ = f.db.Close()
+		f.close()
 		delete(w.dbs, name)
 	}
 }

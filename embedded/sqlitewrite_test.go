@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,5 +216,39 @@ func TestTableCacheIsBounded(t *testing.T) {
 	c.forget("other", "")
 	if _, ok := c.get("other", "y"); ok {
 		t.Fatal("a forgotten database's collection is still cached")
+	}
+}
+
+// TestFindByIDsOnSQLite: on SQLite FindByIDs reads what FerretDB reads
+// (checkFindByIDs), over FerretDB's _id index; an _id SQLite might spell
+// otherwise as JSON is read through FerretDB (errors.ErrUnsupported).
+func TestFindByIDsOnSQLite(t *testing.T) {
+	m, client, dir := startSQLiteStore(t)
+	checkFindByIDs(t, m, client, "findids")
+	if _, err := m.FindByIDs(context.Background(), "findids", "docs", []string{"plain", "é"}); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("an _id with a non-ASCII character: %v, want an errors.ErrUnsupported", err)
+	}
+	// Its IN list uses the _id lookup index (idindex.go) once the indexer
+	// has added it to the new collection.
+	file := filepath.Join(dir, "findids.sqlite")
+	table := tableOf(t, file, "docs")
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(idLookupPlan(t, file, table), idIndexSuffix); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no _id lookup index after 20 s")
+		}
+	}
+	db, err := sql.Open("sqlite", "file:"+file+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var id, parent, unused int
+	var plan string
+	q := fmt.Sprintf(`EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM %q WHERE _ferretdb_sjson->'$._id' IN (?, ?)`, table)
+	if err := db.QueryRow(q, `"a"`, `"b"`).Scan(&id, &parent, &unused, &plan); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plan, idIndexSuffix) {
+		t.Errorf("FindByIDs' statement on SQLite: plan %q, want a search of the _id lookup index", plan)
 	}
 }

@@ -347,7 +347,7 @@ func NewErrors(reg prometheus.Registerer) *Errors {
 			Help: "Batches of view writes that the store on PostgreSQL could not write straight into its tables and wrote through FerretDB instead, by reason: unsupported (a document the direct encoding does not cover, a collection not created yet), failed (the statement failed; FerretDB's attempt reports the store's error)."},
 			[]string{"reason"}),
 		directReadFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "store", Name: "direct_read_fallbacks_total",
-			Help: "Reads of views by id that the store on PostgreSQL could not make straight from its tables and made through FerretDB instead, by reason: unsupported (a document the direct decoding does not cover, a collection not created yet), failed (the statement failed; FerretDB's attempt reports the store's error)."},
+			Help: "Reads of views by id that the embedded store (on PostgreSQL or SQLite) could not make straight from its tables and made through FerretDB instead, by reason: unsupported (a document the direct decoding does not cover, a collection not created yet, on SQLite an _id JSON escapes), failed (the statement failed; FerretDB's attempt reports the store's error)."},
 			[]string{"reason"}),
 	}
 	for _, r := range DirectFallbackReasons {
