@@ -7,6 +7,7 @@ package auth
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -122,7 +123,7 @@ type Verifier struct {
 	stop   context.CancelFunc
 	file   *fileKeys
 	logger *slog.Logger
-	cache  *verifiedTokens // nil: tokens checked with a JWK Set
+	cache  *verifiedTokens
 }
 
 // New returns a Verifier for cfg (which must pass Check and not be
@@ -145,14 +146,13 @@ func New(cfg Config, logger *slog.Logger) (*Verifier, error) {
 		cfg.CustomerClaim = DefaultCustomerClaim
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	v := &Verifier{cfg: cfg, stop: stop, logger: logger}
+	v := &Verifier{cfg: cfg, stop: stop, logger: logger, cache: newVerifiedTokens()}
 	methods := jwksAlgorithms
 	switch {
 	case len(cfg.Secret) > 0:
 		methods = secretAlgorithms
 		secret := append([]byte(nil), cfg.Secret...)
 		v.keys = func(*jwt.Token) (any, error) { return secret, nil }
-		v.cache = newVerifiedTokens()
 	case cfg.JWKSURL != "":
 		kf, err := newURLKeys(ctx, cfg.JWKSURL, logger)
 		if err != nil {
@@ -213,21 +213,28 @@ func (v *Verifier) Authenticate(authorization string) (domain.Principal, time.Ti
 	return v.Verify(strings.TrimSpace(token))
 }
 
-// Verify checks a token (without "Bearer "). A token a shared secret
-// verified is remembered until it expires (see verifiedTokens).
+// Verify checks a token (without "Bearer "). A verified token is
+// remembered until it expires, or, for a JWK Set's key, while the set
+// holds that key (see verifiedTokens).
 func (v *Verifier) Verify(token string) (domain.Principal, time.Time, error) {
 	if len(token) > MaxTokenBytes {
 		return domain.Principal{}, time.Time{}, unauthenticated(fmt.Sprintf("the token is longer than %d bytes", MaxTokenBytes))
 	}
-	var digest [sha256.Size]byte
-	if v.cache != nil {
-		digest = sha256.Sum256([]byte(token))
-		if t, ok := v.cache.get(digest); ok {
+	digest := sha256.Sum256([]byte(token))
+	if t, ok := v.cache.get(digest); ok {
+		if v.stillSigns(t) {
 			return t.principal, t.exp, nil
 		}
+		v.cache.forget(digest) // its key has left the set: check it again
 	}
 	claims := jwt.MapClaims{}
-	if _, err := v.parser.ParseWithClaims(token, claims, v.keys); err != nil {
+	var key any
+	parsed, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		k, err := v.keys(t)
+		key = k
+		return k, err
+	})
+	if err != nil {
 		e := v.refusal(err, claims)
 		v.logger.Debug("auth: token refused", "reason", e.Message, "err", err)
 		return domain.Principal{}, time.Time{}, e
@@ -237,10 +244,30 @@ func (v *Verifier) Verify(token string) (domain.Principal, time.Time, error) {
 	if err != nil {
 		return domain.Principal{}, time.Time{}, err
 	}
-	if v.cache != nil {
-		v.cache.put(digest, verifiedToken{principal: p, exp: exp.Time})
+	remembered := verifiedToken{principal: p, exp: exp.Time}
+	if len(v.cfg.Secret) == 0 {
+		kid, _ := parsed.Header["kid"].(string)
+		if _, one := key.(interface{ Equal(crypto.PublicKey) bool }); kid == "" || !one {
+			return p, exp.Time, nil // a key found some other way: not remembered
+		}
+		remembered.key, remembered.kid, remembered.alg = key, kid, parsed.Method.Alg()
 	}
+	v.cache.put(digest, remembered)
 	return p, exp.Time, nil
+}
+
+// stillSigns reports whether a remembered token's key is still the one its
+// key source gives for its kid (always, with a shared secret).
+func (v *Verifier) stillSigns(t verifiedToken) bool {
+	if t.key == nil {
+		return true
+	}
+	k, err := v.keys(&jwt.Token{Header: map[string]any{"kid": t.kid, "alg": t.alg}, Method: jwt.GetSigningMethod(t.alg)})
+	if err != nil {
+		return false
+	}
+	same, ok := k.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && same.Equal(t.key)
 }
 
 // principal reads the role and customer claims.

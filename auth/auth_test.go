@@ -27,7 +27,7 @@ import (
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef-test")
 
-func newVerifier(t *testing.T, cfg Config) *Verifier {
+func newVerifier(t testing.TB, cfg Config) *Verifier {
 	t.Helper()
 	v, err := New(cfg, nil)
 	if err != nil {
@@ -37,7 +37,7 @@ func newVerifier(t *testing.T, cfg Config) *Verifier {
 	return v
 }
 
-func sign(t *testing.T, method jwt.SigningMethod, key any, kid string, claims jwt.MapClaims) string {
+func sign(t testing.TB, method jwt.SigningMethod, key any, kid string, claims jwt.MapClaims) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(method, claims)
 	if kid != "" {
@@ -229,7 +229,7 @@ type keySet struct {
 	ed  map[string]ed25519.PrivateKey
 }
 
-func (k keySet) json(t *testing.T) []byte {
+func (k keySet) json(t testing.TB) []byte {
 	t.Helper()
 	var set jwkset.JWKSMarshal
 	add := func(kid string, key any, alg jwkset.ALG) {
@@ -255,7 +255,7 @@ func (k keySet) json(t *testing.T) []byte {
 	return b
 }
 
-func newRSA(t *testing.T) *rsa.PrivateKey {
+func newRSA(t testing.TB) *rsa.PrivateKey {
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)

@@ -11,16 +11,20 @@ import (
 // MaxVerifiedTokens bounds the tokens a Verifier remembers as verified.
 const MaxVerifiedTokens = 10_000
 
-// verifiedTokens remembers the tokens a shared secret verified, by their
+// verifiedTokens remembers the tokens a Verifier verified, by their
 // SHA-256, so that a client's next request with the same token skips
 // parsing it and checking its signature (3.6% of the gateway's CPU under
-// load, with HS256). A token is remembered until it expires: the secret
-// cannot change while the process runs, and what else the parser checks
-// (nbf, iat, iss, aud, the claims) cannot turn a verified token bad before
-// then. Tokens checked with a JWK Set are not remembered: a key removed
-// from the set must stop its tokens at once. Refused tokens are not
-// remembered either. At most MaxVerifiedTokens: past it, a new token takes
-// the place of an expired one or, failing that, of any one.
+// load with HS256; RS256 and ES256 cost more). A token is remembered until
+// it expires: what the parser checks besides the signature (nbf, iat, iss,
+// aud, the claims) cannot turn a verified token bad before then. The key
+// can: a shared secret cannot change while the process runs, but a key can
+// leave a JWK Set, and its tokens must stop at once. So a token a JWK Set's
+// key verified is remembered with that key and its kid, and is taken from
+// here only while the set still gives the same key for that kid
+// (Verifier.stillSigns); a token without a kid is not remembered. Refused
+// tokens are not remembered either. At most MaxVerifiedTokens: past it, a
+// new token takes the place of an expired one or, failing that, of any
+// one.
 type verifiedTokens struct {
 	mu  sync.Mutex
 	m   map[[sha256.Size]byte]verifiedToken
@@ -31,6 +35,10 @@ type verifiedTokens struct {
 type verifiedToken struct {
 	principal domain.Principal
 	exp       time.Time
+	// key, kid and alg are the JWK Set's key that verified the token, and
+	// the token's header naming it; nil and empty with a shared secret.
+	key      any
+	kid, alg string
 }
 
 func newVerifiedTokens() *verifiedTokens {
@@ -72,6 +80,13 @@ func (c *verifiedTokens) put(digest [sha256.Size]byte, t verifiedToken) {
 		}
 	}
 	c.m[digest] = t
+}
+
+// forget drops the token with this digest.
+func (c *verifiedTokens) forget(digest [sha256.Size]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, digest)
 }
 
 func (c *verifiedTokens) len() int {
