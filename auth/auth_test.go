@@ -356,6 +356,9 @@ func TestJWKSURLRotation(t *testing.T) {
 	if fetches.Load() != before+1 {
 		t.Errorf("fetches for an unknown kid: %d, want 1", fetches.Load()-before)
 	}
+	// k1 left the set with that fetch: its token, verified (and remembered)
+	// before, is refused.
+	wantRefused(t, v, sign(t, jwt.SigningMethodRS256, k1, "k1", claims()), "key is not known")
 	// Unknown kids right after: refused at once, without another fetch.
 	before = fetches.Load()
 	for range 20 {
