@@ -958,6 +958,12 @@ func TestWebsocketProtocolErrors(t *testing.T) {
 	})
 
 	t.Run("invalid JSON", func(t *testing.T) {
+		// A gateway that waits long for connection_init: on a loaded machine
+		// the 2 s init timeout could end the connection (4408) before the
+		// invalid message reaches it.
+		cfg := testConfig(t)
+		cfg.WSInitTimeout = eventWait
+		g := startGateway(t, cfg)
 		for _, proto := range []string{protoTransportWS, protoLegacyWS} {
 			c := dialWS(t, g, wsDial{proto: proto, noInit: true})
 			if err := c.conn.Write(context.Background(), coderws.MessageText, []byte(`{"type": connection_init`)); err != nil {
