@@ -18,6 +18,13 @@ import (
 // document by _id in the collection's table.
 func idLookupPlan(t *testing.T, file, table string) string {
 	t.Helper()
+	return queryPlan(t, file, fmt.Sprintf(`SELECT _ferretdb_sjson FROM %q WHERE _ferretdb_sjson->'$._id' = ?`, table), `"x"`)
+}
+
+// queryPlan is SQLite's plan for query (the first line of EXPLAIN QUERY
+// PLAN) in database file.
+func queryPlan(t *testing.T, file, query string, args ...any) string {
+	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+file+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
@@ -25,8 +32,7 @@ func idLookupPlan(t *testing.T, file, table string) string {
 	defer db.Close()
 	var id, parent, unused int
 	var plan string
-	q := fmt.Sprintf(`EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM %q WHERE _ferretdb_sjson->'$._id' = ?`, table)
-	if err := db.QueryRow(q, `"x"`).Scan(&id, &parent, &unused, &plan); err != nil {
+	if err := db.QueryRow("EXPLAIN QUERY PLAN "+query, args...).Scan(&id, &parent, &unused, &plan); err != nil {
 		t.Fatal(err)
 	}
 	return plan

@@ -237,17 +237,7 @@ func TestFindByIDsOnSQLite(t *testing.T) {
 			t.Fatal("no _id lookup index after 20 s")
 		}
 	}
-	db, err := sql.Open("sqlite", "file:"+file+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var id, parent, unused int
-	var plan string
-	q := fmt.Sprintf(`EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM %q WHERE _ferretdb_sjson->'$._id' IN (?, ?)`, table)
-	if err := db.QueryRow(q, `"a"`, `"b"`).Scan(&id, &parent, &unused, &plan); err != nil {
-		t.Fatal(err)
-	}
+	plan := queryPlan(t, file, fmt.Sprintf(`SELECT _ferretdb_sjson FROM %q WHERE _ferretdb_sjson->'$._id' IN (?, ?)`, table), `"a"`, `"b"`)
 	if !strings.Contains(plan, idIndexSuffix) {
 		t.Errorf("FindByIDs' statement on SQLite: plan %q, want a search of the _id lookup index", plan)
 	}
