@@ -21,15 +21,22 @@ func idLookupPlan(t *testing.T, file, table string) string {
 	return queryPlan(t, file, fmt.Sprintf(`SELECT _ferretdb_sjson FROM %q WHERE _ferretdb_sjson->'$._id' = ?`, table), `"x"`)
 }
 
-// queryPlan is SQLite's plan for query (the first line of EXPLAIN QUERY
-// PLAN) in database file.
-func queryPlan(t *testing.T, file, query string, args ...any) string {
+// sqliteDB opens database file read-only until the test ends.
+func sqliteDB(t *testing.T, file string) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+file+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// queryPlan is SQLite's plan for query (the first line of EXPLAIN QUERY
+// PLAN) in database file.
+func queryPlan(t *testing.T, file, query string, args ...any) string {
+	t.Helper()
+	db := sqliteDB(t, file)
 	var id, parent, unused int
 	var plan string
 	if err := db.QueryRow("EXPLAIN QUERY PLAN "+query, args...).Scan(&id, &parent, &unused, &plan); err != nil {

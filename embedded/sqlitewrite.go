@@ -194,13 +194,16 @@ func (w *sqliteWriter) replaceGuarded(ctx context.Context, db, coll, guard strin
 	})
 }
 
-// plainIDs refuses (ErrNoDirectWrites) an _id that JSON escapes: the _id is
-// matched as JSON text, as SQLite spells it, and one JSON escapes might be
-// spelled otherwise, and never match.
+// plainIDs refuses (ErrNoDirectWrites) an _id that FerretDB's JSON escapes:
+// the _id is matched as JSON text, as SQLite keeps it, and FerretDB writes
+// strings with encoding/json, which escapes quotes, backslashes, control
+// characters and (for HTML) <, > and &: "a&b" is stored as "a\u0026b", and
+// the text "a&b" would never match it (a read would find nothing, an insert
+// would add a second document with the same _id).
 func plainIDs(ids []string) error {
 	for _, id := range ids {
 		for i := 0; i < len(id); i++ {
-			if c := id[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			if c := id[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
 				return fmt.Errorf("%w: an _id with character %q", ErrNoDirectWrites, c)
 			}
 		}
