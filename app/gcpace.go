@@ -13,19 +13,25 @@ import (
 // Go's default (collect when the heap has doubled) collected several times
 // a second under load and took a sixth of the gateway's CPU. A fixed
 // headroom keeps the heap within live + 64 MiB, or twice the live heap when
-// that is larger (GOGC 100 at least, 1000 at most).
+// that is larger (GOGC 100 at least, gcMaxPercent at most).
 const GCHeadroom = 64 << 20
 
-// gcMaxPercent bounds the GOGC that PaceGC sets: with an almost empty
-// heap (at start) the headroom is still a bounded multiple of it.
-const gcMaxPercent = 1000
+// gcMaxPercent bounds the GOGC that PaceGC sets, and gcLiveFloor is the
+// least live heap it assumes: GOGC applies to the live heap of the next
+// collection, which can be larger than the one it was set from (a second
+// before, with a burst of work in between), so the heap's target is at
+// most 5 times the live heap, not 11 (GOGC 1000) when the heap was almost
+// empty.
+const (
+	gcMaxPercent = 400
+	gcLiveFloor  = 16 << 20
+)
 
-// gcPercentFor is the GOGC that lets a heap of live bytes grow by headroom
-// before the next collection, between 100 and gcMaxPercent.
+// gcPercentFor is the GOGC that lets a heap of live bytes (at least
+// gcLiveFloor) grow by headroom before the next collection, between 100 and
+// gcMaxPercent.
 func gcPercentFor(live, headroom uint64) int {
-	if live == 0 {
-		return gcMaxPercent
-	}
+	live = max(live, gcLiveFloor)
 	return int(min(max(headroom*100/live, 100), gcMaxPercent))
 }
 

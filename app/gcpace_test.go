@@ -14,9 +14,10 @@ func TestGCPercentFor(t *testing.T) {
 		live, headroom uint64
 		want           int
 	}{
-		{0, 64 << 20, gcMaxPercent},       // nothing live yet: the most
+		{0, 64 << 20, gcMaxPercent},       // nothing live yet: the floor's
 		{1 << 20, 64 << 20, gcMaxPercent}, // 6,400% wanted: capped
 		{16 << 20, 64 << 20, 400},
+		{20 << 20, 64 << 20, 320},
 		{32 << 20, 64 << 20, 200},
 		{64 << 20, 64 << 20, 100},
 		{1 << 30, 64 << 20, 100}, // a large live heap: Go's default, never less
@@ -37,6 +38,9 @@ func TestPaceGC(t *testing.T) {
 	}
 	prev := debug.SetGCPercent(77)
 	defer debug.SetGCPercent(prev)
+	// 40 MiB live: GOGC about 160, neither bound.
+	ballast := make([]byte, 40<<20)
+	defer runtime.KeepAlive(ballast)
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() {
@@ -50,7 +54,7 @@ func TestPaceGC(t *testing.T) {
 		gogc, live = read("/gc/gogc:percent"), read("/gc/heap/live:bytes")
 		paced = gogc == uint64(gcPercentFor(live, GCHeadroom))
 	}
-	if !paced || gogc < 100 || gogc > gcMaxPercent {
+	if !paced || gogc <= 100 || gogc >= gcMaxPercent {
 		t.Fatalf("GOGC while PaceGC runs: %d, want gcPercentFor of the live heap (%d bytes): %d", gogc, live, gcPercentFor(live, GCHeadroom))
 	}
 	cancel()
