@@ -347,7 +347,10 @@ func encodeDocs(ids []string, docs [][]byte) ([]string, error) {
 	// allocations, not one or more each); the strings are views of it,
 	// made once it no longer moves, and it is never written again.
 	size := 0
-	for _, d := range docs {
+	for i, d := range docs {
+		if len(d) > maxDocumentBytes { // before the buffer is sized for it
+			return nil, fmt.Errorf("%w: document %d is over %d bytes", ErrNoDirectWrites, i, maxDocumentBytes)
+		}
 		size += sjsonEstimate(d)
 	}
 	buf := make([]byte, 0, size)
