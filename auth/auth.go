@@ -250,7 +250,8 @@ func (v *Verifier) Verify(token string) (domain.Principal, time.Time, error) {
 		if _, one := key.(interface{ Equal(crypto.PublicKey) bool }); kid == "" || !one {
 			return p, exp.Time, nil // a key found some other way: not remembered
 		}
-		remembered.key, remembered.kid, remembered.alg = key, kid, parsed.Method.Alg()
+		remembered.key = key
+		remembered.lookup = &jwt.Token{Header: map[string]any{"kid": kid, "alg": parsed.Method.Alg()}, Method: parsed.Method}
 	}
 	v.cache.put(digest, remembered)
 	return p, exp.Time, nil
@@ -262,7 +263,7 @@ func (v *Verifier) stillSigns(t verifiedToken) bool {
 	if t.key == nil {
 		return true
 	}
-	k, err := v.keys(&jwt.Token{Header: map[string]any{"kid": t.kid, "alg": t.alg}, Method: jwt.GetSigningMethod(t.alg)})
+	k, err := v.keys(t.lookup) // the key sources only read the header
 	if err != nil {
 		return false
 	}

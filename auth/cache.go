@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/ordergateway/gateway/domain"
 )
 
@@ -35,10 +37,11 @@ type verifiedTokens struct {
 type verifiedToken struct {
 	principal domain.Principal
 	exp       time.Time
-	// key, kid and alg are the JWK Set's key that verified the token, and
-	// the token's header naming it; nil and empty with a shared secret.
-	key      any
-	kid, alg string
+	// key is the JWK Set's key that verified the token, and lookup the
+	// token's header naming it (kid and alg), built once to ask the key
+	// source again on each use; both nil with a shared secret.
+	key    any
+	lookup *jwt.Token
 }
 
 func newVerifiedTokens() *verifiedTokens {
