@@ -7,12 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	mrand "math/rand/v2"
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,15 +22,17 @@ import (
 // client is one simulated frontend: it sends GraphQL requests over HTTP,
 // one at a time, as fast as answers come.
 type client struct {
-	http  *http.Client
-	url   string
+	conns *conns
 	id    int
 	token string // "": its customer's (auth.go)
+	cust  string // its customer's id, once asked
+	body  []byte // the last mutation's request body, for the next
 }
 
-// gqlResult is what the driver reads of a GraphQL answer.
+// gqlResult is what the driver reads of a GraphQL answer: the data go
+// where Data points.
 type gqlResult struct {
-	Data   json.RawMessage `json:"data"`
+	Data   any `json:"data"`
 	Errors []struct {
 		Message    string         `json:"message"`
 		Extensions map[string]any `json:"extensions"`
@@ -41,38 +43,38 @@ type gqlResult struct {
 // error is returned as an error whose text starts with a stable code.
 func (c *client) post(ctx context.Context, query string, vars map[string]any, out any) error {
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+c.bearer())
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("TRANSPORT: %v", err)
-	}
-	raw, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return fmt.Errorf("TRANSPORT: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP_%d: %.200s", resp.StatusCode, raw)
-	}
-	var r gqlResult
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return fmt.Errorf("NOT_JSON: %.200s", raw)
-	}
-	if len(r.Errors) > 0 {
-		code, _ := r.Errors[0].Extensions["code"].(string)
-		return fmt.Errorf("%s: %.200s", code, r.Errors[0].Message)
-	}
-	if out != nil {
-		if err := json.Unmarshal(r.Data, out); err != nil {
-			return fmt.Errorf("BAD_DATA: %v", err)
+	return c.send(ctx, body, out)
+}
+
+// send posts body, a GraphQL request, and decodes the answer's data into
+// out (nil: they are not read).
+func (c *client) send(ctx context.Context, body []byte, out any) error {
+	answered := false
+	err := c.conns.post(ctx, c.bearer(), body, func(status int, raw []byte) error {
+		answered = true
+		if status != 200 {
+			return fmt.Errorf("HTTP_%d: %.200s", status, raw)
 		}
+		r := gqlResult{Data: out}
+		if out == nil {
+			r.Data = &struct{}{}
+		}
+		if err := json.Unmarshal(raw, &r); err != nil {
+			if json.Valid(raw) {
+				return fmt.Errorf("BAD_DATA: %v", err)
+			}
+			return fmt.Errorf("NOT_JSON: %.200s", raw)
+		}
+		if len(r.Errors) > 0 {
+			code, _ := r.Errors[0].Extensions["code"].(string)
+			return fmt.Errorf("%s: %.200s", code, r.Errors[0].Message)
+		}
+		return nil
+	})
+	if err != nil && !answered {
+		return fmt.Errorf("TRANSPORT: %v", err)
 	}
-	return nil
+	return err
 }
 
 type payload struct {
@@ -96,16 +98,18 @@ const (
 	ordersQuery     = `query($c: ID!) { orders(filter: {customerId: $c}, first: 10) { edges { node { id status version } } pageInfo { hasNextPage } } }`
 )
 
-func randomKey() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+// appendRandomKey appends a random idempotency key (24 hex digits).
+func appendRandomKey(b []byte) []byte {
+	var k [12]byte
+	_, _ = rand.Read(k[:])
+	return hex.AppendEncode(b, k[:])
 }
 
-// mutate runs a mutation and turns userErrors into errors.
-func (c *client) mutate(ctx context.Context, query string, input map[string]any) (payload, error) {
+// mutate sends body, a mutation whose field is aliased m, and turns
+// userErrors into errors.
+func (c *client) mutate(ctx context.Context, body []byte) (payload, error) {
 	var out struct{ M payload }
-	if err := c.post(ctx, query, map[string]any{"in": input}, &out); err != nil {
+	if err := c.send(ctx, body, &out); err != nil {
 		return payload{}, err
 	}
 	if len(out.M.UserErrors) > 0 {
@@ -120,7 +124,12 @@ func (c *client) mutate(ctx context.Context, query string, input map[string]any)
 // customers is how many customers the load's orders belong to.
 const customers = 50
 
-func (c *client) customer() string { return fmt.Sprintf("load-c%d", c.id%customers) }
+func (c *client) customer() string {
+	if c.cust == "" {
+		c.cust = "load-c" + strconv.Itoa(c.id%customers)
+	}
+	return c.cust
+}
 
 // bearer is the client's token: its customer's, unless it has its own.
 func (c *client) bearer() string {
@@ -130,15 +139,43 @@ func (c *client) bearer() string {
 	return tokens.customer(c.customer())
 }
 
+// The mutations' request bodies are written by hand (what json.Marshal of
+// their variables would write), sparing the load's CPU.
+var (
+	placeQueryJSON, _   = json.Marshal(placeMutation)
+	confirmQueryJSON, _ = json.Marshal(confirmMutation)
+)
+
 func (c *client) place(ctx context.Context) (payload, error) {
-	return c.mutate(ctx, placeMutation, map[string]any{
-		"customerId": c.customer(), "currencyCode": "EUR", "idempotencyKey": randomKey(),
-		"items": []map[string]any{{"sku": "TEA", "name": "Green tea", "quantity": 2, "unitPrice": "4.50"}, {"sku": "CUP", "name": "Cup", "quantity": 1, "unitPrice": "12.00"}},
-	})
+	b := append(c.body[:0], `{"query":`...)
+	b = append(b, placeQueryJSON...)
+	b = append(b, `,"variables":{"in":{"customerId":`...)
+	b, _ = appendJSON(b, c.customer())
+	b = append(b, `,"currencyCode":"EUR","idempotencyKey":"`...)
+	b = appendRandomKey(b)
+	b = append(b, `","items":[{"sku":"TEA","name":"Green tea","quantity":2,"unitPrice":"4.50"},{"sku":"CUP","name":"Cup","quantity":1,"unitPrice":"12.00"}]}}}`...)
+	c.body = b
+	return c.mutate(ctx, b)
 }
 
 func (c *client) confirm(ctx context.Context, orderID string, version int) (payload, error) {
-	return c.mutate(ctx, confirmMutation, map[string]any{"orderId": orderID, "expectedVersion": version, "idempotencyKey": randomKey()})
+	b := append(c.body[:0], `{"query":`...)
+	b = append(b, confirmQueryJSON...)
+	b = append(b, `,"variables":{"in":{"orderId":`...)
+	b, _ = appendJSON(b, orderID)
+	b = append(b, `,"expectedVersion":`...)
+	b = strconv.AppendInt(b, int64(version), 10)
+	b = append(b, `,"idempotencyKey":"`...)
+	b = appendRandomKey(b)
+	b = append(b, `"}}}`...)
+	c.body = b
+	return c.mutate(ctx, b)
+}
+
+// appendJSON appends v's JSON.
+func appendJSON(b []byte, v any) ([]byte, error) {
+	j, err := json.Marshal(v)
+	return append(b, j...), err
 }
 
 // recorder collects what one load run measured; safe for concurrent use.
@@ -331,8 +368,11 @@ func (p *idPool) len() int {
 // what was recorded after the warm-up, and the measured window. start and
 // end are called as the measured window opens and closes.
 func drive(ctx context.Context, url, scenario string, n int, warmup, d time.Duration, ids *idPool, start, end func()) (*recorder, time.Duration) {
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n + 4, MaxIdleConns: n + 4, IdleConnTimeout: time.Minute}}
-	defer hc.CloseIdleConnections()
+	cs, err := newConns(url, n+4, 30*time.Second)
+	if err != nil {
+		panic(err) // the URL was checked when the run began
+	}
+	defer cs.close()
 	step := scenarios[scenario]
 	var (
 		cur       atomic.Pointer[recorder]
@@ -345,7 +385,7 @@ func drive(ctx context.Context, url, scenario string, n int, warmup, d time.Dura
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &client{http: hc, url: url, id: i}
+			c := &client{conns: cs, id: i}
 			for !stop.Load() && ctx.Err() == nil {
 				step(ctx, c, cur.Load(), ids)
 			}
@@ -375,13 +415,13 @@ func drive(ctx context.Context, url, scenario string, n int, warmup, d time.Dura
 // w's order with w's token (each ask waits up to the server's consistency
 // timeout) until the answer says the views got there, for at most limit.
 func catchUp(ctx context.Context, url string, w *written, since time.Time, limit time.Duration) (time.Duration, bool) {
-	c := &client{http: &http.Client{Timeout: 30 * time.Second}, url: url, token: tokens.staff}
+	hc := &http.Client{Timeout: 30 * time.Second}
 	for time.Since(since) < limit && ctx.Err() == nil {
 		body, _ := json.Marshal(map[string]any{"query": orderQuery, "variables": map[string]any{"id": w.orderID, "t": w.token}})
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+c.bearer())
-		resp, err := c.http.Do(req)
+		req.Header.Set("Authorization", "Bearer "+tokens.staff)
+		resp, err := hc.Do(req)
 		if err != nil {
 			return 0, false
 		}

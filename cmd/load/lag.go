@@ -129,8 +129,11 @@ func runLag(ctx context.Context, url string, rate int, d, drain time.Duration, g
 		}
 	}
 	time.Sleep(200 * time.Millisecond) // the subscription is registered
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxIdleConns: 512}}
-	defer hc.CloseIdleConnections()
+	cs, err := newConns(url, 512, 30*time.Second)
+	if err != nil {
+		return lagResult{}, err
+	}
+	defer cs.close()
 	rec := newRecorder()
 	m := &cpuMeter{groups: groups}
 	const maxInFlight = 2000
@@ -152,7 +155,7 @@ func runLag(ctx context.Context, url string, rate int, d, drain time.Duration, g
 		offered++
 		inFlight.Add(1)
 		wg.Add(1)
-		c := &client{http: hc, url: url, id: offered}
+		c := &client{conns: cs, id: offered}
 		go func() {
 			defer wg.Done()
 			defer inFlight.Add(-1)

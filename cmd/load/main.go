@@ -100,6 +100,12 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "load: unknown stack %q\n", o.stack)
 		return 2
 	}
+	if o.url != "" {
+		if _, err := newConns(o.url, 0, 0); err != nil {
+			fmt.Fprintln(os.Stderr, "load: -url:", err)
+			return 2
+		}
+	}
 	var err error
 	if tokens, err = newTokens(o.url); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestConnsSpeaksHTTP drives the load's HTTP client against Go's server,
+// which sees its requests as net/http's client would send them: answers of
+// known length, chunked, and with Connection: close, on one pool whose
+// connection is kept until the server closes it.
+func TestConnsSpeaksHTTP(t *testing.T) {
+	var dialed atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost || r.URL.Path != "/graphql" || r.Header.Get("Authorization") != "Bearer tok" ||
+			r.Header.Get("Content-Type") != "application/json" || !strings.HasPrefix(string(body), `{"as":`) {
+			http.Error(w, fmt.Sprintf("unexpected request %s %s %q %q", r.Method, r.URL, r.Header, body), http.StatusBadRequest)
+			return
+		}
+		switch string(body) {
+		case `{"as":"chunked"}`:
+			w.Write([]byte(strings.Repeat("a", 5000))) // past net/http's buffer: chunked
+			w.(http.Flusher).Flush()
+			w.Write([]byte("z"))
+		case `{"as":"close"}`:
+			w.Header().Set("Connection", "close")
+			w.Write([]byte("closed"))
+		case `{"as":"teapot"}`:
+			http.Error(w, "short and stout", http.StatusTeapot)
+		default:
+			w.Write([]byte("plain"))
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dialed.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	cs, err := newConns(srv.URL+"/graphql", 4, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.close()
+	for i, tc := range []struct {
+		as, want string
+		status   int
+		dials    int64 // connections made by the end of the case
+	}{
+		{"plain", "plain", 200, 1},
+		{"plain", "plain", 200, 1}, // the connection is kept
+		{"chunked", strings.Repeat("a", 5000) + "z", 200, 1},
+		{"teapot", "short and stout\n", 418, 1},
+		{"close", "closed", 200, 1},
+		{"plain", "plain", 200, 2}, // the server closed it: a new one
+	} {
+		var got string
+		var status int
+		err := cs.post(context.Background(), "tok", []byte(`{"as":"`+tc.as+`"}`), func(s int, answer []byte) error {
+			got, status = string(answer), s
+			return nil
+		})
+		if err != nil || got != tc.want || status != tc.status {
+			t.Fatalf("%d (%s): got %d %.40q, %v; want %d %.40q", i, tc.as, status, got, err, tc.status, tc.want)
+		}
+		if n := dialed.Load(); n != tc.dials {
+			t.Fatalf("%d (%s): %d connections, want %d", i, tc.as, n, tc.dials)
+		}
+	}
+}
+
+// TestConnsSendsAgainOnAClosedKeptConnection: a kept-alive connection that
+// the server closed while idle fails before any answer; the request goes
+// once more on a new connection. One that fails after a new dial is an
+// error.
+func TestConnsSendsAgainOnAClosedKeptConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n := accepted.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				if n == 3 {
+					return // closes without an answer
+				}
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				// then closes the kept-alive connection, as an idle timeout would
+			}()
+		}
+	}()
+	cs, err := newConns("http://"+ln.Addr().String()+"/graphql", 4, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func() error {
+		return cs.post(context.Background(), "tok", []byte(`{}`), func(status int, answer []byte) error {
+			if status != 200 || string(answer) != "ok" {
+				return fmt.Errorf("status %d %q", status, answer)
+			}
+			return nil
+		})
+	}
+	if err := post(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the server has closed it
+	if err := post(); err != nil {
+		t.Fatalf("on a closed kept connection: %v", err)
+	}
+	if n := accepted.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2", n)
+	}
+	time.Sleep(50 * time.Millisecond)
+	// The kept connection is closed (a retry), and the third one answers
+	// nothing: an error, not a third try.
+	if err := post(); err == nil {
+		t.Fatal("a connection that closed without an answer after a new dial: no error")
+	}
+	if n := accepted.Load(); n != 3 {
+		t.Fatalf("%d connections, want 3", n)
+	}
+}
+
+// TestConnsRefusesAnAnswerPastItsBound: an answer longer than maxAnswer is
+// an error, read no further.
+func TestConnsRefusesAnAnswerPastItsBound(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(maxAnswer+1))
+		w.WriteHeader(200)
+	}))
+	defer srv.Close()
+	cs, err := newConns(srv.URL, 1, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cs.post(context.Background(), "tok", []byte(`{}`), func(int, []byte) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "an answer of") {
+		t.Fatalf("got %v, want the bound's error", err)
+	}
+}
+
+// TestNewConnsRefusesWhatItCannotSpeak: https and malformed URLs.
+func TestNewConnsRefusesWhatItCannotSpeak(t *testing.T) {
+	for _, u := range []string{"https://example.com/graphql", "://x", "ftp://x"} {
+		if _, err := newConns(u, 1, time.Second); err == nil {
+			t.Errorf("%q: no error", u)
+		}
+	}
+}
