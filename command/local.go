@@ -233,12 +233,36 @@ type writer struct {
 }
 
 func (ps *partStore) writer() *writer {
+	return &writer{ps: ps, b: ps.db.NewBatch(), meta: ps.metaCopy()}
+}
+
+// knownWriter is a writer for replace only: its batch keeps no index.
+func (ps *partStore) knownWriter() *writer {
+	return &writer{ps: ps, b: ps.db.NewWriteBatch(), meta: ps.metaCopy()}
+}
+
+func (ps *partStore) metaCopy() localMeta {
 	m := ps.meta
 	if m.Stored != nil {
 		t := *m.Stored
 		m.Stored = &t
 	}
-	return &writer{ps: ps, b: ps.db.NewBatch(), meta: m}
+	return m
+}
+
+// replace stores snap, order id's snapshot at version, where the store is
+// known to hold before (nil: nothing), without reading it: the committer
+// decided on before, read from the store or from what it last wrote there
+// (it is the store's only writer while its session lasts).
+func (w *writer) replace(id string, before *orderState, version int, snap []byte) error {
+	if before != nil {
+		w.meta.Local.Orders--
+		w.meta.Local.Versions -= int64(before.Order.Version)
+	}
+	w.meta.Local.Orders++
+	w.meta.Local.Versions += int64(version)
+	w.n++
+	return w.b.Set(id, storedValue(version, snap))
 }
 
 // put stores snap, order id's snapshot at version, unless the store has a
@@ -340,10 +364,10 @@ func (ws *workingSet) committed(d decided, after map[int32]tally, checkpoints ma
 		if ps == nil {
 			return fmt.Errorf("no local store for partition %d", p)
 		}
-		w := ps.writer()
+		w := ps.knownWriter()
 		for id, s := range d.changed[p] {
 			snap := d.snapshots[p][id]
-			if err := w.put(id, s.Order.Version, snap); err != nil {
+			if err := w.replace(id, d.before.get(p, id), s.Order.Version, snap); err != nil {
 				w.b.Close()
 				ws.local.discard(p, err.Error())
 				return err

@@ -308,3 +308,57 @@ func TestCheckpointsStopAfterAFailedTransaction(t *testing.T) {
 		t.Errorf("checkpoints after a failed transaction: %v, want none", got)
 	}
 }
+
+// The committer writes a transaction's orders to the local store without
+// reading what the store held (the states it decided on are that): the
+// store's own tally still counts exactly the orders and versions in it,
+// orders read back from the store (a working set of one) included, and
+// agrees with the session's tally.
+func TestCommittedKeepsTheLocalTally(t *testing.T) {
+	topics := fenceTestTopics(t, "committed-tally")
+	h := fenceTestHandlerConfig(t, topics, topics.Commands+".handler", func(c *HandlerConfig) { c.AuthDisabled = true })
+	db, _, err := statestore.Open(t.TempDir(), statestore.Identity{Topic: topics.Snapshots}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ps := &partStore{p: 0, db: db}
+	ws := &workingSet{stores: map[int32]*partStore{0: ps}, cache: newOrderCache(1, MaxCacheBytes), local: &localStores{bad: map[int32]string{}}}
+	var offset int64
+	msg := func(cmd domain.Command) *sarama.ConsumerMessage {
+		m := commandMsg(t, topics, cmd, "")
+		offset++
+		return &sarama.ConsumerMessage{Topic: topics.Commands, Partition: 0, Offset: offset, Key: []byte(cmd.TargetOrderID()),
+			Value: encoded(t, m.Value), Headers: consumerHeaders(m.Headers)}
+	}
+	session := map[int32]tally{}
+	for i, batch := range [][]domain.Command{
+		{placeOrder("ord_a"), placeOrder("ord_b"), placeOrder("ord_c")},
+		{domain.ConfirmOrder{OrderID: "ord_a"}, placeOrder("ord_d")},
+		{domain.CancelOrder{OrderID: "ord_b", Reason: "test"}, domain.ConfirmOrder{OrderID: "ord_c"}, domain.ConfirmOrder{OrderID: "ord_d"}},
+		{domain.CancelOrder{OrderID: "ord_a", Reason: "test"}, placeOrder("ord_a")}, // the second is refused: no new version
+	} {
+		var msgs []*sarama.ConsumerMessage
+		for _, c := range batch {
+			msgs = append(msgs, msg(c))
+		}
+		d, err := h.decideBatch(ws, msgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		session = tallies(session, d.before, d.changed)
+		if err := ws.committed(d, session, nil); err != nil {
+			t.Fatal(err)
+		}
+		all, err := ps.all()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := ps.meta.Local, tallyOf(all); got != want || got != session[0] {
+			t.Fatalf("after batch %d: the store's tally %+v, its orders %+v, the session's %+v", i, got, want, session[0])
+		}
+	}
+	if all, _ := ps.all(); len(all) != 4 || all["ord_a"].Order.Version != 3 || all["ord_d"].Order.Version != 2 {
+		t.Fatalf("store: %d orders, a at %d", len(all), all["ord_a"].Order.Version)
+	}
+}

@@ -221,8 +221,18 @@ type Batch struct {
 // NewBatch starts a batch; its Get sees the batch's own writes.
 func (s *Store) NewBatch() *Batch { return &Batch{s: s, b: s.db.NewIndexedBatch()} }
 
+// NewWriteBatch starts a batch that only writes: its Get fails. It spares
+// the index of the batch's keys that Get needs.
+func (s *Store) NewWriteBatch() *Batch { return &Batch{s: s, b: s.db.NewBatch()} }
+
+// errWriteOnly is the error of Get on a batch from NewWriteBatch.
+var errWriteOnly = errors.New("handler state store: Get on a write-only batch")
+
 // Get is key's value as the batch would leave it.
 func (b *Batch) Get(key string) ([]byte, bool, error) {
+	if !b.b.Indexed() {
+		return nil, false, errWriteOnly
+	}
 	v, closer, err := b.b.Get(valueKey(key))
 	return copied(v, closer, err)
 }

@@ -145,3 +145,40 @@ func TestBatchReadsItsWrites(t *testing.T) {
 		t.Errorf("scan of an empty store: %d values", n)
 	}
 }
+
+// A write-only batch refuses Get and applies its writes and state at once,
+// as an indexed one does.
+func TestWriteBatch(t *testing.T) {
+	var log bytes.Buffer
+	s, _, err := Open(filepath.Join(t.TempDir(), "p0"), Identity{Topic: "snap"}, nil, testLog(t, &log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	write(t, s, "gone", "x", 1)
+	b := s.NewWriteBatch()
+	if _, _, err := b.Get("gone"); err == nil {
+		t.Fatal("Get on a write-only batch: no error")
+	}
+	if err := b.Set("a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete("gone"); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, _ := s.Get("a"); ok {
+		t.Fatalf("a = %q before the commit", v)
+	}
+	if err := b.Commit(State{Checkpoint: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok, _ := s.Get("a"); !ok || string(v) != "1" {
+		t.Errorf("a = %q %v", v, ok)
+	}
+	if _, ok, _ := s.Get("gone"); ok {
+		t.Error("gone is still there")
+	}
+	if st, _ := s.State(); st.Checkpoint != 7 {
+		t.Errorf("checkpoint %d", st.Checkpoint)
+	}
+}
