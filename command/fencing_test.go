@@ -3,8 +3,10 @@ package command
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -553,16 +555,32 @@ func keys[V any](m map[string]V) []string {
 // owner's restore finds the dead owner's transactional id with the
 // committed offsets and fences it, which aborts the transaction at once,
 // instead of waiting for its timeout (here a minute) and the broker's
-// check.
+// check. The transaction left open is that of either of the owner's two
+// transactional ids (the committer takes them in turn): both are fenced.
 func TestRestoreFencesADeadOwnersOpenTransaction(t *testing.T) {
-	topics := fenceTestTopics(t, "fence")
+	for _, openOn := range []int{0, 1} {
+		t.Run(fmt.Sprintf("open on producer %d", openOn), func(t *testing.T) { testRestoreFencesAnOpenTransaction(t, openOn) })
+	}
+}
+
+// testRestoreFencesAnOpenTransaction: the dead owner commits with its
+// producer 0, then leaves a transaction open on producer openOn.
+func testRestoreFencesAnOpenTransaction(t *testing.T, openOn int) {
+	topics := fenceTestTopics(t, fmt.Sprintf("fence%d", openOn))
 	group := topics.Commands + ".group"
 	dead := fenceTestHandlerConfig(t, topics, group, func(c *HandlerConfig) { c.TransactionTimeout = time.Minute })
-	p1, err := dead.newTxnProducer()
+	p0, err := dead.newTxnProducer()
 	if err != nil {
 		t.Fatalf("producer: %v", err)
 	}
-	defer func() { _ = p1.Close() }()
+	defer func() { _ = p0.Close() }()
+	p1 := p0
+	if openOn == 1 {
+		if p1, err = dead.newTxnProducerAt(1); err != nil {
+			t.Fatalf("producer 1: %v", err)
+		}
+		defer func() { _ = p1.Close() }()
+	}
 
 	idX, idZ := newID("ord_X_"), newID("ord_Z_")
 	msg := func(offset int64, cmd domain.Command) *sarama.ConsumerMessage {
@@ -573,26 +591,26 @@ func TestRestoreFencesADeadOwnersOpenTransaction(t *testing.T) {
 	// A transaction with the records of batch and the offset after last, as
 	// the dead owner commits them (its group is empty by now, so without a
 	// generation).
-	begin := func(batch *sarama.ConsumerMessage, states partitionStates) {
+	begin := func(p *txnProducer, batch *sarama.ConsumerMessage, states partitionStates) {
 		d, err := dead.decideBatch(states, []*sarama.ConsumerMessage{batch})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p1.Begin(); err != nil {
+		if err := p.Begin(); err != nil {
 			t.Fatal(err)
 		}
-		if err := p1.Send(d.records); err != nil {
+		if err := p.Send(d.records); err != nil {
 			t.Fatal(err)
 		}
-		if err := p1.SendOffsets([]*sarama.ConsumerMessage{batch}, sarama.NewConsumerGroupMetadata(group), &p1.id); err != nil {
+		if err := p.SendOffsets([]*sarama.ConsumerMessage{batch}, sarama.NewConsumerGroupMetadata(group), &p.id); err != nil {
 			t.Fatalf("offset commit: %v", err)
 		}
 	}
-	begin(msg(0, placeOrder(idX)), partitionStates{})
-	if err := p1.Commit(); err != nil {
+	begin(p0, msg(0, placeOrder(idX)), partitionStates{})
+	if err := p0.Commit(); err != nil {
 		t.Fatalf("commit X: %v", err)
 	}
-	begin(msg(1, placeOrder(idZ)), partitionStates{})
+	begin(p1, msg(1, placeOrder(idZ)), partitionStates{})
 	inLog := waitForKey(t, topics.Snapshots, sarama.ReadUncommitted, idZ, 5*time.Second)
 	t.Logf("the dead owner's open transaction (Z placed, offset committed) is physically in the log: %v", inLog)
 
@@ -624,4 +642,59 @@ func TestRestoreFencesADeadOwnersOpenTransaction(t *testing.T) {
 		t.Errorf("the dead owner committed its transaction after it was fenced")
 	}
 	t.Logf("restore took %s (the open transaction's timeout: 1 min) on the %s broker", took.Round(time.Millisecond), testKafka)
+}
+
+func TestCommitterIDs(t *testing.T) {
+	for _, tc := range []struct {
+		id, base string
+		ids      []string
+	}{
+		{"c.handler.abc-0", "c.handler.abc", []string{"c.handler.abc-0", "c.handler.abc-1"}},
+		{"c.handler.abc-1", "c.handler.abc", []string{"c.handler.abc-0", "c.handler.abc-1"}},
+		{"c.handler.abc", "c.handler.abc", []string{"c.handler.abc"}}, // a committer of one id (before 2026-12-07)
+		{"", "", []string{""}},
+	} {
+		ids, base := committerIDs(tc.id)
+		if base != tc.base || !slices.Equal(ids, tc.ids) {
+			t.Errorf("committerIDs(%q) = %q, %q; want %q, %q", tc.id, ids, base, tc.ids, tc.base)
+		}
+	}
+	if ids := txnIDs("b"); ids != [2]string{"b-0", "b-1"} {
+		t.Errorf("txnIDs: %q", ids)
+	}
+}
+
+// TestCommitterTakesItsTransactionalIDsInTurn: consecutive transactions of
+// a session commit with the instance's two transactional ids in turn (the
+// ids recorded with the offsets they commit), so that a transaction never
+// waits for the markers of the one just before it.
+func TestCommitterTakesItsTransactionalIDsInTurn(t *testing.T) {
+	topics := fenceTestTopics(t, "turns")
+	bus := testBus(t, topics)
+	h, _, _ := runHandler(t, topics, t.TempDir(), 100)
+	committer := func(after string) string {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			id, err := h.lastCommitter(0)
+			if err == nil && id != after && id != "" {
+				return id
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the committed offset's transactional id is still %q (%v)", id, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	var ids []string
+	prev := ""
+	for i := range 4 {
+		mustSend(t, bus, placeOrder(fmt.Sprintf("ord_turn_%d", i)), 1)
+		prev = committer(prev)
+		ids = append(ids, prev)
+	}
+	want := txnIDs(h.txnID)
+	if ids[0] != ids[2] || ids[1] != ids[3] || !slices.Contains(want[:], ids[0]) || !slices.Contains(want[:], ids[1]) {
+		t.Fatalf("transactional ids of four transactions in a row: %q; want %q in turn", ids, want)
+	}
 }
