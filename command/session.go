@@ -315,7 +315,8 @@ func (s *session) commit(batch []*sarama.ConsumerMessage) error {
 // sent again after a backoff), which on Apache Kafka held up 30-40% of the
 // committer's transactions by about 1 ms; the other id's last transaction
 // ended a whole transaction earlier. A transaction that fails is retried on
-// the same producer, whose next Begin ends it first.
+// the same producer (which aborted it, or ends it in its next Begin when
+// the abort failed), so that two are never open at once.
 func (s *session) producer() *txnProducer {
 	if s.turn == 1 {
 		return s.other

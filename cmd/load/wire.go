@@ -27,10 +27,10 @@ type conns struct {
 	addr, host, path string
 	timeout          time.Duration // of a whole request
 
-	mu       sync.Mutex
-	idle     []*conn
-	maxIdle  int
-	closedAt bool
+	mu      sync.Mutex
+	idle    []*conn
+	maxIdle int
+	closed  bool
 }
 
 // maxAnswer bounds an answer's body.
@@ -78,7 +78,7 @@ func (p *conns) get() (*conn, bool, error) {
 
 func (p *conns) put(c *conn) {
 	p.mu.Lock()
-	if !p.closedAt && len(p.idle) < p.maxIdle {
+	if !p.closed && len(p.idle) < p.maxIdle {
 		p.idle = append(p.idle, c)
 		c = nil
 	}
@@ -92,7 +92,7 @@ func (p *conns) put(c *conn) {
 func (p *conns) close() {
 	p.mu.Lock()
 	idle := p.idle
-	p.idle, p.closedAt = nil, true
+	p.idle, p.closed = nil, true
 	p.mu.Unlock()
 	for _, c := range idle {
 		_ = c.nc.Close()
