@@ -61,13 +61,18 @@ func (h *Handler) fencePreviousOwner(p int32) {
 	sc := h.cfg.Security.Config("order-gateway-fence", h.cfg.FetchWait)
 	sc.Producer.Transaction.Retry.Max = 100 // CONCURRENT_TRANSACTIONS while the broker aborts
 	sc.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
+	fenced := 0
 	for _, id := range ids {
 		prod, err := kafka.NewTxnProducer(h.cfg.Brokers, sc, id, h.cfg.TransactionTimeout, nil)
 		if err != nil {
 			log.Warn("command handler: restore held up by an open transaction; fencing the previous owner failed", "transactional id", id, "err", err)
-			return
+			continue // the other id may hold the open transaction
 		}
 		_ = prod.Close()
+		fenced++
+	}
+	if fenced == 0 {
+		return
 	}
 	h.cfg.Metrics.Fenced.Inc()
 	log.Warn("command handler: restore held up by an open transaction; fenced the previous owner's transactional ids, which aborts it",

@@ -72,7 +72,7 @@ type inbound struct {
 	local bool
 }
 
-// startSession creates the session's transactional producer, restores its
+// startSession creates the session's transactional producers, restores its
 // partitions and starts its committer.
 func (h *Handler) startSession(gs sarama.ConsumerGroupSession) (*session, error) {
 	parts := gs.Claims()[h.cfg.Topics.Commands]
@@ -114,7 +114,7 @@ func (h *Handler) startSession(gs sarama.ConsumerGroupSession) (*session, error)
 }
 
 // close waits for the committer to finish the batch it is committing and
-// closes the producer. Later calls do nothing.
+// closes the producers. Later calls do nothing.
 func (s *session) close() {
 	s.once.Do(func() {
 		<-s.done
@@ -312,9 +312,9 @@ func (s *session) commit(batch []*sarama.ConsumerMessage) error {
 // begins once the one before it has committed), on two transactional ids
 // in turn: a transactional id's next transaction cannot begin until the
 // broker has written the markers of its last one (CONCURRENT_TRANSACTIONS,
-// sent again after a backoff), which on Apache Kafka held up 30-40% of the
-// committer's transactions by about 1 ms; the other id's last transaction
-// ended a whole transaction earlier. A transaction that fails is retried on
+// sent again after a backoff of 2 ms), which on Apache Kafka held up 30-40%
+// of the committer's transactions; the other id's last transaction ended a
+// whole transaction earlier. A transaction that fails is retried on
 // the same producer (which aborted it, or ends it in its next Begin when
 // the abort failed), so that two are never open at once.
 func (s *session) producer() *txnProducer {

@@ -60,7 +60,7 @@ func run() int {
 	var systems, scen, clients, extra string
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.StringVar(&o.stack, "stack", "embedded", "embedded, kafka (Apache Kafka + embedded store) or kafka-postgres (Apache Kafka + FerretDB on PostgreSQL)")
-	fs.StringVar(&o.url, "url", "", "drive a running gateway at this GraphQL URL instead of starting one")
+	fs.StringVar(&o.url, "url", "", "drive a running gateway at this GraphQL URL (plain http) instead of starting one")
 	fs.StringVar(&systems, "systems", "gateway,plain", "systems to measure, in this order (one may come back: gateway,gateway-traced,gateway,gateway-traced): gateway (the real binary), gateway-traced (the same with every trace sampled and exported: OTEL_TRACES_EXPORTER=console, OTEL_TRACES_SAMPLER=always_on, the spans written to /dev/null), plain (cmd/plain, the plain produce-consume service)")
 	fs.StringVar(&scen, "scenarios", "place-confirm", "comma-separated: place, place-confirm, query, mixed, lag (open loop at -rate, gateway only: how long after a mutation's answer a subscriber sees its change)")
 	fs.IntVar(&o.rate, "rate", 500, "orders/s (each placed, then confirmed) offered in the lag scenario")

@@ -60,16 +60,21 @@ type conn struct {
 	ans []byte
 }
 
-func (p *conns) get() (*conn, bool, error) {
-	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
-		c := p.idle[n-1]
-		p.idle = p.idle[:n-1]
+// get is an idle connection (reused), or a new one when fresh is set or
+// none is idle.
+func (p *conns) get(ctx context.Context, fresh bool) (c *conn, reused bool, err error) {
+	if !fresh {
+		p.mu.Lock()
+		if n := len(p.idle); n > 0 {
+			c := p.idle[n-1]
+			p.idle = p.idle[:n-1]
+			p.mu.Unlock()
+			return c, true, nil
+		}
 		p.mu.Unlock()
-		return c, true, nil
 	}
-	p.mu.Unlock()
-	nc, err := net.DialTimeout("tcp", p.addr, 5*time.Second)
+	d := net.Dialer{Timeout: 5 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, false, err
 	}
@@ -106,20 +111,21 @@ var errNoAnswer = errors.New("the connection closed before an answer")
 // post sends body (JSON) with the bearer token and calls read with the
 // answer's status and body, which is only valid during the call. A
 // request on a kept-alive connection that the server had closed is sent
-// once more on a new one (the load's mutations carry idempotency keys).
+// once more on a new connection (the load's mutations carry idempotency
+// keys).
 func (p *conns) post(ctx context.Context, bearer string, body []byte, read func(status int, answer []byte) error) error {
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		c, reused, err := p.get()
+		c, reused, err := p.get(ctx, attempt > 0)
 		if err != nil {
 			return err
 		}
 		status, answer, keep, err := c.roundTrip(ctx, p, bearer, body)
 		if err != nil {
 			_ = c.nc.Close()
-			if errors.Is(err, errNoAnswer) && reused && attempt == 0 {
+			if errors.Is(err, errNoAnswer) && reused && attempt == 0 && !isTimeout(err) {
 				continue
 			}
 			return err
@@ -143,7 +149,11 @@ func (c *conn) roundTrip(ctx context.Context, p *conns, bearer string, body []by
 		return 0, nil, false, err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer func() {
+		if !stop() {
+			keep = false // the context's deadline may land on the next request
+		}
+	}()
 
 	b := append(c.req[:0], "POST "...)
 	b = append(b, p.path...)
@@ -157,7 +167,7 @@ func (c *conn) roundTrip(ctx context.Context, p *conns, bearer string, body []by
 	b = append(b, body...)
 	c.req = b
 	if _, err := c.nc.Write(b); err != nil {
-		return 0, nil, false, errNoAnswer
+		return 0, nil, false, fmt.Errorf("%w: %w", errNoAnswer, err)
 	}
 	line, err := c.br.ReadSlice('\n')
 	if err != nil {
@@ -204,6 +214,10 @@ func (c *conn) roundTrip(ctx context.Context, p *conns, bearer string, body []by
 		}
 	}
 	switch {
+	case status < 200: // an interim answer (none is asked for): the final one is not read
+		answer, keep = c.ans[:0], false
+	case status == 204 || status == 304:
+		answer = c.ans[:0] // no body
 	case chunked:
 		if answer, err = readAtMost(httputil.NewChunkedReader(c.br)); err == nil {
 			err = c.skipTrailer()
@@ -249,6 +263,11 @@ func readAtMost(r io.Reader) ([]byte, error) {
 		err = fmt.Errorf("an answer over %d bytes", maxAnswer)
 	}
 	return b, err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func isReset(err error) bool {

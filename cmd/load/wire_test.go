@@ -118,6 +118,7 @@ func TestConnsSendsAgainOnAClosedKeptConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer cs.close()
 	post := func() error {
 		return cs.post(context.Background(), "tok", []byte(`{}`), func(status int, answer []byte) error {
 			if status != 200 || string(answer) != "ok" {
@@ -171,5 +172,71 @@ func TestNewConnsRefusesWhatItCannotSpeak(t *testing.T) {
 		if _, err := newConns(u, 1, time.Second); err == nil {
 			t.Errorf("%q: no error", u)
 		}
+	}
+}
+
+// TestConnsSendsAgainOnANewConnection: when the server has closed every
+// kept connection (an idle timeout, a restart), the request sent again goes
+// on a new connection, not on the next dead one.
+func TestConnsSendsAgainOnANewConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int64
+	both := make(chan struct{})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if accepted.Add(1) == 2 {
+				close(both)
+			}
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				select { // the first two answer together: two kept connections
+				case <-both:
+				case <-time.After(5 * time.Second):
+				}
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}()
+		}
+	}()
+	cs, err := newConns("http://"+ln.Addr().String()+"/graphql", 4, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.close()
+	post := func() error {
+		return cs.post(context.Background(), "tok", []byte(`{}`), func(status int, answer []byte) error {
+			if status != 200 || string(answer) != "ok" {
+				return fmt.Errorf("status %d %q", status, answer)
+			}
+			return nil
+		})
+	}
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- post() }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the server has closed both
+	if err := post(); err != nil {
+		t.Fatalf("with two dead kept connections: %v", err)
+	}
+	if n := accepted.Load(); n != 3 {
+		t.Fatalf("%d connections, want 3", n)
 	}
 }
