@@ -80,16 +80,15 @@ func TestConnsSpeaksHTTP(t *testing.T) {
 	}
 }
 
-// TestConnsSendsAgainOnAClosedKeptConnection: a kept-alive connection that
-// the server closed while idle fails before any answer; the request goes
-// once more on a new connection. One that fails after a new dial is an
-// error.
-func TestConnsSendsAgainOnAClosedKeptConnection(t *testing.T) {
+// oneShotServer answers each connection's first request with answer(n),
+// n counting the connections from 1 ("": no answer), and then closes it, as
+// a server's idle timeout would. It returns its address and the count.
+func oneShotServer(t *testing.T, answer func(n int64) string) (string, *atomic.Int64) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	var accepted atomic.Int64
 	go func() {
 		for {
@@ -100,38 +99,56 @@ func TestConnsSendsAgainOnAClosedKeptConnection(t *testing.T) {
 			n := accepted.Add(1)
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
+				req, err := http.ReadRequest(bufio.NewReader(c))
 				if err != nil {
 					return
 				}
 				io.Copy(io.Discard, req.Body)
-				if n == 3 {
-					return // closes without an answer
+				if a := answer(n); a != "" {
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(a), a)
 				}
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				// then closes the kept-alive connection, as an idle timeout would
 			}()
 		}
 	}()
-	cs, err := newConns("http://"+ln.Addr().String()+"/graphql", 4, 5*time.Second)
+	return ln.Addr().String(), &accepted
+}
+
+// postOK posts to cs and wants 200 "ok".
+func postOK(cs *conns) error {
+	return cs.post(context.Background(), "tok", []byte(`{}`), func(status int, answer []byte) error {
+		if status != 200 || string(answer) != "ok" {
+			return fmt.Errorf("status %d %q", status, answer)
+		}
+		return nil
+	})
+}
+
+func newTestConns(t *testing.T, addr string) *conns {
+	cs, err := newConns("http://"+addr+"/graphql", 4, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cs.close()
-	post := func() error {
-		return cs.post(context.Background(), "tok", []byte(`{}`), func(status int, answer []byte) error {
-			if status != 200 || string(answer) != "ok" {
-				return fmt.Errorf("status %d %q", status, answer)
-			}
-			return nil
-		})
-	}
-	if err := post(); err != nil {
+	t.Cleanup(cs.close)
+	return cs
+}
+
+// TestConnsSendsAgainOnAClosedKeptConnection: a kept-alive connection that
+// the server closed while idle fails before any answer; the request goes
+// once more on a new connection. One that fails after a new dial is an
+// error.
+func TestConnsSendsAgainOnAClosedKeptConnection(t *testing.T) {
+	addr, accepted := oneShotServer(t, func(n int64) string {
+		if n == 3 {
+			return "" // closes without an answer
+		}
+		return "ok"
+	})
+	cs := newTestConns(t, addr)
+	if err := postOK(cs); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond) // the server has closed it
-	if err := post(); err != nil {
+	if err := postOK(cs); err != nil {
 		t.Fatalf("on a closed kept connection: %v", err)
 	}
 	if n := accepted.Load(); n != 2 {
@@ -140,7 +157,7 @@ func TestConnsSendsAgainOnAClosedKeptConnection(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	// The kept connection is closed (a retry), and the third one answers
 	// nothing: an error, not a third try.
-	if err := post(); err == nil {
+	if err := postOK(cs); err == nil {
 		t.Fatal("a connection that closed without an answer after a new dial: no error")
 	}
 	if n := accepted.Load(); n != 3 {
@@ -179,53 +196,21 @@ func TestNewConnsRefusesWhatItCannotSpeak(t *testing.T) {
 // kept connection (an idle timeout, a restart), the request sent again goes
 // on a new connection, not on the next dead one.
 func TestConnsSendsAgainOnANewConnection(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var accepted atomic.Int64
 	both := make(chan struct{})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if accepted.Add(1) == 2 {
-				close(both)
-			}
-			go func() {
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, req.Body)
-				select { // the first two answer together: two kept connections
-				case <-both:
-				case <-time.After(5 * time.Second):
-				}
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			}()
+	addr, accepted := oneShotServer(t, func(n int64) string {
+		if n == 2 {
+			close(both)
 		}
-	}()
-	cs, err := newConns("http://"+ln.Addr().String()+"/graphql", 4, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.close()
-	post := func() error {
-		return cs.post(context.Background(), "tok", []byte(`{}`), func(status int, answer []byte) error {
-			if status != 200 || string(answer) != "ok" {
-				return fmt.Errorf("status %d %q", status, answer)
-			}
-			return nil
-		})
-	}
+		select { // the first two answer together: two kept connections
+		case <-both:
+		case <-time.After(5 * time.Second):
+		}
+		return "ok"
+	})
+	cs := newTestConns(t, addr)
 	errs := make(chan error, 2)
 	for range 2 {
-		go func() { errs <- post() }()
+		go func() { errs <- postOK(cs) }()
 	}
 	for range 2 {
 		if err := <-errs; err != nil {
@@ -233,7 +218,7 @@ func TestConnsSendsAgainOnANewConnection(t *testing.T) {
 		}
 	}
 	time.Sleep(50 * time.Millisecond) // the server has closed both
-	if err := post(); err != nil {
+	if err := postOK(cs); err != nil {
 		t.Fatalf("with two dead kept connections: %v", err)
 	}
 	if n := accepted.Load(); n != 3 {
