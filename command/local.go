@@ -255,14 +255,10 @@ func (ps *partStore) metaCopy() localMeta {
 // decided on before, read from the store or from what it last wrote there
 // (it is the store's only writer while its session lasts).
 func (w *writer) replace(id string, before *orderState, version int, snap []byte) error {
-	if before != nil {
-		w.meta.Local.Orders--
-		w.meta.Local.Versions -= int64(before.Order.Version)
+	if before == nil {
+		return w.set(id, 0, false, version, snap)
 	}
-	w.meta.Local.Orders++
-	w.meta.Local.Versions += int64(version)
-	w.n++
-	return w.b.Set(id, storedValue(version, snap))
+	return w.set(id, before.Order.Version, true, version, snap)
 }
 
 // put stores snap, order id's snapshot at version, unless the store has a
@@ -274,16 +270,24 @@ func (w *writer) put(id string, version int, snap []byte) error {
 	if err != nil {
 		return err
 	}
+	ov := 0
 	if ok {
-		ov, _, err := splitStored(old)
-		if err != nil {
+		if ov, _, err = splitStored(old); err != nil {
 			return err
 		}
 		if version < ov {
 			return nil
 		}
+	}
+	return w.set(id, ov, ok, version, snap)
+}
+
+// set writes snap at version over the stored version old (had: the store
+// holds one), keeping the tally.
+func (w *writer) set(id string, old int, had bool, version int, snap []byte) error {
+	if had {
 		w.meta.Local.Orders--
-		w.meta.Local.Versions -= int64(ov)
+		w.meta.Local.Versions -= int64(old)
 	}
 	w.meta.Local.Orders++
 	w.meta.Local.Versions += int64(version)
