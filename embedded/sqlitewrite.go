@@ -33,7 +33,7 @@ type sqliteWriter struct {
 
 	mu sync.Mutex
 	// dbs are the open database files, at most sqliteWriterFilesMax (all
-	// closed when full).
+	// let go when full).
 	dbs    map[string]*sqliteFile
 	tables tableCache
 }
@@ -41,16 +41,46 @@ type sqliteWriter struct {
 // sqliteFile is an open database file and what it was when opened: a
 // database FerretDB drops and creates again is a new file, and the old
 // connection would write to the removed one.
+//
+// A file let go of (replaced, or evicted when sqliteWriterFilesMax are
+// open) is closed once the last read or write using it has released it:
+// closing it under them would fail them ("sql: database is closed").
 type sqliteFile struct {
 	db   *sql.DB // the writer's one connection
 	ro   *sql.DB // read-only connections for findByIDs, at most sqliteReaders
 	path string
 	info os.FileInfo
+
+	// users counts the reads and writes between open and release, and
+	// retired says the writer has let go of the file; both under the
+	// writer's mu.
+	users   int
+	retired bool
 }
 
 func (f *sqliteFile) close() {
 	_ = f.db.Close()
 	_ = f.ro.Close()
+}
+
+// retire lets go of f: it is closed now, or by the release of its last
+// user. Called with w.mu held.
+func (w *sqliteWriter) retire(name string, f *sqliteFile) {
+	delete(w.dbs, name)
+	f.retired = true
+	if f.users == 0 {
+		f.close()
+	}
+}
+
+// release ends a use of f that open began.
+func (w *sqliteWriter) release(f *sqliteFile) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f.users--
+	if f.retired && f.users == 0 {
+		f.close()
+	}
 }
 
 // sqliteWriterFilesMax bounds the database files the writer keeps open.
@@ -62,16 +92,17 @@ const sqliteWriterFilesMax = 16
 const sqliteReaders = 4
 
 // open returns the connections to database db's file, which must exist
-// (and be the file it was opened on).
+// (and be the file it was opened on), for one read or write: the caller
+// releases it (w.release) when done.
 func (w *sqliteWriter) open(db string) (*sqliteFile, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if f := w.dbs[db]; f != nil {
 		if info, err := os.Stat(f.path); err == nil && os.SameFile(info, f.info) {
+			f.users++
 			return f, nil
 		}
-		f.close() // dropped, and perhaps created again
-		delete(w.dbs, db)
+		w.retire(db, f) // dropped, and perhaps created again
 		w.tables.forget(db, "")
 	}
 	if db == "" || strings.ContainsAny(db, `/\`) || strings.HasPrefix(db, ".") {
@@ -103,11 +134,10 @@ func (w *sqliteWriter) open(db string) (*sqliteFile, error) {
 	ro.SetMaxIdleConns(sqliteReaders)
 	if len(w.dbs) >= sqliteWriterFilesMax {
 		for name, old := range w.dbs {
-			old.close()
-			delete(w.dbs, name)
+			w.retire(name, old)
 		}
 	}
-	f := &sqliteFile{db: d, ro: ro, path: path, info: info}
+	f := &sqliteFile{db: d, ro: ro, path: path, info: info, users: 1}
 	w.dbs[db] = f
 	return f, nil
 }
@@ -123,7 +153,7 @@ func (w *sqliteWriter) table(ctx context.Context, d *sql.DB, db, coll string) (s
 	case errors.Is(err, sql.ErrNoRows), err != nil && strings.Contains(err.Error(), "no such table"):
 		return "", fmt.Errorf("%w: no collection %s.%s yet", ErrNoDirectWrites, db, coll)
 	case err != nil:
-		return "", fmt.Errorf("embedded mongodb: direct write: %w", err)
+		return "", fmt.Errorf("embedded mongodb: collection %s.%s: %w", db, coll, err)
 	}
 	w.tables.put(db, coll, t)
 	return t, nil
@@ -143,6 +173,7 @@ func (w *sqliteWriter) write(ctx context.Context, db, coll string, ids []string,
 	if err != nil {
 		return 0, err
 	}
+	defer w.release(f)
 	d := f.db
 	table, err := w.table(ctx, d, db, coll)
 	if err != nil {
@@ -222,6 +253,7 @@ func (w *sqliteWriter) findByIDs(ctx context.Context, db, coll string, ids []str
 	if err != nil {
 		return nil, err
 	}
+	defer w.release(f)
 	table, err := w.table(ctx, f.ro, db, coll)
 	if err != nil {
 		return nil, err
@@ -286,7 +318,6 @@ func (w *sqliteWriter) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for name, f := range w.dbs {
-		f.close()
-		delete(w.dbs, name)
+		w.retire(name, f)
 	}
 }

@@ -265,3 +265,51 @@ func TestFindByIDsOnSQLite(t *testing.T) {
 		t.Errorf("FindByIDs' statement on SQLite: plan %q, want a search of the _id lookup index", plan)
 	}
 }
+
+// TestSQLiteFilesCloseAfterTheirLastUse: a database file the writer lets go
+// of (here: evicted when sqliteWriterFilesMax files are open) stays open for
+// the read that is using it, and is closed when that read releases it.
+func TestSQLiteFilesCloseAfterTheirLastUse(t *testing.T) {
+	m, client, _ := startSQLiteStore(t)
+	w, ok := m.direct.(*sqliteWriter)
+	if !ok {
+		t.Fatalf("the store on SQLite has direct writer %T", m.direct)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	names := make([]string, sqliteWriterFilesMax+1)
+	for i := range names {
+		names[i] = fmt.Sprintf("files%d", i)
+		if _, err := client.Database(names[i]).Collection("docs").InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(f *sqliteFile) error {
+		var n int
+		return f.ro.QueryRowContext(ctx, `SELECT count(*) FROM _ferretdb_collections`).Scan(&n)
+	}
+	inUse, err := w.open(names[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names[1:] { // the last one evicts every open file
+		f, err := w.open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.release(f)
+	}
+	if _, still := w.dbs[names[0]]; still {
+		t.Fatalf("%d files open and the first not evicted", len(names))
+	}
+	if err := count(inUse); err != nil {
+		t.Fatalf("a read of an evicted file still in use: %v", err)
+	}
+	w.release(inUse)
+	if err := count(inUse); err == nil {
+		t.Fatal("an evicted file is still open after its last use")
+	}
+	if got, err := m.FindByIDs(ctx, names[0], "docs", []string{"a"}); err != nil || len(got) != 1 {
+		t.Fatalf("FindByIDs after the eviction: %v, %v", got, err)
+	}
+}
