@@ -126,7 +126,10 @@ func (p *TxnProducer) Fatal() error {
 // AddOffsetsToTxn): a produce that meets one of them still being written
 // is refused (the partition leader's verification of the transaction,
 // KIP-890, reads CONCURRENT_TRANSACTIONS and answers NOT_ENOUGH_REPLICAS).
-// The records and the offsets then go side by side.
+// The records and the offsets then go side by side, on the client's one
+// connection to the broker, which serves them in turn: on two connections
+// their verifications would fail each other (the broker keeps one per
+// transactional id in flight, BENCHMARKS.md "Where the time goes").
 func (p *TxnProducer) Run(records []*sarama.ProducerMessage, lasts []*sarama.ConsumerMessage, meta *sarama.ConsumerGroupMetadata, metadata *string) error {
 	if err := p.Begin(); err != nil {
 		return err
