@@ -255,10 +255,43 @@ func (ps *partStore) metaCopy() localMeta {
 // decided on before, read from the store or from what it last wrote there
 // (it is the store's only writer while its session lasts).
 func (w *writer) replace(id string, before *orderState, version int, snap []byte) error {
-	if before == nil {
-		return w.set(id, 0, false, version, snap)
+	old, had := 0, before != nil
+	if had {
+		old = before.Order.Version
 	}
-	return w.set(id, before.Order.Version, true, version, snap)
+	if checkReplaces {
+		if err := w.checkReplace(id, old, had); err != nil {
+			return err
+		}
+	}
+	return w.set(id, old, had, version, snap)
+}
+
+// checkReplaces makes replace read the store and panic on a before that is
+// not what it holds (this package's tests set it; a panic, since the
+// committer would take an error for a failed store and recover from the
+// changelog, hiding the bug): a cache that drifted from the store would
+// otherwise show only at a restore, as a tally that disagrees and a
+// partition rebuilt from its events.
+var checkReplaces = false
+
+// checkReplace panics unless the store holds order id at version old
+// (had), or nothing (!had); it returns the store's errors.
+func (w *writer) checkReplace(id string, old int, had bool) error {
+	stored, ok, err := w.ps.db.Get(id)
+	if err != nil {
+		return err
+	}
+	v := 0
+	if ok {
+		if v, _, err = splitStored(stored); err != nil {
+			return err
+		}
+	}
+	if ok != had || v != old {
+		panic(fmt.Sprintf("handler state store of partition %d: order %q is at version %d (stored: %v), the batch was decided on %d (stored: %v)", w.ps.p, id, v, ok, old, had))
+	}
+	return nil
 }
 
 // put stores snap, order id's snapshot at version, unless the store has a

@@ -18,6 +18,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	checkReplaces = true // every committed batch checks the local store against what it was decided on
 	if b := os.Getenv("KAFKA_BROKERS"); b != "" {
 		testBrokers, testKafka = strings.Split(b, ","), "external"
 		os.Exit(m.Run())
