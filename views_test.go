@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -647,5 +649,102 @@ func TestViewsWaitsFollowTheNewGeneration(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestViewsRebuildMetricsByGeneration: a views rebuild's projector in the
+// gateway counts in its own generation's projection series, beside the
+// serving one's: neither's events, batches or partitions show in the
+// other's. A rebuild given up takes its series away; after a switch the
+// old generation's series go, and the handed-over projector goes on
+// counting in its own.
+func TestViewsRebuildMetricsByGeneration(t *testing.T) {
+	g := startGateway(t, testConfig(t))
+	waitReady(t, g)
+	for i := range 3 {
+		g.mustMutate(t, "placeOrder", placeInput("cust-gen-metrics", item(fmt.Sprintf("G%d", i), 1, "1")))
+	}
+	const (
+		applied = "order_gateway_projection_events_applied_total"
+		batched = "order_gateway_projection_batch_size_events_sum"
+		parts   = "order_gateway_projection_partitions_assigned"
+	)
+	of := func(gen int, name string) string { return series(name, "generation", strconv.Itoa(gen)) }
+	waitMetrics(t, g, "generation 1 to apply the 3 events", func(m map[string]float64) bool {
+		return m[of(1, applied)] == 3 && m[of(1, parts)] == 3
+	})
+
+	// Generation 2's rebuild never counts as caught up (its gap is never
+	// at most -1): it projects beside generation 1 until given up.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rebuildCtx, giveUp := context.WithCancel(ctx)
+	defer giveUp()
+	rebuilt := make(chan error, 1)
+	go func() {
+		_, err := g.RebuildViews(rebuildCtx, &lineWriter{t: t}, -1)
+		rebuilt <- err
+	}()
+	m := waitMetrics(t, g, "generation 2 to apply the history", func(m map[string]float64) bool {
+		return m[of(2, applied)] == 3 && m[of(2, parts)] == 3
+	})
+	for k, want := range map[string]float64{of(1, applied): 3, of(1, batched): 3, of(1, parts): 3, of(2, batched): 3} {
+		if m[k] != want {
+			t.Errorf("with both generations projected: %s = %v, want %v", k, m[k], want)
+		}
+	}
+	giveUp()
+	if err := <-rebuilt; !errors.Is(err, context.Canceled) {
+		t.Fatalf("rebuild given up: %v", err)
+	}
+	m = waitMetrics(t, g, "generation 2's series to go", func(m map[string]float64) bool { return !hasGeneration(m, 2) })
+	if m[of(1, parts)] != 3 || m[of(1, applied)] != 3 {
+		t.Errorf("generation 1 after the rebuild was given up: %v partitions, %v events", m[of(1, parts)], m[of(1, applied)])
+	}
+
+	// Generation 3's rebuild switches: its projector is handed over and
+	// generation 1's stops.
+	if gen, err := g.RebuildViews(ctx, &lineWriter{t: t}, 0); err != nil || gen != 3 {
+		t.Fatalf("rebuild: generation %d, %v", gen, err)
+	}
+	waitFor(t, 5*time.Second, "the gateway on generation 3", func() bool { return g.ViewsGeneration() == 3 })
+	g.mustMutate(t, "placeOrder", placeInput("cust-gen-metrics", item("G3", 1, "1")))
+	waitMetrics(t, g, "generation 3 to apply the new event and generation 1's series to go", func(m map[string]float64) bool {
+		return m[of(3, applied)] == 4 && m[of(3, parts)] == 3 && !hasGeneration(m, 1)
+	})
+}
+
+// hasGeneration says whether a scrape has a series of views generation gen.
+func hasGeneration(m map[string]float64, gen int) bool {
+	label := fmt.Sprintf(`generation="%d"`, gen)
+	for k := range m {
+		if strings.Contains(k, label) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitMetrics scrapes g's /metrics every 50 ms until cond holds of a
+// scrape, and returns it; after 30 s it fails with the projection's series.
+func waitMetrics(t *testing.T, g *gateway, what string, cond func(map[string]float64) bool) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m := scrape(t, g)
+		if cond(m) {
+			return m
+		}
+		if time.Now().After(deadline) {
+			var proj []string
+			for k, v := range m {
+				if strings.HasPrefix(k, "order_gateway_projection_") && !strings.Contains(k, "_bucket") {
+					proj = append(proj, fmt.Sprintf("%s %v", k, v))
+				}
+			}
+			slices.Sort(proj)
+			t.Fatalf("timed out waiting for %s; the projection's series:\n%s", what, strings.Join(proj, "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

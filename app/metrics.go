@@ -19,15 +19,15 @@ type gatewayMetrics struct {
 	graphql    *metrics.GraphQL
 	commands   *metrics.Commands
 	handler    *metrics.Handler
-	projection *metrics.Projection
-	errors     *metrics.Errors // the store's and the broker's, shared by the parts
+	projection *metrics.Projections // each projector takes its generation's (newProjector)
+	errors     *metrics.Errors      // the store's and the broker's, shared by the parts
 	views      *metrics.Views
 }
 
 func newGatewayMetrics() *gatewayMetrics {
 	r := metrics.NewRegistry()
 	m := &gatewayMetrics{registry: r, graphql: metrics.NewGraphQL(r), commands: metrics.NewCommands(r),
-		handler: metrics.NewHandler(r), projection: metrics.NewProjection(r), errors: metrics.NewErrors(r), views: metrics.NewViews(r)}
+		handler: metrics.NewHandler(r), projection: metrics.NewProjections(r), errors: metrics.NewErrors(r), views: metrics.NewViews(r)}
 	m.commands.Errors, m.handler.Errors, m.projection.Errors = m.errors, m.errors, m.errors
 	return m
 }

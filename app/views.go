@@ -122,12 +122,18 @@ func (m *Main) proj() *projector.Projector {
 }
 
 // newProjector makes a projector of generation gen's views (its consumer
-// group is the generation's). publish, if set, gates its view changes.
+// group and its metrics' series are the generation's). publish, if set,
+// gates its view changes.
 func (m *Main) newProjector(gen int, publish func(partition int32, offset int64) bool) (*projector.Projector, error) {
 	c := m.Config
-	return projector.New(projector.Config{Brokers: m.brokers, Topics: m.topics, Group: m.projectorGroup(gen),
+	pm := m.metrics.projection.Generation(gen)
+	p, err := projector.New(projector.Config{Brokers: m.brokers, Topics: m.topics, Group: m.projectorGroup(gen),
 		FetchWait: c.FetchWait, SessionTimeout: c.SessionTimeout, Linger: c.ProjectorLinger, Logger: m.Logger, Security: m.security,
-		Metrics: m.metrics.projection, Tracer: m.tracer, Durable: m.storeFlush(), Publish: publish}, m.store.At(gen))
+		Metrics: pm, Tracer: m.tracer, Durable: m.storeFlush(), Publish: publish}, m.store.At(gen))
+	if err != nil {
+		pm.Release() // Close would have
+	}
+	return p, err
 }
 
 // switched follows a change of the active generation (view.Store.Follow

@@ -13,6 +13,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -267,18 +268,19 @@ func NewHandler(reg prometheus.Registerer) *Handler {
 	return h
 }
 
-// Projection counts the projector's work. The projection gap is collected
-// when scraped (see projector.GapCollector).
+// Projection is the metrics one projector counts in: its generation's
+// series of the Projections it came from, resolved when it was made.
+// The projection gap is collected when scraped (see
+// projector.GapCollector).
 type Projection struct {
 	// Events counts the events topic's records projected (each batch's
 	// records, dead-lettered ones included).
 	Events prometheus.Counter
 	// Write is how long writing a batch took (order views, publication).
-	Write prometheus.Histogram
+	Write prometheus.Observer
 	// BatchSize is the number of records in each batch.
-	BatchSize prometheus.Histogram
-	// Partitions is the number of events partitions this instance's
-	// projector owns.
+	BatchSize prometheus.Observer
+	// Partitions is the number of events partitions the projector owns.
 	Partitions prometheus.Gauge
 	// OrdersConflicts and CustomersConflicts count writes of order views
 	// and of customer summaries refused by their version guard (another
@@ -286,27 +288,94 @@ type Projection struct {
 	OrdersConflicts, CustomersConflicts prometheus.Counter
 	// Errors counts the projector's broker errors; nil: counted nowhere.
 	Errors *Errors
+
+	release sync.Once
+	from    *Projections
+	gen     int
 }
 
-// NewProjection returns the projection metrics registered with reg (nil:
+// Projections holds the projection metrics of a gateway's projectors, by
+// the generation of the views each writes (label generation, in decimal):
+// a views rebuild's or switch's projector counts beside the serving one's,
+// not in its series, and keeps its series when it is handed over to serve.
+//
+// The label is bounded by the generations projected in this process at
+// once, usually one, two during a rebuild or switch: a generation's series
+// are deleted when its last projector here is released (stops for good:
+// left by a switch, a rebuild given up, the gateway closing).
+type Projections struct {
+	events     *prometheus.CounterVec
+	write      *prometheus.HistogramVec
+	batchSize  *prometheus.HistogramVec
+	partitions *prometheus.GaugeVec
+	conflicts  *prometheus.CounterVec
+	// Errors counts the projectors' broker errors (by kind, not by
+	// generation); nil: counted nowhere. Set before Generation is called.
+	Errors *Errors
+
+	mu    sync.Mutex
+	users map[int]int // unreleased Projections of each generation
+}
+
+// NewProjections returns the projection metrics registered with reg (nil:
 // none).
-func NewProjection(reg prometheus.Registerer) *Projection {
-	p := &Projection{
-		Events: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "projection", Name: "events_applied_total",
-			Help: "Records of the events topic the projector applied to the views (dead-lettered ones included)."}),
-		Write: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "projection", Name: "write_duration_seconds",
-			Help: "Duration of projecting one batch: folding, writing the order views, publishing them (retries included).", Buckets: durationBuckets}),
-		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "projection", Name: "batch_size_events",
-			Help: "Records in each batch the projector applied.", Buckets: batchBuckets}),
-		Partitions: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "projection", Name: "partitions_assigned",
-			Help: "Partitions of the events topic this instance's projector owns."}),
+func NewProjections(reg prometheus.Registerer) *Projections {
+	gen := []string{"generation"}
+	ps := &Projections{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "projection", Name: "events_applied_total",
+			Help: "Records of the events topic the projector of the views generation applied to its views (dead-lettered ones included)."}, gen),
+		write: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "projection", Name: "write_duration_seconds",
+			Help: "Duration of projecting one batch into the views generation: folding, writing the order views, publishing them (retries included).", Buckets: durationBuckets}, gen),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: "projection", Name: "batch_size_events",
+			Help: "Records in each batch the projector of the views generation applied.", Buckets: batchBuckets}, gen),
+		partitions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: "projection", Name: "partitions_assigned",
+			Help: "Partitions of the events topic this instance's projector of the views generation owns (summed over instances, the active generation's: the partition count)."}, gen),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "projection", Name: "conflicts_retried_total",
+			Help: "Writes the store refused because the view changed since it was read (a version guard: another writer, a stale cache, a replay), retried after reading the store, by views generation and view (orders, customers)."},
+			[]string{"generation", "view"}),
+		users: map[int]int{},
 	}
-	conflicts := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: "projection", Name: "conflicts_retried_total",
-		Help: "Writes the store refused because the view changed since it was read (a version guard: another writer, a stale cache, a replay), retried after reading the store, by view (orders, customers)."},
-		[]string{"view"})
-	p.OrdersConflicts, p.CustomersConflicts = conflicts.WithLabelValues("orders"), conflicts.WithLabelValues("customers")
-	register(reg, p.Events, p.Write, p.BatchSize, p.Partitions, conflicts)
-	return p
+	register(reg, ps.events, ps.write, ps.batchSize, ps.partitions, ps.conflicts)
+	return ps
+}
+
+// Generation returns the metrics of a projector of generation gen. Each
+// one must be released (Projection.Release) when its projector stops for
+// good.
+func (ps *Projections) Generation(gen int) *Projection {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.users[gen]++
+	g := strconv.Itoa(gen)
+	return &Projection{Events: ps.events.WithLabelValues(g), Write: ps.write.WithLabelValues(g), BatchSize: ps.batchSize.WithLabelValues(g),
+		Partitions: ps.partitions.WithLabelValues(g), OrdersConflicts: ps.conflicts.WithLabelValues(g, "orders"),
+		CustomersConflicts: ps.conflicts.WithLabelValues(g, "customers"), Errors: ps.Errors, from: ps, gen: gen}
+}
+
+// Release says p's projector stopped for good; once every Projection of
+// its generation is released, the generation's series are deleted (what
+// p counts afterwards is served nowhere). Releasing again, or a
+// Projection not made by Generation, does nothing.
+func (p *Projection) Release() {
+	p.release.Do(func() {
+		ps := p.from
+		if ps == nil {
+			return
+		}
+		ps.mu.Lock()
+		defer ps.mu.Unlock()
+		if ps.users[p.gen]--; ps.users[p.gen] > 0 {
+			return
+		}
+		delete(ps.users, p.gen)
+		g := strconv.Itoa(p.gen)
+		ps.events.DeleteLabelValues(g)
+		ps.write.DeleteLabelValues(g)
+		ps.batchSize.DeleteLabelValues(g)
+		ps.partitions.DeleteLabelValues(g)
+		ps.conflicts.DeleteLabelValues(g, "orders")
+		ps.conflicts.DeleteLabelValues(g, "customers")
+	})
 }
 
 // Errors counts the errors the store and the broker return, by kind (a

@@ -106,7 +106,7 @@ func TestStaleCacheIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
 // the summary ends with every order of both instances, each counted once.
 func TestStaleSummaryIsRefusedAndTheRetryReadsTheStore(t *testing.T) {
 	store, ctx := embeddedStore(t)
-	am, bm := metrics.NewProjection(nil), metrics.NewProjection(nil)
+	am, bm := metrics.NewProjections(nil).Generation(1), metrics.NewProjections(nil).Generation(1)
 	a := &Projector{cfg: Config{Topics: kafka.NewTopics("projtest"), Metrics: am}, store: store}
 	b := &Projector{cfg: Config{Topics: kafka.NewTopics("projtest"), Metrics: bm}, store: store}
 	pending := view.Contribution{Status: string(domain.StatusPending), Total: 100, Currency: "EUR"}

@@ -46,8 +46,9 @@ func TestReplayedBatchConflictIsCountedAndRetried(t *testing.T) {
 	}
 	defer producer.Close()
 	reg := prometheus.NewRegistry()
-	m := metrics.NewProjection(reg)
-	m.Errors = metrics.NewErrors(reg)
+	ps := metrics.NewProjections(reg)
+	ps.Errors = metrics.NewErrors(reg)
+	m := ps.Generation(1)
 	p := &Projector{cfg: Config{Topics: topics, Metrics: m, Logger: slog.Default()}, store: store, producer: producer,
 		summaries: summaryCache{max: 10}, closing: make(chan struct{})}
 	defer close(p.closing)

@@ -50,8 +50,9 @@ type Config struct {
 	OnProgress func(orderIDs []string)
 	// Security is how the clients connect (TLS, SASL); nil: plaintext.
 	Security *kafka.Security
-	// Metrics counts the batches; nil: counted nowhere. The projection
-	// gap is Projector.GapCollector's.
+	// Metrics counts the batches; nil: counted nowhere. Close releases it
+	// (metrics.Projection.Release). The projection gap is
+	// Projector.GapCollector's.
 	Metrics *metrics.Projection
 	// Tracer traces each traced event's projection and puts its context
 	// in the view change's headers; nil: off.
@@ -127,7 +128,7 @@ func New(cfg Config, store *view.Store) (*Projector, error) {
 		cfg.BatchSize = 500
 	}
 	if cfg.Metrics == nil {
-		cfg.Metrics = metrics.NewProjection(nil)
+		cfg.Metrics = metrics.NewProjections(nil).Generation(0)
 	}
 	sc := cfg.Security.Config("order-gateway-projector", cfg.FetchWait)
 	sc.Consumer.Offsets.AutoCommit.Enable = false
@@ -252,13 +253,15 @@ func (p *Projector) LastError() string {
 	return ""
 }
 
-// Close leaves the group and closes the connections. Later calls do nothing.
+// Close leaves the group, closes the connections and releases the
+// metrics. Later calls do nothing.
 func (p *Projector) Close() error {
 	p.closeOnce.Do(func() {
 		close(p.closing)
 		p.closeErr = p.group.Close()
 		p.producer.Close()
 		p.client.Close()
+		p.cfg.Metrics.Release() // its generation's series go with the last projector of it here
 	})
 	return p.closeErr
 }

@@ -45,15 +45,18 @@ func readBatching(ctx context.Context, graphqlURL string) batching {
 		if err != nil {
 			continue
 		}
+		// The projection's series are by views generation (two during a
+		// rebuild): summed.
+		name, _, _ = strings.Cut(name, "{")
 		switch name {
 		case "order_gateway_handler_batch_size_commands_count":
 			b.transactions = v
 		case "order_gateway_handler_batch_size_commands_sum":
 			b.commands = v
 		case "order_gateway_projection_batch_size_events_count":
-			b.batches = v
+			b.batches += v
 		case "order_gateway_projection_batch_size_events_sum":
-			b.events = v
+			b.events += v
 		}
 	}
 	return b
