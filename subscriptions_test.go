@@ -897,6 +897,11 @@ func TestWebsocketControlFrames(t *testing.T) {
 		}
 	})
 
+	// connection_error is the last message: the close follows it, with
+	// nothing between them, not even a keep-alive ("ka", sent after the ack
+	// and every WSPingInterval), queued or not. Each case runs on several
+	// connections: what was queued when the reader refused the message
+	// depends on how far the writer had got.
 	t.Run("legacy connection_error", func(t *testing.T) {
 		for _, tc := range []struct {
 			name   string
@@ -906,22 +911,23 @@ func TestWebsocketControlFrames(t *testing.T) {
 			{"start before connection_init", true, wsMsg{Type: "start", ID: "1", Payload: json.RawMessage(`{"query":"subscription { ordersUpdated { id } }"}`)}},
 			{"an unknown message type", false, wsMsg{Type: "hello"}},
 		} {
-			c := dialWS(t, g, wsDial{proto: protoLegacyWS, noInit: tc.noInit})
-			ctx, cancel := context.WithTimeout(context.Background(), eventWait)
-			err := c.send(ctx, tc.send)
-			cancel()
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := c.tryNext(eventWait, func(m wsMsg) bool { return m.Type == "connection_error" })
-			if err != nil {
-				t.Fatalf("%s: %v", tc.name, err)
-			}
-			// A keep-alive ("ka") sent by the server's keep-alive timer can come
-			// between connection_error and the close; it is not a message.
-			notKeepAlive := func(m wsMsg) bool { return m.Type != "ka" }
-			if next, err := c.tryNext(eventWait, notKeepAlive); err == nil || coderws.CloseStatus(c.readErr) != 4400 {
-				t.Fatalf("%s: after connection_error %s: %+v, %v (status %d); want a close with 4400", tc.name, m.Payload, next, err, coderws.CloseStatus(c.readErr))
+			for i := range 20 {
+				c := dialWS(t, g, wsDial{proto: protoLegacyWS, noInit: tc.noInit})
+				ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+				err := c.send(ctx, tc.send)
+				cancel()
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, err := c.tryNext(eventWait, func(m wsMsg) bool { return m.Type == "connection_error" })
+				if err != nil {
+					t.Fatalf("%s, connection %d: %v", tc.name, i+1, err)
+				}
+				anything := func(wsMsg) bool { return true }
+				if next, err := c.tryNext(eventWait, anything); err == nil || coderws.CloseStatus(c.readErr) != 4400 {
+					t.Fatalf("%s, connection %d: after connection_error %s: %+v, %v (status %d); want the close with 4400", tc.name, i+1, m.Payload, next, err, coderws.CloseStatus(c.readErr))
+				}
+				c.close()
 			}
 		}
 	})

@@ -279,7 +279,7 @@ type wsConn struct {
 	raw       syscall.RawConn // the same, for writes that must not wait; nil when it is not one (then no worker writes)
 	writeLock chan struct{}   // capacity 1: held for each write to the socket
 	partial   []byte          // guarded by writeLock: the rest of a frame partly written
-	closeSent bool            // guarded by writeLock: the close frame is out (or was given up); nothing more goes
+	closeSent bool            // guarded by writeLock: the close (connection_error, close frame) is out or was given up; nothing more goes
 
 	mu          sync.Mutex
 	ops         map[string]*wsOp
@@ -439,8 +439,7 @@ func (c *wsConn) handle(m wsMessage) bool {
 	case (m.Type == "subscribe" && !c.legacy) || (m.Type == "start" && c.legacy):
 		if !c.initialised {
 			if c.legacy {
-				c.writeNow(frame("connection_error", "", errorPayload("connection_init must come first")))
-				c.protocolError("connection_init must come first")
+				c.connectionError("connection_init must come first", closeBadRequest, "connection_init must come first")
 			} else {
 				c.closeWith(closeUnauthorized, "Unauthorized")
 			}
@@ -484,10 +483,7 @@ func (c *wsConn) handle(m wsMessage) bool {
 		}
 		return true
 	default:
-		if c.legacy {
-			c.writeNow(frame("connection_error", "", errorPayload("unexpected message "+m.Type)))
-		}
-		c.protocolError(fmt.Sprintf("unexpected message type %q", m.Type))
+		c.connectionError("unexpected message "+m.Type, closeBadRequest, fmt.Sprintf("unexpected message type %q", m.Type))
 		return false
 	}
 }
@@ -513,10 +509,7 @@ func (c *wsConn) authenticate(payload json.RawMessage) bool {
 		reason = msgTokenExpired
 	}
 	if reason != "" {
-		if c.legacy {
-			c.writeNow(frame("connection_error", "", errorPayload(reason)))
-		}
-		c.closeWith(closeForbidden, reason)
+		c.connectionError(reason, closeForbidden, reason)
 		return false
 	}
 	c.ctx = withExpiry(domain.WithPrincipal(c.ctx, p), exp)
@@ -564,6 +557,17 @@ func (c *wsConn) extendReadDeadline() {
 
 // protocolError closes the connection with 4400 and the reason.
 func (c *wsConn) protocolError(reason string) { c.closeWith(closeBadRequest, reason) }
+
+// connectionError closes the connection with code and reason; a legacy
+// (graphql-ws) client first gets connection_error with msg, as the last
+// message before the close frame (closeAfter).
+func (c *wsConn) connectionError(msg string, code int, reason string) {
+	var last []byte
+	if c.legacy {
+		last = frame("connection_error", "", errorPayload(msg))
+	}
+	c.closeAfter(last, code, reason)
+}
 
 // startKeepAlive pings (graphql-transport-ws) or sends "ka" (graphql-ws)
 // every interval, from a timer rather than a goroutine.
@@ -793,8 +797,15 @@ func (c *wsConn) dataType() string {
 
 // closeWith sends a close frame (waiting at most a second for a peer that
 // does not read), closes the socket and frees every operation. Only the
-// first call acts.
-func (c *wsConn) closeWith(code int, reason string) {
+// first call acts. What is still queued is dropped.
+func (c *wsConn) closeWith(code int, reason string) { c.closeAfter(nil, code, reason) }
+
+// closeAfter is closeWith with the frame last (nil: none) just before the
+// close frame. The connection is marked closed first, which stops the
+// keep-alive and makes the writer take nothing more, and writeClose sends
+// both under writeLock: nothing queued before or after comes between them
+// or follows them. Both go within the close's second.
+func (c *wsConn) closeAfter(last []byte, code int, reason string) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -813,7 +824,7 @@ func (c *wsConn) closeWith(code int, reason string) {
 	c.t.mu.Lock()
 	delete(c.t.conns, c)
 	c.t.mu.Unlock()
-	c.writeClose(code, reason)
+	c.writeClose(last, code, reason)
 	_ = c.ws.Close()
 	c.cancel()
 	for _, op := range ops {

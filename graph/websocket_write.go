@@ -31,9 +31,11 @@ const maxOutboxBytes = 8 << 20
 // keeps up, and a client that does not read holds up only itself.
 //
 // writeLock (a channel, so that a close can give up waiting) is held for
-// each write to the socket. Besides the writer only writes that precede a
-// close take it (writeNow, writeClose). c.partial, guarded by it, is a
-// frame already partly on the wire; whoever writes next sends it first.
+// each write to the socket. Besides the writer only the close takes it
+// (writeClose), for its last frames: graphql-ws's connection_error, if
+// any, then the close frame; nothing is written after them. c.partial,
+// guarded by it, is a frame already partly on the wire; whoever writes
+// next sends it first.
 // The websocket library writes nothing after the upgrade (hijackWriter):
 // pongs and close frames go through here too.
 
@@ -105,10 +107,6 @@ func (c *wsConn) takeOutbox() [][]byte {
 	c.outbox, c.outboxBytes = nil, 0
 	return frames
 }
-
-// writeNow writes a frame at once, bypassing the queue: for the one that
-// must go out just before a close frame.
-func (c *wsConn) writeNow(f []byte) { c.sendFrame(f, nil) }
 
 // startWriter starts a writer turn unless one runs; c.mu is held.
 func (c *wsConn) startWriter() {
@@ -311,7 +309,7 @@ func (c *wsConn) sendFrame(f []byte, w *fanWorker) sendResult {
 	}
 	select {
 	case c.writeLock <- struct{}{}:
-	default: // a write that precedes a close: this connection is closing
+	default: // the close holds it (a turn never runs beside another): this connection is closing
 		return failed
 	}
 	defer func() { <-c.writeLock }()
@@ -354,10 +352,12 @@ func (c *wsConn) flushPartial(deadline time.Time) bool {
 	return c.writeBlocking(f, deadline) == sent
 }
 
-// writeClose sends a close frame, all within closeWait (waiting for a
-// write in progress, finishing a frame partly written, the close frame); a
-// client that does not read then gets none.
-func (c *wsConn) writeClose(code int, reason string) {
+// writeClose sends last (a whole frame, or nil), then a close frame, all
+// within closeWait (waiting for a write in progress, finishing a frame
+// partly written, last, the close frame); a client that does not read then
+// gets none. Once it holds writeLock no other frame is written: a writer
+// turn still running finds closeSent.
+func (c *wsConn) writeClose(last []byte, code int, reason string) {
 	deadline := time.Now().Add(closeWait)
 	t := time.NewTimer(closeWait)
 	defer t.Stop()
@@ -367,10 +367,14 @@ func (c *wsConn) writeClose(code int, reason string) {
 		return
 	}
 	defer func() { <-c.writeLock }()
-	c.closeSent = true // nothing may follow the close frame
-	if c.flushPartial(deadline) {
-		c.writeBlocking(appendFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, closeReason(reason))), deadline)
+	c.closeSent = true // nothing may follow last or the close frame
+	if !c.flushPartial(deadline) {
+		return
 	}
+	if last != nil && c.writeBlocking(last, deadline) != sent {
+		return
+	}
+	c.writeBlocking(appendFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, closeReason(reason))), deadline)
 }
 
 const closeWait = time.Second

@@ -366,7 +366,46 @@ func TestCloseFrames(t *testing.T) {
 	}
 }
 
-// rawFrames reads the socket to its end and names the frames on it.
+// A legacy client's connection_error is the last frame before the close
+// frame: nothing queued before it (the connection_ack, keep-alives, here
+// every 50µs) comes between them, nor anything queued after. Without
+// that, most runs of 100 connections saw the ack or a "ka" after it.
+func TestLegacyConnectionErrorIsLastBeforeClose(t *testing.T) {
+	tr := NewWebsocket(WebsocketOptions{PingInterval: 50 * time.Microsecond})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tr.Do(w, r, nil) }))
+	t.Cleanup(srv.Close)
+	d := websocket.Dialer{Subprotocols: []string{protoLegacyGraphqlWS}}
+	const connectionError = `{"type":"connection_error","payload":{"message":"unexpected message hello"}}`
+	for i := range 100 {
+		client, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Both messages in one write: the reader has the second at once,
+		// before the read deadline (two ping intervals after the first).
+		msgs := append(clientFrame(`{"type":"connection_init"}`), clientFrame(`{"type":"hello"}`)...)
+		if _, err := client.UnderlyingConn().Write(msgs); err != nil {
+			t.Fatal(err)
+		}
+		got := rawFrames(t, client.UnderlyingConn())
+		client.Close()
+		at := slices.Index(got, connectionError)
+		if at < 0 || !slices.Equal(got[at:], []string{connectionError, "close 4400"}) {
+			if len(got) > 6 {
+				got = got[len(got)-6:]
+			}
+			t.Fatalf("connection %d: the last frames %q; want connection_error, then the close frame 4400", i+1, got)
+		}
+	}
+}
+
+// clientFrame is a masked text frame (mask key 0) of a short message.
+func clientFrame(msg string) []byte {
+	return append([]byte{0x80 | websocket.TextMessage, 0x80 | byte(len(msg)), 0, 0, 0, 0}, msg...)
+}
+
+// rawFrames reads the socket to its end and names the frames on it: close
+// frames by their code, text frames by their message.
 func rawFrames(t *testing.T, nc net.Conn) []string {
 	t.Helper()
 	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -389,6 +428,8 @@ func rawFrames(t *testing.T, nc net.Conn) []string {
 			out = append(out, fmt.Sprintf("close %d", binary.BigEndian.Uint16(p)))
 		case op == websocket.CloseMessage:
 			out = append(out, "close")
+		case op == websocket.TextMessage:
+			out = append(out, string(p))
 		default:
 			out = append(out, fmt.Sprintf("opcode %d", op))
 		}
