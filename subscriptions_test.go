@@ -938,6 +938,11 @@ func TestWebsocketControlFrames(t *testing.T) {
 func TestWebsocketProtocolErrors(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MaxSubscriptions = 2
+	// A gateway that waits long for connection_init: on a loaded machine
+	// the tests' 2 s init timeout could end a connection (4408) before
+	// the message under test (invalid JSON, subscribe before
+	// connection_init) reaches it. The init timeout has its own gateway.
+	cfg.WSInitTimeout = eventWait
 	g := startGateway(t, cfg)
 
 	closeCode := func(t *testing.T, c *wsClient) (coderws.StatusCode, time.Duration) {
@@ -952,6 +957,7 @@ func TestWebsocketProtocolErrors(t *testing.T) {
 	}
 
 	t.Run("init timeout", func(t *testing.T) {
+		g := startGateway(t, testConfig(t)) // WSInitTimeout 2s
 		c := dialWS(t, g, wsDial{noInit: true})
 		code, after := closeCode(t, c)
 		if code != 4408 {
@@ -964,12 +970,6 @@ func TestWebsocketProtocolErrors(t *testing.T) {
 	})
 
 	t.Run("invalid JSON", func(t *testing.T) {
-		// A gateway that waits long for connection_init: on a loaded machine
-		// the 2 s init timeout could end the connection (4408) before the
-		// invalid message reaches it.
-		cfg := testConfig(t)
-		cfg.WSInitTimeout = eventWait
-		g := startGateway(t, cfg)
 		for _, proto := range []string{protoTransportWS, protoLegacyWS} {
 			c := dialWS(t, g, wsDial{proto: proto, noInit: true})
 			if err := c.conn.Write(context.Background(), coderws.MessageText, []byte(`{"type": connection_init`)); err != nil {
