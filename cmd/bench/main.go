@@ -213,8 +213,12 @@ func run() int {
 
 // env is the broker and store every scenario uses.
 type env struct {
-	brokers      []string
-	mongoURI     string
+	brokers  []string
+	mongoURI string
+	// scalePG is STORE_POSTGRESQL_URL: the scale scenario's gateway
+	// process then keeps its views on that PostgreSQL (its own embedded
+	// FerretDB over it, as users run it) instead of in mongoURI's store.
+	scalePG      string
 	brokerDesc   string
 	storeDesc    string
 	kafkaEmbed   *embedded.Kafka
@@ -277,6 +281,10 @@ func startEnv(ctx context.Context) (*env, error) {
 		e.mongoEmbed, e.embeddedMong = m, true
 		e.mongoURI = m.URI()
 		e.storeDesc = fmt.Sprintf("embedded FerretDB %s on SQLite at %s (mongo-driver %s)", depVersion("github.com/FerretDB/FerretDB"), m.URI(), depVersion("go.mongodb.org/mongo-driver/v2"))
+	}
+	if u := os.Getenv("STORE_POSTGRESQL_URL"); u != "" {
+		e.scalePG = u
+		e.storeDesc += "; the scale scenario's gateway: its store on PostgreSQL (STORE_POSTGRESQL_URL)"
 	}
 	// Fail early and clearly if the broker is not there.
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
