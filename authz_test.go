@@ -484,7 +484,9 @@ func TestSubscriptionsAreOwnOrdersOnly(t *testing.T) {
 // websocket is closed with 4403 after connection_init; no answer quotes
 // the token.
 func TestUnauthenticated(t *testing.T) {
-	g := startGateway(t, testConfig(t))
+	cfg := testConfig(t)
+	cfg.WSInitTimeout = eventWait // its websockets send connection_init after dialling: not the 2 s timeout's race under load
+	g := startGateway(t, cfg)
 	expired := tokenFor(domain.Principal{Role: domain.RoleStaff}, -time.Minute)
 	// The staff token with its signature's end changed.
 	foreign := staffToken[:len(staffToken)-10] + "AAAAAAAAAA"
@@ -626,7 +628,9 @@ func asCloseError(err error, ce *coderws.CloseError) bool {
 // token there instead of in connection_init; a token in connection_init
 // wins over it, and a bad one there is refused as in connection_init.
 func TestWebsocketTokenInTheUpgradeRequest(t *testing.T) {
-	g := startGateway(t, testConfig(t))
+	cfg := testConfig(t)
+	cfg.WSInitTimeout = eventWait // its websockets send connection_init after dialling: not the 2 s timeout's race under load
+	g := startGateway(t, cfg)
 	bearer := func(token string) http.Header { return http.Header{"Authorization": {"Bearer " + token}} }
 	acked := func(c *wsClient, payload json.RawMessage) error {
 		c.start()
