@@ -16,6 +16,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/ordergateway/gateway/embedded/sjson"
 )
 
 // ErrNoDirectWrites: the store has no direct writer (it is on SQLite), or
@@ -35,7 +37,7 @@ var ErrNoDirectWrites = fmt.Errorf("embedded mongodb: no direct writes to this s
 // It depends on FerretDB 1.24's layout in PostgreSQL, which pgcatalog.go
 // depends on too: one schema per database, one table per collection named
 // in the schema's _ferretdb_database_metadata table, the document in its
-// _jsonb column in FerretDB's JSON encoding (sjson.go), and FerretDB's
+// _jsonb column in FerretDB's JSON encoding (package sjson), and FerretDB's
 // unique B-tree index on (_jsonb->'_id'). TestDirectReplacesOnPostgreSQL
 // reads what it writes back through FerretDB.
 type pgWriter struct {
@@ -283,7 +285,7 @@ func (w *pgWriter) findByIDs(ctx context.Context, db, coll string, ids []string)
 				rows.Close()
 				return nil, w.statementError(db, coll, err)
 			}
-			doc, err := bsonFromSJSON(text)
+			doc, err := sjson.Decode(text)
 			if err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("%w: %w", ErrNoDirectWrites, err)
@@ -334,7 +336,7 @@ func (w *pgWriter) prepare(ctx context.Context, db, coll string, ids []string, d
 // encodeDocs checks that each of docs has _id ids[i], and that the ids
 // differ (an UPDATE ... FROM would apply one of two rows for an id, where
 // FerretDB applies the first and finds the second stale), and encodes
-// them (sjsonDocument).
+// them (sjson.Encode).
 func encodeDocs(ids []string, docs [][]byte) ([]string, error) {
 	seen := make(map[string]struct{}, len(ids))
 	for _, id := range ids {
@@ -348,10 +350,10 @@ func encodeDocs(ids []string, docs [][]byte) ([]string, error) {
 	// made once it no longer moves, and it is never written again.
 	size := 0
 	for i, d := range docs {
-		if len(d) > maxDocumentBytes { // before the buffer is sized for it
-			return nil, fmt.Errorf("%w: document %d is over %d bytes", ErrNoDirectWrites, i, maxDocumentBytes)
+		if len(d) > sjson.MaxDocumentBytes { // before the buffer is sized for it
+			return nil, fmt.Errorf("%w: document %d is over %d bytes", ErrNoDirectWrites, i, sjson.MaxDocumentBytes)
 		}
-		size += sjsonEstimate(d)
+		size += sjson.EstimateEncodedLen(d)
 	}
 	buf := make([]byte, 0, size)
 	ends := make([]int, len(docs))
@@ -361,7 +363,7 @@ func encodeDocs(ids []string, docs [][]byte) ([]string, error) {
 			return nil, fmt.Errorf("embedded mongodb: direct write: document %d's _id is not %q", i, ids[i])
 		}
 		var err error
-		if buf, err = appendSJSONDocument(buf, raw); err != nil {
+		if buf, err = sjson.AppendEncode(buf, raw); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrNoDirectWrites, err)
 		}
 		ends[i] = len(buf)

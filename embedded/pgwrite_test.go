@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"reflect"
 	"strings"
@@ -18,65 +17,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/ordergateway/gateway/embedded/sjson"
+	"github.com/ordergateway/gateway/embedded/sjson/sjsontest"
 	"github.com/ordergateway/gateway/metrics"
 	"github.com/ordergateway/gateway/view"
 )
-
-// sjsonSamples are documents with every type sjsonDocument encodes, nested
-// in documents and arrays.
-func sjsonSamples() []bson.D {
-	at := time.Date(2026, 12, 6, 18, 30, 1, 234_000_000, time.UTC)
-	return []bson.D{
-		{{Key: "_id", Value: "plain"}},
-		{{Key: "_id", Value: "types"}, {Key: "s", Value: `quotes " \ <b>&amp; é 日本 ` + "\t\n\x01\x1f\u2028 😀"}, {Key: "i32", Value: int32(-7)}, {Key: "i64", Value: int64(math.MaxInt64)},
-			{Key: "f", Value: 1.5}, {Key: "whole", Value: 3.0}, {Key: "big", Value: 1e300}, {Key: "tiny", Value: 5e-324}, {Key: "yes", Value: true}, {Key: "no", Value: false},
-			{Key: "at", Value: at}, {Key: "before1970", Value: time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)}, {Key: "nothing", Value: nil}},
-		{{Key: "_id", Value: "nested"}, {Key: "empty", Value: bson.D{}}, {Key: "none", Value: bson.A{}},
-			{Key: "items", Value: bson.A{bson.D{{Key: "sku", Value: "a"}, {Key: "q", Value: int32(2)}}, bson.D{{Key: "sku", Value: "b"}, {Key: "price", Value: int64(1999)}}}},
-			{Key: "mixed", Value: bson.A{"x", int32(1), 2.5, nil, true, at, bson.D{{Key: "deep", Value: bson.D{{Key: "deeper", Value: bson.A{}}}}}}},
-			{Key: "address", Value: bson.D{{Key: "name", Value: "A"}, {Key: "lines", Value: bson.A{"1", "2"}}}}},
-	}
-}
-
-// TestSJSONRefuses: what the encoding does not cover is refused, never
-// written wrong.
-func TestSJSONRefuses(t *testing.T) {
-	for _, d := range []bson.D{
-		{{Key: "n", Value: 1}, {Key: "_id", Value: "late"}},
-		{{Key: "_id", Value: "oid"}, {Key: "o", Value: bson.NewObjectID()}},
-		{{Key: "_id", Value: "bin"}, {Key: "b", Value: bson.Binary{Data: []byte{1}}}},
-		{{Key: "_id", Value: "nan"}, {Key: "f", Value: math.NaN()}},
-		{{Key: "_id", Value: "inf"}, {Key: "a", Value: bson.A{math.Inf(1)}}},
-		{{Key: "_id", Value: "key"}, {Key: `a"b`, Value: 1}},
-		{{Key: "_id", Value: "nested array"}, {Key: "a", Value: bson.A{bson.A{1}}}},
-		{{Key: "_id", Value: "dollar"}, {Key: "$s", Value: 1}},
-		{{Key: "_id", Value: "dot"}, {Key: "d", Value: bson.D{{Key: "a.b", Value: 1}}}},
-		{{Key: "_id", Value: "empty key"}, {Key: "", Value: 1}},
-		{{Key: "_id", Value: "repeat"}, {Key: "a", Value: 1}, {Key: "a", Value: 2}},
-		{{Key: "_id", Value: "repeat nested"}, {Key: "items", Value: bson.A{bson.D{{Key: "x", Value: 1}, {Key: "x", Value: 1}}}}},
-		{{Key: "_id", Value: "repeat late"}, {Key: "d", Value: manyKeys(40, "k7")}},
-		{{Key: "_id", Value: "nul"}, {Key: "s", Value: "a\x00b"}},
-		{{Key: "_id", Value: "huge"}, {Key: "s", Value: strings.Repeat("x", 16<<20)}},
-		{{Key: "_id", Value: "nested key"}, {Key: "d", Value: bson.D{{Key: "é", Value: 1}}}},
-	} {
-		raw, err := bson.Marshal(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if j, err := sjsonDocument(raw); !errors.Is(err, errSJSONUnsupported) {
-			t.Errorf("%v: %s, %v; want errSJSONUnsupported", d, j, err)
-		}
-	}
-}
-
-// manyKeys is a document with n keys k0, k1... and then extra.
-func manyKeys(n int, extra string) bson.D {
-	var d bson.D
-	for i := range n {
-		d = append(d, bson.E{Key: fmt.Sprintf("k%d", i), Value: i})
-	}
-	return append(d, bson.E{Key: extra, Value: n})
-}
 
 // TestDirectWritesGuards: this build writes directly (its FerretDB is the
 // one whose layout the writer knows), a batch with an id twice is not
@@ -93,14 +38,14 @@ func TestDirectWritesGuards(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(mod), "\t"+ferretDBModule+" "+ferretDBLayout) {
-		t.Fatalf("go.mod requires a FerretDB other than %s*: check embedded/sjson.go and pgwrite.go against its table layout, then update ferretDBLayout", ferretDBLayout)
+		t.Fatalf("go.mod requires a FerretDB other than %s*: check embedded/sjson and pgwrite.go against its table layout, then update ferretDBLayout", ferretDBLayout)
 	}
 	doc := mustMarshal(t, bson.D{{Key: "_id", Value: "a"}})
 	if _, err := encodeDocs([]string{"a", "a"}, [][]byte{doc, doc}); !errors.Is(err, errors.ErrUnsupported) {
 		t.Fatalf("an id twice: %v, want an errors.ErrUnsupported", err)
 	}
-	wide := mustMarshal(t, append(bson.D{{Key: "_id", Value: "w"}}, manyKeys(40, "last")...))
-	if _, err := sjsonDocument(wide); err != nil {
+	wide := mustMarshal(t, append(bson.D{{Key: "_id", Value: "w"}}, sjsontest.ManyKeys(40, "last")...))
+	if _, err := sjson.Encode(wide); err != nil {
 		t.Fatalf("40 distinct keys: %v", err)
 	}
 }
@@ -116,18 +61,18 @@ func TestSJSONMatchesFerretDB(t *testing.T) {
 	defer cancel()
 	db := testDatabase(t, client, "sjson")
 	coll := client.Database(db).Collection("docs")
-	for _, d := range sjsonSamples() {
+	for _, d := range sjsontest.Samples() {
 		if _, err := coll.InsertOne(ctx, d); err != nil {
 			t.Fatal(err)
 		}
 	}
 	table := collectionTable(t, pg, db, "docs")
-	for _, d := range sjsonSamples() {
+	for _, d := range sjsontest.Samples() {
 		raw, err := bson.Marshal(d)
 		if err != nil {
 			t.Fatal(err)
 		}
-		mine, err := sjsonDocument(raw)
+		mine, err := sjson.Encode(raw)
 		if err != nil {
 			t.Fatalf("%v: %v", d[0].Value, err)
 		}
@@ -143,7 +88,7 @@ func TestSJSONMatchesFerretDB(t *testing.T) {
 	}
 	// Written directly, read through FerretDB.
 	ids, prevs, docs := []string{}, []int64{}, [][]byte{}
-	for _, d := range sjsonSamples() {
+	for _, d := range sjsontest.Samples() {
 		raw, _ := bson.Marshal(append(d, bson.E{Key: "version", Value: int64(2)}))
 		ids, prevs, docs = append(ids, d[0].Value.(string)), append(prevs, 0), append(docs, raw)
 	}
@@ -154,7 +99,7 @@ func TestSJSONMatchesFerretDB(t *testing.T) {
 	if err != nil || n != int64(len(ids)) {
 		t.Fatalf("ReplaceGuarded: %d, %v; want %d", n, err, len(ids))
 	}
-	for i, d := range sjsonSamples() {
+	for i, d := range sjsontest.Samples() {
 		var got bson.Raw
 		if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: ids[i]}}).Decode(&got); err != nil {
 			t.Fatal(err)
@@ -189,7 +134,7 @@ func checkFindByIDs(t *testing.T, m *Mongo, client *mongo.Client, db string) {
 	defer cancel()
 	coll := client.Database(db).Collection("docs")
 	var ids []string
-	for _, d := range sjsonSamples() {
+	for _, d := range sjsontest.Samples() {
 		if _, err := coll.InsertOne(ctx, d); err != nil {
 			t.Fatal(err)
 		}
@@ -222,41 +167,6 @@ func checkFindByIDs(t *testing.T, m *Mongo, client *mongo.Client, db string) {
 	}
 	if _, err := m.FindByIDs(ctx, db, "nothing-here", []string{"a"}); !errors.Is(err, ErrNoDirectWrites) {
 		t.Errorf("a collection that does not exist: %v, want ErrNoDirectWrites (read it through FerretDB)", err)
-	}
-}
-
-// TestSJSONDecodingRefuses: what the decoding does not cover, or a value
-// that does not match its schema, is errSJSONUnsupported, never a document
-// read wrong.
-func TestSJSONDecodingRefuses(t *testing.T) {
-	for _, stored := range []string{
-		`{}`,
-		`not json`,
-		`{"$s": {"p": {"_id": {"t": "objectId"}}, "$k": ["_id"]}, "_id": "6570a1b2c3d4e5f601234567"}`,
-		`{"$s": {"p": {"_id": {"t": "string"}}, "$k": ["_id"]}, "_id": 5}`,
-		`{"$s": {"p": {"_id": {"t": "string"}, "n": {"t": "int"}}, "$k": ["_id", "n"]}, "_id": "a", "n": 5000000000}`,
-		`{"$s": {"p": {"_id": {"t": "string"}, "n": {"t": "long"}}, "$k": ["_id", "n"]}, "_id": "a", "n": 1.5}`,
-		`{"$s": {"p": {"_id": {"t": "string"}}, "$k": ["_id"]}, "_id": "a", "extra": 1}`,
-		`{"$s": {"p": {"_id": {"t": "string"}, "x": {"t": "bool"}}, "$k": ["_id", "y"]}, "_id": "a", "x": true}`,
-		`{"$s": {"p": {"_id": {"t": "string"}, "a": {"t": "array", "i": [{"t": "int"}]}}, "$k": ["_id", "a"]}, "_id": "a", "a": [1, 2]}`,
-		`{"$s": {"p": {"_id": {"t": "string"}, "o": {"t": "object"}}, "$k": ["_id", "o"]}, "_id": "a", "o": {}}`,
-		`{"$s": {"p": {"_id": {"t": "string"}, "d": {"t": "double"}}, "$k": ["_id", "d"]}, "_id": "a", "d": "Infinity"}`,
-		`{"$s": {"p": {"_id": {"t": "string"}, "z": {"t": "null"}}, "$k": ["_id", "z"]}, "_id": "a", "z": 0}`,
-	} {
-		if doc, err := bsonFromSJSON([]byte(stored)); !errors.Is(err, errSJSONUnsupported) {
-			t.Errorf("%s: %v, %v; want errSJSONUnsupported", stored, bson.Raw(doc), err)
-		}
-	}
-	for _, d := range sjsonSamples() {
-		raw := mustMarshal(t, d)
-		stored, err := sjsonDocument(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		back, err := bsonFromSJSON(stored)
-		if err != nil || !bytes.Equal(back, raw) {
-			t.Errorf("%v: encoded and decoded: %v, %v", d[0].Value, bson.Raw(back), err)
-		}
 	}
 }
 
@@ -541,23 +451,4 @@ func mustOrder(t *testing.T, store *view.Store, id string) view.OrderDoc {
 		t.Fatalf("order %s: %+v, %v", id, d, err)
 	}
 	return *d
-}
-
-// TestSJSONMalformed: a document cut anywhere, or with a length that lies,
-// is an error, never a panic or a read past its end.
-func TestSJSONMalformed(t *testing.T) {
-	for _, d := range sjsonSamples() {
-		raw := mustMarshal(t, d)
-		for n := range len(raw) {
-			cut := append([]byte(nil), raw[:n]...)
-			if _, err := sjsonDocument(cut); err == nil {
-				t.Fatalf("%v cut at %d of %d bytes: no error", d[0].Value, n, len(raw))
-			}
-		}
-		for i := 4; i < len(raw)-1; i++ {
-			bad := append([]byte(nil), raw...)
-			bad[i] ^= 0xff
-			_, _ = sjsonDocument(bad) // must not panic
-		}
-	}
 }

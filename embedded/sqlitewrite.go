@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/ordergateway/gateway/embedded/sjson"
 )
 
 // sqliteWriter is pgWriter's counterpart for the store on SQLite: it writes
@@ -22,7 +24,7 @@ import (
 // SQLite layout: one file <database>.sqlite per database in the store's
 // folder, one STRICT table per collection named in its _ferretdb_collections
 // table, the document in its _ferretdb_sjson column in the same JSON
-// encoding as on PostgreSQL (sjson.go), found by _ferretdb_sjson->'$._id'
+// encoding as on PostgreSQL (package sjson), found by _ferretdb_sjson->'$._id'
 // (the expression the store's own _id index serves, idindex.go).
 //
 // Its one connection per database file waits for FerretDB's writers (and
@@ -221,7 +223,7 @@ func (w *sqliteWriter) replaceGuarded(ctx context.Context, db, coll, guard strin
 		// argument's; -> gives the _id as JSON, as the _id index has it.
 		return fmt.Sprintf(`UPDATE %q SET _ferretdb_sjson = ? WHERE _ferretdb_sjson->'$._id' = ? AND _ferretdb_sjson->>'$.%s' = ?`, table, guard)
 	}, func(i int, doc string) []any {
-		return []any{doc, string(appendJSONString(nil, []byte(ids[i]))), prevs[i]}
+		return []any{doc, string(sjson.AppendString(nil, []byte(ids[i]))), prevs[i]}
 	})
 }
 
@@ -263,7 +265,7 @@ func (w *sqliteWriter) findByIDs(ctx context.Context, db, coll string, ids []str
 		chunk := ids[start:min(start+pgWriteMaxRows, len(ids))]
 		args := make([]any, len(chunk))
 		for i, id := range chunk {
-			args[i] = string(appendJSONString(nil, []byte(id)))
+			args[i] = string(sjson.AppendString(nil, []byte(id)))
 		}
 		stmt := fmt.Sprintf(`SELECT _ferretdb_sjson FROM %q WHERE _ferretdb_sjson->'$._id' IN (?%s)`, table, strings.Repeat(", ?", len(chunk)-1))
 		if err := w.readRows(ctx, f.ro, db, coll, stmt, args, out); err != nil {
@@ -290,7 +292,7 @@ func (w *sqliteWriter) readRows(ctx context.Context, d *sql.DB, db, coll, stmt s
 		if err := rows.Scan(&text); err != nil {
 			return fmt.Errorf("embedded mongodb: direct read: %w", err)
 		}
-		doc, err := bsonFromSJSON(text)
+		doc, err := sjson.Decode(text)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrNoDirectWrites, err)
 		}

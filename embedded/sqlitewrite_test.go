@@ -17,6 +17,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/ordergateway/gateway/embedded/sjson"
+	"github.com/ordergateway/gateway/embedded/sjson/sjsontest"
 	"github.com/ordergateway/gateway/view"
 )
 
@@ -57,7 +59,7 @@ func TestSJSONMatchesFerretDBOnSQLite(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	coll := client.Database("sjson").Collection("docs")
-	for _, d := range sjsonSamples() {
+	for _, d := range sjsontest.Samples() {
 		if _, err := coll.InsertOne(ctx, d); err != nil {
 			t.Fatal(err)
 		}
@@ -73,13 +75,13 @@ func TestSJSONMatchesFerretDBOnSQLite(t *testing.T) {
 	if err := file.QueryRowContext(ctx, `SELECT table_name FROM _ferretdb_collections WHERE name = 'docs'`).Scan(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range sjsonSamples() {
-		mine, err := sjsonDocument(mustMarshal(t, d))
+	for _, d := range sjsontest.Samples() {
+		mine, err := sjson.Encode(mustMarshal(t, d))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var stored string
-		id := string(appendJSONString(nil, []byte(d[0].Value.(string))))
+		id := string(sjson.AppendString(nil, []byte(d[0].Value.(string))))
 		if err := file.QueryRowContext(ctx, fmt.Sprintf(`SELECT _ferretdb_sjson FROM %q WHERE _ferretdb_sjson->'$._id' = ?`, table), id).Scan(&stored); err != nil {
 			t.Fatalf("%v: %v", d[0].Value, err)
 		}
@@ -91,7 +93,7 @@ func TestSJSONMatchesFerretDBOnSQLite(t *testing.T) {
 	var ids []string
 	var prevs []int64
 	var docs [][]byte
-	for _, d := range sjsonSamples() {
+	for _, d := range sjsontest.Samples() {
 		ids, prevs, docs = append(ids, d[0].Value.(string)), append(prevs, 0), append(docs, mustMarshal(t, append(d, bson.E{Key: "version", Value: int64(2)})))
 	}
 	if _, err := coll.UpdateMany(ctx, bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "version", Value: int64(0)}}}}); err != nil {

@@ -1,4 +1,4 @@
-package embedded
+package sjson
 
 import (
 	"encoding/json"
@@ -9,68 +9,69 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
-// sjsonSchemaDoc is the schema of an object as FerretDB 1.24 stores it (see
-// sjsonDocument): its fields' types, and their order.
-type sjsonSchemaDoc struct {
-	Props map[string]sjsonType `json:"p"`
+// objectSchema is the schema of an object as FerretDB 1.24 stores it (see
+// Encode): its fields' types, and their order.
+type objectSchema struct {
+	Props map[string]valueType `json:"p"`
 	Keys  []string             `json:"$k"`
 }
 
-// sjsonType is one value's entry in a schema: its type, and the schema of
+// valueType is one value's entry in a schema: its type, and the schema of
 // an object's fields or an array's items.
-type sjsonType struct {
-	T      string          `json:"t"`
-	Schema *sjsonSchemaDoc `json:"$s"`
-	Items  []sjsonType     `json:"i"`
+type valueType struct {
+	T      string        `json:"t"`
+	Schema *objectSchema `json:"$s"`
+	Items  []valueType   `json:"i"`
 }
 
-// bsonFromSJSON decodes one _jsonb value read from FerretDB 1.24's tables
+// Decode decodes one stored document read from FerretDB 1.24's tables
 // (PostgreSQL's text of the jsonb: keys in any order, the schema's "$k"
-// gives theirs) back into the BSON document FerretDB would return: the
-// types sjsonDocument encodes, keys in their order. Anything else (another
-// type FerretDB stores, a value that does not match its schema) is
-// errSJSONUnsupported: read it through FerretDB.
-func bsonFromSJSON(data []byte) ([]byte, error) {
+// gives theirs; or SQLite's JSON text) back into the BSON document FerretDB
+// would return: the types Encode encodes, keys in their order. Anything
+// else (another type FerretDB stores, a value that does not match its
+// schema, text that is not JSON) is ErrUnsupported: read it through
+// FerretDB.
+func Decode(data []byte) ([]byte, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
-		return nil, fmt.Errorf("%w: %v", errSJSONUnsupported, err)
+		return nil, fmt.Errorf("%w: %v", ErrUnsupported, err)
 	}
 	raw, ok := top["$s"]
 	if !ok {
-		return nil, fmt.Errorf("%w: no schema", errSJSONUnsupported)
+		return nil, fmt.Errorf("%w: no schema", ErrUnsupported)
 	}
-	var schema sjsonSchemaDoc
+	var schema objectSchema
 	if err := json.Unmarshal(raw, &schema); err != nil {
-		return nil, fmt.Errorf("%w: schema: %v", errSJSONUnsupported, err)
+		return nil, fmt.Errorf("%w: schema: %v", ErrUnsupported, err)
 	}
 	delete(top, "$s")
-	return appendSJSONObject(make([]byte, 0, len(data)), &schema, top)
+	return appendBSONObject(make([]byte, 0, len(data)), &schema, top)
 }
 
-// appendSJSONObject appends the BSON document of an object's values.
-func appendSJSONObject(b []byte, schema *sjsonSchemaDoc, values map[string]json.RawMessage) ([]byte, error) {
+// appendBSONObject appends the BSON document of an object's values.
+func appendBSONObject(b []byte, schema *objectSchema, values map[string]json.RawMessage) ([]byte, error) {
 	if schema == nil || len(schema.Keys) != len(values) || len(schema.Props) != len(values) {
-		return nil, fmt.Errorf("%w: an object and its schema differ", errSJSONUnsupported)
+		return nil, fmt.Errorf("%w: an object and its schema differ", ErrUnsupported)
 	}
 	idx, b := bsoncore.AppendDocumentStart(b)
 	for _, k := range schema.Keys {
 		v, ok := values[k]
 		t, typed := schema.Props[k]
 		if !ok || !typed {
-			return nil, fmt.Errorf("%w: an object and its schema differ", errSJSONUnsupported)
+			return nil, fmt.Errorf("%w: an object and its schema differ", ErrUnsupported)
 		}
 		var err error
-		if b, err = appendSJSONValue(b, k, t, v); err != nil {
+		if b, err = appendBSONValue(b, k, t, v); err != nil {
 			return nil, err
 		}
 	}
 	return bsoncore.AppendDocumentEnd(b, idx)
 }
 
-// appendSJSONValue appends one element: key, and the value v of type t.
-func appendSJSONValue(b []byte, key string, t sjsonType, v json.RawMessage) ([]byte, error) {
+// appendBSONValue appends one element: key, and the value v of type t.
+func appendBSONValue(b []byte, key string, t valueType, v json.RawMessage) ([]byte, error) {
 	bad := func(err error) ([]byte, error) {
-		return nil, fmt.Errorf("%w: a %s value: %v", errSJSONUnsupported, t.T, err)
+		return nil, fmt.Errorf("%w: a %s value: %v", ErrUnsupported, t.T, err)
 	}
 	switch t.T {
 	case "object":
@@ -79,7 +80,7 @@ func appendSJSONValue(b []byte, key string, t sjsonType, v json.RawMessage) ([]b
 			return bad(err)
 		}
 		b = bsoncore.AppendHeader(b, bsoncore.TypeEmbeddedDocument, key)
-		return appendSJSONObject(b, t.Schema, values)
+		return appendBSONObject(b, t.Schema, values)
 	case "array":
 		var items []json.RawMessage
 		if err := json.Unmarshal(v, &items); err != nil || items == nil || len(items) != len(t.Items) {
@@ -89,7 +90,7 @@ func appendSJSONValue(b []byte, key string, t sjsonType, v json.RawMessage) ([]b
 		idx, b := bsoncore.AppendArrayStart(b)
 		for i, item := range items {
 			var err error
-			if b, err = appendSJSONValue(b, strconv.Itoa(i), t.Items[i], item); err != nil {
+			if b, err = appendBSONValue(b, strconv.Itoa(i), t.Items[i], item); err != nil {
 				return nil, err
 			}
 		}
@@ -135,5 +136,5 @@ func appendSJSONValue(b []byte, key string, t sjsonType, v json.RawMessage) ([]b
 		}
 		return bsoncore.AppendNullElement(b, key), nil
 	}
-	return nil, fmt.Errorf("%w: type %.20q", errSJSONUnsupported, t.T)
+	return nil, fmt.Errorf("%w: type %.20q", ErrUnsupported, t.T)
 }

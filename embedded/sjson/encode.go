@@ -1,4 +1,15 @@
-package embedded
+// Package sjson encodes BSON documents into FerretDB 1.24's JSON storage
+// format ("sjson": the values as JSON beside a schema of their BSON types
+// and key order), as its PostgreSQL and SQLite backends store them, and
+// decodes such rows back into BSON. It covers the types the gateway's views
+// use and refuses the rest (ErrUnsupported): the caller then goes through
+// FerretDB.
+//
+// It does not import FerretDB (whose internal/handler/sjson cannot be
+// imported anyway), so that it fuzzes fast; the tests that compare the
+// encoding with what FerretDB itself stores are in package embedded
+// (TestSJSONMatchesFerretDB*).
+package sjson
 
 import (
 	"bytes"
@@ -11,10 +22,10 @@ import (
 	"unsafe"
 )
 
-// sjsonDocument encodes a BSON document the way FerretDB 1.24's PostgreSQL
-// backend stores it in its _jsonb column (its internal/handler/sjson
-// package, which cannot be imported): the values as JSON, beside a schema
-// under "$s" that keeps each value's BSON type and the keys' order.
+// Encode encodes a BSON document the way FerretDB 1.24's PostgreSQL backend
+// stores it in its _jsonb column (and its SQLite backend in
+// _ferretdb_sjson): the values as JSON, beside a schema under "$s" that
+// keeps each value's BSON type and the keys' order.
 //
 //	{"$s": {"p": {"_id": {"t": "string"}, "n": {"t": "long"}}, "$k": ["_id", "n"]}, "_id": "o-1", "n": 5}
 //
@@ -23,27 +34,29 @@ import (
 // Anything else (ObjectId, binary, timestamps, decimals...), an array in an
 // array (which FerretDB 1.24 refuses as well), a key that JSON would have
 // to escape, a first key other than _id, and a double that is not finite
-// are refused with errSJSONUnsupported: the caller writes such a document
+// are refused with ErrUnsupported: the caller writes such a document
 // through FerretDB instead. The JSON may differ from FerretDB's in
 // spelling (escapes, number formats) but not in value, which is what
-// PostgreSQL's jsonb keeps: TestSJSONMatchesFerretDB compares the two as
-// jsonb.
+// PostgreSQL's jsonb keeps: embedded.TestSJSONMatchesFerretDB compares the
+// two as jsonb. A document over MaxDocumentBytes is refused, and malformed
+// BSON is an error, never a panic or a read past doc's end.
 //
 // It walks the BSON bytes itself (the views' documents are written a batch
 // at a time, and the driver's element lists cost an allocation per level).
-func sjsonDocument(doc []byte) ([]byte, error) {
-	return appendSJSONDocument(make([]byte, 0, sjsonEstimate(doc)), doc)
+func Encode(doc []byte) ([]byte, error) {
+	return AppendEncode(make([]byte, 0, EstimateEncodedLen(doc)), doc)
 }
 
-// sjsonEstimate is about the size of doc's encoding: the schema spells
-// every key and type again beside the values.
-func sjsonEstimate(doc []byte) int { return 4 * len(doc) }
+// EstimateEncodedLen is about the size of doc's encoding (Encode), to size
+// a buffer: the schema spells every key and type again beside the values.
+func EstimateEncodedLen(doc []byte) int { return 4 * len(doc) }
 
-// appendSJSONDocument appends doc's encoding (sjsonDocument) to b. On an
-// error what it appended is not to be used.
-func appendSJSONDocument(b []byte, doc []byte) ([]byte, error) {
-	if len(doc) > maxDocumentBytes {
-		return nil, fmt.Errorf("%w: a document over %d bytes", errSJSONUnsupported, maxDocumentBytes)
+// AppendEncode appends doc's encoding (Encode) to b and returns the
+// extended buffer. On an error it returns nil, and what it may have
+// written in b's spare capacity is not to be used.
+func AppendEncode(b []byte, doc []byte) ([]byte, error) {
+	if len(doc) > MaxDocumentBytes {
+		return nil, fmt.Errorf("%w: a document over %d bytes", ErrUnsupported, MaxDocumentBytes)
 	}
 	body, err := bsonBody(doc)
 	if err != nil {
@@ -54,10 +67,10 @@ func appendSJSONDocument(b []byte, doc []byte) ([]byte, error) {
 		return nil, err
 	}
 	if first.key != "_id" {
-		return nil, fmt.Errorf("%w: the document's first field is not _id", errSJSONUnsupported)
+		return nil, fmt.Errorf("%w: the document's first field is not _id", ErrUnsupported)
 	}
 	b = append(b, `{"$s":`...)
-	if b, err = sjsonSchema(b, body); err != nil {
+	if b, err = appendSchema(b, body); err != nil {
 		return nil, err
 	}
 	for rest := body; len(rest) > 0; {
@@ -67,26 +80,27 @@ func appendSJSONDocument(b []byte, doc []byte) ([]byte, error) {
 		}
 		rest = rest[e.size:]
 		b = append(b, ',')
-		if b, err = sjsonKey(b, e.key); err != nil {
+		if b, err = appendKey(b, e.key); err != nil {
 			return nil, err
 		}
-		if b, err = sjsonValue(b, e); err != nil {
+		if b, err = appendValue(b, e); err != nil {
 			return nil, err
 		}
 	}
 	return append(b, '}'), nil
 }
 
-// maxDocumentBytes is MongoDB's (and FerretDB's) largest document.
-const maxDocumentBytes = 16 << 20
+// MaxDocumentBytes is MongoDB's (and FerretDB's) largest document, in BSON
+// bytes: Encode refuses a larger one.
+const MaxDocumentBytes = 16 << 20
 
-// errSJSONUnsupported: the document holds something sjsonDocument does not
-// encode.
-var errSJSONUnsupported = errors.New("not encodable for the store's tables")
+// ErrUnsupported: the document (or the stored row) holds something Encode
+// (or Decode) does not cover; write (or read) it through FerretDB.
+var ErrUnsupported = errors.New("not encodable for the store's tables")
 
 var errBSON = errors.New("malformed BSON")
 
-// BSON element types sjsonDocument encodes.
+// BSON element types Encode encodes.
 const (
 	bsonDouble   = 0x01
 	bsonString   = 0x02
@@ -159,7 +173,7 @@ func nextElement(body []byte) (element, error) {
 			return element{}, errBSON
 		}
 	default:
-		return element{}, fmt.Errorf("%w: BSON type 0x%02x", errSJSONUnsupported, e.typ)
+		return element{}, fmt.Errorf("%w: BSON type 0x%02x", ErrUnsupported, e.typ)
 	}
 	if n > len(v) {
 		return element{}, errBSON
@@ -169,17 +183,17 @@ func nextElement(body []byte) (element, error) {
 	return e, nil
 }
 
-// sjsonKey appends key as a JSON string and a colon. Refused: keys that
+// appendKey appends key as a JSON string and a colon. Refused: keys that
 // JSON would escape (FerretDB writes its top-level keys unescaped), and
 // those FerretDB refuses to store (document_validation.go): empty, starting
 // with $ (a top-level "$s" would even replace the schema), or holding a dot.
-func sjsonKey(b []byte, key string) ([]byte, error) {
+func appendKey(b []byte, key string) ([]byte, error) {
 	if key == "" || key[0] == '$' {
-		return nil, fmt.Errorf("%w: a field name that is empty or starts with $", errSJSONUnsupported)
+		return nil, fmt.Errorf("%w: a field name that is empty or starts with $", ErrUnsupported)
 	}
 	for i := 0; i < len(key); i++ {
 		if c := key[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c == '.' || c >= 0x80 {
-			return nil, fmt.Errorf("%w: a field name with character %q", errSJSONUnsupported, c)
+			return nil, fmt.Errorf("%w: a field name with character %q", ErrUnsupported, c)
 		}
 	}
 	b = append(b, '"')
@@ -187,9 +201,9 @@ func sjsonKey(b []byte, key string) ([]byte, error) {
 	return append(b, `":`...), nil
 }
 
-// sjsonSchema appends the schema of a document's body: {} when it has no
+// appendSchema appends the schema of a document's body: {} when it has no
 // fields.
-func sjsonSchema(b []byte, body []byte) ([]byte, error) {
+func appendSchema(b []byte, body []byte) ([]byte, error) {
 	if len(body) == 0 {
 		return append(b, "{}"...), nil
 	}
@@ -204,7 +218,7 @@ func sjsonSchema(b []byte, body []byte) ([]byte, error) {
 		rest = rest[e.size:]
 		if repeated(few[:min(i, len(few))], &many, e.key, i) {
 			// jsonb keeps one of them, and FerretDB then cannot read the row.
-			return nil, fmt.Errorf("%w: a field name repeated", errSJSONUnsupported)
+			return nil, fmt.Errorf("%w: a field name repeated", ErrUnsupported)
 		}
 		if i < len(few) {
 			few[i] = e.key
@@ -212,10 +226,10 @@ func sjsonSchema(b []byte, body []byte) ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		if b, err = sjsonKey(b, e.key); err != nil {
+		if b, err = appendKey(b, e.key); err != nil {
 			return nil, err
 		}
-		if b, err = sjsonElem(b, e); err != nil {
+		if b, err = appendType(b, e); err != nil {
 			return nil, err
 		}
 	}
@@ -227,7 +241,7 @@ func sjsonSchema(b []byte, body []byte) ([]byte, error) {
 			b = append(b, ',')
 		}
 		b = append(b, '"')
-		b = append(b, e.key...) // checked by sjsonKey above
+		b = append(b, e.key...) // checked by appendKey above
 		b = append(b, '"')
 	}
 	return append(b, "]}"...), nil
@@ -254,8 +268,8 @@ func repeated(few []string, many *map[string]struct{}, key string, i int) bool {
 	return false
 }
 
-// sjsonElem appends one value's type in a schema.
-func sjsonElem(b []byte, e element) ([]byte, error) {
+// appendType appends one value's type in a schema.
+func appendType(b []byte, e element) ([]byte, error) {
 	switch e.typ {
 	case bsonDocument:
 		body, err := bsonBody(e.value)
@@ -263,7 +277,7 @@ func sjsonElem(b []byte, e element) ([]byte, error) {
 			return nil, err
 		}
 		b = append(b, `{"t":"object","$s":`...)
-		if b, err = sjsonSchema(b, body); err != nil {
+		if b, err = appendSchema(b, body); err != nil {
 			return nil, err
 		}
 		return append(b, '}'), nil
@@ -280,12 +294,12 @@ func sjsonElem(b []byte, e element) ([]byte, error) {
 			}
 			rest = rest[item.size:]
 			if item.typ == bsonArray { // FerretDB refuses them too
-				return nil, fmt.Errorf("%w: an array in an array", errSJSONUnsupported)
+				return nil, fmt.Errorf("%w: an array in an array", ErrUnsupported)
 			}
 			if i > 0 {
 				b = append(b, ',')
 			}
-			if b, err = sjsonElem(b, item); err != nil {
+			if b, err = appendType(b, item); err != nil {
 				return nil, err
 			}
 		}
@@ -305,11 +319,11 @@ func sjsonElem(b []byte, e element) ([]byte, error) {
 	case bsonInt64:
 		return append(b, `{"t":"long"}`...), nil
 	}
-	return nil, fmt.Errorf("%w: BSON type 0x%02x", errSJSONUnsupported, e.typ)
+	return nil, fmt.Errorf("%w: BSON type 0x%02x", ErrUnsupported, e.typ)
 }
 
-// sjsonValue appends one value as JSON.
-func sjsonValue(b []byte, e element) ([]byte, error) {
+// appendValue appends one value as JSON.
+func appendValue(b []byte, e element) ([]byte, error) {
 	switch e.typ {
 	case bsonDocument, bsonArray:
 		body, err := bsonBody(e.value)
@@ -331,11 +345,11 @@ func sjsonValue(b []byte, e element) ([]byte, error) {
 				b = append(b, ',')
 			}
 			if e.typ == bsonDocument {
-				if b, err = sjsonKey(b, item.key); err != nil {
+				if b, err = appendKey(b, item.key); err != nil {
 					return nil, err
 				}
 			}
-			if b, err = sjsonValue(b, item); err != nil {
+			if b, err = appendValue(b, item); err != nil {
 				return nil, err
 			}
 		}
@@ -343,7 +357,7 @@ func sjsonValue(b []byte, e element) ([]byte, error) {
 	case bsonDouble:
 		f := math.Float64frombits(binary.LittleEndian.Uint64(e.value))
 		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return nil, fmt.Errorf("%w: a double that is not finite", errSJSONUnsupported)
+			return nil, fmt.Errorf("%w: a double that is not finite", ErrUnsupported)
 		}
 		return strconv.AppendFloat(b, f, 'g', -1, 64), nil // the shortest that reads back as f
 	case bsonString:
@@ -351,9 +365,9 @@ func sjsonValue(b []byte, e element) ([]byte, error) {
 		if bytes.IndexByte(s, 0) >= 0 {
 			// PostgreSQL's jsonb refuses \u0000, which would fail the whole
 			// statement; FerretDB fails on it alone.
-			return nil, fmt.Errorf("%w: a string with a NUL character", errSJSONUnsupported)
+			return nil, fmt.Errorf("%w: a string with a NUL character", ErrUnsupported)
 		}
-		return appendJSONString(b, s), nil
+		return AppendString(b, s), nil
 	case bsonBool:
 		return strconv.AppendBool(b, e.value[0] != 0), nil
 	case bsonDateTime, bsonInt64:
@@ -363,13 +377,14 @@ func sjsonValue(b []byte, e element) ([]byte, error) {
 	case bsonInt32:
 		return strconv.AppendInt(b, int64(int32(binary.LittleEndian.Uint32(e.value))), 10), nil
 	}
-	return nil, fmt.Errorf("%w: BSON type 0x%02x", errSJSONUnsupported, e.typ)
+	return nil, fmt.Errorf("%w: BSON type 0x%02x", ErrUnsupported, e.typ)
 }
 
-// appendJSONString appends s as a JSON string, as encoding/json reads it
+// AppendString appends s as a JSON string, as encoding/json reads it
 // back: quotes, backslashes and control characters escaped, invalid UTF-8
-// replaced by U+FFFD (as encoding/json, and so FerretDB, does).
-func appendJSONString(b []byte, s []byte) []byte {
+// replaced by U+FFFD (as encoding/json, and so FerretDB, does). The store
+// on SQLite matches an _id as this JSON text.
+func AppendString(b []byte, s []byte) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	for i := 0; i < len(s); {
