@@ -27,6 +27,16 @@ func TestDecodeRefuses(t *testing.T) {
 		`{"$s": {"p": {"_id": {"t": "string"}, "o": {"t": "object"}}, "$k": ["_id", "o"]}, "_id": "a", "o": {}}`,
 		`{"$s": {"p": {"_id": {"t": "string"}, "d": {"t": "double"}}, "$k": ["_id", "d"]}, "_id": "a", "d": "Infinity"}`,
 		`{"$s": {"p": {"_id": {"t": "string"}, "z": {"t": "null"}}, "$k": ["_id", "z"]}, "_id": "a", "z": 0}`,
+		// A key twice in "$k" (and another left out), a key with a NUL
+		// (which BSON cannot hold: the driver panicked), at the top or
+		// nested.
+		`{"$s": {"p": {"_id": {"t": "string"}, "a": {"t": "int"}}, "$k": ["_id", "_id"]}, "_id": "x", "a": 1}`,
+		`{"$s": {"p": {"_id": {"t": "string"}, "o": {"t": "object", "$s": {"p": {"a": {"t": "int"}, "b": {"t": "int"}}, "$k": ["a", "a"]}}}, "$k": ["_id", "o"]}, "_id": "x", "o": {"a": 1, "b": 2}}`,
+		`{"$s": {"p": {"_id": {"t": "string"}, "a\u0000b": {"t": "int"}}, "$k": ["_id", "a\u0000b"]}, "_id": "x", "a\u0000b": 1}`,
+		`{"$s": {"p": {"_id": {"t": "string"}, "o": {"t": "object", "$s": {"p": {"\u0000": {"t": "int"}}, "$k": ["\u0000"]}}}, "$k": ["_id", "o"]}, "_id": "x", "o": {"\u0000": 1}}`,
+		// Not one JSON value.
+		`{"$s": {"p": {"_id": {"t": "string"}}, "$k": ["_id"]}, "_id": "x"} {}`,
+		`{"$s": {"p": {"_id": {"t": "string"}}, "$k": ["_id"]}, "_id": "x"`,
 	} {
 		if doc, err := Decode([]byte(stored)); !errors.Is(err, ErrUnsupported) {
 			t.Errorf("%s: %v, %v; want ErrUnsupported", stored, bson.Raw(doc), err)
@@ -42,5 +52,20 @@ func TestDecodeRefuses(t *testing.T) {
 		if err != nil || !bytes.Equal(back, raw) {
 			t.Errorf("%v: encoded and decoded: %v, %v", d[0].Value, bson.Raw(back), err)
 		}
+	}
+}
+
+// TestDecodeReadsAnySpelling: a row reads the same however its JSON is
+// spelled: keys in any order (PostgreSQL's jsonb prints the shorter
+// first) with spaces, escapes in keys and strings, invalid UTF-8 read as
+// U+FFFD, the schema not first; of a key written twice the last value
+// counts, as in jsonb.
+func TestDecodeReadsAnySpelling(t *testing.T) {
+	stored := []byte("{\"n\": 1, \"_id\": \"caf\\u00e9\", \"t\\u00e9\": [{\"z\": null, \"a\": \"x\\\"\xff\"}], \"n\": 2, " +
+		`"$s": {"$k": ["_id", "té", "n"], "p": {"n": {"t": "long"}, "_id": {"t": "string"}, "té": {"t": "array", "i": [{"t": "object", "$s": {"p": {"a": {"t": "string"}, "z": {"t": "null"}}, "$k": ["a", "z"]}}]}}}}`)
+	want := mustMarshal(t, bson.D{{Key: "_id", Value: "café"}, {Key: "té", Value: bson.A{bson.D{{Key: "a", Value: "x\"\uFFFD"}, {Key: "z", Value: nil}}}}, {Key: "n", Value: int64(2)}})
+	got, err := Decode(stored)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("%s: %v, %v; want %v", stored, bson.Raw(got), err, bson.Raw(want))
 	}
 }

@@ -3,6 +3,7 @@ package sjson
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"strconv"
 	"testing"
 
@@ -13,9 +14,12 @@ import (
 )
 
 // FuzzSJSONDecode: whatever a row holds, Decode returns valid BSON, no
-// more than twice the row's size, or an error, never a panic; and what it
-// decodes encodes back to the same stored form (a document FerretDB would
-// read the same).
+// more than twice the row's size and with no key twice in an object, or an
+// error, never a panic; it reads each row as decodeReference does, or
+// refuses what that one read wrong; and what it decodes encodes back to the
+// same stored form (a document FerretDB would read the same). Besides, as
+// the text of a JSON string, the input unquotes as encoding/json reads it,
+// and Decode's parser, before the validation, returns at worst an error.
 func FuzzSJSONDecode(f *testing.F) {
 	for _, d := range sjsontest.Samples() {
 		stored, err := Encode(mustMarshal(f, d))
@@ -25,13 +29,42 @@ func FuzzSJSONDecode(f *testing.F) {
 		f.Add(stored)
 	}
 	f.Add([]byte(`{"$s": {"p": {"_id": {"t": "string"}, "a": {"t": "array", "i": [{"t": "object", "$s": {}}]}}, "$k": ["_id", "a"]}, "_id": "x", "a": [{}]}`))
+	// Keys and strings as PostgreSQL's jsonb spells them: escaped, in any order.
+	f.Add([]byte(`{"_id": "x\u00e9", "$s": {"$k": ["_id", "k\u0041\n"], "p": {"_id": {"t": "string"}, "k\u0041\n": {"t": "long"}}}, "k\u0041\n": -1}`))
+	f.Add([]byte(`\ud83d\ude00 \ud83d \ude00\u00e9\"\\\/\b\f\n\r\t\u0000 ` + "\xff\xed\xa0\x80")) // a JSON string's text
 	f.Fuzz(func(t *testing.T, stored []byte) {
+		if quoted := append(append([]byte{'"'}, stored...), '"'); json.Valid(quoted) {
+			var want string
+			if err := json.Unmarshal(quoted, &want); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := unquote(quoted); got != want || err != nil {
+				t.Fatalf("%s unquotes as %q, %v; encoding/json reads %q", quoted, got, err, want)
+			}
+		}
+		// The parser alone, on text that json.Valid may refuse: an error,
+		// never a panic.
+		p := parser{data: stored}
+		_, _ = p.value()
+
 		doc, err := Decode(stored)
-		if err != nil {
+		want, panicked, wantErr := referenceOutcome(stored)
+		switch {
+		case err != nil:
+			if wantErr == nil && !panicked && !repeatedKey(t, want) {
+				t.Fatalf("Decode refuses %q (%v), which decodeReference reads as %v", stored, err, bson.Raw(want))
+			}
 			return
+		case panicked || wantErr != nil:
+			t.Fatalf("Decode reads %q as %v, which decodeReference refuses (%v) or panics on (%v)", stored, bson.Raw(doc), wantErr, panicked)
+		case !bytes.Equal(doc, want):
+			t.Fatalf("Decode reads %q as %v, decodeReference as %v", stored, bson.Raw(doc), bson.Raw(want))
 		}
 		if err := bsoncore.Document(doc).Validate(); err != nil {
 			t.Fatalf("decoded %q into invalid BSON: %v", stored, err)
+		}
+		if repeatedKey(t, doc) {
+			t.Fatalf("decoded %q into %v, with a key twice", stored, bson.Raw(doc))
 		}
 		if len(doc) > 2*len(stored) {
 			t.Fatalf("decoded %d bytes into %d", len(stored), len(doc))
@@ -45,6 +78,40 @@ func FuzzSJSONDecode(f *testing.F) {
 			t.Fatalf("%q: decoded, encoded and decoded again differs: %v, %v", stored, bson.Raw(back), err)
 		}
 	})
+}
+
+// referenceOutcome is what decodeReference does with stored.
+func referenceOutcome(stored []byte) (doc []byte, panicked bool, err error) {
+	defer func() {
+		if recover() != nil {
+			doc, panicked, err = nil, true, nil
+		}
+	}()
+	doc, err = decodeReference(stored)
+	return doc, false, err
+}
+
+// repeatedKey reports whether a document of doc's, doc included, has a key
+// twice.
+func repeatedKey(t *testing.T, doc bsoncore.Document) bool {
+	elems, err := doc.Elements()
+	if err != nil {
+		t.Fatalf("%v: %v", bson.Raw(doc), err)
+	}
+	seen := map[string]bool{}
+	for _, e := range elems {
+		if seen[e.Key()] {
+			return true
+		}
+		seen[e.Key()] = true
+		switch v := e.Value(); v.Type {
+		case bsoncore.TypeEmbeddedDocument, bsoncore.TypeArray:
+			if repeatedKey(t, v.Data) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // FuzzSJSONRoundTrip: whatever BSON Encode takes, Decode reads back as the
