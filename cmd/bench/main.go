@@ -454,8 +454,12 @@ func (b *bench) header(w io.Writer) {
 	fmt.Fprintf(w, "broker:   %s\n", b.env.brokerDesc)
 	fmt.Fprintf(w, "store:    %s\n", b.env.storeDesc)
 	fmt.Fprintf(w, "run id:   %s (topic prefixes and databases %s_*)\n", b.env.runID, b.env.runID)
-	fmt.Fprintf(w, "settings: %d partitions, fetch wait %s for every consumer (gateway and raw), concurrency %d, throughput duration %s, restore orders %d, projection events %d, latency pairs %d, queries %d, lag %d mutations/s for %s\n",
-		partitions, fetchWait, b.o.concurrency, b.o.duration, b.o.orders, b.o.projEvents, b.o.latencyPairs, b.o.queries, b.o.lagRate, b.o.lagDuration)
+	scaleFetch := ""
+	if !b.env.embeddedKafk {
+		scaleFetch = "; the scale scenario's gateway process: its own default"
+	}
+	fmt.Fprintf(w, "settings: %d partitions, fetch wait %s for every consumer (gateway and raw%s), concurrency %d, throughput duration %s, restore orders %d, projection events %d, latency pairs %d, queries %d, lag %d mutations/s for %s\n",
+		partitions, fetchWait, scaleFetch, b.o.concurrency, b.o.duration, b.o.orders, b.o.projEvents, b.o.latencyPairs, b.o.queries, b.o.lagRate, b.o.lagDuration)
 	if b.env.embeddedMong && b.o.projEvents > 5000 {
 		fmt.Fprintf(w, "warning:  %d projection events on the embedded store: FerretDB on SQLite scans whole tables, expect it to be slow\n", b.o.projEvents)
 	}
